@@ -1,0 +1,217 @@
+"""The connector contract: what a connector class declares and what the runner calls.
+
+A connector talks to one external system (an ESP, a CRM, a folder of files). The runner creates
+one instance per configured *connection* (a named entry under ``[connections]`` in
+``segsync.toml``) and drives it:
+
+* ``check()`` — connectivity and credentials, for ``segsync check``.
+* ``read(stream, cursor)`` — incremental pull; yields :class:`Batch` objects, each with the
+  cursor that is true once that batch is committed. The runner stores the cursor in the same
+  transaction as the batch's records, so a crash never skips data.
+* ``write(changes)`` — push; takes a batch of :class:`ContactChange` (at most
+  ``max_batch_size``) and returns a :class:`WriteResult` with exactly one :class:`Outcome` per
+  change. The runner acknowledges ``ok`` outcomes, records ``rejected`` ones as record errors and
+  sends ``retryable`` ones again on the next run (they stay unacknowledged).
+
+Records a connector yields use the canonical column names documented in ``docs/records.md``
+(contacts: ``email`` plus attribute columns; events: ``email``, ``type``, ``timestamp``, ``id``,
+``properties``; consent: ``email``, ``channel``, ``purpose``, ``status``, ``timestamp``,
+``method``, ``evidence``). The store validates and normalizes them set-based; a bad record
+becomes a record error naming the record and field, never a failed batch.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Capability(str, enum.Enum):
+    """What a connector can do; the runner only calls what is declared."""
+
+    READ_CONTACTS = "read_contacts"
+    READ_EVENTS = "read_events"
+    READ_CONSENT = "read_consent"
+    WRITE_CONTACTS = "write_contacts"  # attributes and subscription status
+    WRITE_MEMBERSHIPS = "write_memberships"  # tags / lists / segments
+    WRITE_CONSENT = "write_consent"  # opt-outs and their equivalents
+    DELETE_CONTACTS = "delete_contacts"
+
+
+READ_CAPABILITIES = frozenset(
+    {Capability.READ_CONTACTS, Capability.READ_EVENTS, Capability.READ_CONSENT}
+)
+WRITE_CAPABILITIES = frozenset(
+    {
+        Capability.WRITE_CONTACTS,
+        Capability.WRITE_MEMBERSHIPS,
+        Capability.WRITE_CONSENT,
+        Capability.DELETE_CONTACTS,
+    }
+)
+
+
+class Stream(str, enum.Enum):
+    """The kinds of records a source yields, in the order the runner pulls them."""
+
+    CONTACTS = "contacts"
+    CONSENT = "consent"
+    EVENTS = "events"
+
+
+STREAM_CAPABILITY = {
+    Stream.CONTACTS: Capability.READ_CONTACTS,
+    Stream.CONSENT: Capability.READ_CONSENT,
+    Stream.EVENTS: Capability.READ_EVENTS,
+}
+
+
+class ConnectorSettings(BaseSettings):
+    """Base class of every connector's settings.
+
+    Non-secret fields come from the connection's table in ``segsync.toml``; fields typed
+    ``SecretStr`` come only from the environment (``SEGSYNC_<CONNECTION>_<FIELD>``) or the
+    project's ``.env``. The runner builds the settings with :func:`segsync.config.connection_settings`.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """Records the store should scan itself (DuckDB's readers), for bulk loads from files.
+
+    ``skip_rows`` data rows are skipped (already loaded); ``columns`` maps canonical column
+    names to the file's column names (identity where absent).
+    """
+
+    path: Path
+    format: Literal["csv", "jsonl"]
+    skip_rows: int = 0
+    columns: Mapping[str, str] = field(default_factory=dict)
+    label: str = ""  # how record errors name the file; defaults to the path
+
+
+@dataclass
+class Batch:
+    """One unit of pulled records plus the cursor that holds once they are committed.
+
+    Exactly one of ``rows`` (canonical dicts, e.g. an API page) or ``file`` is set.
+    ``record_ids`` optionally names each row for error messages (defaults to its position).
+    """
+
+    stream: Stream
+    cursor: Any
+    rows: Sequence[Mapping[str, Any]] | None = None
+    file: FileSlice | None = None
+    record_ids: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rows is None) == (self.file is None):
+            raise ValueError("a Batch holds either rows or a file, not both or neither")
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    """What one destination must change for one contact.
+
+    ``op`` is ``upsert`` (create or update attributes/status) or ``delete``. ``status`` is the
+    subscription status the destination should hold: ``subscribed``, ``unsubscribed``,
+    ``pending``, ``cleaned`` (bounced), ``complained`` or ``none`` (no marketing consent on
+    record). ``tags_add``/``tags_remove`` are segment memberships entering and leaving.
+    ``previous_status`` is what the destination last acknowledged (None when never).
+    """
+
+    contact_key: str
+    op: Literal["upsert", "delete"]
+    status: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    tags_add: tuple[str, ...] = ()
+    tags_remove: tuple[str, ...] = ()
+    previous_status: str | None = None
+    external_id: str | None = None
+
+
+OutcomeStatus = Literal["ok", "rejected", "retryable"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The destination's answer for one change."""
+
+    contact_key: str
+    status: OutcomeStatus
+    reason: str | None = None
+    field: str | None = None
+    external_id: str | None = None
+
+    @classmethod
+    def ok(cls, contact_key: str, external_id: str | None = None) -> Outcome:
+        return cls(contact_key, "ok", external_id=external_id)
+
+    @classmethod
+    def rejected(cls, contact_key: str, reason: str, field: str | None = None) -> Outcome:
+        return cls(contact_key, "rejected", reason=reason, field=field)
+
+    @classmethod
+    def retryable(cls, contact_key: str, reason: str) -> Outcome:
+        return cls(contact_key, "retryable", reason=reason)
+
+
+@dataclass
+class WriteResult:
+    """Per-record outcomes of one ``write`` call and how many API/file writes it made."""
+
+    outcomes: list[Outcome]
+    calls: int
+
+
+class Connector:
+    """Base class of connectors. Subclass it, set the class attributes, override what you declare.
+
+    Class attributes:
+
+    * ``type_name`` — the name users write as ``type = "..."`` in ``segsync.toml``.
+    * ``capabilities`` — a frozenset of :class:`Capability`.
+    * ``Settings`` — a :class:`ConnectorSettings` subclass.
+    * ``max_batch_size`` — most changes one ``write`` call accepts (None: no limit).
+    """
+
+    type_name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    max_batch_size: ClassVar[int | None] = None
+
+    def __init__(self, connection: str, settings: ConnectorSettings, project_dir: Path) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.project_dir = project_dir
+
+    def enabled_capabilities(self) -> frozenset[Capability]:
+        """The capabilities this configured instance offers (default: all declared)."""
+        return self.capabilities
+
+    def check(self) -> list[str]:
+        """Problems with connectivity, credentials or configuration; empty when all is well."""
+        return []
+
+    def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
+        """Yield batches of ``stream`` records newer than ``cursor`` (None: everything)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read {stream.value}")
+
+    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+        """Apply ``changes``; return one outcome per change."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write")
+
+    def close(self) -> None:
+        """Release connections; called once at the end of a run."""
+
+    def __repr__(self) -> str:
+        # Settings reprs mask SecretStr; never include raw secrets here.
+        return f"<{type(self).__name__} connection={self.connection!r}>"

@@ -1,0 +1,142 @@
+"""Every hook segsync calls. Plugins implement them with ``@segsync.hookimpl``.
+
+Hooks that *register* things receive a ``register`` callback: the host checks names and rejects
+duplicates in one place, naming both plugins. Hooks that *observe or wrap* the pipeline receive
+the objects of the current run. ``docs/hooks.md`` documents each hook; a test fails when one is
+missing there or has no test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from segsync.connector import Connector, ContactChange, WriteResult
+    from segsync.runner import RunSummary
+
+hookspec = pluggy.HookspecMarker("segsync")
+
+
+@hookspec
+def segsync_register_connectors(register: Callable[[type[Connector]], None]) -> None:
+    """Register connector classes.
+
+    :param register: call ``register(ConnectorClass)`` once per class; the class's
+        ``type_name`` is what users write as ``type = "..."`` in ``segsync.toml``. A second
+        class with the same ``type_name`` is rejected with both plugins' names.
+
+    Called once when the plugin host loads, before any command runs.
+
+    Example::
+
+        @hookimpl
+        def segsync_register_connectors(register):
+            register(MailchimpConnector)
+    """
+
+
+@hookspec
+def segsync_register_event_types(register: Callable[..., None]) -> None:
+    """Register event types beyond the built-in vocabulary.
+
+    :param register: call ``register(name, description)``; ``name`` is dotted lower-case
+        (``"webinar.attended"``). Events of unregistered types are rejected at ingestion with a
+        record error naming the type. Duplicates are rejected with both plugins' names.
+
+    Called once when the plugin host loads. The core registers its own vocabulary through this
+    hook (``segsync.default_plugins.event_types``).
+
+    Example::
+
+        @hookimpl
+        def segsync_register_event_types(register):
+            register("webinar.attended", "Attended a live webinar; properties: webinar_id")
+    """
+
+
+@hookspec
+def segsync_register_segment_functions(register: Callable[[Any], None]) -> None:
+    """Register functions for the segment rule language, as SQL builders.
+
+    :param register: call ``register(function)`` with a ``segsync.segments`` function object
+        (name, arguments, documentation and a builder returning SQL expressions), so the
+        function runs inside whichever engine evaluates the rules. Duplicate names are rejected
+        with both plugins' names.
+
+    Called once when the plugin host loads.
+
+    Example::
+
+        @hookimpl
+        def segsync_register_segment_functions(register):
+            register(SegmentFunction(name="webinars", ...))
+    """
+
+
+@hookspec
+def segsync_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``segsync`` command line.
+
+    :param cli: the root ``click`` group; add with ``@cli.command()`` or ``cli.add_command``.
+
+    Called once when the CLI starts (``segsync --help`` lists plugin commands).
+
+    Example::
+
+        @hookimpl
+        def segsync_register_commands(cli):
+            @cli.command()
+            def hello():
+                click.echo("hi")
+    """
+
+
+@hookspec(firstresult=True)
+def segsync_push(
+    connector: Connector, changes: Sequence[ContactChange], run_id: int | None
+) -> WriteResult | None:
+    """Push one batch of changes to one destination; the first non-None result wins.
+
+    :param connector: the destination's connector instance (``connector.connection`` names it).
+    :param changes: at most ``connector.max_batch_size`` changes.
+    :param run_id: the current run's id.
+    :return: the :class:`~segsync.connector.WriteResult` of the batch.
+
+    Called by the runner for every batch of every destination, after the consent gate. The core
+    implements it by calling ``connector.write(changes)``; plugins wrap it with
+    ``@hookimpl(wrapper=True)`` to observe, time, or veto a push (a wrapper may return its own
+    result instead of yielding).
+
+    Example::
+
+        @hookimpl(wrapper=True)
+        def segsync_push(connector, changes, run_id):
+            started = time.monotonic()
+            result = yield
+            metrics.timing(connector.connection, time.monotonic() - started)
+            return result
+    """
+
+
+@hookspec
+def segsync_run_finished(summary: RunSummary) -> None:
+    """Observe the end of a sync run (succeeded, partial or failed).
+
+    :param summary: the run's :class:`~segsync.runner.RunSummary` (id, status, counts per
+        phase and per destination, errors).
+
+    Called once at the end of every non-dry run, after the run row is final. Exceptions raised
+    here are logged with the plugin's name and do not change the run's status.
+
+    Example::
+
+        @hookimpl
+        def segsync_run_finished(summary):
+            if summary.status != "succeeded":
+                notify_slack(f"segsync run {summary.run_id}: {summary.status}")
+    """

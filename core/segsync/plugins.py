@@ -1,0 +1,250 @@
+"""Plugin discovery and the typed facade over pluggy's hook relay.
+
+Plugins are found through the ``segsync`` entry-point group. Each entry point is loaded on its
+own: one that fails to import is reported with its name and distribution, and the others still
+load. ``SEGSYNC_DISABLE_PLUGINS`` (``1``/``all``, or a comma-separated list of plugin names)
+and ``SEGSYNC_PLUGINS`` (an allow-list) switch plugins off. Built-in behaviour lives in
+``segsync.default_plugins`` and is registered through the same hooks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from segsync import hookspecs
+
+if TYPE_CHECKING:
+    import click
+
+    from segsync.connector import Connector, ContactChange, WriteResult
+    from segsync.runner import RunSummary
+
+log = logging.getLogger(__name__)
+
+hookimpl = pluggy.HookimplMarker("segsync")
+
+ENTRY_POINT_GROUP = "segsync"
+
+DEFAULT_PLUGINS = (
+    "segsync.default_plugins.event_types",
+    "segsync.default_plugins.push",
+)
+
+
+class PluginError(Exception):
+    """A plugin broke the contract (bad registration, duplicate name, failing hook)."""
+
+
+class DuplicateRegistration(PluginError):
+    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+        super().__init__(
+            f"{kind} {name!r} is registered by both plugin {first!r} and plugin {second!r}; "
+            f"uninstall one or disable it with SEGSYNC_DISABLE_PLUGINS={second}"
+        )
+
+
+@dataclass
+class PluginLoadFailure:
+    name: str
+    distribution: str | None
+    error: str
+
+    def message(self) -> str:
+        dist = f" (distribution {self.distribution})" if self.distribution else ""
+        return f'Error loading plugin "{self.name}"{dist}: {self.error}'
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    hooks: list[str]
+    connector_types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Registered:
+    value: Any
+    plugin: str
+
+
+def _env_names(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None or not raw.strip():
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+class PluginHost:
+    """Loads plugins once and offers each hook as a typed method.
+
+    The rest of segsync never touches ``pm.hook`` directly.
+    """
+
+    def __init__(self, *, load_entry_points: bool = True, extra_plugins: Sequence[Any] = ()) -> None:
+        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.failures: list[PluginLoadFailure] = []
+        self._distributions: dict[str, tuple[str, str]] = {}
+        for module_name in DEFAULT_PLUGINS:
+            self.pm.register(importlib.import_module(module_name), name=module_name)
+            self._distributions[module_name] = ("segsync", _version("segsync"))
+        if load_entry_points:
+            self._load_entry_points()
+        for plugin in extra_plugins:
+            self.register(plugin)
+        self.pm.check_pending()
+        self._connectors: dict[str, _Registered] | None = None
+        self._event_types: dict[str, _Registered] | None = None
+        self._segment_functions: dict[str, _Registered] | None = None
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load_entry_points(self) -> None:
+        disabled = _env_names("SEGSYNC_DISABLE_PLUGINS") or set()
+        if disabled & {"1", "all", "*", "true"}:
+            return
+        allowed = _env_names("SEGSYNC_PLUGINS")
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in disabled or (allowed is not None and ep.name not in allowed):
+                continue
+            if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+                continue
+            dist_name = ep.dist.name if ep.dist else None
+            try:
+                plugin = ep.load()
+                self.pm.register(plugin, name=ep.name)
+            except Exception as exc:  # one broken plugin must not stop the others
+                failure = PluginLoadFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}")
+                self.failures.append(failure)
+                log.warning(failure.message())
+                continue
+            self._distributions[ep.name] = (
+                dist_name or ep.name,
+                ep.dist.version if ep.dist else "unknown",
+            )
+
+    def register(self, plugin: Any, name: str | None = None) -> str:
+        """Register an in-process plugin (tests, embedding applications)."""
+        registered = self.pm.register(plugin, name=name)
+        assert registered is not None
+        self._distributions.setdefault(registered, ("(in-process)", ""))
+        self.pm.check_pending()
+        self._connectors = self._event_types = self._segment_functions = None
+        return registered
+
+    def _collect(self, hook_name: str, kind: str, key) -> dict[str, _Registered]:
+        found: dict[str, _Registered] = {}
+        hook = getattr(self.pm.hook, hook_name)
+        # Call each implementation separately so every registration is attributed to its plugin.
+        for impl in reversed(hook.get_hookimpls()):
+            plugin_name = impl.plugin_name
+
+            def register(value: Any, *args: Any, _plugin: str = plugin_name) -> None:
+                name = key(value, *args)
+                if name in found:
+                    raise DuplicateRegistration(kind, name, found[name].plugin, _plugin)
+                found[name] = _Registered((value, *args) if args else value, _plugin)
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                ) from exc
+        return found
+
+    # -- typed hook calls --------------------------------------------------------------------
+
+    def connector_types(self) -> dict[str, type[Connector]]:
+        if self._connectors is None:
+            self._connectors = self._collect(
+                "segsync_register_connectors", "connector type", _connector_type_name
+            )
+        return {name: reg.value for name, reg in self._connectors.items()}
+
+    def connector_plugin(self, type_name: str) -> str:
+        self.connector_types()
+        assert self._connectors is not None
+        return self._connectors[type_name].plugin
+
+    def event_types(self) -> dict[str, str]:
+        if self._event_types is None:
+            self._event_types = self._collect(
+                "segsync_register_event_types", "event type", lambda name, *_: name
+            )
+        return {name: reg.value[1] if isinstance(reg.value, tuple) else "" for name, reg in self._event_types.items()}
+
+    def segment_functions(self) -> dict[str, Any]:
+        if self._segment_functions is None:
+            self._segment_functions = self._collect(
+                "segsync_register_segment_functions", "segment function", lambda fn: fn.name
+            )
+        return {name: reg.value for name, reg in self._segment_functions.items()}
+
+    def add_commands(self, cli: click.Group) -> None:
+        self.pm.hook.segsync_register_commands(cli=cli)
+
+    def push(
+        self, connector: Connector, changes: Sequence[ContactChange], run_id: int | None
+    ) -> WriteResult:
+        result = self.pm.hook.segsync_push(connector=connector, changes=changes, run_id=run_id)
+        if result is None:
+            raise PluginError("no plugin implemented segsync_push (the core's default is missing)")
+        return result
+
+    def run_finished(self, summary: RunSummary) -> None:
+        for impl in self.pm.hook.segsync_run_finished.get_hookimpls():
+            try:
+                impl.function(summary=summary)
+            except Exception as exc:  # an observer never changes the run's outcome
+                log.warning(
+                    "plugin %r failed in segsync_run_finished: %s: %s",
+                    impl.plugin_name,
+                    type(exc).__name__,
+                    exc,
+                )
+
+    # -- introspection -----------------------------------------------------------------------
+
+    def plugins(self) -> list[PluginInfo]:
+        types_by_plugin: dict[str, list[str]] = {}
+        self.connector_types()
+        assert self._connectors is not None
+        for type_name, reg in self._connectors.items():
+            types_by_plugin.setdefault(reg.plugin, []).append(type_name)
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            dist, version = self._distributions.get(name, ("(unknown)", ""))
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            infos.append(
+                PluginInfo(name, dist, version, hooks, sorted(types_by_plugin.get(name, [])))
+            )
+        return sorted(infos, key=lambda p: p.name)
+
+
+def _connector_type_name(cls: Any) -> str:
+    name = getattr(cls, "type_name", None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"connector class {cls!r} has no type_name")
+    return name
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,70 @@
+"""Exceptions of the segment engine.
+
+``RuleError`` is what a user sees for a bad rule: it carries the rule text and a 1-based line
+and column so ``str(err)`` can show the offending line with a caret under it. Config and CLI
+code should print ``str(err)`` unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SegmentError(ValueError):
+    """Base class of segment-engine errors (a ``ValueError`` so pydantic validators wrap it)."""
+
+
+class RuleError(SegmentError):
+    """A rule that cannot be tokenized, parsed or compiled.
+
+    Attributes callers rely on: ``message`` (one line, no position), ``text`` (the rule),
+    ``line`` and ``column`` (1-based; 0 when unknown) and ``segment`` (name, when known).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        text: str = "",
+        line: int = 0,
+        column: int = 0,
+        segment: str | None = None,
+    ) -> None:
+        self.message = message
+        self.text = text
+        self.line = line
+        self.column = column
+        self.segment = segment
+        super().__init__(self._render())
+
+    def with_segment(self, segment: str) -> RuleError:
+        """The same error naming the segment whose rule it is."""
+        return RuleError(self.message, self.text, self.line, self.column, segment)
+
+    def _render(self) -> str:
+        where = f"segment {self.segment!r}: " if self.segment else ""
+        if not self.line:
+            return f"{where}{self.message}"
+        head = f"{where}line {self.line}, column {self.column}: {self.message}"
+        lines = self.text.splitlines() or [""]
+        src = lines[self.line - 1] if self.line <= len(lines) else ""
+        # Tabs would misplace the caret; render them as single spaces on both lines.
+        src = src.replace("\t", " ")
+        return f"{head}\n    {src}\n    {' ' * (self.column - 1)}^"
+
+    def __str__(self) -> str:
+        return self._render()
+
+
+class SegmentConfigError(SegmentError):
+    """Segments that are individually valid but do not fit together (cycles, unknown names)."""
+
+
+class FunctionRegistryError(SegmentError):
+    """A segment function that cannot be registered (name clash, bad declaration)."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    match = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""

@@ -1,0 +1,6 @@
+"""The embedded store (DuckDB): contacts, events, consent ledger, cursors, runs, acknowledgements."""
+
+from segsync.store.lock import StoreLocked
+from segsync.store.store import Store
+
+__all__ = ["Store", "StoreLocked"]

@@ -1,0 +1,578 @@
+"""Set-based ingestion: a batch of raw records becomes validated rows in the store.
+
+Every batch takes the same path, whether it came from an API page or a 10-million-line file:
+
+1. *stage* — DuckDB scans the file itself (CSV through ``read_csv``; JSONL one line per row so
+   line numbers stay exact); API rows are written to a temporary JSONL file first.
+2. *validate and normalize* — one SQL statement computes every field's typed value and a list
+   of ``{field, reason}`` errors per row. Addresses of the plain ASCII shape are normalized in
+   SQL; the few others go through :func:`segsync.model.normalize_email`, once per distinct value.
+3. *merge* — valid rows are merged with ``INSERT … ON CONFLICT``; invalid rows become record
+   errors naming the record (file and line, or the connector's id) and the field.
+
+Nothing here loops over records in Python, except the distinct non-ASCII addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlglot import exp
+
+from segsync.connector import Batch, FileSlice, Stream
+from segsync.model import (
+    CONSENT_METHODS,
+    DEFAULT_PURPOSE,
+    FAST_EMAIL_PATTERN,
+    KNOWN_ATTRIBUTES,
+    SLOW_PATH_TLDS,
+    Channel,
+    ConsentStatus,
+    InvalidEmail,
+    normalize_email,
+)
+
+CANONICAL_COLUMNS: dict[Stream, tuple[str, ...]] = {
+    Stream.CONTACTS: ("email", "external_id", *KNOWN_ATTRIBUTES, "custom"),
+    Stream.EVENTS: (
+        "email",
+        "type",
+        "timestamp",
+        "id",
+        "value",
+        "currency",
+        "url",
+        "category",
+        "properties",
+    ),
+    Stream.CONSENT: ("email", "channel", "purpose", "status", "timestamp", "method", "evidence"),
+}
+# Columns whose value is a JSON object rather than text.
+_JSON_COLUMNS = {"custom", "properties"}
+_ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}(:?\d{2})?)$"
+
+
+@dataclass
+class IngestResult:
+    rows: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # first few, for display
+
+
+def quote_ident(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def quote_literal(value: str) -> str:
+    return exp.Literal.string(value).sql("duckdb")
+
+
+class Ingestor:
+    """Loads batches for one connection into an open store connection (no transaction handling:
+    the runner wraps each batch and its cursor in one transaction)."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        connection: str,
+        run_id: int | None,
+        event_types: Iterable[str],
+        now_sql: str = "now()",
+    ) -> None:
+        self.con = con
+        self.connection = connection
+        self.run_id = run_id
+        self.now_sql = now_sql
+        con.execute("CREATE OR REPLACE TEMP TABLE _event_types (name VARCHAR PRIMARY KEY)")
+        con.executemany("INSERT INTO _event_types VALUES (?)", [[t] for t in sorted(set(event_types))])
+
+    # -- staging -----------------------------------------------------------------------------
+
+    def _stage(self, batch: Batch) -> None:
+        """Create temp view ``_raw`` with ``_row``, ``_record`` and one column per canonical name."""
+        if batch.rows is not None:
+            fd, name = tempfile.mkstemp(prefix="segsync-batch-", suffix=".jsonl")
+            ids = batch.record_ids
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                for index, row in enumerate(batch.rows):
+                    record = dict(row)
+                    record["_record"] = ids[index] if ids else f"{self.connection} record {index + 1}"
+                    handle.write(json.dumps(record, default=str))
+                    handle.write("\n")
+            try:
+                self._stage_jsonl(batch.stream, FileSlice(Path(name), "jsonl"), record_from_json=True)
+                # Materialize so the temporary file can go.
+                self.con.execute("CREATE OR REPLACE TEMP TABLE _raw_t AS SELECT * FROM _raw")
+                self.con.execute("CREATE OR REPLACE TEMP VIEW _raw AS SELECT * FROM _raw_t")
+            finally:
+                os.unlink(name)
+            return
+        assert batch.file is not None
+        if batch.file.format == "csv":
+            self._stage_csv(batch.stream, batch.file)
+        else:
+            self._stage_jsonl(batch.stream, batch.file, record_from_json=False)
+
+    def _label(self, file: FileSlice) -> str:
+        return file.label or str(file.path)
+
+    def _stage_csv(self, stream: Stream, file: FileSlice) -> None:
+        path = quote_literal(str(file.path))
+        source = f"read_csv({path}, all_varchar = true, header = true)"
+        header = [row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+        columns, extras = self._column_map(stream, header, file.columns)
+        selects = [
+            f"{quote_ident(columns[c]) if c in columns else 'NULL::VARCHAR'} AS {quote_ident(c)}"
+            for c in CANONICAL_COLUMNS[stream]
+        ]
+        selects.append(
+            f"{self._extras_json(extras, lambda c: f'to_json({quote_ident(c)})')} AS _extra"
+        )
+        label = quote_literal(self._label(file))
+        # Line numbers assume one line per record (a quoted newline shifts later ones).
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP VIEW _raw AS
+            SELECT * FROM (
+                SELECT row_number() OVER () AS _row, {', '.join(selects)} FROM {source}
+            )
+            WHERE _row > {int(file.skip_rows)}
+            """
+        )
+        self._add_record_label(f"{label} || ' line ' || (_row + 1)")
+
+    def _stage_jsonl(self, stream: Stream, file: FileSlice, *, record_from_json: bool) -> None:
+        path = quote_literal(str(file.path))
+        # One VARCHAR column per physical line: exact line numbers, and a malformed line is a
+        # record error rather than a failed scan. JSON text never holds a raw 0x1F.
+        lines = (
+            f"read_csv({path}, columns = {{'line': 'VARCHAR'}}, header = false, delim = '\\x1f', "
+            "quote = '', escape = '', auto_detect = false)"
+        )
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _lines AS
+            SELECT * FROM (SELECT row_number() OVER () AS _row, line FROM {lines})
+            WHERE _row > {int(file.skip_rows)} AND trim(coalesce(line, '')) <> ''
+            """
+        )
+        self.con.execute(
+            "CREATE OR REPLACE TEMP VIEW _json AS SELECT _row, line, "
+            "CASE WHEN json_valid(line) AND json_type(line::JSON) = 'OBJECT' THEN line::JSON END AS j "
+            "FROM _lines"
+        )
+        keys = [
+            row[0]
+            for row in self.con.execute(
+                "SELECT DISTINCT unnest(json_keys(j)) FROM _json WHERE j IS NOT NULL"
+            ).fetchall()
+        ]
+        keys = [k for k in keys if k != "_record"]
+        columns, extras = self._column_map(stream, keys, file.columns)
+        selects = []
+        for canonical in CANONICAL_COLUMNS[stream]:
+            key = columns.get(canonical)
+            if key is None:
+                selects.append(f"NULL AS {quote_ident(canonical)}")
+            elif canonical in _JSON_COLUMNS:
+                selects.append(f"j -> {quote_literal('$.' + _json_path_key(key))} AS {quote_ident(canonical)}")
+            else:
+                selects.append(
+                    f"j ->> {quote_literal('$.' + _json_path_key(key))} AS {quote_ident(canonical)}"
+                )
+        selects.append(
+            self._extras_json(extras, lambda k: f"j -> {quote_literal('$.' + _json_path_key(k))}")
+            + " AS _extra"
+        )
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP VIEW _raw AS
+            SELECT _row, j IS NULL AS _malformed, {', '.join(selects)}
+                {", j ->> '$._record' AS _record_id" if record_from_json else ""}
+            FROM _json
+            """
+        )
+        if record_from_json:
+            self._add_record_label("_record_id")
+        else:
+            self._add_record_label(f"{quote_literal(self._label(file))} || ' line ' || _row")
+
+    def _add_record_label(self, label_sql: str) -> None:
+        columns = [r[0] for r in self.con.execute("DESCRIBE SELECT * FROM _raw").fetchall()]
+        malformed = "_malformed" if "_malformed" in columns else "false AS _malformed"
+        rest = [c for c in columns if c not in {"_malformed", "_record_id"}]
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP VIEW _staged AS
+            SELECT {', '.join(quote_ident(c) for c in rest)}, {malformed},
+                   {label_sql} AS _record
+            FROM _raw
+            """
+        )
+
+    @staticmethod
+    def _column_map(
+        stream: Stream, available: Sequence[str], mapping: Mapping[str, str]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Split the source's columns into canonical fields and extras.
+
+        Returns (canonical name → source column, extra name → source column). ``mapping`` maps
+        canonical (or, for contacts, custom attribute) names to the source's column names.
+        """
+        canonical_names = CANONICAL_COLUMNS[stream]
+        unknown = set(mapping) - set(canonical_names)
+        if unknown and stream is not Stream.CONTACTS:
+            raise ValueError(
+                f"column mapping names unknown {stream.value} fields: {', '.join(sorted(unknown))}"
+            )
+        missing = {name: col for name, col in mapping.items() if col not in available}
+        if missing:
+            raise ValueError(
+                "column mapping names columns the source does not have: "
+                + ", ".join(f"{name} -> {col!r}" for name, col in sorted(missing.items()))
+            )
+        canonical = {}
+        for name in canonical_names:
+            source = mapping.get(name, name)
+            if source in available:
+                canonical[name] = source
+        used = set(canonical.values())
+        renamed = {col: name for name, col in mapping.items() if name not in canonical_names}
+        extras = {renamed.get(col, col): col for col in available if col not in used}
+        return canonical, extras
+
+    @staticmethod
+    def _extras_json(extras: Mapping[str, str], value_sql) -> str:
+        """A JSON object of the extra columns' non-empty values, keyed by their names."""
+        if not extras:
+            return "'{}'::JSON"
+        entries = ", ".join(
+            f"{{'k': {quote_literal(name)}, 'v': {value_sql(col)}::JSON}}"
+            for name, col in extras.items()
+        )
+        return (
+            f"to_json(map_from_entries(list_filter([{entries}], "
+            "lambda x: x.v IS NOT NULL AND x.v::VARCHAR NOT IN ('null', '\"\"'))))"
+        )
+
+    # -- email keys --------------------------------------------------------------------------
+
+    def _resolve_emails(self) -> None:
+        """Create ``_keys(raw, key, error)`` for every distinct address in ``_staged``."""
+        slow_tlds = ", ".join(quote_literal(t) for t in SLOW_PATH_TLDS)
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _keys AS
+            WITH raw AS (SELECT DISTINCT email AS raw FROM _staged WHERE email IS NOT NULL)
+            SELECT raw,
+                   CASE WHEN length(lower(trim(raw))) <= 254
+                         AND regexp_full_match(lower(trim(raw)), $1)
+                         AND length(split_part(lower(trim(raw)), '@', 1)) <= 64
+                         AND NOT contains(lower(trim(raw)), '--')
+                         AND split_part(lower(trim(raw)), '.', -1) NOT IN ({slow_tlds})
+                        THEN lower(trim(raw)) END AS key,
+                   NULL::VARCHAR AS error
+            FROM raw
+            """,
+            [FAST_EMAIL_PATTERN],
+        )
+        slow = [r[0] for r in self.con.execute("SELECT raw FROM _keys WHERE key IS NULL").fetchall()]
+        if slow:
+            resolved = []
+            for raw in slow:
+                try:
+                    resolved.append((raw, normalize_email(raw), None))
+                except InvalidEmail as exc:
+                    resolved.append((raw, None, f"invalid email address: {exc}"))
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _slow_keys (raw VARCHAR, key VARCHAR, error VARCHAR)")
+            self.con.executemany("INSERT INTO _slow_keys VALUES (?, ?, ?)", resolved)
+            self.con.execute(
+                "UPDATE _keys SET key = s.key, error = s.error FROM _slow_keys s WHERE _keys.raw = s.raw"
+            )
+
+    # -- per stream --------------------------------------------------------------------------
+
+    def ingest(self, batch: Batch) -> IngestResult:
+        self._stage(batch)
+        self._resolve_emails()
+        validate = {
+            Stream.CONTACTS: self._validate_contacts,
+            Stream.EVENTS: self._validate_events,
+            Stream.CONSENT: self._validate_consent,
+        }[batch.stream]
+        validate()
+        result = self._record_errors(batch.stream)
+        merge = {
+            Stream.CONTACTS: self._merge_contacts,
+            Stream.EVENTS: self._merge_events,
+            Stream.CONSENT: self._merge_consent,
+        }[batch.stream]
+        result.loaded = merge()
+        return result
+
+    def _common_checks(self) -> list[str]:
+        return [
+            "CASE WHEN _malformed THEN {'field': 'line', 'reason': 'not a JSON object'} END",
+            "CASE WHEN NOT _malformed AND s.email IS NULL THEN {'field': 'email', 'reason': 'missing'} END",
+            "CASE WHEN k.error IS NOT NULL THEN {'field': 'email', 'reason': k.error} END",
+        ]
+
+    @staticmethod
+    def _timestamp_check(column: str, *, required: bool) -> list[str]:
+        col = f"s.{quote_ident(column)}"
+        checks = [
+            f"CASE WHEN {col} IS NOT NULL AND NOT regexp_matches({col}, {quote_literal(_ISO_WITH_OFFSET)}) "
+            f"THEN {{'field': {quote_literal(column)}, 'reason': 'not an ISO 8601 timestamp with a time zone (e.g. 2024-05-01T10:00:00Z): ' || {col}}} END",
+            f"CASE WHEN regexp_matches({col}, {quote_literal(_ISO_WITH_OFFSET)}) AND try_cast({col} AS TIMESTAMPTZ) IS NULL "
+            f"THEN {{'field': {quote_literal(column)}, 'reason': 'not a valid date/time: ' || {col}}} END",
+        ]
+        if required:
+            checks.append(
+                f"CASE WHEN NOT _malformed AND {col} IS NULL THEN {{'field': {quote_literal(column)}, 'reason': 'missing'}} END"
+            )
+        return checks
+
+    def _create_valid(self, typed: str, checks: list[str], source: str = "_staged") -> None:
+        errors = "list_filter([" + ", ".join(checks) + "], lambda e: e IS NOT NULL)"
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _checked AS
+            SELECT s._row, s._record, k.key AS contact_key, {typed}, {errors} AS _errors
+            FROM {source} s LEFT JOIN _keys k ON k.raw = s.email
+            """
+        )
+
+    def _validate_contacts(self) -> None:
+        def text(col: str) -> str:
+            return f"nullif(trim(s.{quote_ident(col)}), '') AS {quote_ident(col)}"
+
+        typed = ", ".join(
+            [
+                *(text(c) for c in ("first_name", "last_name", "company", "job_title",
+                                    "department", "industry", "lifecycle_stage", "external_id")),
+                "try_cast(nullif(trim(s.company_size), '') AS INTEGER) AS company_size",
+                "upper(nullif(trim(s.country), '')) AS country",
+                "nullif(trim(s.timezone), '') AS timezone",
+                "try_cast(s.created_at AS TIMESTAMPTZ) AS created_at",
+                "json_merge_patch(coalesce(s._extra, '{}'), "
+                "CASE WHEN json_type(s.custom) = 'OBJECT' THEN s.custom ELSE '{}' END) AS custom",
+            ]
+        )
+        checks = [
+            *self._common_checks(),
+            "CASE WHEN nullif(trim(s.company_size), '') IS NOT NULL AND "
+            "(try_cast(trim(s.company_size) AS INTEGER) IS NULL OR try_cast(trim(s.company_size) AS INTEGER) < 0) "
+            "THEN {'field': 'company_size', 'reason': 'not a non-negative whole number: ' || s.company_size} END",
+            "CASE WHEN nullif(trim(s.country), '') IS NOT NULL AND NOT regexp_full_match(upper(trim(s.country)), '[A-Z]{2}') "
+            "THEN {'field': 'country', 'reason': 'not an ISO 3166-1 alpha-2 code: ' || s.country} END",
+            "CASE WHEN nullif(trim(s.timezone), '') IS NOT NULL AND trim(s.timezone) NOT IN "
+            "(SELECT name FROM pg_timezone_names()) "
+            "THEN {'field': 'timezone', 'reason': 'unknown IANA time zone: ' || s.timezone} END",
+            "CASE WHEN s.custom IS NOT NULL AND json_type(s.custom) <> 'OBJECT' "
+            "THEN {'field': 'custom', 'reason': 'not a JSON object'} END",
+            *self._timestamp_check("created_at", required=False),
+        ]
+        self._create_valid(typed, checks)
+
+    def _validate_events(self) -> None:
+        def prop(col: str) -> str:
+            # A top-level column wins over the same key inside properties.
+            return f"coalesce(nullif(trim(s.{quote_ident(col)}), ''), s._props ->> {quote_literal('$.' + col)})"
+
+        props = (
+            "CASE WHEN s.properties IS NULL THEN '{}'::JSON "
+            "WHEN json_valid(s.properties) AND json_type(s.properties::JSON) = 'OBJECT' THEN s.properties::JSON END"
+        )
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW _staged_events AS SELECT *, {props} AS _props FROM _staged s"
+        )
+        typed = ", ".join(
+            [
+                "lower(trim(s.type)) AS type",
+                "try_cast(s.timestamp AS TIMESTAMPTZ) AS occurred_at",
+                "trim(s.id) AS source_event_id",
+                f"try_cast({prop('value')} AS DOUBLE) AS value",
+                f"upper({prop('currency')}) AS currency",
+                f"{prop('url')} AS url",
+                f"{prop('category')} AS category",
+                "json_merge_patch(coalesce(s._props, '{}'), coalesce(s._extra, '{}')) AS properties",
+            ]
+        )
+        checks = [
+            *self._common_checks(),
+            "CASE WHEN NOT _malformed AND nullif(trim(s.type), '') IS NULL THEN {'field': 'type', 'reason': 'missing'} END",
+            "CASE WHEN nullif(trim(s.type), '') IS NOT NULL AND lower(trim(s.type)) NOT IN (SELECT name FROM _event_types) "
+            "THEN {'field': 'type', 'reason': 'unknown event type ' || s.type || ' (see segsync plugins / docs/records.md)'} END",
+            "CASE WHEN NOT _malformed AND nullif(trim(s.id), '') IS NULL THEN {'field': 'id', 'reason': 'missing (the source event id deduplicates events)'} END",
+            "CASE WHEN s._props IS NULL THEN {'field': 'properties', 'reason': 'not a JSON object'} END",
+            f"CASE WHEN {prop('value')} IS NOT NULL AND try_cast({prop('value')} AS DOUBLE) IS NULL "
+            f"THEN {{'field': 'value', 'reason': 'not a number: ' || {prop('value')}}} END",
+            f"CASE WHEN {prop('currency')} IS NOT NULL AND NOT regexp_full_match(upper({prop('currency')}), '[A-Z]{{3}}') "
+            f"THEN {{'field': 'currency', 'reason': 'not an ISO 4217 code: ' || {prop('currency')}}} END",
+            f"CASE WHEN lower(trim(s.type)) = 'order.completed' AND {prop('value')} IS NULL "
+            "THEN {'field': 'value', 'reason': 'order.completed needs a value'} END",
+            *self._timestamp_check("timestamp", required=True),
+        ]
+        self._create_valid(typed, checks, source="_staged_events")
+
+    def _validate_consent(self) -> None:
+        statuses = ", ".join(quote_literal(s.value) for s in ConsentStatus)
+        channels = ", ".join(quote_literal(c.value) for c in Channel)
+        methods = ", ".join(quote_literal(m) for m in CONSENT_METHODS)
+        typed = ", ".join(
+            [
+                "coalesce(lower(nullif(trim(s.channel), '')), 'email') AS channel",
+                f"coalesce(lower(nullif(trim(s.purpose), '')), {quote_literal(DEFAULT_PURPOSE)}) AS purpose",
+                "lower(trim(s.status)) AS status",
+                "try_cast(s.timestamp AS TIMESTAMPTZ) AS recorded_at",
+                "coalesce(lower(nullif(trim(s.method), '')), 'import') AS method",
+                "nullif(trim(s.evidence), '') AS evidence",
+            ]
+        )
+        checks = [
+            *self._common_checks(),
+            "CASE WHEN NOT _malformed AND nullif(trim(s.status), '') IS NULL THEN {'field': 'status', 'reason': 'missing'} END",
+            f"CASE WHEN nullif(trim(s.status), '') IS NOT NULL AND lower(trim(s.status)) NOT IN ({statuses}) "
+            f"THEN {{'field': 'status', 'reason': 'unknown status ' || s.status || '; one of ' || {quote_literal(', '.join(s.value for s in ConsentStatus))}}} END",
+            f"CASE WHEN nullif(trim(s.channel), '') IS NOT NULL AND lower(trim(s.channel)) NOT IN ({channels}) "
+            "THEN {'field': 'channel', 'reason': 'unknown channel ' || s.channel} END",
+            f"CASE WHEN nullif(trim(s.method), '') IS NOT NULL AND lower(trim(s.method)) NOT IN ({methods}) "
+            "THEN {'field': 'method', 'reason': 'unknown method ' || s.method} END",
+            *self._timestamp_check("timestamp", required=True),
+        ]
+        self._create_valid(typed, checks)
+
+    def _record_errors(self, stream: Stream) -> IngestResult:
+        counts = self.con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE len(_errors) > 0) FROM _checked"
+        ).fetchall()[0]
+        result = IngestResult(rows=counts[0], rejected=counts[1])
+        if result.rejected:
+            self.con.execute(
+                f"""
+                INSERT INTO record_errors (run_id, connection, phase, record, field, reason, retryable, occurred_at)
+                SELECT ?, ?, ?, _record, e.field, e.reason, false, {self.now_sql}
+                FROM (SELECT _row, _record, unnest(_errors) AS e FROM _checked WHERE len(_errors) > 0)
+                ORDER BY _row
+                """,
+                [self.run_id, self.connection, f"pull:{stream.value}"],
+            )
+            result.errors = [
+                {"record": r[0], "field": r[1], "reason": r[2]}
+                for r in self.con.execute(
+                    "SELECT _record, _errors[1].field, _errors[1].reason FROM _checked "
+                    "WHERE len(_errors) > 0 ORDER BY _row LIMIT 20"
+                ).fetchall()
+            ]
+        return result
+
+    def _count(self, table: str) -> int:
+        # fetchall, not fetchone: DuckDB keeps a half-read result open on the connection.
+        return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+    def _ensure_contacts(self) -> None:
+        """People first seen in an event or consent record get a bare contact row."""
+        self.con.execute(
+            f"""
+            INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by)
+            SELECT DISTINCT contact_key, {self.now_sql}, {self.now_sql}, ?
+            FROM _checked WHERE len(_errors) = 0
+            ON CONFLICT DO NOTHING
+            """,
+            [self.connection],
+        )
+
+    def _merge_contacts(self) -> int:
+        attrs = [a for a in KNOWN_ATTRIBUTES]
+        # The merge rule (docs/records.md): a non-empty value overwrites, an empty one never
+        # erases; within a batch later rows win, field by field.
+        latest = ", ".join(
+            f"arg_max({a}, _row) FILTER (WHERE {a} IS NOT NULL) AS {a}" for a in ("external_id", *attrs)
+        )
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _contacts_in AS
+            SELECT contact_key, {latest},
+                   list_reduce(list(custom ORDER BY _row), lambda a, b: json_merge_patch(a, b)) AS custom
+            FROM _checked WHERE len(_errors) = 0
+            GROUP BY contact_key
+            """
+        )
+        updates = ", ".join(f"{a} = coalesce(EXCLUDED.{a}, contacts.{a})" for a in attrs)
+        self.con.execute(
+            f"""
+            INSERT INTO contacts (contact_key, {', '.join(attrs)}, custom, first_seen_at, updated_at, updated_by)
+            SELECT contact_key, {', '.join(attrs)}, custom, {self.now_sql}, {self.now_sql}, ?
+            FROM _contacts_in
+            ON CONFLICT (contact_key) DO UPDATE SET {updates},
+                custom = json_merge_patch(contacts.custom, EXCLUDED.custom),
+                updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
+            """,
+            [self.connection],
+        )
+        self.con.execute(
+            f"""
+            INSERT INTO identities (connection, external_id, contact_key, seen_at)
+            SELECT ?, external_id, contact_key, {self.now_sql} FROM _contacts_in
+            WHERE external_id IS NOT NULL
+            ON CONFLICT (connection, external_id) DO UPDATE SET
+                contact_key = EXCLUDED.contact_key, seen_at = EXCLUDED.seen_at
+            """,
+            [self.connection],
+        )
+        return self._count("_contacts_in")
+
+    def _merge_events(self) -> int:
+        self._ensure_contacts()
+        before = self._count("events")
+        self.con.execute(
+            """
+            INSERT INTO events (contact_key, type, occurred_at, source, source_event_id, value,
+                                currency, url, category, properties, run_id)
+            SELECT contact_key, type, occurred_at, ?, source_event_id, value, currency, url,
+                   category, properties, ?
+            FROM _checked WHERE len(_errors) = 0
+            QUALIFY row_number() OVER (PARTITION BY source_event_id ORDER BY _row) = 1
+            ON CONFLICT DO NOTHING
+            """,
+            [self.connection, self.run_id],
+        )
+        return self._count("events") - before
+
+    def _merge_consent(self) -> int:
+        self._ensure_contacts()
+        before = self._count("consent_ledger")
+        # The ledger is append-only; re-reading the same record (same person, channel, purpose,
+        # status, time, source and method) does not append it twice.
+        self.con.execute(
+            f"""
+            INSERT INTO consent_ledger (contact_key, channel, purpose, status, recorded_at, source,
+                                        method, evidence, ingested_at, run_id)
+            SELECT DISTINCT ON (contact_key, channel, purpose, status, recorded_at, method)
+                   contact_key, channel, purpose, status, recorded_at, ?, method, evidence,
+                   {self.now_sql}, ?
+            FROM _checked c
+            WHERE len(_errors) = 0 AND NOT EXISTS (
+                SELECT 1 FROM consent_ledger l
+                WHERE l.contact_key = c.contact_key AND l.channel = c.channel
+                  AND l.purpose = c.purpose AND l.status = c.status
+                  AND l.recorded_at = c.recorded_at AND l.source = ? AND l.method = c.method
+            )
+            ORDER BY contact_key, channel, purpose, status, recorded_at, method
+            """,
+            [self.connection, self.run_id, self.connection],
+        )
+        return self._count("consent_ledger") - before
+
+
+def _json_path_key(key: str) -> str:
+    """A JSON path member for ``key``, quoted so dots and quotes in keys stay literal."""
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'

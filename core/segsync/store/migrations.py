@@ -1,0 +1,168 @@
+"""Versioned schema of the embedded store.
+
+Each migration is applied once, in order, inside one transaction, when a store is opened for
+writing; ``schema_migrations`` records which ones ran. Never edit a released migration: append a
+new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "contacts, identities, events, consent ledger, cursors, runs, errors, acks, snapshots",
+        (
+            # One row per person; the key is the normalized email address.
+            """
+            CREATE TABLE contacts (
+                contact_key     VARCHAR PRIMARY KEY,
+                first_name      VARCHAR,
+                last_name       VARCHAR,
+                company         VARCHAR,
+                job_title       VARCHAR,
+                department      VARCHAR,
+                industry        VARCHAR,
+                company_size    INTEGER,
+                country         VARCHAR,
+                timezone        VARCHAR,
+                lifecycle_stage VARCHAR,
+                created_at      TIMESTAMPTZ,
+                custom          JSON NOT NULL DEFAULT '{}',
+                first_seen_at   TIMESTAMPTZ NOT NULL,
+                updated_at      TIMESTAMPTZ NOT NULL,
+                updated_by      VARCHAR NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE identities (
+                connection  VARCHAR NOT NULL,
+                external_id VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                seen_at     TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (connection, external_id)
+            )
+            """,
+            # Append-only; (source, source_event_id) deduplicates re-delivered events.
+            """
+            CREATE TABLE events (
+                contact_key     VARCHAR NOT NULL,
+                type            VARCHAR NOT NULL,
+                occurred_at     TIMESTAMPTZ NOT NULL,
+                source          VARCHAR NOT NULL,
+                source_event_id VARCHAR NOT NULL,
+                value           DOUBLE,
+                currency        VARCHAR,
+                url             VARCHAR,
+                category        VARCHAR,
+                properties      JSON NOT NULL DEFAULT '{}',
+                run_id          BIGINT,
+                PRIMARY KEY (source, source_event_id)
+            )
+            """,
+            "CREATE SEQUENCE consent_ledger_id",
+            # Append-only: rows are never updated; effective consent is derived from them.
+            """
+            CREATE TABLE consent_ledger (
+                id          BIGINT PRIMARY KEY DEFAULT nextval('consent_ledger_id'),
+                contact_key VARCHAR NOT NULL,
+                channel     VARCHAR NOT NULL,
+                purpose     VARCHAR NOT NULL,
+                status      VARCHAR NOT NULL,
+                recorded_at TIMESTAMPTZ NOT NULL,
+                source      VARCHAR NOT NULL,
+                method      VARCHAR NOT NULL,
+                evidence    VARCHAR,
+                ingested_at TIMESTAMPTZ NOT NULL,
+                run_id      BIGINT
+            )
+            """,
+            """
+            CREATE TABLE cursors (
+                connection VARCHAR NOT NULL,
+                stream     VARCHAR NOT NULL,
+                cursor     JSON NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                run_id     BIGINT,
+                PRIMARY KEY (connection, stream)
+            )
+            """,
+            "CREATE SEQUENCE run_id",
+            """
+            CREATE TABLE runs (
+                id          BIGINT PRIMARY KEY DEFAULT nextval('run_id'),
+                started_at  TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ,
+                status      VARCHAR NOT NULL,
+                as_of       TIMESTAMPTZ NOT NULL,
+                options     JSON NOT NULL DEFAULT '{}',
+                counts      JSON NOT NULL DEFAULT '{}'
+            )
+            """,
+            """
+            CREATE TABLE run_destinations (
+                run_id           BIGINT NOT NULL,
+                destination      VARCHAR NOT NULL,
+                status           VARCHAR NOT NULL,
+                write_calls      BIGINT NOT NULL DEFAULT 0,
+                records_written  BIGINT NOT NULL DEFAULT 0,
+                records_rejected BIGINT NOT NULL DEFAULT 0,
+                records_retrying BIGINT NOT NULL DEFAULT 0,
+                error            VARCHAR,
+                PRIMARY KEY (run_id, destination)
+            )
+            """,
+            """
+            CREATE TABLE record_errors (
+                run_id     BIGINT,
+                connection VARCHAR NOT NULL,
+                phase      VARCHAR NOT NULL,
+                record     VARCHAR NOT NULL,
+                field      VARCHAR,
+                reason     VARCHAR NOT NULL,
+                retryable  BOOLEAN NOT NULL DEFAULT false,
+                occurred_at TIMESTAMPTZ NOT NULL
+            )
+            """,
+            # What each destination has acknowledged, per contact: the diff is taken against it.
+            """
+            CREATE TABLE acknowledged (
+                destination VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                state_hash  VARCHAR NOT NULL,
+                status      VARCHAR NOT NULL,
+                run_id      BIGINT,
+                acked_at    TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (destination, contact_key)
+            )
+            """,
+            """
+            CREATE TABLE acknowledged_memberships (
+                destination VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                segment     VARCHAR NOT NULL,
+                run_id      BIGINT,
+                acked_at    TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (destination, contact_key, segment)
+            )
+            """,
+            """
+            CREATE TABLE segment_snapshots (
+                run_id      BIGINT NOT NULL,
+                segment     VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                as_of       TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ),
+    ),
+)

@@ -1,0 +1,1 @@
+"""Helpers for testing segsync plugins and connectors (the conformance kit)."""
