@@ -86,13 +86,17 @@ class ConnectorSettings(BaseSettings):
 class FileSlice:
     """Records the store should scan itself (DuckDB's readers), for bulk loads from files.
 
-    ``skip_rows`` data rows are skipped (already loaded); ``columns`` maps canonical column
-    names to the file's column names (identity where absent).
+    Rows are numbered from 1 (CSV: data rows after the header; JSONL: physical lines). Rows
+    ``skip_rows + 1`` to ``until_row`` are loaded (``until_row`` None: to the end).
+    ``newer_than`` keeps only rows whose ``(column, ISO timestamp)`` is later. ``columns``
+    maps canonical column names to the file's column names (identity where absent).
     """
 
     path: Path
     format: Literal["csv", "jsonl"]
     skip_rows: int = 0
+    until_row: int | None = None
+    newer_than: tuple[str, str] | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
     label: str = ""  # how record errors name the file; defaults to the path
 

@@ -56,6 +56,11 @@ class Token:
         return repr(self.text)
 
 
+def _is_digit(ch: str) -> bool:
+    # str.isdigit() accepts '²' and other digits int() rejects.
+    return "0" <= ch <= "9"
+
+
 def _is_name_start(ch: str) -> bool:
     return ch.isascii() and (ch.isalpha() or ch == "_")
 
@@ -86,24 +91,24 @@ def tokenize(text: str) -> list[Token]:
             while i < n and text[i] != "\n":
                 i += 1
             continue
-        if ch.isdigit():
+        if _is_digit(ch):
             j = i
-            while j < n and text[j].isdigit():
+            while j < n and _is_digit(text[j]):
                 j += 1
             is_float = False
-            if j + 1 < n and text[j] == "." and text[j + 1].isdigit():
+            if j + 1 < n and text[j] == "." and _is_digit(text[j + 1]):
                 is_float = True
                 j += 1
-                while j < n and text[j].isdigit():
+                while j < n and _is_digit(text[j]):
                     j += 1
             if j < n and text[j] in "eE":
                 k = j + 1
                 if k < n and text[k] in "+-":
                     k += 1
-                if k < n and text[k].isdigit():
+                if k < n and _is_digit(text[k]):
                     is_float = True
                     j = k
-                    while j < n and text[j].isdigit():
+                    while j < n and _is_digit(text[j]):
                         j += 1
             number_text = text[i:j]
             if j < n and _is_name_start(text[j]):

@@ -141,27 +141,23 @@ class Ingestor:
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP VIEW _raw AS
-            SELECT * FROM (
-                SELECT row_number() OVER () AS _row, {', '.join(selects)} FROM {source}
+            SELECT _row, {', '.join(selects)} FROM (
+                SELECT row_number() OVER () AS _row, * FROM {source}
             )
-            WHERE _row > {int(file.skip_rows)}
+            WHERE {self._row_filter(file, quote_ident)}
             """
         )
         self._add_record_label(f"{label} || ' line ' || (_row + 1)")
 
     def _stage_jsonl(self, stream: Stream, file: FileSlice, *, record_from_json: bool) -> None:
-        path = quote_literal(str(file.path))
         # One VARCHAR column per physical line: exact line numbers, and a malformed line is a
         # record error rather than a failed scan. JSON text never holds a raw 0x1F.
-        lines = (
-            f"read_csv({path}, columns = {{'line': 'VARCHAR'}}, header = false, delim = '\\x1f', "
-            "quote = '', escape = '', auto_detect = false)"
-        )
+        lines = _lines_reader(file.path)
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _lines AS
             SELECT * FROM (SELECT row_number() OVER () AS _row, line FROM {lines})
-            WHERE _row > {int(file.skip_rows)} AND trim(coalesce(line, '')) <> ''
+            WHERE {self._row_filter(file)} AND trim(coalesce(line, '')) <> ''
             """
         )
         self.con.execute(
@@ -169,6 +165,9 @@ class Ingestor:
             "CASE WHEN json_valid(line) AND json_type(line::JSON) = 'OBJECT' THEN line::JSON END AS j "
             "FROM _lines"
         )
+        if file.newer_than is not None:
+            newer = self._newer_than(file, lambda c: f"(j ->> {quote_literal('$.' + _json_path_key(c))})")
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT _row, line FROM _json WHERE {newer}")
         keys = [
             row[0]
             for row in self.con.execute(
@@ -204,6 +203,25 @@ class Ingestor:
             self._add_record_label("_record_id")
         else:
             self._add_record_label(f"{quote_literal(self._label(file))} || ' line ' || _row")
+
+    @staticmethod
+    def _row_filter(file: FileSlice, column_sql=None) -> str:
+        conditions = [f"_row > {int(file.skip_rows)}"]
+        if file.until_row is not None:
+            conditions.append(f"_row <= {int(file.until_row)}")
+        if file.newer_than is not None and column_sql is not None:
+            conditions.append(Ingestor._newer_than(file, column_sql))
+        return " AND ".join(conditions)
+
+    @staticmethod
+    def _newer_than(file: FileSlice, column_sql) -> str:
+        assert file.newer_than is not None
+        column, value = file.newer_than
+        # Rows whose timestamp does not parse are kept: validation then names them.
+        return (
+            f"coalesce(try_cast({column_sql(column)} AS TIMESTAMPTZ) > "
+            f"{quote_literal(value)}::TIMESTAMPTZ, true)"
+        )
 
     def _add_record_label(self, label_sql: str) -> None:
         columns = [r[0] for r in self.con.execute("DESCRIBE SELECT * FROM _raw").fetchall()]
@@ -571,6 +589,28 @@ class Ingestor:
             [self.connection, self.run_id, self.connection],
         )
         return self._count("consent_ledger") - before
+
+
+def file_row_count(path: Path, format: str) -> int:
+    """Rows as :class:`FileSlice` numbers them (CSV data rows; JSONL physical lines)."""
+    con = duckdb.connect()
+    try:
+        if format == "csv":
+            source = f"read_csv({quote_literal(str(path))}, all_varchar = true, header = true)"
+        else:
+            source = _lines_reader(path)
+        return int(con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def _lines_reader(path: Path) -> str:
+    """A DuckDB scan of ``path`` as one VARCHAR column per physical line."""
+    # chr(31) as the delimiter: JSON text never holds a raw 0x1F (it must be escaped).
+    return (
+        f"read_csv({quote_literal(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false, "
+        "delim = chr(31), quote = '', escape = '', auto_detect = false)"
+    )
 
 
 def _json_path_key(key: str) -> str:

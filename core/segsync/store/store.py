@@ -139,6 +139,10 @@ class Store:
     # -- runs --------------------------------------------------------------------------------
 
     def start_run(self, as_of: datetime, options: dict[str, Any]) -> int:
+        # We hold the writer lock, so a run still marked running died without finishing.
+        self.con.execute(
+            "UPDATE runs SET status = 'crashed' WHERE status = 'running' AND finished_at IS NULL"
+        )
         return int(
             self.scalar(
                 "INSERT INTO runs (started_at, status, as_of, options) "

@@ -1,0 +1,365 @@
+"""The ``segsync`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from segsync import logs
+from segsync.config import ConfigError, connection_settings, load_config
+from segsync.model import InvalidEmail, mask_email, normalize_email
+from segsync.plugins import PluginError, PluginHost
+from segsync.progress import Reporter
+from segsync.runner import RunOptions, Runner, RunSummary
+from segsync.store import Store, StoreLocked
+
+console = Console()
+
+
+class Context:
+    def __init__(self, config: str | None, verbose: int, host: PluginHost | None = None) -> None:
+        self.config_path = config
+        self.verbose = verbose
+        self._host = host
+
+    @property
+    def host(self) -> PluginHost:
+        if self._host is None:
+            self._host = load_host()
+        return self._host
+
+    def config(self):
+        return load_config(self.config_path)
+
+
+def load_host() -> PluginHost:
+    host = PluginHost()
+    for failure in host.failures:
+        click.echo(f"warning: {failure.message()}", err=True)
+    return host
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone; add Z or an offset")
+    return parsed.astimezone(timezone.utc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", "config", envvar="SEGSYNC_CONFIG", help="Path to segsync.toml (default: ./segsync.toml).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="segsync")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
+    """Keep contacts, behaviour and consent in one place and every connected system in step."""
+    logs.configure(logging.WARNING - 10 * min(verbose, 2))
+    # main() passes the plugin host it loaded to add plugin commands; reuse it.
+    host = ctx.obj if isinstance(ctx.obj, PluginHost) else None
+    ctx.obj = Context(config, verbose, host)
+
+
+# -- projects ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--contacts", default=40, show_default=True, help="Sample contacts to generate.")
+def init(directory: Path, contacts: int) -> None:
+    """Create a project: a commented segsync.toml and sample data that sync without credentials."""
+    try:
+        from segsync.scaffold import write_project
+
+        counts = write_project(directory, contacts=contacts)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Created {directory / 'segsync.toml'} and sample data ({counts['contacts']} contacts, "
+               f"{counts['events']} events, {counts['consent']} consent records).")
+    click.echo(f"Next: cd {directory} && segsync sync")
+
+
+@cli.command()
+@click.option("--dir", "directory", default="segsync-demo", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--contacts", default=3000, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@pass_ctx
+def demo(ctx: Context, directory: Path, contacts: int, seed: int) -> None:
+    """Build a synthetic business and run a full sync on the embedded store."""
+    from segsync.scaffold import write_project
+
+    if (directory / "segsync.toml").exists():
+        raise click.ClickException(f"{directory} already holds a project; pick another --dir or remove it")
+    click.echo(f"Generating a synthetic business in {directory} ({contacts} contacts, two years of activity)…")
+    counts = write_project(directory, contacts=contacts, seed=seed)
+    click.echo(f"  {counts['contacts']} contact rows, {counts['events']} events, {counts['consent']} consent records")
+    config = load_config(directory / "segsync.toml")
+    summary = Runner(config, ctx.host, Reporter()).run(RunOptions())
+    _print_summary(summary)
+    click.echo("\nRunning the same sync again: nothing changed, so nothing is written.")
+    again = Runner(config, ctx.host, Reporter(quiet=True)).run(RunOptions())
+    _print_summary(again)
+    click.echo(f"\nExplore: cd {directory} && segsync runs && segsync contacts show <email>")
+    if summary.failed or again.failed:
+        sys.exit(1)
+
+
+# -- sync --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing anywhere.")
+@click.option("--full-refresh", is_flag=True, help="Ignore cursors: read every source from the start.")
+@click.option("--as-of", "as_of", help="Evaluate as of this instant (ISO 8601, default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@pass_ctx
+def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: str | None, as_json: bool) -> None:
+    """Pull every source, plan every destination, push the changes."""
+    options = RunOptions(dry_run=dry_run, full_refresh=full_refresh, as_of=_parse_time(as_of))
+    reporter = Reporter(quiet=as_json)
+    summary = Runner(ctx.config(), ctx.host, reporter).run(options)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        _print_summary(summary)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    title = "Dry run: nothing was changed" if summary.dry_run else f"Run {summary.run_id}: {summary.status}"
+    if summary.sources:
+        table = Table(title=f"{title} — sources", title_justify="left")
+        for col in ("source", "status", "contacts", "consent", "events", "rejected rows"):
+            table.add_column(col, justify="right" if col not in ("source", "status") else "left")
+        for s in summary.sources:
+            table.add_row(
+                s.name, s.status,
+                *(str(s.loaded.get(k, "-")) for k in ("contacts", "consent", "events")),
+                str(sum(s.rejected.values())),
+            )
+        console.print(table)
+    table = Table(title=f"{title} — destinations", title_justify="left")
+    for col in ("destination", "status", "planned", "written", "rejected", "retrying", "write calls"):
+        table.add_column(col, justify="left" if col in ("destination", "status", "planned") else "right")
+    for d in summary.destinations:
+        planned = ", ".join(f"{k} {v}" for k, v in sorted(d.planned.items())) or "no change"
+        table.add_row(d.name, d.status, planned, str(d.records_written), str(d.records_rejected),
+                      str(d.records_retrying), str(d.write_calls))
+    console.print(table)
+    for d in summary.destinations:
+        if d.error:
+            console.print(f"[red]{d.name}: {d.error}[/red]")
+        for row in d.sample:
+            console.print(f"  {d.name}: {row['action']:<11} {row['contact']:<28} status={row['status']}"
+                          + (f" +tags={row['tags_add']}" if row["tags_add"] else "")
+                          + (f" -tags={row['tags_remove']}" if row["tags_remove"] else ""))
+    for s in summary.sources:
+        if s.error:
+            console.print(f"[red]{s.name}: {s.error}[/red]")
+    if summary.errors:
+        console.print(f"Record errors (first {len(summary.errors)}; all in `segsync runs --errors`):")
+        for e in summary.errors:
+            field = f" [{e['field']}]" if e["field"] else ""
+            console.print(f"  {e['connection']} {e['record']}{field}: {e['reason']}", markup=False)
+
+
+# -- history and records -----------------------------------------------------------------------
+
+
+def _read_store(ctx: Context) -> Store:
+    return Store(ctx.config().store_path, read_only=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=20, show_default=True)
+@click.option("--errors", "show_errors", is_flag=True, help="Also list record errors of each run.")
+@pass_ctx
+def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
+    """Run history, newest first."""
+    with _read_store(ctx) as store:
+        history = store.runs(limit)
+        errors: dict[int, list[dict[str, Any]]] = {}
+        if show_errors:
+            for run_id, conn, phase, record, field, reason, retryable in store.con.execute(
+                "SELECT run_id, connection, phase, record, field, reason, retryable FROM record_errors "
+                "WHERE run_id IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?) ORDER BY occurred_at",
+                [limit],
+            ).fetchall():
+                errors.setdefault(run_id, []).append(
+                    {"connection": conn, "phase": phase, "record": record, "field": field,
+                     "reason": reason, "retryable": retryable}
+                )
+    if as_json:
+        for run in history:
+            if show_errors:
+                run["errors"] = errors.get(run["id"], [])
+        click.echo(json.dumps(history, indent=2))
+        return
+    table = Table()
+    for col in ("id", "started", "finished", "status", "destinations"):
+        table.add_column(col)
+    for run in history:
+        dests = "; ".join(
+            f"{d['destination']}: {d['records_written']} written / {d['write_calls']} calls"
+            + (f" ({d['status']})" if d["status"] != "ok" else "")
+            for d in run["destinations"]
+        )
+        table.add_row(str(run["id"]), run["started_at"][:19], (run["finished_at"] or "")[:19], run["status"], dests or "-")
+    console.print(table)
+    for run in history:
+        for e in errors.get(run["id"], []):
+            console.print(f"  run {run['id']} {e['connection']} {e['record']} [{e['field'] or '-'}]: {e['reason']}", markup=False)
+
+
+@cli.group()
+def contacts() -> None:
+    """Look up people in the store."""
+
+
+@contacts.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--events", "event_limit", default=20, show_default=True, help="How many recent events.")
+@pass_ctx
+def contacts_show(ctx: Context, email: str, as_json: bool, event_limit: int) -> None:
+    """One person's record, identities, recent events and consent ledger."""
+    try:
+        key = normalize_email(email)
+    except InvalidEmail as exc:
+        raise click.BadParameter(f"{email!r}: {exc}") from None
+    with _read_store(ctx) as store:
+        record = _contact_record(store, key, event_limit)
+    if record is None:
+        raise click.ClickException(f"no contact {mask_email(key)} in the store")
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+        return
+    console.print(f"[bold]{record['email']}[/bold]  (first seen {record['first_seen_at']}, updated by {record['updated_by']})")
+    for name, value in record["attributes"].items():
+        console.print(f"  {name}: {value}", markup=False)
+    console.print("Identities: " + (", ".join(f"{i['connection']}={i['external_id']}" for i in record["identities"]) or "none"))
+    console.print("Consent ledger:")
+    for c in record["consent"]:
+        console.print(f"  {c['recorded_at']} {c['channel']}/{c['purpose']} {c['status']} via {c['method']} from {c['source']}", markup=False)
+    console.print(f"Recent events ({len(record['events'])}):")
+    for e in record["events"]:
+        console.print(f"  {e['occurred_at']} {e['type']} {e['source']}:{e['source_event_id']}", markup=False)
+
+
+def _contact_record(store: Store, key: str, event_limit: int) -> dict[str, Any] | None:
+    cur = store.con.execute("SELECT * FROM contacts WHERE contact_key = ?", [key])
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    row = dict(zip(names, rows[0]))
+    attributes = {k: v for k, v in row.items()
+                  if k not in ("contact_key", "custom", "first_seen_at", "updated_at", "updated_by") and v is not None}
+    attributes.update(json.loads(row["custom"] or "{}"))
+
+    def dicts(sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        c = store.con.execute(sql, params)
+        cols = [d[0] for d in c.description]
+        return [dict(zip(cols, r)) for r in c.fetchall()]
+
+    return {
+        "email": key,
+        "first_seen_at": row["first_seen_at"],
+        "updated_at": row["updated_at"],
+        "updated_by": row["updated_by"],
+        "attributes": attributes,
+        "identities": dicts("SELECT connection, external_id, seen_at FROM identities WHERE contact_key = ? ORDER BY connection", [key]),
+        "consent": dicts("SELECT id, channel, purpose, status, recorded_at, source, method, evidence FROM consent_ledger WHERE contact_key = ? ORDER BY recorded_at, id", [key]),
+        "events": dicts("SELECT type, occurred_at, source, source_event_id, value, currency, url, category, properties FROM events WHERE contact_key = ? ORDER BY occurred_at DESC LIMIT ?", [key, event_limit]),
+        "destinations": dicts("SELECT destination, status, acked_at, run_id FROM acknowledged WHERE contact_key = ? ORDER BY destination", [key]),
+    }
+
+
+# -- plugins and connections -------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def plugins(ctx: Context, as_json: bool) -> None:
+    """Installed plugins: distribution, version, hooks, connector types."""
+    infos = ctx.host.plugins()
+    if as_json:
+        click.echo(json.dumps([
+            {"name": p.name, "distribution": p.distribution, "version": p.version,
+             "hooks": p.hooks, "connector_types": p.connector_types}
+            for p in infos
+        ], indent=2))
+        return
+    table = Table()
+    for col in ("plugin", "distribution", "version", "hooks", "connector types"):
+        table.add_column(col)
+    for p in infos:
+        table.add_row(p.name, p.distribution, p.version, "\n".join(p.hooks), ", ".join(p.connector_types))
+    console.print(table)
+    for failure in ctx.host.failures:
+        console.print(f"[red]{failure.message()}[/red]")
+
+
+@cli.command()
+@click.argument("connection", required=False)
+@pass_ctx
+def check(ctx: Context, connection: str | None) -> None:
+    """Test each connection's settings, connectivity and credentials."""
+    config = ctx.config()
+    names = [connection] if connection else list(config.connections)
+    if connection and connection not in config.connections:
+        raise click.ClickException(f"no connection {connection!r}; configured: {', '.join(config.connections)}")
+    failed = False
+    types = ctx.host.connector_types()
+    for name in names:
+        conn = config.connections[name]
+        try:
+            if conn.type not in types:
+                raise ConfigError(f"no connector of type {conn.type!r} installed")
+            settings = connection_settings(types[conn.type], conn, config.project_dir)
+            instance = types[conn.type](name, settings, config.project_dir)
+            try:
+                problems = instance.check()
+            finally:
+                instance.close()
+        except ConfigError as exc:
+            problems = [str(exc)]
+        except Exception as exc:  # a connector's check must never crash the command
+            problems = [f"{type(exc).__name__}: {exc}"]
+        if problems:
+            failed = True
+            click.echo(f"✗ {name} ({conn.type})")
+            for problem in problems:
+                click.echo(f"    {problem}")
+        else:
+            click.echo(f"✓ {name} ({conn.type})")
+    if failed:
+        sys.exit(1)
+
+
+def main() -> None:
+    try:
+        host = load_host()
+        host.add_commands(cli)
+        cli.main(obj=host)
+    except (ConfigError, StoreLocked, PluginError, FileNotFoundError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

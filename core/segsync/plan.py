@@ -1,0 +1,265 @@
+"""What each destination must change: desired state diffed against its acknowledgements.
+
+Everything here is SQL over the store. The desired state of a contact for a destination is its
+subscription status (derived from the consent ledger), its attributes and its tags; its hash is
+compared with the hash the destination last acknowledged, so a re-run with no change plans no
+write at all and a crashed run re-plans exactly what was not acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from segsync.connector import ContactChange
+from segsync.model import KNOWN_ATTRIBUTES
+
+# Ledger status → the status a destination should hold.
+DESTINATION_STATUS = {
+    "opted_in": "subscribed",
+    "opted_out": "unsubscribed",
+    "pending": "pending",
+    "bounced": "cleaned",
+    "complained": "complained",
+}
+OPT_OUT_STATUSES = ("unsubscribed", "cleaned", "complained")
+# On equal timestamps the more restrictive record wins.
+_RESTRICTIVENESS = {"complained": 5, "bounced": 4, "opted_out": 3, "pending": 2, "opted_in": 1}
+
+
+def effective_status_sql(channel: str = "email", purpose: str = "marketing") -> str:
+    """SQL selecting (contact_key, status, ledger_id): each contact's latest ledger record.
+
+    The consent engine refines this rule (sticky opt-outs); this is the plain "latest record,
+    most restrictive on ties" reading of the ledger.
+    """
+    rank = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _RESTRICTIVENESS.items())
+    mapping = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in DESTINATION_STATUS.items())
+    return f"""
+        SELECT contact_key, CASE status {mapping} END AS status, id AS ledger_id
+        FROM consent_ledger
+        WHERE channel = '{channel}' AND purpose = '{purpose}'
+        QUALIFY row_number() OVER (
+            PARTITION BY contact_key
+            ORDER BY recorded_at DESC, CASE status {rank} END DESC, id DESC
+        ) = 1
+    """
+
+
+def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
+    """Create temp table ``_desired`` for ``destination``.
+
+    A destination holds everyone who is subscribed or pending, plus everyone it already holds
+    (acknowledged, or pulled from it) whatever their status, so opt-outs reach every system
+    that has the person and nobody without consent is added anywhere.
+    """
+    attrs = ", ".join(
+        f"'{a}': strftime(c.{a}, '%Y-%m-%dT%H:%M:%SZ')" if a == "created_at" else f"'{a}': c.{a}"
+        for a in KNOWN_ATTRIBUTES
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _desired AS
+        WITH status AS ({effective_status_sql()}),
+        held AS (
+            SELECT contact_key FROM acknowledged WHERE destination = $dest
+            UNION SELECT contact_key FROM identities WHERE connection = $dest
+        ),
+        tags AS (
+            SELECT contact_key, list(segment ORDER BY segment) AS tags
+            FROM _desired_memberships WHERE destination = $dest GROUP BY contact_key
+        ),
+        desired AS (
+            SELECT c.contact_key,
+                   coalesce(s.status, 'none') AS status,
+                   to_json({{{attrs}}}) AS attributes,
+                   c.custom,
+                   coalesce(t.tags, []::VARCHAR[]) AS tags
+            FROM contacts c
+            LEFT JOIN status s USING (contact_key)
+            LEFT JOIN tags t USING (contact_key)
+            WHERE coalesce(s.status, 'none') IN ('subscribed', 'pending')
+               OR c.contact_key IN (SELECT contact_key FROM held)
+        )
+        SELECT *, md5(to_json({{'s': status, 'a': attributes, 'c': custom, 't': tags}})::VARCHAR)
+                  AS state_hash
+        FROM desired
+        """,
+        {"dest": destination},
+    )
+
+
+def ensure_membership_table(con: duckdb.DuckDBPyConnection) -> None:
+    """``_desired_memberships(destination, contact_key, segment)``: filled by segment evaluation."""
+    con.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS _desired_memberships "
+        "(destination VARCHAR, contact_key VARCHAR, segment VARCHAR)"
+    )
+
+
+def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
+    """Create temp table ``_diff``: one row per contact whose desired state differs from the ack.
+
+    ``action`` is add, update, unsubscribe, resubscribe or delete; ``priority`` puts opt-outs
+    first so they reach the destination before any other write.
+    """
+    build_desired(con, destination)
+    opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _diff AS
+        WITH acked AS (SELECT * FROM acknowledged WHERE destination = $dest),
+        acked_tags AS (
+            SELECT contact_key, list(segment ORDER BY segment) AS tags
+            FROM acknowledged_memberships WHERE destination = $dest GROUP BY contact_key
+        ),
+        changed AS (
+            SELECT d.contact_key, 'upsert' AS op, d.status, d.attributes, d.custom, d.tags,
+                   a.status AS previous_status, d.state_hash,
+                   coalesce(ack_tags.tags, []::VARCHAR[]) AS previous_tags,
+                   CASE
+                       WHEN a.contact_key IS NULL THEN 'add'
+                       WHEN d.status IN ({opt_outs}) AND a.status NOT IN ({opt_outs}) THEN 'unsubscribe'
+                       WHEN d.status NOT IN ({opt_outs}) AND a.status IN ({opt_outs}) THEN 'resubscribe'
+                       ELSE 'update'
+                   END AS action
+            FROM _desired d
+            LEFT JOIN acked a USING (contact_key)
+            LEFT JOIN acked_tags ack_tags USING (contact_key)
+            WHERE a.state_hash IS DISTINCT FROM d.state_hash
+        ),
+        removed AS (
+            SELECT a.contact_key, 'delete' AS op, a.status, NULL::JSON AS attributes,
+                   NULL::JSON AS custom, []::VARCHAR[] AS tags, a.status AS previous_status,
+                   NULL AS state_hash, coalesce(ack_tags.tags, []::VARCHAR[]) AS previous_tags,
+                   'delete' AS action
+            FROM acked a
+            LEFT JOIN acked_tags ack_tags USING (contact_key)
+            WHERE a.contact_key NOT IN (SELECT contact_key FROM _desired)
+        )
+        SELECT *, CASE action WHEN 'unsubscribe' THEN 0 WHEN 'delete' THEN 1 ELSE 2 END AS priority,
+               (SELECT external_id FROM identities i
+                WHERE i.connection = $dest AND i.contact_key = x.contact_key
+                ORDER BY seen_at DESC LIMIT 1) AS external_id
+        FROM (SELECT * FROM changed UNION ALL SELECT * FROM removed) x
+        """,
+        {"dest": destination},
+    )
+
+
+def plan_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {action: n for action, n in con.execute(
+        "SELECT action, count(*) FROM _diff GROUP BY action ORDER BY action"
+    ).fetchall()}
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    change: ContactChange
+    action: str
+    state_hash: str | None
+
+
+def iter_changes(con: duckdb.DuckDBPyConnection, batch_size: int) -> Iterator[list[PlannedChange]]:
+    """The diff as ContactChange batches, opt-outs first, in a stable order.
+
+    Pages by key (not one open cursor) so the caller can write acknowledgements between pages
+    on the same connection.
+    """
+    after: tuple[int, str] = (-1, "")
+    while True:
+        rows = con.execute(
+            "SELECT contact_key, op, status, attributes, custom, tags, previous_tags, "
+            "previous_status, external_id, action, state_hash, priority FROM _diff "
+            "WHERE (priority, contact_key) > ($p, $k) ORDER BY priority, contact_key LIMIT $n",
+            {"p": after[0], "k": after[1], "n": batch_size},
+        ).fetchall()
+        if not rows:
+            return
+        after = (rows[-1][11], rows[-1][0])
+        yield [_planned(row) for row in rows]
+
+
+def _planned(row: tuple[Any, ...]) -> PlannedChange:
+    key, op, status, attributes, custom, tags, previous_tags, previous, ext, action, digest, _ = row
+    attrs: dict[str, Any] = {}
+    if attributes is not None:
+        attrs = {k: v for k, v in json.loads(attributes).items() if v is not None}
+        attrs.update(json.loads(custom or "{}"))
+    tags = tuple(tags or ())
+    previous_tags = tuple(previous_tags or ())
+    change = ContactChange(
+        contact_key=key,
+        op=op,
+        status=status,
+        attributes=attrs,
+        tags=tags,
+        tags_add=tuple(t for t in tags if t not in previous_tags),
+        tags_remove=tuple(t for t in previous_tags if t not in tags),
+        previous_status=previous,
+        external_id=ext,
+    )
+    return PlannedChange(change, action, digest)
+
+
+def record_outcomes(
+    con: duckdb.DuckDBPyConnection,
+    destination: str,
+    run_id: int | None,
+    ok_keys: list[str],
+    external_ids: dict[str, str],
+) -> None:
+    """Acknowledge the ``ok`` outcomes of one batch, set-based, from the rows in ``_diff``."""
+    if not ok_keys:
+        return
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _acked_now AS SELECT unnest($keys) AS contact_key",
+        {"keys": ok_keys},
+    )
+    params = {"dest": destination, "run": run_id}
+    con.execute(
+        """
+        INSERT INTO acknowledged (destination, contact_key, state_hash, status, run_id, acked_at)
+        SELECT $dest, d.contact_key, d.state_hash, d.status, $run, now()
+        FROM _diff d JOIN _acked_now USING (contact_key) WHERE d.op = 'upsert'
+        ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
+            status = EXCLUDED.status, run_id = EXCLUDED.run_id, acked_at = EXCLUDED.acked_at
+        """,
+        params,
+    )
+    con.execute(
+        """
+        DELETE FROM acknowledged_memberships WHERE destination = $dest
+          AND contact_key IN (SELECT contact_key FROM _acked_now)
+        """,
+        {"dest": destination},
+    )
+    con.execute(
+        """
+        INSERT INTO acknowledged_memberships (destination, contact_key, segment, run_id, acked_at)
+        SELECT $dest, contact_key, unnest(tags), $run, now()
+        FROM _diff JOIN _acked_now USING (contact_key) WHERE op = 'upsert'
+        """,
+        params,
+    )
+    con.execute(
+        """
+        DELETE FROM acknowledged WHERE destination = $dest AND contact_key IN (
+            SELECT contact_key FROM _diff JOIN _acked_now USING (contact_key) WHERE op = 'delete')
+        """,
+        {"dest": destination},
+    )
+    if external_ids:
+        con.execute(
+            """
+            INSERT INTO identities (connection, external_id, contact_key, seen_at)
+            SELECT $dest, unnest($ids), unnest($keys), now()
+            ON CONFLICT (connection, external_id) DO UPDATE SET
+                contact_key = EXCLUDED.contact_key, seen_at = EXCLUDED.seen_at
+            """,
+            {"dest": destination, "ids": list(external_ids.values()), "keys": list(external_ids)},
+        )

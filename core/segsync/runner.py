@@ -1,0 +1,366 @@
+"""One sync run: pull every source, plan every destination, push, acknowledge.
+
+```
+sources ──pull──▶ store ──plan (diff vs acks)──▶ changes ──push──▶ destinations
+```
+
+* Pull is incremental: a batch's records and its cursor are committed in one transaction.
+* The plan diffs each destination's desired state against what it acknowledged, so a re-run
+  with no new input writes nothing, and a crashed run resumes where acknowledgements stop.
+* Failures stay where they happen: a failing source or destination is reported with its plugin's
+  name; the others go on, and nothing of the failed one is acknowledged.
+* ``dry_run`` does all of the above inside one transaction that is rolled back, and never
+  calls a connector's ``write``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from segsync import plan
+from segsync.config import ConfigError, ProjectConfig, connection_settings
+from segsync.connector import (
+    READ_CAPABILITIES,
+    STREAM_CAPABILITY,
+    WRITE_CAPABILITIES,
+    Capability,
+    Connector,
+    Stream,
+)
+from segsync.model import mask_email
+from segsync.plugins import PluginHost
+from segsync.progress import Reporter
+from segsync.store import Store
+from segsync.store.ingest import Ingestor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 10_000
+
+
+@dataclass
+class SourceReport:
+    name: str
+    status: str = "ok"  # ok | failed
+    loaded: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class DestinationReport:
+    name: str
+    status: str = "ok"  # ok | failed | skipped
+    planned: dict[str, int] = field(default_factory=dict)
+    write_calls: int = 0
+    records_written: int = 0
+    records_rejected: int = 0
+    records_retrying: int = 0
+    error: str | None = None
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    run_id: int | None
+    status: str  # succeeded | partial | failed | dry-run
+    as_of: datetime
+    dry_run: bool
+    sources: list[SourceReport] = field(default_factory=list)
+    destinations: list[DestinationReport] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(s.status == "failed" for s in self.sources) or any(
+            d.status == "failed" for d in self.destinations
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    full_refresh: bool = False
+    as_of: datetime | None = None
+    sample_size: int = 5
+
+
+class Runner:
+    def __init__(
+        self, config: ProjectConfig, host: PluginHost, reporter: Reporter | None = None
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.reporter = reporter or Reporter(quiet=True)
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def connectors(self) -> dict[str, Connector]:
+        """Instantiate every configured connection (settings validated, secrets from env)."""
+        types = self.host.connector_types()
+        instances = {}
+        for name, connection in self.config.connections.items():
+            cls = types.get(connection.type)
+            if cls is None:
+                known = ", ".join(sorted(types)) or "none installed"
+                raise ConfigError(
+                    f"connection {name!r}: no connector of type {connection.type!r} "
+                    f"(installed: {known}); install its package, e.g. pip install segsync-{connection.type}"
+                )
+            settings = connection_settings(cls, connection, self.config.project_dir)
+            instances[name] = cls(name, settings, self.config.project_dir)
+        return instances
+
+    def _pulls(self, name: str, connector: Connector) -> bool:
+        wanted = self.config.connections[name].pull
+        can = bool(connector.enabled_capabilities() & READ_CAPABILITIES)
+        return can if wanted is None else (wanted and can)
+
+    def _pushes(self, name: str, connector: Connector) -> bool:
+        wanted = self.config.connections[name].push
+        can = bool(connector.enabled_capabilities() & WRITE_CAPABILITIES)
+        return can if wanted is None else (wanted and can)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, options: RunOptions | None = None) -> RunSummary:
+        options = options or RunOptions()
+        as_of = options.as_of or datetime.now(timezone.utc)
+        connectors = self.connectors()
+        store = Store(self.config.store_path)
+        try:
+            return self._run(store, connectors, options, as_of)
+        except BaseException as exc:
+            # A bug or an interrupt: close the run row so history shows it, then re-raise.
+            run_id = store.scalar("SELECT max(id) FROM runs WHERE status = 'running'")
+            if run_id is not None and not options.dry_run:
+                store.finish_run(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        finally:
+            for connector in connectors.values():
+                try:
+                    connector.close()
+                except Exception:  # closing must not hide the run's own outcome
+                    log.exception("connection %r failed to close", connector.connection)
+            store.close()
+
+    def _run(
+        self, store: Store, connectors: dict[str, Connector], options: RunOptions, as_of: datetime
+    ) -> RunSummary:
+        summary = RunSummary(None, "running", as_of, options.dry_run)
+        if options.dry_run:
+            # Everything (pull included) happens in one transaction that is rolled back.
+            store.con.execute("BEGIN TRANSACTION")
+        else:
+            summary.run_id = store.start_run(
+                as_of, {"full_refresh": options.full_refresh, "dry_run": False}
+            )
+        try:
+            event_types = self.host.event_types()
+            for name, connector in connectors.items():
+                if self._pulls(name, connector):
+                    summary.sources.append(
+                        self._pull(store, name, connector, summary.run_id, options, event_types)
+                    )
+            plan.ensure_membership_table(store.con)
+            for name, connector in connectors.items():
+                if self._pushes(name, connector):
+                    summary.destinations.append(
+                        self._push(store, name, connector, summary.run_id, options)
+                    )
+        finally:
+            if options.dry_run:
+                store.con.execute("ROLLBACK")
+        if options.dry_run:
+            summary.status = "dry-run"
+            return summary
+        summary.status = _status(summary)
+        assert summary.run_id is not None
+        summary.errors = [
+            {"connection": r[0], "phase": r[1], "record": r[2], "field": r[3], "reason": r[4]}
+            for r in store.con.execute(
+                "SELECT connection, phase, record, field, reason FROM record_errors "
+                "WHERE run_id = ? ORDER BY occurred_at LIMIT 20",
+                [summary.run_id],
+            ).fetchall()
+        ]
+        store.finish_run(summary.run_id, summary.status, _counts(summary))
+        self.host.run_finished(summary)
+        return summary
+
+    def _pull(
+        self,
+        store: Store,
+        name: str,
+        connector: Connector,
+        run_id: int | None,
+        options: RunOptions,
+        event_types: dict[str, str],
+    ) -> SourceReport:
+        report = SourceReport(name)
+        ingestor = Ingestor(store.con, name, run_id, event_types)
+        enabled = connector.enabled_capabilities()
+        plugin = self.host.connector_plugin(self.config.connections[name].type)
+        for stream in Stream:
+            if STREAM_CAPABILITY[stream] not in enabled:
+                continue
+            cursor = None if options.full_refresh else store.get_cursor(name, stream.value)
+            loaded = rejected = 0
+            try:
+                with self.reporter.phase(f"pull {name} {stream.value}") as advance:
+                    for batch in connector.read(stream, cursor):
+                        if batch.stream is not stream:
+                            raise ValueError(
+                                f"read({stream.value}) yielded a {batch.stream.value} batch"
+                            )
+                        if options.dry_run:
+                            result = ingestor.ingest(batch)
+                        else:
+                            with store.transaction():
+                                result = ingestor.ingest(batch)
+                                store.set_cursor(name, stream.value, batch.cursor, run_id)
+                        loaded += result.loaded
+                        rejected += result.rejected
+                        advance(result.rows)
+            except Exception as exc:
+                report.status = "failed"
+                report.error = (
+                    f"plugin {plugin!r} (connection {name!r}) failed reading {stream.value}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                log.error(report.error)
+                if not options.dry_run:
+                    store.record_error(run_id, name, f"pull:{stream.value}", name, None, report.error)
+                break
+            finally:
+                report.loaded[stream.value] = loaded
+                report.rejected[stream.value] = rejected
+        return report
+
+    def _push(
+        self,
+        store: Store,
+        name: str,
+        connector: Connector,
+        run_id: int | None,
+        options: RunOptions,
+    ) -> DestinationReport:
+        report = DestinationReport(name)
+        plugin = self.host.connector_plugin(self.config.connections[name].type)
+        plan.build_diff(store.con, name)
+        report.planned = plan.plan_counts(store.con)
+        total = sum(report.planned.values())
+        batch_size = connector.max_batch_size or DEFAULT_BATCH_SIZE
+        if options.dry_run:
+            for planned in next(plan.iter_changes(store.con, options.sample_size), []):
+                report.sample.append(
+                    {
+                        "contact": mask_email(planned.change.contact_key),
+                        "action": planned.action,
+                        "status": planned.change.status,
+                        "tags_add": list(planned.change.tags_add),
+                        "tags_remove": list(planned.change.tags_remove),
+                    }
+                )
+            return report
+        if Capability.WRITE_CONTACTS not in connector.enabled_capabilities():
+            report.status = "skipped"
+            report.error = "connector cannot write contacts"
+            return report
+        with self.reporter.phase(f"push {name}", total=total) as advance:
+            for batch in plan.iter_changes(store.con, batch_size):
+                changes = [p.change for p in batch]
+                try:
+                    result = self.host.push(connector, changes, run_id)
+                except Exception as exc:
+                    # Nothing of this batch is acknowledged: it is planned again next run.
+                    report.status = "failed"
+                    report.error = (
+                        f"plugin {plugin!r} (connection {name!r}) failed writing: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                    report.records_retrying += total - report.records_written - report.records_rejected
+                    log.error(report.error)
+                    store.record_error(run_id, name, "push", name, None, report.error, retryable=True)
+                    break
+                report.write_calls += result.calls
+                self._apply_outcomes(store, name, run_id, batch, result, report)
+                advance(len(batch))
+        store.record_destination(
+            run_id or 0,
+            name,
+            report.status,
+            report.write_calls,
+            report.records_written,
+            report.records_rejected,
+            report.records_retrying,
+            report.error,
+        )
+        return report
+
+    def _apply_outcomes(self, store, name, run_id, batch, result, report) -> None:
+        by_key = {}
+        for outcome in result.outcomes:
+            by_key.setdefault(outcome.contact_key, outcome)
+        ok_keys: list[str] = []
+        external_ids: dict[str, str] = {}
+        with store.transaction():
+            for planned in batch:
+                key = planned.change.contact_key
+                outcome = by_key.get(key)
+                if outcome is None:
+                    report.records_retrying += 1
+                    store.record_error(
+                        run_id, name, "push", mask_email(key), None,
+                        "the connector returned no outcome for this record", retryable=True,
+                    )
+                elif outcome.status == "ok":
+                    ok_keys.append(key)
+                    if outcome.external_id:
+                        external_ids[key] = outcome.external_id
+                elif outcome.status == "rejected":
+                    report.records_rejected += 1
+                    store.record_error(
+                        run_id, name, "push", mask_email(key), outcome.field,
+                        outcome.reason or "rejected",
+                    )
+                else:
+                    report.records_retrying += 1
+                    store.record_error(
+                        run_id, name, "push", mask_email(key), outcome.field,
+                        outcome.reason or "retryable", retryable=True,
+                    )
+            plan.record_outcomes(store.con, name, run_id, ok_keys, external_ids)
+        report.records_written += len(ok_keys)
+
+
+def _status(summary: RunSummary) -> str:
+    parts = [*summary.sources, *summary.destinations]
+    failed = [p for p in parts if p.status == "failed"]
+    if not failed:
+        return "succeeded"
+    return "failed" if len(failed) == len(parts) else "partial"
+
+
+def _counts(summary: RunSummary) -> dict[str, Any]:
+    return {
+        "pull": {s.name: {"loaded": s.loaded, "rejected": s.rejected} for s in summary.sources},
+        "push": {
+            d.name: {
+                "planned": d.planned,
+                "written": d.records_written,
+                "rejected": d.records_rejected,
+                "retrying": d.records_retrying,
+                "write_calls": d.write_calls,
+            }
+            for d in summary.destinations
+        },
+    }

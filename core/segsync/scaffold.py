@@ -1,0 +1,175 @@
+"""``segsync init`` and ``segsync demo``: a project folder with data that syncs without credentials.
+
+The sample business is synthetic and deterministic (seeded): contacts with skewed activity over
+two years (a few heavy openers and buyers, a long tail of quiet ones), orders, page views,
+consent records with some opt-outs, bounces and complaints, and a few deliberately bad rows so
+the record-error path shows up in the summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+CONFIG_TEMPLATE = """\
+# segsync project file. Paths are relative to this file.
+# Docs: docs/configuration.md (this file), docs/records.md (file formats), docs/hooks.md (plugins).
+
+[store]
+# The embedded store: one DuckDB file beside this config. No server to run.
+path = "segsync.duckdb"
+
+# A source: CSV/JSONL files exported from a shop, a CRM or a form tool.
+[connections.shop]
+type = "files"
+contacts = "data/contacts.csv"
+events = "data/events.jsonl"
+consent = "data/consent.csv"
+push = false                   # read-only: never write back into the export folder
+# contacts_columns = {{ email = "E-mail" }}   # map your column names to canonical ones
+
+# A destination: the audience an ESP would hold, written as CSV and JSONL for upload by hand.
+[connections.newsletter]
+type = "files"
+output = "out/newsletter"
+
+# Secrets never go in this file. A connector's secret setting FIELD of connection NAME is read
+# from the environment or from .env beside this file as SEGSYNC_<NAME>_<FIELD>, for example:
+# [connections.mailchimp]
+# type = "mailchimp"
+# audience_id = "abc123"          # and SEGSYNC_MAILCHIMP_API_KEY=... in .env
+"""
+
+FIRST_NAMES = [
+    "Ann", "Ben", "Chloé", "Dev", "Eva", "Femi", "Gus", "Hana", "Ivan", "Jae", "Kira", "Luis",
+    "Mia", "Noor", "Olu", "Pia", "Quinn", "Rosa", "Sam", "Tara", "Umar", "Vera", "Wen", "Yusuf",
+]
+LAST_NAMES = [
+    "Adams", "Berg", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Haddad", "Ito", "Jones",
+    "Kowalski", "Lopez", "Müller", "Nakamura", "Okafor", "Patel", "Rossi", "Schmidt", "Tanaka",
+]
+DOMAINS = ["example.com", "example.org", "mail.example.net", "example.co.uk", "bücher.example"]
+COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", ""]
+DEPARTMENTS = ["Marketing", "Sales", "HR", "People", "Engineering", "Finance", "Operations"]
+INDUSTRIES = ["Retail", "Software", "Healthcare", "Education", "Manufacturing"]
+COUNTRIES = [("DE", "Europe/Berlin"), ("FR", "Europe/Paris"), ("GB", "Europe/London"),
+             ("US", "America/New_York"), ("CA", "America/Toronto"), ("JP", "Asia/Tokyo")]
+CATEGORIES = ["shoes", "bags", "outdoor", "kitchen", "books"]
+PAGES = ["/", "/pricing", "/compare", "/blog/spring-guide", "/vip-rewards", "/trial"]
+
+
+def write_project(directory: Path, *, contacts: int, seed: int = 7, now: datetime | None = None) -> dict[str, int]:
+    """Write ``segsync.toml`` and ``data/`` into ``directory``; return row counts per file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "segsync.toml"
+    if config.exists():
+        raise FileExistsError(f"{config} already exists; not overwriting it")
+    config.write_text(CONFIG_TEMPLATE.format(), encoding="utf-8")
+    (directory / ".gitignore").write_text("segsync.duckdb*\nout/\n.env\n", encoding="utf-8")
+    return write_sample_data(directory / "data", contacts=contacts, seed=seed, now=now)
+
+
+def write_sample_data(
+    data: Path, *, contacts: int, seed: int = 7, now: datetime | None = None
+) -> dict[str, int]:
+    rng = random.Random(seed)
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    start = now - timedelta(days=730)
+    data.mkdir(parents=True, exist_ok=True)
+    people = []
+    for i in range(contacts):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        country, tz = rng.choice(COUNTRIES)
+        created = start + timedelta(seconds=rng.randrange(int((now - start).total_seconds())))
+        email = f"{first}.{last}.{i}@{rng.choice(DOMAINS)}"
+        # Mixed case and stray spaces, as real exports have them; the store normalizes.
+        if i % 17 == 0:
+            email = f" {email.upper()} "
+        people.append(
+            {
+                "email": email,
+                "first_name": first,
+                "last_name": last,
+                "company": rng.choice(COMPANIES),
+                "department": rng.choice(DEPARTMENTS),
+                "industry": rng.choice(INDUSTRIES),
+                "company_size": str(rng.choice([5, 12, 40, 150, 900, 5000])),
+                "country": country,
+                "timezone": tz,
+                "created_at": created.isoformat(),
+                "loyalty_tier": rng.choice(["", "", "silver", "gold"]),
+                "_created": created,
+                # Pareto-like engagement: most people rarely act, a few act a lot.
+                "_activity": rng.paretovariate(1.6) - 1,
+            }
+        )
+    contact_rows = [{k: v for k, v in p.items() if not k.startswith("_")} for p in people]
+    contact_rows.append({"email": "not-an-address", "first_name": "Broken"})
+    contact_rows.append({"email": "someone@example.com", "company_size": "lots"})
+    columns = [c for c in contact_rows[0]]
+    with (data / "contacts.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(contact_rows)
+
+    events = 0
+    consent_rows = []
+    with (data / "events.jsonl").open("w", encoding="utf-8") as handle:
+        for i, person in enumerate(people):
+            email = person["email"].strip().lower()
+            joined = person["_created"]
+            consent_rows.append(
+                {"email": email, "channel": "email", "purpose": "marketing", "status": "opted_in",
+                 "timestamp": joined.isoformat(), "method": rng.choice(["form", "double_opt_in", "import"]),
+                 "evidence": f"signup form v{rng.randint(1, 3)}"}
+            )
+            sends = max(1, int((now - joined).days / 14))
+            engagement = min(0.95, 0.05 + person["_activity"] / 4)
+            for send in range(sends):
+                sent_at = joined + timedelta(days=14 * send, hours=rng.randint(8, 18))
+                if sent_at >= now:
+                    break
+                campaign = f"cmp-{sent_at:%Y%m%d}"
+                handle.write(_event(email, "email.sent", sent_at, f"send-{i}-{send}", {"campaign_id": campaign}))
+                events += 1
+                if rng.random() < engagement:
+                    handle.write(_event(email, "email.opened", sent_at + timedelta(hours=2), f"open-{i}-{send}", {"campaign_id": campaign}))
+                    events += 1
+                    if rng.random() < engagement / 2:
+                        page = rng.choice(PAGES)
+                        handle.write(_event(email, "email.clicked", sent_at + timedelta(hours=3), f"click-{i}-{send}", {"campaign_id": campaign, "url": page}))
+                        handle.write(_event(email, "page.viewed", sent_at + timedelta(hours=3, minutes=1), f"view-{i}-{send}", {}, url=page, category=rng.choice(CATEGORIES)))
+                        events += 2
+                        if rng.random() < engagement / 3:
+                            value = round(rng.lognormvariate(4.2, 0.8), 2)
+                            handle.write(_event(email, "cart.added", sent_at + timedelta(hours=3, minutes=5), f"cart-{i}-{send}", {"product_id": f"p{rng.randint(1, 400)}"}, value=value, currency="EUR"))
+                            events += 1
+                            if rng.random() < 0.6:
+                                handle.write(_event(email, "order.completed", sent_at + timedelta(hours=3, minutes=20), f"order-{i}-{send}", {"order_id": f"o-{i}-{send}"}, value=value, currency="EUR"))
+                                events += 1
+            fate = rng.random()
+            later = joined + timedelta(days=rng.randint(1, max(1, (now - joined).days)))
+            if fate < 0.06:
+                consent_rows.append({"email": email, "channel": "email", "purpose": "marketing", "status": "opted_out",
+                                     "timestamp": later.isoformat(), "method": "email_link", "evidence": "unsubscribe link"})
+            elif fate < 0.08:
+                consent_rows.append({"email": email, "channel": "email", "purpose": "marketing", "status": "bounced",
+                                     "timestamp": later.isoformat(), "method": "bounce", "evidence": "550 mailbox unavailable"})
+            elif fate < 0.085:
+                consent_rows.append({"email": email, "channel": "email", "purpose": "marketing", "status": "complained",
+                                     "timestamp": later.isoformat(), "method": "complaint", "evidence": "feedback loop"})
+        handle.write('{"email": "ann@example.com", "type": "email.opened", "timestamp": "yesterday", "id": "bad-1"}\n')
+    with (data / "consent.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(consent_rows[0]))
+        writer.writeheader()
+        writer.writerows(consent_rows)
+    return {"contacts": len(contact_rows), "events": events + 1, "consent": len(consent_rows)}
+
+
+def _event(email: str, type_: str, at: datetime, event_id: str, properties: dict, **top: object) -> str:
+    record = {"email": email, "type": type_, "timestamp": at.isoformat(), "id": event_id, "properties": properties}
+    record.update(top)
+    return json.dumps(record, ensure_ascii=False) + "\n"

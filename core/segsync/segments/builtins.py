@@ -1,0 +1,360 @@
+"""The standard segment functions, registered through the same hook plugins use.
+
+Event-type conventions the shortcuts rely on (see docs/rules.md): ``email.sent``,
+``email.opened``, ``email.clicked``, ``order.completed`` (``value`` = order total),
+``page.viewed`` (``url``), ``product.viewed`` (``category``).
+
+Semantics callers and users rely on:
+
+* windows are ``(as_of - window, as_of]``; no window means all history up to ``as_of``;
+* counts and sums are 0 when nothing matched; min/max/avg are missing (comparisons false);
+* ``days_since`` is +infinity when the event never happened (so ``> N`` is true, ``< N`` false);
+* rates are 0 when there were no sends;
+* ``bucket(salt)`` = ``int(md5(f"{salt}:{contact_key}").hexdigest()[:8], 16) / 2**32``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import pluggy
+from sqlglot import exp
+
+from . import ast
+from .functions import Attribute, BuildContext, Built, Feature, Param, SegmentFunction
+
+hookimpl = pluggy.HookimplMarker("segsync")
+
+SENT, OPENED, CLICKED = "email.sent", "email.opened", "email.clicked"
+ORDER, PAGE_VIEW, PRODUCT_VIEW = "order.completed", "page.viewed", "product.viewed"
+MARKETING = "marketing"
+OPTED_IN = "opted_in"
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_DOUBLE = exp.DataType.build("double")
+_WINDOW = Param("window", "duration", optional=True)
+
+
+# -- building blocks -------------------------------------------------------------------------
+def event_feature(
+    ctx: BuildContext,
+    agg: str,
+    types: tuple[str, ...],
+    window: timedelta | None,
+    *,
+    value: exp.Expression | None = None,
+    extra: exp.Expression | None = None,
+) -> Feature:
+    """An aggregate over the contact's events of ``types`` in ``window``.
+
+    ``agg`` is count, sum, min, max, avg or last_at (latest ``occurred_at``).
+    """
+    type_col = exp.column("type")
+    conds: list[exp.Expression] = [
+        exp.EQ(this=type_col, expression=exp.Literal.string(types[0]))
+        if len(types) == 1
+        else exp.In(this=type_col, expressions=[exp.Literal.string(t) for t in types])
+    ]
+    if (w := ctx.in_window(window)) is not None:
+        conds.append(w)
+    if extra is not None:
+        conds.append(extra)
+    if agg == "count":
+        func: exp.Expression = exp.Count(this=exp.Star())
+    elif agg == "last_at":
+        func = exp.Max(this=exp.column("occurred_at"))
+    else:
+        func = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}[agg](this=value)
+    filtered = exp.Filter(this=func, expression=exp.Where(this=exp.and_(*conds)))
+    return Feature(
+        "event", filtered, event_types=frozenset(types), since=ctx.window_start(window)
+    )
+
+
+def zero_if_null(feature: Feature) -> exp.Expression:
+    return exp.func("COALESCE", feature.ref(), exp.Literal.number(0))
+
+
+def property_value(prop: str) -> exp.Expression:
+    """An event property as a number: the ``value`` column or a key of ``properties`` JSON."""
+    if prop == "value":
+        return exp.column("value")
+    extracted = exp.JSONExtractScalar(
+        this=exp.column("properties"),
+        expression=exp.JSONPath(expressions=[exp.JSONPathRoot(), exp.JSONPathKey(this=prop)]),
+    )
+    return exp.TryCast(this=extracted, to=_DOUBLE)
+
+
+def _ratio(num: exp.Expression, den: exp.Expression) -> exp.Expression:
+    # Zero sends means a rate of 0, not NULL: "open_rate(90d) < 0.1" should catch the unmailed.
+    return exp.Case(
+        ifs=[exp.If(this=exp.EQ(this=den, expression=exp.Literal.number(0)),
+                    true=exp.Literal.number(0))],
+        default=exp.Div(this=exp.cast(num, _DOUBLE), expression=exp.cast(den, _DOUBLE)),
+    )
+
+
+def _count_fn(name: str, types: tuple[str, ...], doc: str, example: str) -> SegmentFunction:
+    def build(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+        f = event_feature(ctx, "count", types, args["window"])
+        return Built(zero_if_null(f), (f,))
+
+    return SegmentFunction(name, (_WINDOW,), "number", doc, build, example)
+
+
+# -- generic event aggregates ----------------------------------------------------------------
+def _build_count(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    f = event_feature(ctx, "count", (args["event"],), args["window"])
+    return Built(zero_if_null(f), (f,))
+
+
+def _split_property(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``sum(order.completed.value[, w])`` → ``sum(order.completed, value[, w])``."""
+    if (
+        args
+        and isinstance(args[0], ast.Name)
+        and len(args[0].parts) >= 2
+        and (len(args) == 1 or isinstance(args[1], ast.Duration))
+    ):
+        head = args[0]
+        event = ast.Name(head.parts[:-1], line=head.line, column=head.column)
+        prop = ast.String(head.parts[-1], line=head.line, column=head.column)
+        return (event, prop, *args[1:])
+    return args
+
+
+def _agg_fn(agg: str, doc: str, example: str) -> SegmentFunction:
+    def build(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+        prop = args["property"]
+        if not _IDENT.match(prop):
+            raise ValueError(f"property names are identifiers, not {prop!r}")
+        f = event_feature(ctx, agg, (args["event"],), args["window"], value=property_value(prop))
+        return Built(zero_if_null(f) if agg == "sum" else f.ref(), (f,))
+
+    params = (Param("event", "event"), Param("property", "string"), _WINDOW)
+    return SegmentFunction(agg, params, "number", doc, build, example, rearrange=_split_property)
+
+
+# -- page views ------------------------------------------------------------------------------
+def _build_visited(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    cond = exp.func("STARTS_WITH", exp.column("url"), exp.Literal.string(args["url"]))
+    f = event_feature(ctx, "count", (PAGE_VIEW,), args["window"], extra=cond)
+    return Built(exp.GT(this=zero_if_null(f), expression=exp.Literal.number(0)), (f,))
+
+
+def _build_viewed_category(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    cond = exp.EQ(this=exp.column("category"), expression=exp.Literal.string(args["category"]))
+    f = event_feature(ctx, "count", (PAGE_VIEW, PRODUCT_VIEW), args["window"], extra=cond)
+    return Built(exp.GT(this=zero_if_null(f), expression=exp.Literal.number(0)), (f,))
+
+
+# -- recency ---------------------------------------------------------------------------------
+def _build_days_since(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    target = args["what"]
+    if isinstance(target, Attribute):
+        if target.type not in ("timestamp", "any"):
+            raise ValueError(f"attr.{target.name} is not a date; days_since() needs one")
+        at: exp.Expression = target.expr()
+        if target.type == "any":
+            at = exp.TryCast(this=at, to=exp.DataType.build("timestamptz"))
+        features: tuple[Feature, ...] = (target.feature(),)
+    else:
+        f = event_feature(ctx, "last_at", (target,), None)
+        at, features = f.ref(), (f,)
+    # Epoch arithmetic renders in every dialect; as_of is a constant folded in Python.
+    seconds = exp.Sub(this=ctx.as_of_epoch(), expression=exp.TimeToUnix(this=at))
+    days = exp.Div(this=exp.paren(seconds), expression=exp.Literal.number("86400.0"))
+    never = exp.cast(exp.Literal.string("Infinity"), _DOUBLE)
+    return Built(exp.func("COALESCE", days, never), features)
+
+
+# -- rates -----------------------------------------------------------------------------------
+def _rate_fn(name: str, numerator: str, doc: str, example: str) -> SegmentFunction:
+    def build(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+        num = event_feature(ctx, "count", (numerator,), args["window"])
+        den = event_feature(ctx, "count", (SENT,), args["window"])
+        return Built(_ratio(zero_if_null(num), zero_if_null(den)), (num, den))
+
+    return SegmentFunction(name, (_WINDOW,), "number", doc, build, example)
+
+
+# -- consent ---------------------------------------------------------------------------------
+def _build_consentable(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    # Latest ledger row for (channel, marketing) as of the evaluation instant; id breaks ties
+    # between rows recorded at the same instant (the ledger is append-only).
+    ranked = (
+        exp.select(
+            "contact_key",
+            "status",
+            exp.Window(
+                this=exp.RowNumber(),
+                partition_by=[exp.column("contact_key")],
+                order=exp.Order(expressions=[
+                    exp.Ordered(this=exp.column("recorded_at"), desc=True, nulls_first=False),
+                    exp.Ordered(this=exp.column("id"), desc=True, nulls_first=False),
+                ]),
+            ).as_("rn"),
+        )
+        .from_("consent_ledger")
+        .where(
+            exp.and_(
+                exp.EQ(this=exp.column("channel"), expression=exp.Literal.string(args["channel"])),
+                exp.EQ(this=exp.column("purpose"), expression=exp.Literal.string(MARKETING)),
+                exp.LTE(this=exp.column("recorded_at"), expression=ctx.as_of_literal()),
+            )
+        )
+    )
+    latest = (
+        exp.select("contact_key", exp.column("status").as_("value"))
+        .from_(ranked.subquery("ranked"))
+        .where(exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)))
+    )
+    f = Feature("joined", latest)
+    return Built(exp.EQ(this=f.ref(), expression=exp.Literal.string(OPTED_IN)), (f,))
+
+
+# -- segments, buckets, ranks ----------------------------------------------------------------
+def _build_in_segment(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    return Built(ctx.segment(args["segment"]))
+
+
+def _build_bucket(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    salted = exp.DPipe(
+        this=exp.DPipe(this=exp.Literal.string(args["salt"]), expression=exp.Literal.string(":")),
+        expression=exp.column("contact_key"),
+        safe=True,
+    )
+    digest = Feature("row", exp.func("MD5", salted))
+    # First 8 hex digits → integer, by digit arithmetic: every engine has STRPOS and
+    # SUBSTRING, not every engine parses hex, and the result must agree across engines.
+    total: exp.Expression | None = None
+    for i in range(8):
+        digit = exp.Sub(
+            this=exp.func(
+                "STRPOS",
+                exp.Literal.string("0123456789abcdef"),
+                exp.Substring(this=digest.ref(), start=exp.Literal.number(i + 1),
+                              length=exp.Literal.number(1)),
+            ),
+            expression=exp.Literal.number(1),
+        )
+        term = exp.Mul(this=exp.paren(digit), expression=exp.Literal.number(16 ** (7 - i)))
+        total = term if total is None else exp.Add(this=total, expression=term)
+    value = exp.Div(
+        this=exp.cast(exp.paren(total), _DOUBLE),  # type: ignore[arg-type]
+        expression=exp.cast(exp.Literal.number(2**32), _DOUBLE),
+    )
+    return Built(value, (digest,))
+
+
+def _rank_fn(name: str, metric: str, doc: str, example: str) -> SegmentFunction:
+    def build(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+        window = args["window"]
+        if metric == "recency":
+            f = event_feature(ctx, "last_at", (ORDER,), window)
+            key: exp.Expression = f.ref()
+        elif metric == "frequency":
+            f = event_feature(ctx, "count", (ORDER,), window)
+            key = zero_if_null(f)
+        else:
+            f = event_feature(ctx, "sum", (ORDER,), window, value=exp.column("value"))
+            key = zero_if_null(f)
+        # contact_key breaks ties so equal metrics split across tiles the same way every run.
+        ntile = exp.Window(
+            this=exp.func("NTILE", exp.Literal.number(5)),
+            order=exp.Order(expressions=[
+                exp.Ordered(this=key, desc=False, nulls_first=True),
+                exp.Ordered(this=exp.column("contact_key"), desc=False, nulls_first=False),
+            ]),
+        )
+        rank = Feature("row", ntile)
+        return Built(rank.ref(), (f, rank))
+
+    return SegmentFunction(name, (_WINDOW,), "number", doc, build, example)
+
+
+def _functions() -> list[SegmentFunction]:
+    w = _WINDOW
+    return [
+        SegmentFunction(
+            "count", (Param("event", "event"), w), "number",
+            "Number of events of a type in the window (all history when omitted).",
+            _build_count, 'count(cart.added, 24h) > 0 and count(order.completed, 24h) == 0',
+        ),
+        _agg_fn("sum", "Sum of a numeric event property (0 when none).",
+                "sum(order.completed.value, 365d) > 500"),
+        _agg_fn("min", "Smallest value of an event property (missing when none).",
+                "min(order.completed.value, 365d) >= 20"),
+        _agg_fn("max", "Largest value of an event property (missing when none).",
+                'max("order.completed", "items", 90d) >= 3'),
+        _agg_fn("avg", "Average of an event property (missing when none).",
+                "avg(order.completed.value, 365d) > 80"),
+        _count_fn("opens", (OPENED,), "Emails opened (email.opened events).",
+                  "opens(30d) >= 5"),
+        _count_fn("clicks", (CLICKED,), "Email clicks (email.clicked events).",
+                  "clicks(30d) > 0"),
+        _count_fn("sends", (SENT,), "Emails sent (email.sent events).", "sends(7d) < 3"),
+        _count_fn("orders", (ORDER,), "Orders (order.completed events).", "orders(365d) >= 2"),
+        SegmentFunction(
+            "spend", (w,), "number", "Sum of order.completed values (0 when none).",
+            lambda ctx, a: _agg_fn("sum", "", "").build(
+                ctx, {"event": ORDER, "property": "value", "window": a["window"]}
+            ),
+            "spend(365d) > 500",
+        ),
+        SegmentFunction(
+            "visited", (Param("url", "string"), w), "bool",
+            "A page.viewed event whose url starts with the given URL or prefix.",
+            _build_visited, 'visited("/vip-rewards", 30d)',
+        ),
+        SegmentFunction(
+            "viewed_category", (Param("category", "string"), w), "bool",
+            "A page.viewed or product.viewed event in the category.",
+            _build_viewed_category, 'viewed_category("shoes", 14d)',
+        ),
+        SegmentFunction(
+            "days_since", (Param("what", "event_or_attribute"),), "number",
+            "Days (fractional) since the latest event of a type, or since a date attribute; "
+            "+infinity when never.",
+            _build_days_since, "days_since(email.opened) > 90",
+        ),
+        _rate_fn("open_rate", OPENED, "Opens per send in the window (0 without sends).",
+                 "open_rate(90d) >= 0.5"),
+        _rate_fn("click_rate", CLICKED, "Clicks per send in the window (0 without sends).",
+                 "click_rate(90d) >= 0.1"),
+        _rate_fn("conversion_rate", ORDER, "Orders per send in the window (0 without sends).",
+                 "conversion_rate(90d) > 0.02"),
+        SegmentFunction(
+            "consentable", (Param("channel", "string"),), "bool",
+            "The latest marketing consent for the channel, as of as_of, is opted_in.",
+            _build_consentable, 'consentable("email")',
+        ),
+        SegmentFunction(
+            "in_segment", (Param("segment", "segment"),), "bool",
+            "Membership of another segment in the same evaluation (after group resolution).",
+            _build_in_segment, 'in_segment("vip") and not consentable("sms")',
+        ),
+        SegmentFunction(
+            "bucket", (Param("salt", "string"),), "number",
+            "Stable hash of salt and contact key in [0, 1): the same in every run and engine.",
+            _build_bucket, 'bucket("spring-test") < 0.10',
+        ),
+        _rank_fn("rfm_recency", "recency",
+                 "Quintile 1..5 of the latest order (5 = most recent; never ordered = 1).",
+                 "rfm_recency() >= 4"),
+        _rank_fn("rfm_frequency", "frequency",
+                 "Quintile 1..5 of the number of orders (5 = most).", "rfm_frequency(365d) == 5"),
+        _rank_fn("rfm_monetary", "monetary",
+                 "Quintile 1..5 of order value (5 = highest spend).", "rfm_monetary() >= 4"),
+    ]
+
+
+@hookimpl
+def segsync_register_segment_functions(register) -> None:  # noqa: ANN001 - pluggy hook
+    """Register the standard functions (this module is the built-in plugin)."""
+    for fn in _functions():
+        register(fn)

@@ -1,0 +1,173 @@
+"""Evaluation against a DuckDB store: memberships, snapshots, diffs, SQL display.
+
+Everything is set-based SQL; no contact is ever looked at in Python. Results live in
+connection-local temp tables so the runner can read them within the same connection:
+
+* ``segment_membership(segment VARCHAR, contact_key VARCHAR)`` — written by :func:`evaluate`
+* ``segment_diff(segment VARCHAR, contact_key VARCHAR, change VARCHAR)`` — written by
+  :func:`diff`; ``change`` is ``enter`` or ``exit``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import duckdb
+from sqlglot import exp
+
+from .errors import SegmentConfigError
+from .functions import BuildContext, FunctionRegistry, default_registry
+from .model import GroupDef, SegmentDef
+from .plan import build_plan
+
+MEMBERSHIP_TABLE = "segment_membership"
+FLAGS_TABLE = "segment_flags"
+DIFF_TABLE = "segment_diff"
+
+
+def _lit(value: str) -> exp.Expression:
+    return exp.Literal.string(value)
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection,
+    segments: Sequence[SegmentDef],
+    groups: Mapping[str, GroupDef] | None,
+    as_of: datetime,
+    registry: FunctionRegistry | None = None,
+) -> dict[str, int]:
+    """Evaluate all ``segments`` at ``as_of`` in one pass; return {segment: member count}.
+
+    Replaces the temp table ``segment_membership``. Events after ``as_of`` and consent
+    recorded after it are ignored, so the same store and ``as_of`` give the same result.
+    Raises ``RuleError``/``SegmentConfigError`` before touching any table.
+    """
+    plan = build_plan(segments, groups, as_of, registry or default_registry())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {MEMBERSHIP_TABLE} "
+                "(segment VARCHAR NOT NULL, contact_key VARCHAR NOT NULL)")
+    if not plan.segments:
+        return {}
+    # Materialize per-contact flags once, then unfold them: each segment is one cheap scan
+    # of a narrow boolean table instead of re-running the feature query.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FLAGS_TABLE} AS {plan.select().sql('duckdb')}")
+    parts = [
+        exp.select(_lit(s.name).as_("segment"), "contact_key")
+        .from_(FLAGS_TABLE)
+        .where(exp.column(plan.column[s.name]))
+        for s in plan.segments
+    ]
+    union = parts[0]
+    for p in parts[1:]:
+        union = exp.union(union, p, distinct=False)
+    con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {union.sql('duckdb')}")
+    con.execute(f"DROP TABLE {FLAGS_TABLE}")
+    sizes = {s.name: 0 for s in plan.segments}
+    rows = con.execute(
+        f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY segment"
+    ).fetchall()
+    sizes.update({name: n for name, n in rows})
+    return sizes
+
+
+def snapshot(con: duckdb.DuckDBPyConnection, run_id: int, as_of: datetime) -> int:
+    """Append ``segment_membership`` to ``segment_snapshots`` for ``run_id``; return rows."""
+    at = BuildContext.timestamp(_aware(as_of)).sql("duckdb")
+    return con.execute(
+        f"INSERT INTO segment_snapshots (run_id, segment, contact_key, as_of) "
+        f"SELECT ?, segment, contact_key, {at} FROM {MEMBERSHIP_TABLE}",
+        [run_id],
+    ).fetchone()[0]
+
+
+@dataclass(frozen=True)
+class MembershipDiff:
+    """Counts of the rows :func:`diff` wrote to ``segment_diff``."""
+
+    destination: str
+    entries: int
+    exits: int
+
+
+def diff_sql(destination: str, segments: Sequence[str] | None = None) -> str:
+    """The diff as SQL: rows (segment, contact_key, change) with change 'enter' or 'exit'.
+
+    Entries are current memberships (of ``segments``, when given: those the destination
+    carries) it has not acknowledged; exits are acknowledged memberships no longer current,
+    including those of segments since removed from the destination.
+    """
+    current = exp.select("segment", "contact_key").from_(MEMBERSHIP_TABLE)
+    if segments is not None:
+        current = current.where(
+            exp.In(this=exp.column("segment"), expressions=[_lit(s) for s in segments])
+            if segments else exp.false()
+        )
+    acked = (
+        exp.select("segment", "contact_key")
+        .from_("acknowledged_memberships")
+        .where(exp.EQ(this=exp.column("destination"), expression=_lit(destination)))
+    )
+    enter = exp.select("segment", "contact_key", _lit("enter").as_("change")).from_(
+        exp.except_(current, acked.copy()).subquery("entering")
+    )
+    leave = exp.select("segment", "contact_key", _lit("exit").as_("change")).from_(
+        exp.except_(acked, current.copy()).subquery("leaving")
+    )
+    return exp.union(enter, leave, distinct=False).sql("duckdb")
+
+
+def diff(
+    con: duckdb.DuckDBPyConnection, destination: str, segments: Sequence[str] | None = None
+) -> MembershipDiff:
+    """Write entries/exits of ``destination`` vs ``acknowledged_memberships`` to ``segment_diff``."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {DIFF_TABLE} AS {diff_sql(destination, segments)}")
+    counts = dict(
+        con.execute(f"SELECT change, count(*) FROM {DIFF_TABLE} GROUP BY change").fetchall()
+    )
+    return MembershipDiff(destination, counts.get("enter", 0), counts.get("exit", 0))
+
+
+def compile_sql(
+    segment: SegmentDef | str,
+    segments: Sequence[SegmentDef] = (),
+    groups: Mapping[str, GroupDef] | None = None,
+    *,
+    as_of: datetime | None = None,
+    registry: FunctionRegistry | None = None,
+    dialect: str = "duckdb",
+    pretty: bool = True,
+) -> str:
+    """The SQL selecting the contact keys of ``segment`` (for ``--sql`` display).
+
+    ``segments``/``groups`` supply what it depends on (in_segment targets, group siblings);
+    ``as_of`` defaults to now (UTC). Any sqlglot dialect name works for ``dialect``.
+    """
+    target, segments = _resolve(segment, segments)
+    plan = build_plan(segments, groups, _aware(as_of), registry or default_registry(),
+                      only=[target.name])
+    inner = plan.select().subquery("memberships")
+    query = exp.select("contact_key").from_(inner).where(exp.column(plan.column[target.name]))
+    return query.sql(dialect, pretty=pretty)
+
+
+def _resolve(
+    segment: SegmentDef | str, segments: Sequence[SegmentDef]
+) -> tuple[SegmentDef, list[SegmentDef]]:
+    segments = list(segments)
+    if isinstance(segment, str):
+        found = [s for s in segments if s.name == segment]
+        if not found:
+            raise SegmentConfigError(f"unknown segment {segment!r}")
+        return found[0], segments
+    if all(s.name != segment.name for s in segments):
+        segments.append(segment)
+    return segment, segments
+
+
+def _aware(as_of: datetime | None) -> datetime:
+    if as_of is None:
+        return datetime.now(timezone.utc)
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise ValueError("as_of must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    return as_of

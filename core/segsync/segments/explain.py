@@ -1,0 +1,93 @@
+"""``explain``: why a contact is (not) in a segment, predicate by predicate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+from sqlglot import exp
+
+from . import ast
+from .errors import SegmentConfigError
+from .evaluate import _aware, _resolve
+from .functions import FunctionRegistry, default_registry
+from .model import GroupDef, SegmentDef, group_members
+from .plan import build_plan
+
+
+@dataclass(frozen=True)
+class Step:
+    """One sub-expression of the rule: nesting depth (0 = whole rule), its text, its value."""
+
+    depth: int
+    text: str
+    value: object
+
+
+@dataclass(frozen=True)
+class Explanation:
+    segment: str
+    contact_key: str
+    as_of: datetime
+    member: bool  # final membership, after group resolution
+    matched_rule: bool | None  # the rule alone (None for a catch-all)
+    steps: tuple[Step, ...]
+    note: str = ""  # e.g. which higher-priority segment of the group took the contact
+
+    def format(self) -> str:
+        head = (f"{self.contact_key} is {'' if self.member else 'NOT '}in {self.segment!r} "
+                f"as of {self.as_of.isoformat()}")
+        lines = [head] + [f"{'  ' * (s.depth + 1)}{s.text}  =>  {s.value!r}" for s in self.steps]
+        if self.note:
+            lines.append(f"  {self.note}")
+        return "\n".join(lines)
+
+
+def explain(
+    con: duckdb.DuckDBPyConnection,
+    segment: SegmentDef | str,
+    contact_key: str,
+    as_of: datetime,
+    *,
+    segments: Sequence[SegmentDef] = (),
+    groups: Mapping[str, GroupDef] | None = None,
+    registry: FunctionRegistry | None = None,
+) -> Explanation:
+    """Evaluate every sub-expression of ``segment``'s rule for one contact at ``as_of``.
+
+    Runs the same query as :func:`evaluate` (ranks still compare against all contacts),
+    filtered to ``contact_key``. Raises ``SegmentConfigError`` for an unknown contact.
+    """
+    as_of = _aware(as_of)
+    target, segments = _resolve(segment, segments)
+    plan = build_plan(segments, groups, as_of, registry or default_registry(),
+                      only=[target.name])
+    compiled = plan.compiled.get(target.name)
+    steps = compiled.steps if compiled else []
+    extra = [(f"e_{i}", e.copy()) for i, (_, _, e) in enumerate(steps)]
+    members = group_members(plan.segments, plan.groups) if target.group else {}
+    siblings = members.get(target.group, []) if target.group else []
+    extra += [(f"s_{i}", plan.compiled[s.name].expr.copy()) for i, s in enumerate(siblings)]
+    row = con.execute(plan.select(extra=extra, contact_key=contact_key).sql("duckdb")).fetchone()
+    if row is None:
+        raise SegmentConfigError(f"no contact {contact_key!r} in the store")
+    values = dict(zip(["contact_key", *[plan.column[s.name] for s in plan.segments],
+                       *[a for a, _ in extra]], row))
+    member = bool(values[plan.column[target.name]])
+    out = [Step(d - 1, ast.to_text(node), values[f"e_{i}"]) for i, (d, node, _) in enumerate(steps)]
+    note = ""
+    matched = bool(values["e_0"]) if steps else None
+    if target.group:
+        winner = next((s.name for i, s in enumerate(siblings) if values[f"s_{i}"]), None)
+        if winner and winner != target.name:
+            note = (f"group {target.group!r}: {winner!r} has higher priority and matched, so "
+                    f"the contact is there (groups are exclusive)")
+        elif winner is None and plan.groups[target.group].catch_all:
+            note = (f"group {target.group!r}: no segment matched, so the contact is in the "
+                    f"catch-all {plan.groups[target.group].catch_all!r}")
+    return Explanation(target.name, contact_key, as_of, member, matched, tuple(out), note)
+
+
+__all__ = ["Explanation", "Step", "explain", "exp"]
