@@ -76,7 +76,7 @@ def explain(
     values = dict(zip(["contact_key", *[plan.column[s.name] for s in plan.segments],
                        *[a for a, _ in extra]], row))
     member = bool(values[plan.column[target.name]])
-    out = [Step(d - 1, ast.to_text(node), values[f"e_{i}"]) for i, (d, node, _) in enumerate(steps)]
+    out = [Step(d, ast.to_text(node), values[f"e_{i}"]) for i, (d, node, _) in enumerate(steps)]
     note = ""
     matched = bool(values["e_0"]) if steps else None
     if target.group:

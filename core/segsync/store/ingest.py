@@ -91,8 +91,10 @@ class Ingestor:
         self.connection = connection
         self.run_id = run_id
         self.now_sql = now_sql
-        con.execute("CREATE OR REPLACE TEMP TABLE _event_types (name VARCHAR PRIMARY KEY)")
-        con.executemany("INSERT INTO _event_types VALUES (?)", [[t] for t in sorted(set(event_types))])
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _event_types AS SELECT unnest($names::VARCHAR[]) AS name",
+            {"names": sorted(set(event_types))},
+        )
 
     # -- staging -----------------------------------------------------------------------------
 
@@ -273,7 +275,7 @@ class Ingestor:
         if not extras:
             return "'{}'::JSON"
         entries = ", ".join(
-            f"{{'k': {quote_literal(name)}, 'v': {value_sql(col)}::JSON}}"
+            f"{{'k': {quote_literal(name)}, 'v': ({value_sql(col)})::JSON}}"
             for name, col in extras.items()
         )
         return (
@@ -310,8 +312,12 @@ class Ingestor:
                     resolved.append((raw, normalize_email(raw), None))
                 except InvalidEmail as exc:
                     resolved.append((raw, None, f"invalid email address: {exc}"))
-            self.con.execute("CREATE OR REPLACE TEMP TABLE _slow_keys (raw VARCHAR, key VARCHAR, error VARCHAR)")
-            self.con.executemany("INSERT INTO _slow_keys VALUES (?, ?, ?)", resolved)
+            raws, keys, errors = (list(column) for column in zip(*resolved))
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE _slow_keys AS SELECT unnest($raws::VARCHAR[]) AS raw, "
+                "unnest($keys::VARCHAR[]) AS key, unnest($errors::VARCHAR[]) AS error",
+                {"raws": raws, "keys": keys, "errors": errors},
+            )
             self.con.execute(
                 "UPDATE _keys SET key = s.key, error = s.error FROM _slow_keys s WHERE _keys.raw = s.raw"
             )

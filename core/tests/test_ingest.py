@@ -1,0 +1,174 @@
+"""Set-based ingestion: validation, record errors, merge rule, deduplication."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segsync import Batch, FileSlice, Stream
+from segsync.model import InvalidEmail, normalize_email
+from segsync.store.ingest import Ingestor
+
+from .conftest import rows
+from .test_model import addresses, padding
+
+
+def _csv(tmp_path: Path, name: str, text: str) -> FileSlice:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return FileSlice(path, "csv", label=name)
+
+
+def _jsonl(tmp_path: Path, name: str, records: list) -> FileSlice:
+    path = tmp_path / name
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return FileSlice(path, "jsonl", label=name)
+
+
+def _errors(store) -> list[tuple]:
+    return rows(store, "SELECT record, field, reason FROM record_errors ORDER BY record, field")
+
+
+def test_contacts_csv_bad_rows_are_named_and_the_rest_load(tmp_path, store, ingestor) -> None:
+    file = _csv(tmp_path, "c.csv", "email,first_name,company_size,country,timezone,tier\n"
+                "Ann@Example.COM ,Ann,12,de,Europe/Berlin,gold\n"
+                "not-an-address,Bo,3,DE,,\n"
+                "cy@example.org,Cy,-4,DEU,Mars/Base,\n"
+                "di@bücher.de,Di,,,,silver\n")
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert (result.rows, result.loaded, result.rejected) == (4, 2, 2)
+    assert rows(store, "SELECT contact_key, first_name, company_size, country, timezone, custom FROM contacts ORDER BY 1") == [
+        ("ann@example.com", "Ann", 12, "DE", "Europe/Berlin", '{"tier":"gold"}'),
+        ("di@xn--bcher-kva.de", "Di", None, None, None, '{"tier":"silver"}'),
+    ]
+    assert _errors(store) == [
+        ("c.csv line 3", "email", "invalid email address: An email address must have an @-sign."),
+        ("c.csv line 4", "company_size", "not a non-negative whole number: -4"),
+        ("c.csv line 4", "country", "not an ISO 3166-1 alpha-2 code: DEU"),
+        ("c.csv line 4", "timezone", "unknown IANA time zone: Mars/Base"),
+    ]
+
+
+def test_merge_rule_non_empty_overwrites_empty_never_erases(tmp_path, store, ingestor) -> None:
+    ingestor.ingest(Batch(Stream.CONTACTS, None, file=_csv(tmp_path, "a.csv",
+        "email,first_name,company,tier\nann@example.com,Ann,Acme,gold\n"
+        "ANN@example.com,,Globex,\n")))
+    assert rows(store, "SELECT first_name, company, custom FROM contacts") == [("Ann", "Globex", '{"tier":"gold"}')]
+    other = Ingestor(store.con, "crm", 2, [])
+    other.ingest(Batch(Stream.CONTACTS, None, rows=[{"email": "ann@example.com", "first_name": None, "company": "Initech", "custom": {"score": 7}}]))
+    assert rows(store, "SELECT first_name, company, custom, updated_by FROM contacts") == [
+        ("Ann", "Initech", '{"tier":"gold","score":7}', "crm")
+    ]
+
+
+def test_external_ids_become_identities(store, ingestor) -> None:
+    ingestor.ingest(Batch(Stream.CONTACTS, None, rows=[{"email": "a@b.co", "external_id": "42"}]))
+    assert rows(store, "SELECT connection, external_id, contact_key FROM identities") == [("src", "42", "a@b.co")]
+
+
+def test_events_jsonl_errors_have_exact_lines_and_duplicates_are_dropped(tmp_path, store, ingestor) -> None:
+    good = {"email": "ann@example.com", "type": "order.completed", "timestamp": "2024-05-01T10:00:00Z",
+            "id": "o1", "properties": {"value": 120.5, "currency": "eur", "order_id": "A1"}}
+    file = _jsonl(tmp_path, "e.jsonl", [
+        good,
+        {"email": "ann@example.com", "type": "email.opened", "timestamp": "2024-05-01T10:00:00", "id": "e1"},
+        "{not json",
+        "",
+        {"email": "zed@new.io", "type": "page.viewed", "timestamp": "2024-05-02T10:00:00+02:00", "id": "p1", "url": "/vip", "category": "vip"},
+        {"email": "zed@new.io", "type": "bogus.thing", "timestamp": "2024-05-02T10:00:00Z", "id": "p2"},
+        {"email": "zed@new.io", "type": "order.completed", "timestamp": "2024-05-02T10:00:00Z", "id": "o2"},
+        {"email": "zed@new.io", "type": "page.viewed", "timestamp": "2024-05-02T10:00:00Z"},
+        good,
+    ])
+    result = ingestor.ingest(Batch(Stream.EVENTS, None, file=file))
+    assert (result.rows, result.loaded, result.rejected) == (8, 2, 5)
+    assert rows(store, "SELECT contact_key, type, occurred_at::VARCHAR, source, source_event_id, value, currency, url, category FROM events ORDER BY source_event_id") == [
+        ("ann@example.com", "order.completed", "2024-05-01 10:00:00+00", "src", "o1", 120.5, "EUR", None, None),
+        ("zed@new.io", "page.viewed", "2024-05-02 08:00:00+00", "src", "p1", None, None, "/vip", "vip"),
+    ]
+    assert _errors(store) == [
+        ("e.jsonl line 2", "timestamp", "not an ISO 8601 timestamp with a time zone (e.g. 2024-05-01T10:00:00Z): 2024-05-01T10:00:00"),
+        ("e.jsonl line 3", "line", "not a JSON object"),
+        ("e.jsonl line 6", "type", "unknown event type bogus.thing (see segsync plugins / docs/records.md)"),
+        ("e.jsonl line 7", "value", "order.completed needs a value"),
+        ("e.jsonl line 8", "id", "missing (the source event id deduplicates events)"),
+    ]
+    # A person first seen in an event still gets a contact row.
+    assert rows(store, "SELECT contact_key FROM contacts ORDER BY 1") == [("ann@example.com",), ("zed@new.io",)]
+    # Re-delivery of the same events adds nothing.
+    again = ingestor.ingest(Batch(Stream.EVENTS, None, file=file))
+    assert again.loaded == 0
+    assert rows(store, "SELECT count(*) FROM events") == [(2,)]
+
+
+def test_consent_rows_validate_and_reingesting_does_not_append_twice(store, ingestor) -> None:
+    records = [
+        {"email": "ann@example.com", "status": "opted_in", "timestamp": "2024-01-01T00:00:00Z", "method": "form", "evidence": "form v2"},
+        {"email": "ann@example.com", "status": "opted_out", "timestamp": "2024-02-01T00:00:00Z", "channel": "email"},
+        {"email": "x", "status": "maybe", "channel": "fax"},
+    ]
+    result = ingestor.ingest(Batch(Stream.CONSENT, None, rows=records, record_ids=["m1", "m2", "m3"]))
+    assert (result.loaded, result.rejected) == (2, 1)
+    assert rows(store, "SELECT contact_key, channel, purpose, status, recorded_at::VARCHAR, source, method, evidence FROM consent_ledger ORDER BY recorded_at") == [
+        ("ann@example.com", "email", "marketing", "opted_in", "2024-01-01 00:00:00+00", "src", "form", "form v2"),
+        ("ann@example.com", "email", "marketing", "opted_out", "2024-02-01 00:00:00+00", "src", "import", None),
+    ]
+    assert _errors(store) == [
+        ("m3", "channel", "unknown channel fax"),
+        ("m3", "email", "invalid email address: An email address must have an @-sign."),
+        ("m3", "status", "unknown status maybe; one of opted_in, opted_out, pending, bounced, complained"),
+        ("m3", "timestamp", "missing"),
+    ]
+    assert ingestor.ingest(Batch(Stream.CONSENT, None, rows=records[:2])).loaded == 0
+    assert rows(store, "SELECT count(*) FROM consent_ledger") == [(2,)]
+
+
+def test_column_mapping_and_row_window(tmp_path, store, ingestor) -> None:
+    file = _csv(tmp_path, "export.csv", "E-mail,Vorname,Stufe\na@b.co,A,1\nc@d.co,C,2\ne@f.co,E,3\n")
+    sliced = FileSlice(file.path, "csv", skip_rows=1, until_row=2,
+                       columns={"email": "E-mail", "first_name": "Vorname", "tier": "Stufe"}, label="export.csv")
+    ingestor.ingest(Batch(Stream.CONTACTS, None, file=sliced))
+    assert rows(store, "SELECT contact_key, first_name, custom FROM contacts") == [("c@d.co", "C", '{"tier":"2"}')]
+
+
+def test_mapping_to_a_missing_column_is_a_clear_error(tmp_path, ingestor) -> None:
+    import pytest
+
+    file = _csv(tmp_path, "x.csv", "mail\na@b.co\n")
+    with pytest.raises(ValueError, match="email -> 'E-mail'"):
+        ingestor.ingest(Batch(Stream.CONTACTS, None, file=FileSlice(file.path, "csv", columns={"email": "E-mail"})))
+
+
+def test_newer_than_keeps_only_later_rows(tmp_path, store, ingestor) -> None:
+    file = _jsonl(tmp_path, "c.jsonl", [
+        {"email": "old@x.co", "updated": "2024-01-01T00:00:00Z"},
+        {"email": "new@x.co", "updated": "2024-03-01T00:00:00Z"},
+    ])
+    ingestor.ingest(Batch(Stream.CONTACTS, None, file=FileSlice(file.path, "jsonl", newer_than=("updated", "2024-02-01T00:00:00Z"))))
+    assert rows(store, "SELECT contact_key FROM contacts") == [("new@x.co",)]
+
+
+@settings(max_examples=40)
+@given(st.lists(st.tuples(addresses, padding), min_size=1, max_size=30))
+def test_sql_normalization_matches_normalize_email(tmp_path_factory, pairs) -> None:
+    """The store's set-based key derivation equals the Python rule for every address."""
+    from segsync.default_plugins.event_types import EVENT_TYPES
+    from segsync.store import Store
+
+    raws = [f"{pad}{addr}" for addr, pad in pairs]
+    with Store(":memory:") as store:
+        Ingestor(store.con, "p", None, EVENT_TYPES).ingest(
+            Batch(Stream.CONTACTS, None, rows=[{"email": r} for r in raws], record_ids=[str(i) for i in range(len(raws))])
+        )
+        loaded = {r[0] for r in rows(store, "SELECT contact_key FROM contacts")}
+        rejected = {int(r[0]) for r in rows(store, "SELECT record FROM record_errors WHERE field = 'email'")}
+    expected_keys = set()
+    for index, raw in enumerate(raws):
+        try:
+            expected_keys.add(normalize_email(raw))
+        except InvalidEmail:
+            assert index in rejected
+    assert loaded == expected_keys

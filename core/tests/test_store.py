@@ -1,0 +1,105 @@
+"""Opening, migrating and locking the store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from segsync.store import Store, StoreLocked
+from segsync.store.migrations import MIGRATIONS, Migration
+
+TABLES = {
+    "contacts", "identities", "events", "consent_ledger", "cursors", "runs", "run_destinations",
+    "record_errors", "acknowledged", "acknowledged_memberships", "segment_snapshots",
+    "schema_migrations",
+}
+
+
+def _tables(store: Store) -> set[str]:
+    return {r[0] for r in store.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
+def test_new_store_has_every_table_and_records_its_version(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        assert _tables(store) == TABLES
+        assert store.schema_version() == MIGRATIONS[-1].version
+        applied = store.con.execute("SELECT version, description FROM schema_migrations").fetchall()
+        assert [v for v, _ in applied] == [m.version for m in MIGRATIONS]
+
+
+def test_reopening_applies_nothing_twice_and_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        store.set_cursor("crm", "contacts", {"since": "2024-01-01"}, None)
+    with Store(path) as store:
+        assert store.migrate() == []
+        assert store.get_cursor("crm", "contacts") == {"since": "2024-01-01"}
+
+
+def test_a_new_migration_is_applied_on_open_and_only_once(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    extra = Migration(MIGRATIONS[-1].version + 1, "add a column", ("ALTER TABLE contacts ADD COLUMN nickname VARCHAR",))
+    with Store(path, migrations=(*MIGRATIONS, extra)) as store:
+        assert store.schema_version() == extra.version
+        assert "nickname" in [r[0] for r in store.con.execute("DESCRIBE contacts").fetchall()]
+    with Store(path, migrations=(*MIGRATIONS, extra)) as store:
+        assert store.migrate((*MIGRATIONS, extra)) == []
+
+
+def test_a_failing_migration_leaves_the_previous_version_intact(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    broken = Migration(MIGRATIONS[-1].version + 1, "broken", (
+        "ALTER TABLE contacts ADD COLUMN half_done VARCHAR", "THIS IS NOT SQL",
+    ))
+    with pytest.raises(Exception):
+        Store(path, migrations=(*MIGRATIONS, broken))
+    with Store(path) as store:
+        assert store.schema_version() == MIGRATIONS[-1].version
+        assert "half_done" not in [r[0] for r in store.con.execute("DESCRIBE contacts").fetchall()]
+
+
+def test_a_second_writer_is_refused_at_once_with_the_holders_pid(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from segsync.store import Store
+            s = Store({str(path)!r})
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLocked) as info:
+            Store(path)
+        assert f"pid {holder.pid}" in str(info.value)
+        assert "in use by another segsync process" in str(info.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Once the holder is gone the lock is free again (no stale lock file problem).
+    Store(path).close()
+
+
+def test_read_only_open_of_a_missing_store_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="segsync sync"):
+        Store(tmp_path / "nothing.duckdb", read_only=True)
+
+
+def test_a_run_left_running_by_a_crash_is_marked_crashed(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        crashed = store.start_run(datetime.now(timezone.utc), {})
+    with Store(path) as store:
+        store.start_run(datetime.now(timezone.utc), {})
+        assert store.scalar("SELECT status FROM runs WHERE id = ?", [crashed]) == "crashed"
