@@ -108,9 +108,10 @@ def segsync_push(
     :return: the :class:`~segsync.connector.WriteResult` of the batch.
 
     Called by the runner for every batch of every destination, after the consent gate. The core
-    implements it by calling ``connector.write(changes)``; plugins wrap it with
-    ``@hookimpl(wrapper=True)`` to observe, time, or veto a push (a wrapper may return its own
-    result instead of yielding).
+    implements it (``trylast``) by calling ``connector.write(changes)``; plugins wrap it with
+    ``@hookimpl(wrapper=True)`` to observe or time a push, or answer first with
+    ``@hookimpl(tryfirst=True)`` returning their own result to veto a batch (return None to let
+    the push happen).
 
     Example::
 
