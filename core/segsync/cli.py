@@ -125,12 +125,13 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int) -> None:
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing anywhere.")
 @click.option("--full-refresh", is_flag=True, help="Ignore cursors: read every source from the start.")
-@click.option("--as-of", "as_of", help="Evaluate as of this instant (ISO 8601, default: now).")
+@click.option("--as-of", "as_of", callback=lambda ctx, param, value: _parse_time(value),
+              help="Evaluate as of this instant (ISO 8601 with a zone, default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @pass_ctx
-def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: str | None, as_json: bool) -> None:
+def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: datetime | None, as_json: bool) -> None:
     """Pull every source, plan every destination, push the changes."""
-    options = RunOptions(dry_run=dry_run, full_refresh=full_refresh, as_of=_parse_time(as_of))
+    options = RunOptions(dry_run=dry_run, full_refresh=full_refresh, as_of=as_of)
     reporter = Reporter(quiet=as_json)
     summary = Runner(ctx.config(), ctx.host, reporter).run(options)
     if as_json:

@@ -1,0 +1,133 @@
+"""The files connector on its own: cursors, globs, timestamp mode, audience files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from segsync import Capability, ContactChange, Stream
+from segsync.default_plugins.event_types import EVENT_TYPES
+from segsync.store import Store
+from segsync.store.ingest import Ingestor
+from segsync_files import FilesConnector, FilesSettings
+
+
+def connector(tmp_path: Path, **settings) -> FilesConnector:
+    return FilesConnector("files", FilesSettings(**settings), tmp_path)
+
+
+def pull(conn: FilesConnector, stream: Stream, cursor=None):
+    """Load every batch into a fresh in-memory store; return (loaded keys, final cursor)."""
+    batches = list(conn.read(stream, cursor))
+    with Store(":memory:") as store:
+        ingestor = Ingestor(store.con, "files", None, EVENT_TYPES)
+        for batch in batches:
+            ingestor.ingest(batch)
+        keys = [r[0] for r in store.con.execute("SELECT contact_key FROM contacts ORDER BY 1").fetchall()]
+    return keys, (batches[-1].cursor if batches else cursor), batches
+
+
+def test_capabilities_follow_the_settings(tmp_path: Path) -> None:
+    assert connector(tmp_path, contacts="c.csv").enabled_capabilities() == {Capability.READ_CONTACTS}
+    out = connector(tmp_path, output="out/a").enabled_capabilities()
+    assert Capability.WRITE_CONTACTS in out and Capability.READ_CONTACTS not in out
+
+
+def test_append_only_files_are_read_from_where_the_last_run_stopped(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("email\na@x.co\nb@x.co\n")
+    conn = connector(tmp_path, contacts="c.csv")
+    keys, cursor, _ = pull(conn, Stream.CONTACTS)
+    assert keys == ["a@x.co", "b@x.co"] and cursor["c.csv"]["rows"] == 2
+    assert pull(conn, Stream.CONTACTS, cursor)[2] == []  # unchanged: no batch at all
+    with path.open("a") as handle:
+        handle.write("c@x.co\n")
+    keys, cursor, batches = pull(conn, Stream.CONTACTS, cursor)
+    assert keys == ["c@x.co"] and cursor["c.csv"]["rows"] == 3
+    assert (batches[0].file.skip_rows, batches[0].file.until_row) == (2, 3)
+
+
+def test_a_rewritten_file_is_read_again_from_the_top(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("email\na@x.co\nb@x.co\n")
+    conn = connector(tmp_path, contacts="c.csv")
+    _, cursor, _ = pull(conn, Stream.CONTACTS)
+    path.write_text("email\nz@x.co\nb@x.co\nq@x.co\n")
+    keys, cursor, _ = pull(conn, Stream.CONTACTS, cursor)
+    assert keys == ["b@x.co", "q@x.co", "z@x.co"]
+
+
+def test_globs_keep_one_position_per_file(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/e-1.jsonl").write_text(json.dumps(
+        {"email": "a@x.co", "type": "email.opened", "timestamp": "2024-01-01T00:00:00Z", "id": "1"}) + "\n")
+    conn = connector(tmp_path, events="in/e-*.jsonl")
+    _, cursor, batches = pull(conn, Stream.EVENTS)
+    assert len(batches) == 1
+    (tmp_path / "in/e-2.jsonl").write_text(json.dumps(
+        {"email": "b@x.co", "type": "email.opened", "timestamp": "2024-01-02T00:00:00Z", "id": "2"}) + "\n")
+    keys, cursor, batches = pull(conn, Stream.EVENTS, cursor)
+    assert [b.file.label for b in batches] == ["in/e-2.jsonl"] and keys == ["b@x.co"]
+    assert set(cursor) == {"in/e-1.jsonl", "in/e-2.jsonl"}
+
+
+def test_timestamp_mode_reads_rows_newer_than_the_last_run(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("email,updated_at\na@x.co,2024-01-01T00:00:00Z\nb@x.co,2024-02-01T00:00:00Z\n")
+    conn = connector(tmp_path, contacts="c.csv", incremental="timestamp", timestamp_column={"contacts": "updated_at"})
+    keys, cursor, _ = pull(conn, Stream.CONTACTS)
+    assert keys == ["a@x.co", "b@x.co"] and cursor == {"newest": "2024-02-01T00:00:00+00:00"}
+    path.write_text("email,updated_at\na@x.co,2024-03-01T00:00:00Z\nb@x.co,2024-02-01T00:00:00Z\n")
+    keys, cursor, _ = pull(conn, Stream.CONTACTS, cursor)
+    assert keys == ["a@x.co"] and cursor == {"newest": "2024-03-01T00:00:00+00:00"}
+
+
+def test_check_names_missing_files_and_settings(tmp_path: Path) -> None:
+    assert connector(tmp_path, contacts="missing-*.csv").check() == ["contacts: no file matches 'missing-*.csv'"]
+    (tmp_path / "c.txt").write_text("x")
+    assert connector(tmp_path, contacts="c.txt").check() == [f"{tmp_path / 'c.txt'}: unknown file type '.txt'; use .csv or .jsonl"]
+    (tmp_path / "c.csv").write_text("email\n")
+    assert connector(tmp_path, contacts="c.csv", incremental="timestamp").check() == [
+        "incremental = 'timestamp' needs timestamp_column.contacts"]
+
+
+def test_unknown_stream_in_timestamp_column_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown streams"):
+        FilesSettings(timestamp_column={"orders": "x"})
+
+
+def test_audience_files_are_written_atomically_and_updated_by_changes(tmp_path: Path) -> None:
+    conn = connector(tmp_path, output="out/list")
+    first = conn.write([
+        ContactChange("a@x.co", "upsert", "subscribed", {"first_name": "A", "tier": "gold"}, tags=("vip",)),
+        ContactChange("b@x.co", "upsert", "subscribed", {"first_name": "B"}),
+    ])
+    assert [o.status for o in first.outcomes] == ["ok", "ok"] and first.calls == 2
+    second = connector(tmp_path, output="out/list").write([
+        ContactChange("a@x.co", "upsert", "unsubscribed", {"first_name": "A"}),
+        ContactChange("b@x.co", "delete", "subscribed"),
+    ])
+    assert [o.status for o in second.outcomes] == ["ok", "ok"]
+    rows = list(csv.DictReader((tmp_path / "out/list.csv").open()))
+    assert [(r["email"], r["status"], r["tags"], r["first_name"]) for r in rows] == [("a@x.co", "unsubscribed", "", "A")]
+    state = [json.loads(line) for line in (tmp_path / "out/list.jsonl").read_text().splitlines()]
+    assert state == [{"email": "a@x.co", "status": "unsubscribed", "tags": [], "attributes": {"first_name": "A"}}]
+    # No temporary files are left behind.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["list.csv", "list.jsonl"]
+
+
+def test_a_failed_write_leaves_the_previous_audience_intact(tmp_path: Path, monkeypatch) -> None:
+    conn = connector(tmp_path, output="out/list")
+    conn.write([ContactChange("a@x.co", "upsert", "subscribed", {})])
+    before = (tmp_path / "out/list.csv").read_text()
+    import segsync_files.audience as audience_module
+
+    # The CSV's writing fails halfway: the old file must stay as it was.
+    monkeypatch.setattr(audience_module, "_cell", lambda value: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        connector(tmp_path, output="out/list").write([ContactChange("b@x.co", "upsert", "subscribed", {"x": 1})])
+    assert (tmp_path / "out/list.csv").read_text() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["list.csv", "list.jsonl"]

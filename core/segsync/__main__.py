@@ -1,0 +1,3 @@
+from segsync.cli import main
+
+main()
