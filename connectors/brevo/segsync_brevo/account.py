@@ -1,0 +1,86 @@
+"""What the Brevo account holds that the connector needs by name: lists, folders, attributes."""
+
+from __future__ import annotations
+
+import logging
+
+from segsync_brevo.api import BrevoApi
+from segsync_brevo.limits import LISTS_PAGE_MAX
+from segsync_brevo.settings import BrevoSettings
+
+log = logging.getLogger(__name__)
+
+
+class AccountDirectory:
+    """Lazily loaded, cached for the life of one connector instance (one run)."""
+
+    def __init__(self, api: BrevoApi, settings: BrevoSettings) -> None:
+        self.api = api
+        self.settings = settings
+        self._lists: dict[int, str] | None = None
+        self._attributes: set[str] | None = None
+        self._folder: int | None = None
+
+    def lists(self) -> dict[int, str]:
+        if self._lists is None:
+            found: dict[int, str] = {}
+            offset = 0
+            while True:
+                page = self.api.get_lists(LISTS_PAGE_MAX, offset)
+                items = page.get("lists") or []
+                for item in items:
+                    found[int(item["id"])] = item["name"]
+                offset += len(items)
+                if not items or offset >= int(page.get("count") or 0):
+                    break
+            self._lists = found
+        return self._lists
+
+    def list_id(self, name: str, *, create: bool) -> int | None:
+        if name in self.settings.list_mapping:
+            return self.settings.list_mapping[name]
+        for list_id, list_name in sorted(self.lists().items()):
+            if list_name == name:
+                return list_id
+        if not create:
+            return None
+        list_id = self.api.create_list(name, self.folder_id())
+        self.lists()[list_id] = name
+        log.info("created Brevo list %r (id %d)", name, list_id)
+        return list_id
+
+    def folder_id(self) -> int:
+        if self._folder is None:
+            offset = 0
+            while self._folder is None:
+                page = self.api.get_folders(LISTS_PAGE_MAX, offset)
+                items = page.get("folders") or []
+                for item in items:
+                    if item["name"] == self.settings.list_folder:
+                        self._folder = int(item["id"])
+                        break
+                offset += len(items)
+                if not items or offset >= int(page.get("count") or 0):
+                    break
+            if self._folder is None:
+                self._folder = self.api.create_folder(self.settings.list_folder)
+        return self._folder
+
+    def attributes(self) -> set[str]:
+        if self._attributes is None:
+            self._attributes = {a["name"].upper() for a in self.api.get_attributes()}
+        return self._attributes
+
+    def required_attributes(self) -> list[str]:
+        names = set(self.settings.brevo_attributes().values())
+        if self.settings.segment_mode == "attribute":
+            names.add(self.settings.segment_attribute.upper())
+        return sorted(names)
+
+    def missing_attributes(self) -> list[str]:
+        present = self.attributes()
+        return [name for name in self.required_attributes() if name not in present]
+
+    def create_attribute(self, name: str) -> None:
+        self.api.create_attribute(name, "text")
+        self.attributes().add(name)

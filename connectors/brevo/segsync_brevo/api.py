@@ -1,0 +1,335 @@
+"""The only module that touches Brevo's Python SDK (``sib-api-v3-sdk`` 7.6.0).
+
+Everything above this module speaks Brevo's JSON (camelCase dicts, as in the API reference), so
+replacing the SDK with its successor ``brevo-python`` changes this file only. What the SDK gets
+wrong, and how this module works around it, is listed in the README ("SDK caveats").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sib_api_v3_sdk
+import urllib3
+from pydantic import SecretStr
+from sib_api_v3_sdk.rest import ApiException
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from segsync_brevo.pacing import RatePacer, reset_seconds
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "https://api.brevo.com/v3"
+
+
+class BrevoApiError(Exception):
+    """A Brevo error answer (``{code, message}``) or a transport failure (status 0)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"Brevo API error {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class RetryableApiError(BrevoApiError):
+    """429, 5xx, timeouts and dropped connections: worth trying again."""
+
+
+def _error_from(exc: ApiException) -> BrevoApiError:
+    code, message = "unknown", exc.reason or ""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if body:
+        try:
+            parsed = json.loads(body)
+            code = str(parsed.get("code", code))
+            message = str(parsed.get("message", message))
+        except (ValueError, AttributeError):
+            message = body[:200]
+    status = int(exc.status or 0)
+    cls = RetryableApiError if status == 429 or status >= 500 or status == 0 else BrevoApiError
+    return cls(status, code, message, exc.headers)
+
+
+class BrevoApi:
+    """Brevo API v3 calls with pacing, retries and plain-dict results.
+
+    ``calls`` counts HTTP requests actually sent (retries included); ``calls_by_op`` splits
+    them by operation for benchmarks and tests.
+    """
+
+    def __init__(
+        self,
+        api_key: SecretStr,
+        host: str = DEFAULT_HOST,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        max_backoff: float = 30.0,
+        pacer: RatePacer | None = None,
+    ) -> None:
+        config = sib_api_v3_sdk.Configuration()
+        # The SDK defaults to the legacy https://api.sendinblue.com/v3 host.
+        config.host = host.rstrip("/")
+        config.api_key["api-key"] = api_key.get_secret_value()
+        self._client = sib_api_v3_sdk.ApiClient(config)
+        # urllib3's own silent retries would hide dropped connections from our counting and
+        # double-send without pacing; tenacity below is the one retry policy.
+        self._client.rest_client.pool_manager.connection_pool_kw["retries"] = False
+        self._contacts = sib_api_v3_sdk.ContactsApi(self._client)
+        self._process = sib_api_v3_sdk.ProcessApi(self._client)
+        self._smtp = sib_api_v3_sdk.TransactionalEmailsApi(self._client)
+        self._account = sib_api_v3_sdk.AccountApi(self._client)
+        # A float timeout is silently ignored by the SDK (it checks isinstance(int)); the
+        # (connect, read) tuple form is honoured.
+        self._timeout = (timeout, timeout)
+        self._max_attempts = max_attempts
+        self._max_backoff = max_backoff
+        self.pacer = pacer or RatePacer()
+        self.calls = 0
+        self.calls_by_op: Counter[str] = Counter()
+        self.retries = 0
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, BrevoApiError) and exc.status == 429:
+            reset = reset_seconds(exc.headers)
+            if reset is not None:
+                return min(reset, self._max_backoff) + 0.01
+        base = min(self._max_backoff, 0.25 * 2 ** (state.attempt_number - 1))
+        return base * (0.5 + random.random() / 2)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("Brevo call failed (%s); retrying (attempt %d)", exc, state.attempt_number + 1)
+
+    def _send(self, op: str, path: str, fn, *args, raw: bool = False, **kwargs) -> Any:
+        """One HTTP request through the SDK; returns the JSON-ready result."""
+        self.pacer.before(path)
+        self.calls += 1
+        self.calls_by_op[op] += 1
+        try:
+            result = fn(
+                *args, _request_timeout=self._timeout, _preload_content=not raw, **kwargs
+            )
+        except ApiException as exc:
+            self.pacer.after(path, exc.headers)
+            raise _error_from(exc) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RetryableApiError(0, "transport", f"{type(exc).__name__}: {exc}") from None
+        data, _status, headers = result
+        self.pacer.after(path, headers)
+        if raw:
+            body = data.data
+            data.release_conn()
+            return json.loads(body) if body else None
+        return self._client.sanitize_for_serialization(data)
+
+    def _call(self, op: str, path: str, fn, *args, **kwargs) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryableApiError),
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        return retrying(self._send, op, path, fn, *args, **kwargs)
+
+    def close(self) -> None:
+        self._client.rest_client.pool_manager.clear()
+
+    # -- account and configuration -------------------------------------------------------
+
+    def get_account(self) -> dict:
+        return self._call("get_account", "/account", self._account.get_account_with_http_info)
+
+    def get_attributes(self) -> list[dict]:
+        body = self._call(
+            "get_attributes", "/contacts/attributes", self._contacts.get_attributes_with_http_info
+        )
+        return body.get("attributes") or []
+
+    def create_attribute(self, name: str, type_: str = "text") -> None:
+        self._call(
+            "create_attribute",
+            "/contacts/attributes",
+            self._contacts.create_attribute_with_http_info,
+            "normal",
+            name,
+            sib_api_v3_sdk.CreateAttribute(type=type_),
+        )
+
+    def get_lists(self, limit: int, offset: int) -> dict:
+        return self._call(
+            "get_lists",
+            "/contacts/lists",
+            self._contacts.get_lists_with_http_info,
+            limit=limit,
+            offset=offset,
+            sort="asc",
+        )
+
+    def create_list(self, name: str, folder_id: int) -> int:
+        body = self._call(
+            "create_list",
+            "/contacts/lists",
+            self._contacts.create_list_with_http_info,
+            sib_api_v3_sdk.CreateList(name=name, folder_id=folder_id),
+        )
+        return int(body["id"])
+
+    def get_folders(self, limit: int, offset: int) -> dict:
+        return self._call(
+            "get_folders",
+            "/contacts/folders",
+            self._contacts.get_folders_with_http_info,
+            limit,
+            offset,
+        )
+
+    def create_folder(self, name: str) -> int:
+        body = self._call(
+            "create_folder",
+            "/contacts/folders",
+            self._contacts.create_folder_with_http_info,
+            sib_api_v3_sdk.CreateUpdateFolder(name=name),
+        )
+        return int(body["id"])
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get_contacts(self, *, limit: int, offset: int, modified_since: str | None) -> dict:
+        kwargs: dict[str, Any] = {"limit": limit, "offset": offset, "sort": "asc"}
+        if modified_since:
+            kwargs["modified_since"] = modified_since
+        return self._call(
+            "get_contacts", "/contacts", self._contacts.get_contacts_with_http_info, **kwargs
+        )
+
+    def get_blocked_contacts(
+        self, *, start_date: str, end_date: str, limit: int, offset: int
+    ) -> dict:
+        return self._call(
+            "get_blocked_contacts",
+            "/smtp/blockedContacts",
+            self._smtp.get_transac_blocked_contacts_with_http_info,
+            start_date=start_date,
+            end_date=end_date,
+            limit=limit,
+            offset=offset,
+            sort="asc",
+        )
+
+    def get_email_events(
+        self, *, start_date: str, end_date: str, limit: int, offset: int
+    ) -> dict:
+        return self._call(
+            "get_email_events",
+            "/smtp/statistics/events",
+            self._smtp.get_email_event_report_with_http_info,
+            start_date=start_date,
+            end_date=end_date,
+            limit=limit,
+            offset=offset,
+            sort="asc",
+        )
+
+    # -- writing -------------------------------------------------------------------------
+
+    def import_contacts(
+        self, rows: list[dict], *, list_ids: Iterable[int], email_blacklist: bool
+    ) -> int:
+        body = self._call(
+            "import_contacts",
+            "/contacts/import",
+            self._contacts.import_contacts_with_http_info,
+            sib_api_v3_sdk.RequestContactImport(
+                json_body=rows,
+                list_ids=sorted(list_ids),
+                email_blacklist=email_blacklist,
+                update_existing_contacts=True,
+                empty_contacts_attributes=False,
+            ),
+        )
+        return int(body["processId"])
+
+    def get_process(self, process_id: int) -> dict:
+        # Raw JSON on purpose: the SDK's GetProcess model has no ``info`` field, so the import
+        # report URLs Brevo returns for completed imports would be dropped by deserialisation.
+        return self._call(
+            "get_process",
+            "/processes",
+            self._process.get_process_with_http_info,
+            process_id,
+            raw=True,
+        )
+
+    def fetch_report(self, url: str) -> str:
+        """Download an import report (CSV) that a completed process points at."""
+        self.calls += 1
+        self.calls_by_op["fetch_report"] += 1
+        try:
+            response = self._client.rest_client.pool_manager.request(
+                "GET", url, timeout=urllib3.Timeout(*self._timeout), retries=False
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise RetryableApiError(0, "transport", f"report download failed: {exc}") from None
+        if response.status != 200:
+            raise BrevoApiError(response.status, "report_unavailable", "import report download failed")
+        return response.data.decode("utf-8", "replace")
+
+    def update_batch(self, contacts: list[dict]) -> None:
+        models = [
+            sib_api_v3_sdk.UpdateBatchContactsContacts(
+                email=c["email"],
+                attributes=c.get("attributes"),
+                email_blacklisted=c.get("emailBlacklisted"),
+                list_ids=c.get("listIds"),
+                unlink_list_ids=c.get("unlinkListIds"),
+            )
+            for c in contacts
+        ]
+        self._call(
+            "update_batch",
+            "/contacts/batch",
+            self._contacts.update_batch_contacts_with_http_info,
+            sib_api_v3_sdk.UpdateBatchContacts(contacts=models),
+        )
+
+    def add_to_list(self, list_id: int, emails: list[str]) -> dict:
+        body = self._call(
+            "add_to_list",
+            "/contacts/lists/add",
+            self._contacts.add_contact_to_list_with_http_info,
+            list_id,
+            sib_api_v3_sdk.AddContactToList(emails=emails),
+        )
+        return body.get("contacts") or {}
+
+    def remove_from_list(self, list_id: int, emails: list[str]) -> dict:
+        body = self._call(
+            "remove_from_list",
+            "/contacts/lists/remove",
+            self._contacts.remove_contact_from_list_with_http_info,
+            list_id,
+            sib_api_v3_sdk.RemoveContactFromList(emails=emails),
+        )
+        return body.get("contacts") or {}
+
+    def delete_contact(self, email: str) -> None:
+        self._call(
+            "delete_contact", "/contacts/delete", self._contacts.delete_contact_with_http_info, email
+        )

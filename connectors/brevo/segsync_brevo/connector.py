@@ -1,0 +1,67 @@
+"""BrevoConnector: the class the runner drives (see segsync.connector for the contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from segsync.connector import Batch, Capability, Connector, ContactChange, Stream, WriteResult
+
+from segsync_brevo.account import AccountDirectory
+from segsync_brevo.api import BrevoApi, BrevoApiError
+from segsync_brevo.reader import Reader
+from segsync_brevo.settings import BrevoSettings
+from segsync_brevo.writer import Writer
+
+
+class BrevoConnector(Connector):
+    type_name: ClassVar[str] = "brevo"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+    Settings: ClassVar[type[BrevoSettings]] = BrevoSettings
+    # One write may hold a whole import's worth of changes; the planner splits by 10 MB.
+    max_batch_size: ClassVar[int | None] = 100_000
+
+    def __init__(self, connection: str, settings: BrevoSettings, project_dir: Path, *, poll_seconds: float = 1.0) -> None:
+        super().__init__(connection, settings, project_dir)
+        self.api = BrevoApi(
+            settings.api_key,
+            settings.host,
+            timeout=settings.timeout_seconds,
+            max_attempts=settings.max_attempts,
+        )
+        self.directory = AccountDirectory(self.api, settings)
+        self._reader = Reader(self.api, settings, self.directory)
+        self._writer = Writer(self.api, settings, self.directory, poll_seconds=poll_seconds)
+
+    def check(self) -> list[str]:
+        problems: list[str] = []
+        try:
+            missing = self.directory.missing_attributes()
+        except BrevoApiError as exc:
+            return [f"Brevo at {self.settings.host} is not usable: {exc}"]
+        for name in missing:
+            problems.append(
+                f"Brevo contact attribute {name} is missing; `segsync check --fix` creates it"
+            )
+        for segment, list_id in self.settings.list_mapping.items():
+            if list_id not in self.directory.lists():
+                problems.append(f"list_mapping: segment {segment!r} points at Brevo list {list_id}, which does not exist")
+        return problems
+
+    def fix(self) -> list[str]:
+        """Create the missing contact attributes (only ever called by `segsync check --fix`)."""
+        done = []
+        for name in self.directory.missing_attributes():
+            self.directory.create_attribute(name)
+            done.append(f"created Brevo contact attribute {name}")
+        return done
+
+    def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
+        return self._reader.read(stream, cursor)
+
+    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+        return self._writer.write(changes)
+
+    def close(self) -> None:
+        self.api.close()

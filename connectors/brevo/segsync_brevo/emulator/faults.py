@@ -1,0 +1,61 @@
+"""Fault injection: make chosen requests fail the way a real network and service do."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+FaultKind = Literal["status", "timeout", "drop"]
+
+
+@dataclass
+class Fault:
+    """Applies to requests whose method and path (``/v3/...``) match, ``times`` times.
+
+    ``status``: answer that HTTP status (429 carries exhausted rate-limit headers);
+    ``timeout``: hold the request ``delay`` seconds before answering (past the client's
+    timeout); ``drop``: close the connection without answering. ``skip`` lets that many
+    matching requests through first.
+    """
+
+    kind: FaultKind = "status"
+    status: int = 500
+    path: str = ".*"
+    method: str | None = None
+    times: int = 1
+    skip: int = 0
+    delay: float = 5.0
+    reset: float = 1.0  # x-sib-ratelimit-reset sent with an injected 429
+    fired: int = field(default=0, init=False)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and re.search(self.path, path) is not None
+
+
+class FaultPlan:
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.fired >= fault.times or not fault.matches(method, path):
+                    continue
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    continue
+                fault.fired += 1
+                return fault
+        return None

@@ -1,0 +1,211 @@
+"""Turns a batch of ContactChanges into the fewest Brevo calls (a :class:`Plan`).
+
+Routing, per change:
+
+* ``delete`` -> ``DELETE /contacts/{email}`` (Brevo has no bulk contact delete).
+* new contacts, and contacts whose attributes change -> ``POST /contacts/import`` (async,
+  up to 10 MB of rows per call); list additions ride along as the import's ``listIds``.
+* blocklist flips on known contacts without attribute changes -> ``POST /contacts/batch``,
+  with their list additions/removals folded into the same entry; un-blocklisting always goes
+  this way because an import can set ``emailBlacklist`` but never clear it.
+* membership-only diffs -> ``POST /contacts/lists/{id}/contacts/add|remove`` (150 a call).
+* nothing to change -> no call at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from segsync.connector import ContactChange
+
+from segsync_brevo.account import AccountDirectory
+from segsync_brevo.limits import LIST_MEMBERS_PER_CALL
+from segsync_brevo.mapping import blacklist_target, valid_email
+from segsync_brevo.outcomes import Outcomes
+from segsync_brevo.settings import BrevoSettings
+
+# An import costs at least two calls: the request and one poll of its process.
+IMPORT_COST = 2
+
+
+@dataclass
+class ImportJob:
+    rows: list[dict[str, Any]]
+    indices: list[int]
+    list_ids: frozenset[int]
+    blacklist: bool
+
+
+@dataclass
+class Plan:
+    deletes: list[tuple[int, str]] = field(default_factory=list)
+    imports: list[ImportJob] = field(default_factory=list)
+    batch: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    adds: dict[int, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
+    removes: dict[int, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple, set)):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def _size(row: dict[str, Any]) -> int:
+    return len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+
+
+def chunk_rows(rows: list[tuple[int, dict[str, Any]]], max_bytes: int) -> list[list[tuple[int, dict]]]:
+    chunks: list[list[tuple[int, dict]]] = []
+    current: list[tuple[int, dict]] = []
+    size = 2
+    for item in rows:
+        row_size = _size(item[1])
+        if current and size + row_size > max_bytes:
+            chunks.append(current)
+            current, size = [], 2
+        current.append(item)
+        size += row_size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class Planner:
+    def __init__(self, settings: BrevoSettings, directory: AccountDirectory) -> None:
+        self.settings = settings
+        self.directory = directory
+
+    def plan(self, changes: Sequence[ContactChange], outcomes: Outcomes) -> Plan:
+        plan = Plan()
+        # (index, row, adds) per blocklist flag, for the import strategy choice below.
+        to_import: dict[bool, list[tuple[int, dict[str, Any], frozenset[int]]]] = defaultdict(list)
+        audience: int | None = None
+        attribute_names = self.settings.brevo_attributes()
+        for index, change in enumerate(changes):
+            email = valid_email(change.contact_key)
+            if email is None:
+                outcomes.reject([index], "not a valid email address", "email")
+                continue
+            if change.op == "delete":
+                plan.deletes.append((index, email))
+                continue
+            attrs = self._attributes(index, change, attribute_names, outcomes)
+            adds, removes = self._lists(index, change, outcomes, attrs)
+            if outcomes.failed(index):
+                continue
+            new = change.previous_status is None
+            target = blacklist_target(change.status)
+            before = bool(blacklist_target(change.previous_status or "none"))
+            flip = not new and target is not None and target != before
+            if new or attrs:
+                if audience is None:
+                    audience = self.directory.list_id(self.settings.audience_list, create=True)
+                row = {"email": email, "attributes": attrs} if attrs else {"email": email}
+                blacklist = bool(target) and (new or flip)
+                to_import[blacklist].append((index, row, frozenset(adds)))
+                if flip and not target:
+                    plan.batch.append((index, {"email": email, "emailBlacklisted": False}))
+                for list_id in removes:
+                    plan.removes[list_id].append((index, email))
+            elif flip:
+                entry: dict[str, Any] = {"email": email, "emailBlacklisted": target}
+                if adds:
+                    entry["listIds"] = sorted(adds)
+                if removes:
+                    entry["unlinkListIds"] = sorted(removes)
+                plan.batch.append((index, entry))
+            else:
+                for list_id in adds:
+                    plan.adds[list_id].append((index, email))
+                for list_id in removes:
+                    plan.removes[list_id].append((index, email))
+        for blacklist, rows in to_import.items():
+            self._choose_imports(plan, rows, audience, blacklist)
+        return plan
+
+    def _attributes(self, index, change, names, outcomes) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        present = self.directory.attributes() if change.attributes else set()
+        for key, value in change.attributes.items():
+            if key in ("email", "created_at") or value is None:
+                continue  # Brevo keeps its own createdAt; the email is the identifier
+            name = names.get(key, key.upper())
+            if name not in present:
+                outcomes.reject(
+                    [index],
+                    f"Brevo has no contact attribute {name}; run `segsync check --fix` to create it",
+                    key,
+                )
+                continue
+            attrs[name] = _json_value(value)
+        return attrs
+
+    def _lists(self, index, change, outcomes, attrs) -> tuple[set[int], set[int]]:
+        if self.settings.segment_mode == "attribute":
+            if change.tags_add or change.tags_remove or change.previous_status is None:
+                name = self.settings.segment_attribute.upper()
+                if name not in self.directory.attributes():
+                    outcomes.reject(
+                        [index], f"Brevo has no contact attribute {name}; run `segsync check --fix`", "segments"
+                    )
+                attrs[name] = ",".join(sorted(change.tags))
+            return set(), set()
+        adds, removes = set(), set()
+        for segment in change.tags_add:
+            list_id = self.directory.list_id(segment, create=self.settings.create_lists)
+            if list_id is None:
+                outcomes.reject(
+                    [index], f"no Brevo list for segment {segment!r} (set list_mapping or create_lists)", "segments"
+                )
+            else:
+                adds.add(list_id)
+        for segment in change.tags_remove:
+            list_id = self.directory.list_id(segment, create=False)
+            if list_id is not None:
+                removes.add(list_id)
+        return adds, removes
+
+    def _choose_imports(self, plan: Plan, rows, audience: int, blacklist: bool) -> None:
+        """Pick the cheapest of three ways to land rows plus their list additions."""
+        limit = self.settings.import_max_bytes
+        full = [(i, r) for i, r, _ in rows]
+        by_list: dict[int, list[tuple[int, dict]]] = defaultdict(list)
+        by_set: dict[frozenset[int], list[tuple[int, dict]]] = defaultdict(list)
+        for i, r, adds in rows:
+            by_set[adds | {audience}].append((i, r))
+            for list_id in adds:
+                by_list[list_id].append((i, {"email": r["email"]}))
+        base = len(chunk_rows(full, limit)) * IMPORT_COST
+        costs = {
+            "by_set": sum(len(chunk_rows(g, limit)) for g in by_set.values()) * IMPORT_COST,
+            "per_list_import": base
+            + sum(len(chunk_rows(g, limit)) for g in by_list.values()) * IMPORT_COST,
+            "list_add": base
+            + sum(math.ceil(len(g) / LIST_MEMBERS_PER_CALL) for g in by_list.values()),
+        }
+        strategy = min(costs, key=lambda k: (costs[k], k != "by_set"))
+        if strategy == "by_set":
+            for list_ids, group in by_set.items():
+                self._add_imports(plan, group, list_ids, blacklist)
+            return
+        self._add_imports(plan, full, frozenset({audience}), blacklist)
+        for list_id, group in by_list.items():
+            if strategy == "per_list_import":
+                self._add_imports(plan, group, frozenset({list_id}), False)
+            else:
+                plan.adds[list_id].extend((i, r["email"]) for i, r in group)
+
+    def _add_imports(self, plan: Plan, group, list_ids: frozenset[int], blacklist: bool) -> None:
+        for chunk in chunk_rows(group, self.settings.import_max_bytes):
+            plan.imports.append(
+                ImportJob([r for _, r in chunk], [i for i, _ in chunk], list_ids, blacklist)
+            )

@@ -1,0 +1,191 @@
+"""Carries out a :class:`~segsync_brevo.planner.Plan` and maps Brevo's answers to outcomes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from segsync.connector import ContactChange, WriteResult
+from segsync.model import mask_email
+
+from segsync_brevo.account import AccountDirectory
+from segsync_brevo.api import BrevoApi, BrevoApiError, RetryableApiError
+from segsync_brevo.limits import LIST_MEMBERS_PER_CALL
+from segsync_brevo.mapping import valid_email
+from segsync_brevo.outcomes import Outcomes
+from segsync_brevo.planner import ImportJob, Plan, Planner
+from segsync_brevo.settings import BrevoSettings
+
+log = logging.getLogger(__name__)
+
+
+def _fail(outcomes: Outcomes, indices: list[int], exc: BrevoApiError, what: str) -> None:
+    reason = f"{what}: {exc}"
+    if isinstance(exc, RetryableApiError):
+        outcomes.retry(indices, reason)
+    else:
+        outcomes.reject(indices, reason)
+
+
+class Writer:
+    def __init__(
+        self,
+        api: BrevoApi,
+        settings: BrevoSettings,
+        directory: AccountDirectory,
+        *,
+        poll_seconds: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.planner = Planner(settings, directory)
+        self.directory = directory
+        self.poll_seconds = poll_seconds
+        self.sleep = sleep
+
+    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+        calls_before = self.api.calls
+        outcomes = Outcomes(changes)
+        try:
+            plan = self.planner.plan(changes, outcomes)
+        except BrevoApiError as exc:  # lists/attributes could not be resolved at all
+            _fail(outcomes, list(range(len(changes))), exc, "preparing the Brevo write failed")
+            return WriteResult(outcomes.result(), self.api.calls - calls_before)
+        self._deletes(plan, outcomes)
+        self._imports(plan, outcomes)
+        self._batch(plan.batch, outcomes)
+        self._members(plan, outcomes, add=True)
+        self._members(plan, outcomes, add=False)
+        return WriteResult(outcomes.result(), self.api.calls - calls_before)
+
+    # -- deletes -------------------------------------------------------------------------
+
+    def _deletes(self, plan: Plan, outcomes: Outcomes) -> None:
+        for index, email in plan.deletes:
+            try:
+                self.api.delete_contact(email)
+            except BrevoApiError as exc:
+                if exc.status == 404:
+                    continue  # already gone: erasure achieved
+                if exc.status == 405:
+                    log.warning("Brevo refused to delete %s (405)", mask_email(email))
+                    outcomes.reject(
+                        [index],
+                        "Brevo refuses to delete this contact (405: a registered email of the "
+                        f"account cannot be deleted): {exc.message}",
+                    )
+                    continue
+                _fail(outcomes, [index], exc, "delete failed")
+
+    # -- imports -------------------------------------------------------------------------
+
+    def _imports(self, plan: Plan, outcomes: Outcomes) -> None:
+        pending: list[tuple[ImportJob, int]] = []
+        for job in plan.imports:
+            try:
+                process_id = self.api.import_contacts(
+                    job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist
+                )
+            except BrevoApiError as exc:
+                _fail(outcomes, job.indices, exc, "contact import was refused")
+                continue
+            pending.append((job, process_id))
+        deadline = time.monotonic() + self.settings.process_timeout_seconds
+        wait = self.poll_seconds
+        while pending:
+            # Processes share the 100-requests-an-hour bucket: wait first, then poll with a
+            # growing interval rather than spinning.
+            self.sleep(wait)
+            still: list[tuple[ImportJob, int]] = []
+            for job, process_id in pending:
+                try:
+                    process = self.api.get_process(process_id)
+                except BrevoApiError as exc:
+                    if isinstance(exc, RetryableApiError) and time.monotonic() < deadline:
+                        still.append((job, process_id))
+                    else:
+                        _fail(outcomes, job.indices, exc, f"import process {process_id} unreadable")
+                    continue
+                if process.get("status") == "completed":
+                    self._import_report(job, process, outcomes)
+                elif time.monotonic() >= deadline:
+                    outcomes.retry(
+                        job.indices,
+                        f"import process {process_id} still {process.get('status')} after "
+                        f"{self.settings.process_timeout_seconds:.0f} s",
+                    )
+                else:
+                    still.append((job, process_id))
+            pending = still
+            wait = min(wait * 2, 30.0)
+
+    def _import_report(self, job: ImportJob, process: dict, outcomes: Outcomes) -> None:
+        """Map the CSV reports a completed import points at back to the rows they name."""
+        reports = ((process.get("info") or {}).get("import") or {})
+        index_of = {row["email"]: index for row, index in zip(job.rows, job.indices)}
+        url = reports.get("invalid_emails")
+        if not url:
+            return
+        try:
+            text = self.api.fetch_report(url)
+        except BrevoApiError as exc:
+            _fail(outcomes, job.indices, exc, "import report could not be read")
+            return
+        for record in csv.reader(io.StringIO(text)):
+            if not record or record[0].strip().upper() == "EMAIL":
+                continue
+            email = valid_email(record[0]) or record[0].strip().lower()
+            if email in index_of:
+                outcomes.reject(
+                    [index_of[email]], "Brevo's import rejected the address as invalid", "email"
+                )
+
+    # -- batch updates -------------------------------------------------------------------
+
+    def _batch(self, entries: list[tuple[int, dict]], outcomes: Outcomes) -> None:
+        size = self.settings.batch_size
+        for start in range(0, len(entries), size):
+            self._batch_chunk(entries[start : start + size], outcomes)
+
+    def _batch_chunk(self, chunk: list[tuple[int, dict]], outcomes: Outcomes) -> None:
+        try:
+            self.api.update_batch([entry for _, entry in chunk])
+        except BrevoApiError as exc:
+            if exc.status == 400 and len(chunk) > 1:
+                # Brevo answers one 400 for the whole batch; halve it to find the culprits.
+                middle = len(chunk) // 2
+                self._batch_chunk(chunk[:middle], outcomes)
+                self._batch_chunk(chunk[middle:], outcomes)
+                return
+            _fail(outcomes, [i for i, _ in chunk], exc, "batch update failed")
+
+    # -- list memberships ----------------------------------------------------------------
+
+    def _members(self, plan: Plan, outcomes: Outcomes, *, add: bool) -> None:
+        todo = plan.adds if add else plan.removes
+        for list_id, members in todo.items():
+            members = [(i, e) for i, e in members if not outcomes.failed(i)]
+            for start in range(0, len(members), LIST_MEMBERS_PER_CALL):
+                chunk = members[start : start + LIST_MEMBERS_PER_CALL]
+                emails = [e for _, e in chunk]
+                try:
+                    call = self.api.add_to_list if add else self.api.remove_from_list
+                    result = call(list_id, emails)
+                    failed = {e.lower() for e in result.get("failure") or []}
+                except BrevoApiError as exc:
+                    if exc.status == 400 and "list" in exc.message.lower():
+                        failed = {e.lower() for e in emails}  # every address failed
+                    else:
+                        _fail(outcomes, [i for i, _ in chunk], exc, f"list {list_id} update failed")
+                        continue
+                if add:
+                    outcomes.reject(
+                        [i for i, e in chunk if e in failed],
+                        f"Brevo did not add the contact to list {list_id} "
+                        "(it reports a missing contact and an existing member alike)",
+                    )
+                # A failed removal means the contact is not in the list: the goal holds.

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from segsync.connector import ContactChange
+
+
+def change(email, status="subscribed", previous=None, attributes=None, add=(), remove=(), op="upsert", tags=None):
+    return ContactChange(
+        contact_key=email, op=op, status=status, attributes=attributes or {},
+        tags=tuple(tags if tags is not None else add), tags_add=tuple(add), tags_remove=tuple(remove),
+        previous_status=previous,
+    )
+
+
+def api_calls(emulator):
+    return [(e.method, e.path) for e in emulator.requests()]
+
+
+def test_bulk_import_with_invalid_rows(emulator, connector):
+    changes = [
+        change("ann@example.com", attributes={"first_name": "Ann"}, add=("vip",)),
+        change("bob@example.com", attributes={"last_name": "Lee"}, add=("vip",)),
+        change("jösé@example.com", attributes={"first_name": "José"}, add=("vip",)),  # Brevo refuses
+        change("not an email"),
+    ]
+    result = connector.write(changes)
+    status = {o.contact_key: o.status for o in result.outcomes}
+    assert status == {
+        "ann@example.com": "ok", "bob@example.com": "ok",
+        "jösé@example.com": "rejected", "not an email": "rejected",
+    }
+    assert [o.field for o in result.outcomes if o.status == "rejected"] == ["email", "email"]
+    ann = emulator.state.contact("ann@example.com")
+    lists = {l.name: l.id for l in emulator.state.lists.values()}
+    assert ann.attributes == {"FIRSTNAME": "Ann"}
+    assert ann.list_ids == {lists["segsync"], lists["vip"]}
+    assert emulator.state.contact("jösé@example.com") is None
+    imports = emulator.requests("POST", "/v3/contacts/import")
+    assert len(imports) == 1
+    assert result.calls == len(emulator.requests()) + 1  # +1: the report download
+    assert ("GET", "/v3/contacts/attributes") in api_calls(emulator)
+
+
+def test_list_membership_diffs_use_add_and_remove(emulator, connector):
+    a, b = emulator.state.add_list("a"), emulator.state.add_list("b")
+    for n in range(160):
+        emulator.state.seed_contact(f"u{n}@example.com", list_ids=[b] if n < 3 else [])
+    emulator.clear_log()
+    changes = [change(f"u{n}@example.com", previous="subscribed", add=("a",)) for n in range(160)]
+    changes += [change("u0@example.com", previous="subscribed", remove=("b",))]
+    changes += [change("ghost@example.com", previous="subscribed", add=("a",))]
+    result = connector.write(changes)
+    assert [o.status for o in result.outcomes].count("ok") == 161
+    assert result.outcomes[-1].status == "rejected"
+    assert api_calls(emulator) == [
+        ("GET", "/v3/contacts/lists"),
+        ("POST", f"/v3/contacts/lists/{a}/contacts/add"),
+        ("POST", f"/v3/contacts/lists/{a}/contacts/add"),
+        ("POST", f"/v3/contacts/lists/{b}/contacts/remove"),
+    ]
+    assert result.calls == 4
+    assert len(emulator.state.lists[a].members) == 160
+    assert emulator.state.contact("u0@example.com").list_ids == {a}
+    assert emulator.state.contact("u1@example.com").list_ids == {a, b}
+
+
+def test_blocklist_push_both_directions(emulator, connector):
+    emulator.state.seed_contact("stay@example.com")
+    emulator.state.seed_contact("back@example.com", blacklisted=True)
+    emulator.clear_log()
+    result = connector.write([
+        change("stay@example.com", status="unsubscribed", previous="subscribed"),
+        change("back@example.com", status="subscribed", previous="unsubscribed"),
+        change("new@example.com", status="complained", attributes={"first_name": "N"}),
+    ])
+    assert [o.status for o in result.outcomes] == ["ok", "ok", "ok"]
+    assert emulator.state.contact("stay@example.com").email_blacklisted is True
+    assert emulator.state.contact("back@example.com").email_blacklisted is False
+    assert emulator.state.contact("new@example.com").email_blacklisted is True
+    assert [p for m, p in api_calls(emulator) if m == "POST"] == [
+        "/v3/contacts/folders", "/v3/contacts/lists",  # the audience list, created once
+        "/v3/contacts/import", "/v3/contacts/batch",
+    ]
+
+
+def test_delete_including_405(emulator, connector):
+    emulator.state.seed_contact("gone@example.com")
+    emulator.clear_log()
+    result = connector.write([
+        change("gone@example.com", op="delete"),
+        change("never@example.com", op="delete"),
+        change("owner@example.com", op="delete"),
+    ])
+    assert [o.status for o in result.outcomes] == ["ok", "ok", "rejected"]
+    assert "405" in result.outcomes[2].reason
+    assert emulator.state.contact("gone@example.com") is None
+    assert emulator.state.contact("owner@example.com") is not None
+    assert result.calls == 3 and len(emulator.requests("DELETE")) == 3
+
+
+def test_no_change_writes_make_no_calls(emulator, connector):
+    emulator.state.seed_contact("ann@example.com")
+    emulator.clear_log()
+    result = connector.write([
+        change("ann@example.com", previous="subscribed"),
+        change("ann@example.com", status="unsubscribed", previous="cleaned"),
+    ])
+    assert [o.status for o in result.outcomes] == ["ok", "ok"]
+    assert result.calls == 0 and emulator.requests() == []
+
+
+def test_missing_attribute_is_rejected_until_fix(emulator, connector):
+    emulator.state.seed_contact("ann@example.com")
+    problems = connector.check()
+    assert any("COMPANY" in p for p in problems)
+    first = connector.write([change("ann@example.com", previous="subscribed", attributes={"company": "Acme"})])
+    assert first.outcomes[0].status == "rejected" and first.outcomes[0].field == "company"
+    assert emulator.requests("POST", "/v3/contacts/attributes") == []  # never silently created
+    created = connector.fix()
+    assert "created Brevo contact attribute COMPANY" in created
+    assert connector.check() == []
+    second = connector.write([change("ann@example.com", previous="subscribed", attributes={"company": "Acme"})])
+    assert second.outcomes[0].status == "ok"
+    assert emulator.state.contact("ann@example.com").attributes["COMPANY"] == "Acme"
+
+
+def test_segments_as_attribute(emulator, make_connector):
+    connector = make_connector(segment_mode="attribute")
+    connector.fix()
+    result = connector.write([change("ann@example.com", add=("vip", "new"), tags=("new", "vip"))])
+    assert result.outcomes[0].status == "ok"
+    assert emulator.state.contact("ann@example.com").attributes["SEGSYNC_SEGMENTS"] == "new,vip"
+    assert {l.name for l in emulator.state.lists.values()} == {"segsync"}
