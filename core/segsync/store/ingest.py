@@ -561,13 +561,16 @@ class Ingestor:
             """
             INSERT INTO events (contact_key, type, occurred_at, source, source_event_id, value,
                                 currency, url, category, properties, run_id)
-            SELECT contact_key, type, occurred_at, ?, source_event_id, value, currency, url,
-                   category, properties, ?
-            FROM _checked WHERE len(_errors) = 0
+            SELECT contact_key, type, occurred_at, $source, source_event_id, value, currency, url,
+                   category, properties, $run
+            FROM _checked c
+            WHERE len(_errors) = 0 AND NOT EXISTS (
+                SELECT 1 FROM events e
+                WHERE e.source = $source AND e.source_event_id = c.source_event_id
+            )
             QUALIFY row_number() OVER (PARTITION BY source_event_id ORDER BY _row) = 1
-            ON CONFLICT DO NOTHING
             """,
-            [self.connection, self.run_id],
+            {"source": self.connection, "run": self.run_id},
         )
         return self._count("events") - before
 
