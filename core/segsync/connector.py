@@ -81,6 +81,16 @@ class ConnectorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        # Unbound (built directly, e.g. in a test), settings read only their arguments: a
+        # stray HOST or API_KEY in the environment must never leak into a connection.
+        if not cls.model_config.get("env_prefix"):
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
+
 
 @dataclass(frozen=True)
 class FileSlice:
@@ -129,6 +139,9 @@ class ContactChange:
     ``pending``, ``cleaned`` (bounced), ``complained`` or ``none`` (no marketing consent on
     record). ``tags_add``/``tags_remove`` are segment memberships entering and leaving.
     ``previous_status`` is what the destination last acknowledged (None when never).
+    ``consent_method`` is the method of the ledger record that decided ``status`` (``form``,
+    ``double_opt_in``, ``import``, …; None without a record), so a destination can tell a
+    confirmed opt-in from an imported one.
     """
 
     contact_key: str
@@ -140,6 +153,7 @@ class ContactChange:
     tags_remove: tuple[str, ...] = ()
     previous_status: str | None = None
     external_id: str | None = None
+    consent_method: str | None = None
 
 
 OutcomeStatus = Literal["ok", "rejected", "retryable"]

@@ -40,7 +40,7 @@ def effective_status_sql(channel: str = "email", purpose: str = "marketing") -> 
     rank = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _RESTRICTIVENESS.items())
     mapping = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in DESTINATION_STATUS.items())
     return f"""
-        SELECT contact_key, CASE status {mapping} END AS status, id AS ledger_id
+        SELECT contact_key, CASE status {mapping} END AS status, id AS ledger_id, method
         FROM consent_ledger
         WHERE channel = '{channel}' AND purpose = '{purpose}'
         QUALIFY row_number() OVER (
@@ -76,6 +76,7 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
         desired AS (
             SELECT c.contact_key,
                    coalesce(s.status, 'none') AS status,
+                   s.method AS consent_method,
                    to_json({{{attrs}}}) AS attributes,
                    c.custom,
                    coalesce(t.tags, []::VARCHAR[]) AS tags
@@ -85,7 +86,7 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             WHERE coalesce(s.status, 'none') IN ('subscribed', 'pending')
                OR c.contact_key IN (SELECT contact_key FROM held)
         )
-        SELECT *, md5(to_json({{'s': status, 'a': attributes, 'c': custom, 't': tags}})::VARCHAR)
+        SELECT *, md5(to_json({{'s': status, 'm': consent_method, 'a': attributes, 'c': custom, 't': tags}})::VARCHAR)
                   AS state_hash
         FROM desired
         """,
@@ -118,7 +119,7 @@ def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             FROM acknowledged_memberships WHERE destination = $dest GROUP BY contact_key
         ),
         changed AS (
-            SELECT d.contact_key, 'upsert' AS op, d.status, d.attributes, d.custom, d.tags,
+            SELECT d.contact_key, 'upsert' AS op, d.status, d.consent_method, d.attributes, d.custom, d.tags,
                    a.status AS previous_status, d.state_hash,
                    coalesce(ack_tags.tags, []::VARCHAR[]) AS previous_tags,
                    CASE
@@ -133,7 +134,7 @@ def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             WHERE a.state_hash IS DISTINCT FROM d.state_hash
         ),
         removed AS (
-            SELECT a.contact_key, 'delete' AS op, a.status, NULL::JSON AS attributes,
+            SELECT a.contact_key, 'delete' AS op, a.status, NULL AS consent_method, NULL::JSON AS attributes,
                    NULL::JSON AS custom, []::VARCHAR[] AS tags, a.status AS previous_status,
                    NULL AS state_hash, coalesce(ack_tags.tags, []::VARCHAR[]) AS previous_tags,
                    'delete' AS action
@@ -174,18 +175,18 @@ def iter_changes(con: duckdb.DuckDBPyConnection, batch_size: int) -> Iterator[li
     while True:
         rows = con.execute(
             "SELECT contact_key, op, status, attributes, custom, tags, previous_tags, "
-            "previous_status, external_id, action, state_hash, priority FROM _diff "
+            "previous_status, external_id, action, state_hash, consent_method, priority FROM _diff "
             "WHERE (priority, contact_key) > ($p, $k) ORDER BY priority, contact_key LIMIT $n",
             {"p": after[0], "k": after[1], "n": batch_size},
         ).fetchall()
         if not rows:
             return
-        after = (rows[-1][11], rows[-1][0])
+        after = (rows[-1][12], rows[-1][0])
         yield [_planned(row) for row in rows]
 
 
 def _planned(row: tuple[Any, ...]) -> PlannedChange:
-    key, op, status, attributes, custom, tags, previous_tags, previous, ext, action, digest, _ = row
+    key, op, status, attributes, custom, tags, previous_tags, previous, ext, action, digest, method, _ = row
     attrs: dict[str, Any] = {}
     if attributes is not None:
         attrs = {k: v for k, v in json.loads(attributes).items() if v is not None}
@@ -202,6 +203,7 @@ def _planned(row: tuple[Any, ...]) -> PlannedChange:
         tags_remove=tuple(t for t in previous_tags if t not in tags),
         previous_status=previous,
         external_id=ext,
+        consent_method=method,
     )
     return PlannedChange(change, action, digest)
 

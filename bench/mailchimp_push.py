@@ -1,0 +1,95 @@
+"""Benchmark: push 100,000 contacts with memberships in 5 tags to the Mailchimp emulator.
+
+    .venv/bin/python bench/mailchimp_push.py [--contacts 100000] [--latency 0.1]
+
+The emulator answers every call after ``--latency`` seconds and admits 10 simultaneous
+connections, like Mailchimp. The connector is driven as the sync runner drives it: ``write``
+calls of at most ``max_batch_size`` changes. Reported:
+
+* calls made vs the minimum Σ ceil(n / batch max) over upserts (500 per batch-subscribe) and over
+  each tag's additions (500 per bulk tag call), both for the whole push and per write call;
+* wall time vs the ceiling implied by 10 connections × batch size / latency
+  (minimum calls / 10 × latency);
+* the peak number of simultaneous requests the emulator saw, and any 429s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+from segsync.connector import ContactChange
+
+from segsync_mailchimp import MailchimpConnector, MailchimpSettings
+from segsync_mailchimp.emulator import DEFAULT_API_KEY, MailchimpEmulator
+
+BATCH = 500
+TAGS = ("all-customers", "every-2nd", "every-3rd", "every-4th", "every-5th")
+
+
+def tags_of(i: int) -> tuple[str, ...]:
+    # tag k holds every (k+1)-th contact: 100%, 50%, 33%, 25%, 20% of them
+    return tuple(tag for k, tag in enumerate(TAGS) if i % (k + 1) == 0)
+
+
+def main() -> None:  # noqa: PLR0915 - a linear script
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--latency", type=float, default=0.1)
+    args = parser.parse_args()
+
+    changes = [
+        ContactChange(f"contact{i:06d}@example.com", "upsert", "subscribed",
+                      attributes={"first_name": f"First{i}", "last_name": f"Last{i}"},
+                      tags_add=tags_of(i))
+        for i in range(args.contacts)
+    ]
+    tag_sizes = {tag: sum(1 for c in changes if tag in c.tags_add) for tag in TAGS}
+    step = MailchimpConnector.max_batch_size or len(changes)
+    writes = [changes[i:i + step] for i in range(0, len(changes), step)]
+    min_global = math.ceil(len(changes) / BATCH) + sum(math.ceil(n / BATCH) for n in tag_sizes.values())
+    min_per_write = sum(
+        math.ceil(len(w) / BATCH) + sum(math.ceil(sum(1 for c in w if t in c.tags_add) / BATCH) for t in TAGS)
+        for w in writes
+    )
+    setup = 1 + len(TAGS)  # list the audience's tags once, create each missing tag once
+
+    with MailchimpEmulator(latency=args.latency, validate=True) as emulator:
+        emulator.state.create_audience("aud0001")
+        settings = MailchimpSettings(api_key=DEFAULT_API_KEY, list_id="aud0001", host=emulator.url)
+        connector = MailchimpConnector("bench", settings, Path("."))
+        started, cpu_started = time.perf_counter(), time.process_time()
+        calls = ok = 0
+        for chunk in writes:
+            result = connector.write(chunk)
+            calls += result.calls
+            ok += sum(1 for o in result.outcomes if o.status == "ok")
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        connector.close()
+        refused = sum(1 for r in emulator.calls(admitted_only=False) if r.status == 429)
+        peak = emulator.max_concurrency()
+        members = len(emulator.state.audiences["aud0001"].members)
+
+    ceiling = min_global / 10 * args.latency
+    print(f"contacts            {args.contacts:,} in {len(writes)} write calls of ≤{step:,}")
+    print(f"tag memberships     {sum(tag_sizes.values()):,} ({', '.join(f'{t} {n:,}' for t, n in tag_sizes.items())})")
+    print(f"outcomes ok         {ok:,}; members in emulator {members:,}")
+    print(f"calls made          {calls:,}")
+    print(f"minimum calls       {min_global:,} for the whole push (Σ ceil(n/500)); "
+          f"{min_per_write:,} split into write calls; + {setup} tag set-up calls")
+    print(f"wall time           {wall:.2f} s")
+    print(f"ceiling             {ceiling:.2f} s (= {min_global} calls / 10 connections × {args.latency} s); "
+          f"i.e. {10 * BATCH / args.latency:,.0f} member operations/s")
+    print(f"efficiency          {ceiling / wall:.0%} of the ceiling")
+    print(f"process CPU time    {cpu:.2f} s (connector + in-process emulator share one interpreter; "
+          f"CPU ≈ wall means the run is CPU-bound, not latency-bound)")
+    print(f"peak concurrency    {peak} (429s: {refused})")
+    sys.exit(0 if ok == args.contacts and refused == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The Mailchimp connector: one audience of one account, read and written through the SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from segsync.connector import (
+    Batch,
+    Capability,
+    Connector,
+    ConnectorSettings,
+    ContactChange,
+    Stream,
+    WriteResult,
+)
+
+from segsync_mailchimp import mapping
+from segsync_mailchimp.api import MailchimpApi, MailchimpError
+from segsync_mailchimp.reader import ActivityReader, MemberReader
+from segsync_mailchimp.settings import MailchimpSettings
+from segsync_mailchimp.writer import Writer
+
+
+class MailchimpConnector(Connector):
+    type_name: ClassVar[str] = "mailchimp"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+    Settings: ClassVar[type[ConnectorSettings]] = MailchimpSettings
+    # Enough for 20 batch-subscribe calls, i.e. two rounds on all 10 connections per write.
+    max_batch_size: ClassVar[int | None] = 10_000
+
+    settings: MailchimpSettings
+
+    def __init__(self, connection: str, settings: ConnectorSettings, project_dir: Path) -> None:
+        super().__init__(connection, settings, project_dir)
+        assert isinstance(settings, MailchimpSettings)
+        self._api: MailchimpApi | None = None
+        self._writer: Writer | None = None
+
+    @property
+    def api(self) -> MailchimpApi:
+        if self._api is None:
+            self._api = MailchimpApi(self.settings)
+        return self._api
+
+    def check(self) -> list[str]:
+        try:
+            self.api.call("ping", lambda c: c.ping.get())
+            audience = self.api.call("get audience", lambda c: c.lists.get_list(
+                self.settings.list_id, fields=["id", "name"])) or {}
+            fields = self.api.call("merge fields", lambda c: c.lists.get_list_merge_fields(
+                self.settings.list_id, count=1000, fields=["merge_fields.tag"])) or {}
+        except MailchimpError as exc:
+            return [f"Mailchimp connection {self.connection!r}: {exc}"]
+        problems = []
+        tags = {f["tag"] for f in fields.get("merge_fields") or ()}
+        wanted = set(self.settings.merge_fields.values())
+        if self.settings.segments_as == "merge_field":
+            wanted.add(self.settings.segment_merge_field)
+        for tag in sorted(wanted - tags):
+            problems.append(f"audience {audience.get('name', self.settings.list_id)!r} has no merge field {tag}")
+        return problems
+
+    def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
+        if stream is Stream.EVENTS:
+            return ActivityReader(self.api, self.settings).read(cursor)
+        if stream is Stream.CONTACTS:
+            tag_to_attribute = {tag: name for name, tag in self.settings.merge_fields.items()}
+            segment_field = self.settings.segment_merge_field if self.settings.segments_as == "merge_field" else None
+            to_row = lambda m: mapping.contact_row(m, tag_to_attribute, segment_field)  # noqa: E731
+        elif stream is Stream.CONSENT:
+            to_row = lambda m: mapping.consent_row(m, self.settings.list_id)  # noqa: E731
+        else:
+            raise NotImplementedError(f"Mailchimp cannot read {stream.value}")
+        return MemberReader(self.api, self.settings).read(stream, cursor, to_row)
+
+    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+        if not changes:
+            return WriteResult(outcomes=[], calls=0)
+        if self._writer is None:
+            self._writer = Writer(self.api, self.settings)
+        return self._writer.write(changes)
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+            self._writer = None

@@ -1,0 +1,77 @@
+"""Configuration of one Mailchimp connection (an audience in one account)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from segsync.connector import ConnectorSettings
+
+_KEY_SUFFIX = re.compile(r"-([a-z]+\d+)$")
+
+
+class MailchimpSettings(ConnectorSettings):
+    """``api_key`` is secret and comes from the environment; the rest from ``segsync.toml``."""
+
+    api_key: SecretStr = Field(description="Marketing API key, e.g. '…-us21'")
+    server: str | None = Field(
+        default=None, description="data-centre prefix such as 'us21'; derived from the key when absent"
+    )
+    list_id: str = Field(description="the audience (list) id")
+    segments_as: Literal["tags", "static_segments", "merge_field"] = Field(
+        default="tags",
+        description="how memberships are written: tags (Mailchimp stores them as static "
+        "segments, so 'static_segments' uses the same endpoints) or one merge field",
+    )
+    segment_merge_field: str = Field(
+        default="SEGMENTS", description="merge tag holding the comma-separated segment names"
+    )
+    merge_fields: dict[str, str] = Field(
+        default_factory=lambda: {"first_name": "FNAME", "last_name": "LNAME"},
+        description="attribute name -> merge tag; unmapped attributes are not pushed",
+    )
+    host: str | None = Field(
+        default=None,
+        description="API base URL override, e.g. the emulator's http://127.0.0.1:PORT/3.0",
+    )
+    timeout: float = Field(default=30.0, gt=0, description="seconds per request")
+    max_connections: int = Field(
+        default=10, ge=1, le=10, description="parallel requests; Mailchimp allows 10 per account"
+    )
+    max_attempts: int = Field(default=6, ge=1, description="tries per request on 429/5xx/network errors")
+    retry_wait_initial: float = Field(default=1.0, ge=0)
+    retry_wait_max: float = Field(default=60.0, ge=0)
+    activity_window_days: int = Field(
+        default=30, ge=0, description="re-read activity of campaigns sent this many days before the cursor"
+    )
+    cursor_overlap_seconds: int = Field(
+        default=1, ge=0, description="re-read this much before the previous cursor (clock skew, ties)"
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.rstrip("/")
+        if not re.match(r"^https?://", value):
+            raise ValueError("host must be an http(s) URL such as http://127.0.0.1:8080/3.0")
+        # The SDK replaces the word 'server' with the data-centre prefix across the whole URL.
+        if "server" in value:
+            raise ValueError("host must not contain the word 'server' (the Mailchimp SDK rewrites it)")
+        return value
+
+    @model_validator(mode="after")
+    def _server(self) -> MailchimpSettings:
+        if self.server is None and not _KEY_SUFFIX.search(self.api_key.get_secret_value()):
+            raise ValueError("api_key has no '-usNN' data-centre suffix; set server explicitly")
+        return self
+
+    @property
+    def resolved_server(self) -> str:
+        if self.server:
+            return self.server
+        match = _KEY_SUFFIX.search(self.api_key.get_secret_value())
+        assert match is not None  # checked by the validator
+        return match.group(1)

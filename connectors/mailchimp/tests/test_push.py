@@ -1,0 +1,168 @@
+"""Pushing ContactChanges: batch upserts, tag diffs, opt-outs, compliance and erasure."""
+
+from __future__ import annotations
+
+from segsync.connector import ContactChange
+
+from segsync_mailchimp.emulator import subscriber_hash
+
+from .conftest import LIST_ID
+
+
+def upsert(email, status="subscribed", previous=None, **kw):
+    return ContactChange(email, "upsert", status, previous_status=previous, **kw)
+
+
+def statuses(result):
+    return {o.contact_key: o.status for o in result.outcomes}
+
+
+def test_upserts_go_out_500_per_call_and_land_in_the_audience(emulator, connector):
+    changes = [upsert(f"u{i:04d}@example.com", attributes={"first_name": f"F{i}", "company_size": i,
+                                                          "industry": "not mapped"})
+               for i in range(1201)]
+    result = connector.write(changes)
+
+    assert result.calls == 3
+    batch_calls = emulator.calls("POST", r"^/lists/aud0001$")
+    assert len(batch_calls) == 3
+    assert [o.status for o in result.outcomes] == ["ok"] * 1201
+    assert result.outcomes[5].external_id == subscriber_hash("u0005@example.com")
+    member = emulator.state.member(LIST_ID, "u0007@example.com")
+    assert (member.status, member.merge_fields["FNAME"], member.merge_fields["SIZE"]) == ("subscribed", "F7", 7)
+    assert len(emulator.state.audiences[LIST_ID].members) == 1201
+
+
+def test_mixed_batch_maps_each_error_to_its_record(emulator, connector):
+    emulator.state.seed_member(LIST_ID, "cleaned@example.com", "cleaned")
+    changes = [
+        upsert("ok@example.com", attributes={"first_name": "Ann"}),
+        upsert("not-an-address", attributes={"first_name": "X"}),
+        upsert("size@example.com", attributes={"company_size": "many"}),
+        upsert("cleaned@example.com"),
+        upsert("ok2@example.com"),
+    ]
+    result = connector.write(changes)
+
+    assert result.calls == 1
+    assert statuses(result) == {"ok@example.com": "ok", "not-an-address": "rejected",
+                                "size@example.com": "rejected", "cleaned@example.com": "rejected",
+                                "ok2@example.com": "ok"}
+    by_key = {o.contact_key: o for o in result.outcomes}
+    assert by_key["not-an-address"].field == "email_address"
+    assert by_key["size@example.com"].field == "SIZE"
+    assert "Please enter a number" in by_key["size@example.com"].reason
+    assert by_key["cleaned@example.com"].reason.startswith("Member In Compliance State")
+    assert emulator.state.member(LIST_ID, "size@example.com") is None
+    assert emulator.state.member(LIST_ID, "cleaned@example.com").status == "cleaned"
+
+
+def test_tag_diffs_use_bulk_segment_calls_and_create_each_tag_once(emulator, connector):
+    emails = [f"t{i:04d}@example.com" for i in range(1200)]
+    first = connector.write([upsert(e, tags_add=("vip",)) for e in emails])
+    # 3 upserts + 1 tag listing + 1 tag creation + 3 bulk adds (500, 500, 200)
+    assert first.calls == 8
+    assert len(emulator.calls("POST", r"/segments$")) == 1
+    creation = emulator.calls("POST", r"/segments$")[0]
+    assert creation.body_size > 0
+    vip = next(s for s in emulator.state.audiences[LIST_ID].segments.values() if s.name == "vip")
+    assert len(vip.members) == 1200
+
+    emulator.reset_log()
+    # members already acknowledged as subscribed: only memberships change, so no upsert at all
+    second = connector.write(
+        [upsert(e, previous="subscribed", tags_remove=("vip",)) for e in emails[:100]]
+        + [upsert(e, previous="subscribed", tags_add=("churn-risk",)) for e in emails[100:700]]
+    )
+    assert statuses(second) == {e: "ok" for e in emails[:700]}
+    assert [(c.method, c.path) for c in emulator.calls()].count(("POST", "/lists/aud0001")) == 0
+    # tag ids are cached: one creation, then two churn-risk calls (500 + 100) and one vip removal
+    assert second.calls == 4
+    assert len(vip.members) == 1100
+    churn = next(s for s in emulator.state.audiences[LIST_ID].segments.values() if s.name == "churn-risk")
+    assert len(churn.members) == 600
+    assert emulator.state.tag_names(LIST_ID, emulator.state.member(LIST_ID, emails[0])) == []
+
+
+def test_adds_and_removes_of_one_tag_share_a_call(emulator, connector):
+    emulator.state.seed_member(LIST_ID, "a@example.com", tags=["gold"])
+    emulator.state.seed_member(LIST_ID, "b@example.com")
+    result = connector.write([upsert("a@example.com", previous="subscribed", tags_remove=("gold",)),
+                              upsert("b@example.com", previous="subscribed", tags_add=("gold",))])
+    assert result.calls == 2  # tag listing + one segment call with both lists
+    assert emulator.state.tag_names(LIST_ID, emulator.state.member(LIST_ID, "b@example.com")) == ["gold"]
+    assert emulator.state.tag_names(LIST_ID, emulator.state.member(LIST_ID, "a@example.com")) == []
+
+
+def test_unsubscribe_and_complaint_become_unsubscribed(emulator, connector):
+    emulator.state.seed_member(LIST_ID, "a@example.com")
+    emulator.state.seed_member(LIST_ID, "b@example.com")
+    result = connector.write([upsert("a@example.com", "unsubscribed", "subscribed"),
+                              upsert("b@example.com", "complained", "subscribed")])
+    assert statuses(result) == {"a@example.com": "ok", "b@example.com": "ok"}
+    assert result.calls == 1
+    assert emulator.state.member(LIST_ID, "a@example.com").status == "unsubscribed"
+    assert emulator.state.member(LIST_ID, "b@example.com").status == "unsubscribed"
+
+
+def test_a_newer_opt_in_after_an_opt_out_is_sent_as_pending(emulator, connector):
+    emulator.state.seed_member(LIST_ID, "back@example.com", "unsubscribed")
+    result = connector.write([upsert("back@example.com", "subscribed", "unsubscribed")])
+    assert statuses(result) == {"back@example.com": "ok"}
+    assert emulator.state.member(LIST_ID, "back@example.com").status == "pending"
+    assert emulator.state.outbox == [("confirmation", LIST_ID, "back@example.com")]
+
+
+def test_compliance_state_refusals_are_clear_record_errors(emulator, connector):
+    emulator.state.seed_member(LIST_ID, "unsub@example.com", "unsubscribed")
+    emulator.state.seed_member(LIST_ID, "bounced@example.com", "cleaned")
+    result = connector.write([
+        # confirmed consent is recorded, so subscribed is sent; Mailchimp still refuses it
+        upsert("unsub@example.com", "subscribed", "unsubscribed", consent_method="double_opt_in"),
+        # never acknowledged here, but cleaned in Mailchimp: the import is refused
+        upsert("bounced@example.com", "subscribed", None),
+    ])
+    assert statuses(result) == {"unsub@example.com": "rejected", "bounced@example.com": "rejected"}
+    for outcome in result.outcomes:
+        assert outcome.reason.startswith("Member In Compliance State")
+        assert "@example.com" not in outcome.reason
+    assert emulator.state.member(LIST_ID, "unsub@example.com").status == "unsubscribed"
+    assert emulator.state.member(LIST_ID, "bounced@example.com").status == "cleaned"
+
+
+def test_no_consent_is_never_added_and_no_change_means_no_call(emulator, connector):
+    emulator.state.seed_member(LIST_ID, "same@example.com")
+    assert connector.write([]).calls == 0
+    result = connector.write([upsert("new@example.com", "none", None),
+                              upsert("same@example.com", "subscribed", "subscribed")])
+    assert result.calls == 0
+    assert emulator.calls() == []
+    assert statuses(result) == {"new@example.com": "rejected", "same@example.com": "ok"}
+    assert "no marketing consent" in result.outcomes[0].reason
+    assert emulator.state.member(LIST_ID, "new@example.com") is None
+
+
+def test_permanent_delete_forgets_the_address(emulator, connector):
+    emulator.state.seed_member(LIST_ID, "erase@example.com", tags=["vip"])
+    result = connector.write([ContactChange("erase@example.com", "delete", "none"),
+                              ContactChange("never@example.com", "delete", "none")])
+    assert statuses(result) == {"erase@example.com": "ok", "never@example.com": "ok"}  # 404: already gone
+    assert sorted(c.path for c in emulator.calls("POST", "delete-permanent")) == sorted([
+        f"/lists/{LIST_ID}/members/{subscriber_hash('erase@example.com')}/actions/delete-permanent",
+        f"/lists/{LIST_ID}/members/{subscriber_hash('never@example.com')}/actions/delete-permanent",
+    ])
+    assert emulator.state.member(LIST_ID, "erase@example.com") is None
+
+    again = connector.write([upsert("erase@example.com")])
+    assert again.outcomes[0].status == "rejected"
+    assert again.outcomes[0].reason.startswith("Forgotten Email Not Subscribed")
+
+
+def test_merge_field_mode_writes_segment_names_into_one_field(emulator, make_connector):
+    connector = make_connector(segments_as="merge_field")
+    emulator.state.seed_member(LIST_ID, "a@example.com")
+    result = connector.write([upsert("a@example.com", previous="subscribed", tags=("gold",),
+                                     tags_add=("vip",), tags_remove=("gold",))])
+    assert result.calls == 1
+    assert emulator.state.member(LIST_ID, "a@example.com").merge_fields["SEGMENTS"] == "vip"
+    assert emulator.state.audiences[LIST_ID].segments == {}
