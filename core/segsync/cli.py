@@ -321,8 +321,9 @@ def plugins(ctx: Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("connection", required=False)
+@click.option("--fix", is_flag=True, help="Let connectors repair what they can (e.g. create missing fields).")
 @pass_ctx
-def check(ctx: Context, connection: str | None) -> None:
+def check(ctx: Context, connection: str | None, fix: bool) -> None:
     """Test each connection's settings, connectivity and credentials."""
     config = ctx.config()
     names = [connection] if connection else list(config.connections)
@@ -339,6 +340,10 @@ def check(ctx: Context, connection: str | None) -> None:
             instance = types[conn.type](name, settings, config.project_dir)
             try:
                 problems = instance.check()
+                if fix and problems:
+                    for done in instance.fix():
+                        click.echo(f"  fixed: {done}")
+                    problems = instance.check()
             finally:
                 instance.close()
         except ConfigError as exc:

@@ -4,7 +4,8 @@ A connector talks to one external system (an ESP, a CRM, a folder of files). The
 one instance per configured *connection* (a named entry under ``[connections]`` in
 ``segsync.toml``) and drives it:
 
-* ``check()`` — connectivity and credentials, for ``segsync check``.
+* ``check()`` — connectivity and credentials, for ``segsync check``; ``fix()`` repairs what
+  it can, for ``segsync check --fix``.
 * ``read(stream, cursor)`` — incremental pull; yields :class:`Batch` objects, each with the
   cursor that is true once that batch is committed. The runner stores the cursor in the same
   transaction as the batch's records, so a crash never skips data.
@@ -217,6 +218,14 @@ class Connector:
 
     def check(self) -> list[str]:
         """Problems with connectivity, credentials or configuration; empty when all is well."""
+        return []
+
+    def fix(self) -> list[str]:
+        """Repair what ``check`` found and can be repaired (``segsync check --fix``).
+
+        Return what was done, one line each. Only ever called on the user's explicit request:
+        a connector never creates fields, lists or attributes in the user's account silently.
+        """
         return []
 
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:

@@ -211,6 +211,8 @@ class FilesConnector(Connector):
             )
 
     def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+        if not changes:
+            return WriteResult([], 0)
         audience = self._audience()
         outcomes = audience.apply(changes)
         calls = audience.save()

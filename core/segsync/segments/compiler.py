@@ -159,10 +159,9 @@ class _Compiler:
             # A bare custom attribute is a flag: true only when it reads as boolean true.
             return _coalesce_false(exp.TryCast(this=v.expr, to=exp.DataType.build("boolean")))
         text = ast.to_text(node)
+        hint = f"{text} > 0" if v.type == "number" else f'{text} == "..."'
         raise self.error(
-            node, f"expected a condition but {text!r} is a {v.type}; compare it, "
-            f"e.g. {text} > 0" if v.type == "number" else
-            f"expected a condition but {text!r} is a {v.type}; compare it, e.g. {text} == \"...\"",
+            node, f"expected a condition but {text!r} is a {v.type}; compare it, e.g. {hint}"
         )
 
     def attribute(self, node: ast.Name) -> Value:

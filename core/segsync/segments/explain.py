@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import duckdb
-from sqlglot import exp
-
 from . import ast
 from .errors import SegmentConfigError
 from .evaluate import _aware, _resolve
@@ -90,4 +88,4 @@ def explain(
     return Explanation(target.name, contact_key, as_of, member, matched, tuple(out), note)
 
 
-__all__ = ["Explanation", "Step", "explain", "exp"]
+__all__ = ["Explanation", "Step", "explain"]
