@@ -136,13 +136,22 @@ retry = ["bo@example.com"]
         ).fetchall()
     assert errors == [("a***@e***.com", "email", "Invalid Resource", False),
                       ("b***@e***.com", None, "503 from the service", True)]
-    # Neither was acknowledged, so both are planned again; once the service recovers they land.
+    # The retryable one is planned again and lands once the service recovers; the rejected one
+    # is not re-sent while its data is unchanged (a refusal is final for that data)…
     project.write_config((project.root / "segsync.toml").read_text().replace('retry = ["bo@example.com"]', "retry = []"))
     second = project.run()
     crm = next(d for d in second.destinations if d.name == "crm")
-    assert crm.planned == {"add": 2}
-    assert (crm.records_written, crm.records_rejected) == (1, 1)
+    assert crm.planned == {"add": 1}
+    assert (crm.records_written, crm.records_rejected) == (1, 0)
     assert set(MemoryConnector.held["crm"]) == {"bo@example.com"}
+    # …and is tried again when it changes.
+    project.append("contacts.csv", "ann@example.com,Annie,\n")
+    project.write_config((project.root / "segsync.toml").read_text().replace('reject = ["ann@example.com"]', "reject = []"))
+    third = project.run()
+    crm = next(d for d in third.destinations if d.name == "crm")
+    assert crm.planned == {"add": 1} and crm.records_written == 1
+    with _store(project) as store:
+        assert store.scalar("SELECT count(*) FROM rejected") == 0
 
 
 def test_a_failing_destination_does_not_touch_another(project, monkeypatch) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from segsync import logs
-from segsync.config import ConfigError, connection_settings, load_config
+from segsync.config import (
+    ConfigError,
+    ConnectionConfig,
+    ProjectConfig,
+    connection_settings,
+    env_prefix,
+    load_config,
+    secret_fields,
+)
 from segsync.model import InvalidEmail, mask_email, normalize_email
 from segsync.plugins import PluginError, PluginHost
 from segsync.progress import Reporter
@@ -98,8 +108,10 @@ def init(directory: Path, contacts: int) -> None:
 @click.option("--dir", "directory", default="segsync-demo", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--contacts", default=3000, show_default=True)
 @click.option("--seed", default=7, show_default=True)
+@click.option("--with", "emulated", multiple=True, metavar="TYPE",
+              help="Also push to this connector's local emulator (e.g. --with mailchimp --with brevo).")
 @pass_ctx
-def demo(ctx: Context, directory: Path, contacts: int, seed: int) -> None:
+def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tuple[str, ...]) -> None:
     """Build a synthetic business and run a full sync on the embedded store."""
     from segsync.scaffold import write_project
 
@@ -109,14 +121,47 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int) -> None:
     counts = write_project(directory, contacts=contacts, seed=seed)
     click.echo(f"  {counts['contacts']} contact rows, {counts['events']} events, {counts['consent']} consent records")
     config = load_config(directory / "segsync.toml")
-    summary = Runner(config, ctx.host, Reporter()).run(RunOptions())
-    _print_summary(summary)
-    click.echo("\nRunning the same sync again: nothing changed, so nothing is written.")
-    again = Runner(config, ctx.host, Reporter(quiet=True)).run(RunOptions())
-    _print_summary(again)
+    with ExitStack() as stack:
+        for type_name in emulated:
+            _add_emulated_connection(ctx.host, config, type_name, stack)
+        summary = Runner(config, ctx.host, Reporter()).run(RunOptions())
+        _print_summary(summary)
+        click.echo("\nRunning the same sync again: nothing changed, so nothing is written.")
+        again = Runner(config, ctx.host, Reporter(quiet=True)).run(RunOptions())
+        _print_summary(again)
     click.echo(f"\nExplore: cd {directory} && segsync runs && segsync contacts show <email>")
     if summary.failed or again.failed:
         sys.exit(1)
+
+
+def _add_emulated_connection(host: PluginHost, config: ProjectConfig, type_name: str, stack: ExitStack) -> None:
+    """Start ``type_name``'s emulator and add a connection to it, for this process only.
+
+    The project file is left alone (the emulator is gone when the demo ends); the connection's
+    secrets go into this process's environment, where settings look for them.
+    """
+    connector_cls = host.connector_types().get(type_name)
+    if connector_cls is None:
+        raise click.ClickException(f"no connector of type {type_name!r} is installed")
+    settings = connector_cls.start_emulator(stack)
+    if settings is None:
+        raise click.ClickException(f"the {type_name} connector ships no emulator")
+    secrets = set(secret_fields(connector_cls.Settings))
+    for field in secrets & set(settings):
+        variable = f"{env_prefix(type_name)}{field.upper()}"
+        previous = os.environ.get(variable)
+        os.environ[variable] = str(settings[field])
+        stack.callback(_restore_env, variable, previous)
+    options = {k: v for k, v in settings.items() if k not in secrets}
+    config.connections[type_name] = ConnectionConfig(type_name, type_name, options, pull=True, push=True)
+    click.echo(f"  + {type_name}: a local emulator at {options.get('host', '127.0.0.1')} (no account needed)")
+
+
+def _restore_env(variable: str, previous: str | None) -> None:
+    if previous is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = previous
 
 
 # -- sync --------------------------------------------------------------------------------------
@@ -286,7 +331,7 @@ def _contact_record(store: Store, key: str, event_limit: int) -> dict[str, Any] 
         "updated_at": row["updated_at"],
         "updated_by": row["updated_by"],
         "attributes": attributes,
-        "identities": dicts("SELECT connection, external_id, seen_at FROM identities WHERE contact_key = ? ORDER BY connection", [key]),
+        "identities": dicts("SELECT connection, external_id, properties, seen_at FROM identities WHERE contact_key = ? ORDER BY connection", [key]),
         "consent": dicts("SELECT id, channel, purpose, status, recorded_at, source, method, evidence FROM consent_ledger WHERE contact_key = ? ORDER BY recorded_at, id", [key]),
         "events": dicts("SELECT type, occurred_at, source, source_event_id, value, currency, url, category, properties FROM events WHERE contact_key = ? ORDER BY occurred_at DESC LIMIT ?", [key, event_limit]),
         "destinations": dicts("SELECT destination, status, acked_at, run_id FROM acknowledged WHERE contact_key = ? ORDER BY destination", [key]),

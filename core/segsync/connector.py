@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -238,6 +239,16 @@ class Connector:
 
     def close(self) -> None:
         """Release connections; called once at the end of a run."""
+
+    @classmethod
+    def start_emulator(cls, stack: ExitStack) -> dict[str, Any] | None:
+        """Start a local stand-in of the service, for ``segsync demo --with TYPE`` and dry runs.
+
+        Register its shutdown on ``stack`` and return the settings of a connection that reaches
+        it (secrets as plain strings: the caller moves them to the environment). None when the
+        connector ships no emulator.
+        """
+        return None
 
     def __repr__(self) -> str:
         # Settings reprs mask SecretStr; never include raw secrets here.

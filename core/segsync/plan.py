@@ -86,7 +86,9 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             WHERE coalesce(s.status, 'none') IN ('subscribed', 'pending')
                OR c.contact_key IN (SELECT contact_key FROM held)
         )
-        SELECT *, md5(to_json({{'s': status, 'm': consent_method, 'a': attributes, 'c': custom, 't': tags}})::VARCHAR)
+        -- consent_method is not hashed: a destination's own echo of a push (its opt-in record
+        -- for the person) must not make every destination change.
+        SELECT *, md5(to_json({{'s': status, 'a': attributes, 'c': custom, 't': tags}})::VARCHAR)
                   AS state_hash
         FROM desired
         """,
@@ -132,6 +134,11 @@ def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             LEFT JOIN acked a USING (contact_key)
             LEFT JOIN acked_tags ack_tags USING (contact_key)
             WHERE a.state_hash IS DISTINCT FROM d.state_hash
+              AND NOT EXISTS (
+                  SELECT 1 FROM rejected r
+                  WHERE r.destination = $dest AND r.contact_key = d.contact_key
+                    AND r.state_hash = d.state_hash
+              )
         ),
         removed AS (
             SELECT a.contact_key, 'delete' AS op, a.status, NULL AS consent_method, NULL::JSON AS attributes,
@@ -214,10 +221,29 @@ def record_outcomes(
     run_id: int | None,
     ok_keys: list[str],
     external_ids: dict[str, str],
+    rejections: dict[str, str],
 ) -> None:
-    """Acknowledge the ``ok`` outcomes of one batch, set-based, from the rows in ``_diff``."""
+    """Acknowledge the ``ok`` outcomes of one batch and remember its rejections, set-based."""
+    if rejections:
+        con.execute(
+            """
+            INSERT INTO rejected (destination, contact_key, state_hash, reason, run_id, rejected_at)
+            SELECT $dest, d.contact_key, d.state_hash, r.reason, $run, now()
+            FROM (SELECT unnest($keys::VARCHAR[]) AS contact_key, unnest($reasons::VARCHAR[]) AS reason) r
+            JOIN _diff d USING (contact_key)
+            WHERE d.state_hash IS NOT NULL
+            ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
+                reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, rejected_at = EXCLUDED.rejected_at
+            """,
+            {"dest": destination, "run": run_id, "keys": list(rejections),
+             "reasons": list(rejections.values())},
+        )
     if not ok_keys:
         return
+    con.execute(
+        "DELETE FROM rejected WHERE destination = $dest AND contact_key IN (SELECT unnest($keys::VARCHAR[]))",
+        {"dest": destination, "keys": ok_keys},
+    )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _acked_now AS SELECT unnest($keys) AS contact_key",
         {"keys": ok_keys},

@@ -312,6 +312,7 @@ class Runner:
             by_key.setdefault(outcome.contact_key, outcome)
         ok_keys: list[str] = []
         external_ids: dict[str, str] = {}
+        rejections: dict[str, str] = {}
         with store.transaction():
             for planned in batch:
                 key = planned.change.contact_key
@@ -328,6 +329,7 @@ class Runner:
                         external_ids[key] = outcome.external_id
                 elif outcome.status == "rejected":
                     report.records_rejected += 1
+                    rejections[key] = outcome.reason or "rejected"
                     store.record_error(
                         run_id, name, "push", mask_email(key), outcome.field,
                         outcome.reason or "rejected",
@@ -338,7 +340,7 @@ class Runner:
                         run_id, name, "push", mask_email(key), outcome.field,
                         outcome.reason or "retryable", retryable=True,
                     )
-            plan.record_outcomes(store.con, name, run_id, ok_keys, external_ids)
+            plan.record_outcomes(store.con, name, run_id, ok_keys, external_ids, rejections)
         report.records_written += len(ok_keys)
 
 

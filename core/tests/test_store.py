@@ -14,7 +14,7 @@ from segsync.store.migrations import MIGRATIONS, Migration
 
 TABLES = {
     "contacts", "identities", "events", "consent_ledger", "cursors", "runs", "run_destinations",
-    "record_errors", "acknowledged", "acknowledged_memberships", "segment_snapshots",
+    "record_errors", "acknowledged", "acknowledged_memberships", "rejected", "segment_snapshots",
     "schema_migrations",
 }
 

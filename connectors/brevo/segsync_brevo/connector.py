@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,3 +66,17 @@ class BrevoConnector(Connector):
 
     def close(self) -> None:
         self.api.close()
+
+    @classmethod
+    def start_emulator(cls, stack: ExitStack) -> dict[str, Any]:
+        """A local Brevo account prepared as `segsync check --fix` leaves it, for the demo."""
+        from segsync_brevo.emulator import BrevoEmulator
+        from segsync_brevo.settings import DEFAULT_ATTRIBUTES
+
+        emulator = BrevoEmulator()
+        for name in DEFAULT_ATTRIBUTES.values():
+            if name not in ("FIRSTNAME", "LASTNAME"):
+                emulator.state.add_attribute(name)
+        emulator.start()
+        stack.callback(emulator.stop)
+        return {"api_key": emulator.api_key, "host": emulator.url}

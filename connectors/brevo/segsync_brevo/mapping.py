@@ -58,7 +58,13 @@ def contact_row(contact: dict[str, Any], reverse: dict[str, str], list_names: di
             continue
         row[reverse.get(name.upper(), name.lower())] = value
     row["created_at"] = contact.get("createdAt")
-    row["brevo_lists"] = sorted(list_names.get(i, str(i)) for i in contact.get("listIds") or [])
+    # Brevo's own view (its id, list memberships) is recorded on the identity, not as
+    # attributes: lists are written by segsync and must not echo back as attribute changes.
+    row["external_id"] = str(contact["id"])
+    row["external"] = {
+        "lists": sorted(list_names.get(i, str(i)) for i in contact.get("listIds") or []),
+        "email_blacklisted": bool(contact.get("emailBlacklisted")),
+    }
     return row
 
 

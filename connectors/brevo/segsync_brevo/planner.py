@@ -138,7 +138,9 @@ class Planner:
         for key, value in change.attributes.items():
             if key in ("email", "created_at") or value is None:
                 continue  # Brevo keeps its own createdAt; the email is the identifier
-            name = names.get(key, key.upper())
+            name = names.get(key)
+            if name is None:
+                continue  # only mapped attributes are pushed (settings.attribute_mapping)
             if name not in present:
                 outcomes.reject(
                     [index],

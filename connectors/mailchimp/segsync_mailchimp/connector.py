@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,3 +88,17 @@ class MailchimpConnector(Connector):
             self._api.close()
             self._api = None
             self._writer = None
+
+    @classmethod
+    def start_emulator(cls, stack: ExitStack) -> dict[str, Any]:
+        """A local Mailchimp with one empty audience, for ``segsync demo --with mailchimp``."""
+        from segsync_mailchimp.emulator import MailchimpEmulator
+
+        emulator = MailchimpEmulator()
+        emulator.state.create_audience(DEMO_LIST_ID)
+        emulator.start()
+        stack.callback(emulator.stop)
+        return {"api_key": emulator.api_key, "list_id": DEMO_LIST_ID, "host": emulator.url}
+
+
+DEMO_LIST_ID = "demo0001"

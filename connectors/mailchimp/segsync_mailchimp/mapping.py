@@ -40,8 +40,13 @@ def contact_row(member: Mapping[str, Any], tag_to_attribute: Mapping[str, str], 
         row[tag_to_attribute.get(tag, f"mailchimp_{tag.lower()}")] = value
     if member.get("timestamp_signup") and "created_at" not in row:
         row["created_at"] = member["timestamp_signup"]
-    row["mailchimp_status"] = member.get("status")
-    row["mailchimp_tags"] = sorted(t["name"] for t in member.get("tags") or ())
+    # Mailchimp's own view is recorded on the identity, not as attributes: status and tags are
+    # written by segsync and must not echo back as attribute changes to every destination.
+    row["external_id"] = member.get("id") or subscriber_hash(member["email_address"])
+    row["external"] = {
+        "status": member.get("status"),
+        "tags": sorted(t["name"] for t in member.get("tags") or ()),
+    }
     return row
 
 

@@ -40,7 +40,7 @@ from segsync.model import (
 )
 
 CANONICAL_COLUMNS: dict[Stream, tuple[str, ...]] = {
-    Stream.CONTACTS: ("email", "external_id", *KNOWN_ATTRIBUTES, "custom"),
+    Stream.CONTACTS: ("email", "external_id", "external", *KNOWN_ATTRIBUTES, "custom"),
     Stream.EVENTS: (
         "email",
         "type",
@@ -55,7 +55,7 @@ CANONICAL_COLUMNS: dict[Stream, tuple[str, ...]] = {
     Stream.CONSENT: ("email", "channel", "purpose", "status", "timestamp", "method", "evidence"),
 }
 # Columns whose value is a JSON object rather than text.
-_JSON_COLUMNS = {"custom", "properties"}
+_JSON_COLUMNS = {"custom", "properties", "external"}
 _ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}(:?\d{2})?)$"
 
 
@@ -386,6 +386,7 @@ class Ingestor:
                 "upper(nullif(trim(s.country), '')) AS country",
                 "nullif(trim(s.timezone), '') AS timezone",
                 "try_cast(s.created_at AS TIMESTAMPTZ) AS created_at",
+                "CASE WHEN json_type(s.external) = 'OBJECT' THEN s.external::JSON END AS external",
                 "json_merge_patch(coalesce(s._extra, '{}'), "
                 "CASE WHEN json_type(s.custom) = 'OBJECT' THEN s.custom ELSE '{}' END) AS custom",
             ]
@@ -402,6 +403,10 @@ class Ingestor:
             "THEN {'field': 'timezone', 'reason': 'unknown IANA time zone: ' || s.timezone} END",
             "CASE WHEN s.custom IS NOT NULL AND json_type(s.custom) <> 'OBJECT' "
             "THEN {'field': 'custom', 'reason': 'not a JSON object'} END",
+            "CASE WHEN s.external IS NOT NULL AND json_type(s.external) <> 'OBJECT' "
+            "THEN {'field': 'external', 'reason': 'not a JSON object'} END",
+            "CASE WHEN s.external IS NOT NULL AND nullif(trim(s.external_id), '') IS NULL "
+            "THEN {'field': 'external', 'reason': 'needs an external_id to be recorded against'} END",
             *self._timestamp_check("created_at", required=False),
         ]
         self._create_valid(typed, checks)
@@ -519,7 +524,8 @@ class Ingestor:
         # The merge rule (docs/records.md): a non-empty value overwrites, an empty one never
         # erases; within a batch later rows win, field by field.
         latest = ", ".join(
-            f"arg_max({a}, _row) FILTER (WHERE {a} IS NOT NULL) AS {a}" for a in ("external_id", *attrs)
+            f"arg_max({a}, _row) FILTER (WHERE {a} IS NOT NULL) AS {a}"
+            for a in ("external_id", "external", *attrs)
         )
         self.con.execute(
             f"""
@@ -530,7 +536,13 @@ class Ingestor:
             GROUP BY contact_key
             """
         )
-        updates = ", ".join(f"{a} = coalesce(EXCLUDED.{a}, contacts.{a})" for a in attrs)
+        updates = ", ".join(
+            # created_at keeps the earliest known: a system's own sign-up time for the person
+            # (often the day segsync pushed them there) never moves it later.
+            f"{a} = least(EXCLUDED.{a}, contacts.{a})" if a == "created_at"
+            else f"{a} = coalesce(EXCLUDED.{a}, contacts.{a})"
+            for a in attrs
+        )
         self.con.execute(
             f"""
             INSERT INTO contacts (contact_key, {', '.join(attrs)}, custom, first_seen_at, updated_at, updated_by)
@@ -544,11 +556,14 @@ class Ingestor:
         )
         self.con.execute(
             f"""
-            INSERT INTO identities (connection, external_id, contact_key, seen_at)
-            SELECT ?, external_id, contact_key, {self.now_sql} FROM _contacts_in
+            INSERT INTO identities (connection, external_id, contact_key, properties, seen_at)
+            SELECT ?, external_id, contact_key, coalesce(external, '{{}}'), {self.now_sql}
+            FROM _contacts_in
             WHERE external_id IS NOT NULL
             ON CONFLICT (connection, external_id) DO UPDATE SET
-                contact_key = EXCLUDED.contact_key, seen_at = EXCLUDED.seen_at
+                contact_key = EXCLUDED.contact_key, seen_at = EXCLUDED.seen_at,
+                properties = CASE WHEN EXCLUDED.properties = '{{}}' THEN identities.properties
+                                  ELSE EXCLUDED.properties END
             """,
             [self.connection],
         )

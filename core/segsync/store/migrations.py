@@ -48,6 +48,9 @@ MIGRATIONS: tuple[Migration, ...] = (
                 connection  VARCHAR NOT NULL,
                 external_id VARCHAR NOT NULL,
                 contact_key VARCHAR NOT NULL,
+                -- What that system holds about the person (its status, tags, lists): recorded,
+                -- never merged into the contact's attributes, so it cannot echo back out.
+                properties  JSON NOT NULL DEFAULT '{}',
                 seen_at     TIMESTAMPTZ NOT NULL,
                 PRIMARY KEY (connection, external_id)
             )
@@ -143,6 +146,19 @@ MIGRATIONS: tuple[Migration, ...] = (
                 status      VARCHAR NOT NULL,
                 run_id      BIGINT,
                 acked_at    TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (destination, contact_key)
+            )
+            """,
+            # A destination's refusal of a desired state: not planned again until that state
+            # changes (a rejection is final for that data; retryables are simply not acked).
+            """
+            CREATE TABLE rejected (
+                destination VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                state_hash  VARCHAR NOT NULL,
+                reason      VARCHAR NOT NULL,
+                run_id      BIGINT,
+                rejected_at TIMESTAMPTZ NOT NULL,
                 PRIMARY KEY (destination, contact_key)
             )
             """,
