@@ -22,6 +22,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from segsync.connector import Connector, ConnectorSettings
+from segsync.segments import SegmentError, SegmentsConfig
 
 DEFAULT_CONFIG = "segsync.toml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -45,6 +46,7 @@ class ProjectConfig:
     path: Path
     store_path: Path | str
     connections: dict[str, ConnectionConfig]
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,7 +90,18 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         pull = options.pop("pull", None)
         push = options.pop("push", None)
         connections[name] = ConnectionConfig(name, type_name, options, pull, push)
-    return ProjectConfig(config_path, store_path, connections, raw)
+    try:
+        segments = SegmentsConfig(segments=raw.get("segments", []), groups=raw.get("groups", {}))
+    except (ValidationError, SegmentError) as exc:
+        raise ConfigError(f"{config_path}: segments: {exc}") from None
+    for segment in segments.segments:
+        unknown = set(segment.destinations) - set(connections)
+        if unknown:
+            raise ConfigError(
+                f"{config_path}: segment {segment.name!r} names destinations that are not "
+                f"connections: {', '.join(sorted(unknown))}"
+            )
+    return ProjectConfig(config_path, store_path, connections, segments, raw)
 
 
 def env_prefix(connection: str) -> str:

@@ -9,14 +9,17 @@ write at all and a crashed run re-plans exactly what was not acknowledged.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from segsync.connector import ContactChange
 from segsync.model import KNOWN_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from segsync.segments import SegmentDef
 
 # Ledger status → the status a destination should hold.
 DESTINATION_STATUS = {
@@ -70,19 +73,25 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             UNION SELECT contact_key FROM identities WHERE connection = $dest
         ),
         tags AS (
-            SELECT contact_key, list(segment ORDER BY segment) AS tags
+            SELECT contact_key, list(DISTINCT segment ORDER BY segment) AS tags
             FROM _desired_memberships WHERE destination = $dest GROUP BY contact_key
+        ),
+        member_attributes AS (
+            SELECT contact_key, to_json(map_from_entries(list({{'k': name, 'v': value}}))) AS attrs
+            FROM _desired_member_attributes WHERE destination = $dest GROUP BY contact_key
         ),
         desired AS (
             SELECT c.contact_key,
                    coalesce(s.status, 'none') AS status,
                    s.method AS consent_method,
                    to_json({{{attrs}}}) AS attributes,
-                   c.custom,
+                   CASE WHEN ma.attrs IS NULL THEN c.custom
+                        ELSE json_merge_patch(c.custom, ma.attrs) END AS custom,
                    coalesce(t.tags, []::VARCHAR[]) AS tags
             FROM contacts c
             LEFT JOIN status s USING (contact_key)
             LEFT JOIN tags t USING (contact_key)
+            LEFT JOIN member_attributes ma USING (contact_key)
             WHERE coalesce(s.status, 'none') IN ('subscribed', 'pending')
                OR c.contact_key IN (SELECT contact_key FROM held)
         )
@@ -97,11 +106,60 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
 
 
 def ensure_membership_table(con: duckdb.DuckDBPyConnection) -> None:
-    """``_desired_memberships(destination, contact_key, segment)``: filled by segment evaluation."""
+    """The per-destination view of segment membership, filled by :func:`map_memberships`.
+
+    ``_desired_memberships(destination, contact_key, segment)`` holds tag/list names;
+    ``_desired_member_attributes(destination, contact_key, name, value)`` holds attributes
+    that represent membership.
+    """
     con.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS _desired_memberships "
+        "CREATE OR REPLACE TEMP TABLE _desired_memberships "
         "(destination VARCHAR, contact_key VARCHAR, segment VARCHAR)"
     )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _desired_member_attributes "
+        "(destination VARCHAR, contact_key VARCHAR, name VARCHAR, value JSON)"
+    )
+
+
+def map_memberships(
+    con: duckdb.DuckDBPyConnection, segments: Sequence[SegmentDef], destinations: Sequence[str]
+) -> None:
+    """Turn ``segment_membership`` into what each destination should show.
+
+    A segment without ``destinations`` goes to every destination as a tag named after it; one
+    with ``destinations`` only to those, as the tag and/or list named there, and/or as an
+    attribute set to ``value`` (default true) for members and to false (or "" for non-boolean
+    values) for everyone else the destination receives, so exits clear it.
+    """
+    ensure_membership_table(con)
+    for segment in segments:
+        for destination in destinations:
+            if segment.destinations and destination not in segment.destinations:
+                continue
+            rep = segment.destinations.get(destination)
+            names = [segment.name] if rep is None else [n for n in (rep.tag, rep.list) if n]
+            for name in dict.fromkeys(names):
+                con.execute(
+                    "INSERT INTO _desired_memberships SELECT $dest, contact_key, $name "
+                    "FROM segment_membership WHERE segment = $segment",
+                    {"dest": destination, "name": name, "segment": segment.name},
+                )
+            if rep is not None and rep.attribute:
+                value = True if rep.value is None else rep.value
+                cleared = False if isinstance(value, bool) else ""
+                con.execute(
+                    """
+                    INSERT INTO _desired_member_attributes
+                    SELECT $dest, c.contact_key, $attr,
+                           CASE WHEN m.contact_key IS NULL THEN $cleared ELSE $value END
+                    FROM contacts c
+                    LEFT JOIN (SELECT contact_key FROM segment_membership WHERE segment = $segment) m
+                      USING (contact_key)
+                    """,
+                    {"dest": destination, "attr": rep.attribute, "segment": segment.name,
+                     "value": json.dumps(value), "cleared": json.dumps(cleared)},
+                )
 
 
 def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:

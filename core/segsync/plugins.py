@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from segsync.connector import Connector, ContactChange, WriteResult
     from segsync.runner import RunSummary
+    from segsync.segments import FunctionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ ENTRY_POINT_GROUP = "segsync"
 DEFAULT_PLUGINS = (
     "segsync.default_plugins.event_types",
     "segsync.default_plugins.push",
+    "segsync.segments.builtins",
 )
 
 
@@ -192,6 +194,15 @@ class PluginHost:
                 "segsync_register_segment_functions", "segment function", lambda fn: fn.name
             )
         return {name: reg.value for name, reg in self._segment_functions.items()}
+
+    def segment_registry(self) -> FunctionRegistry:
+        """Every registered segment function, ready for the rule compiler."""
+        from segsync.segments import FunctionRegistry
+
+        registry = FunctionRegistry()
+        for function in self.segment_functions().values():
+            registry.register(function)
+        return registry
 
     def add_commands(self, cli: click.Group) -> None:
         self.pm.hook.segsync_register_commands(cli=cli)

@@ -33,6 +33,7 @@ from segsync.connector import (
 from segsync.model import mask_email
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
+from segsync.segments import evaluate, snapshot
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
 
@@ -70,6 +71,7 @@ class RunSummary:
     as_of: datetime
     dry_run: bool
     sources: list[SourceReport] = field(default_factory=list)
+    segments: dict[str, int] = field(default_factory=dict)  # name → members at as_of
     destinations: list[DestinationReport] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -170,9 +172,10 @@ class Runner:
                     summary.sources.append(
                         self._pull(store, name, connector, summary.run_id, options, event_types)
                     )
-            plan.ensure_membership_table(store.con)
+            destinations = [n for n, c in connectors.items() if self._pushes(n, c)]
+            summary.segments = self._evaluate_segments(store, destinations, summary, as_of)
             for name, connector in connectors.items():
-                if self._pushes(name, connector):
+                if name in destinations:
                     summary.destinations.append(
                         self._push(store, name, connector, summary.run_id, options)
                     )
@@ -195,6 +198,23 @@ class Runner:
         store.finish_run(summary.run_id, summary.status, _counts(summary))
         self.host.run_finished(summary)
         return summary
+
+    def _evaluate_segments(
+        self, store: Store, destinations: list[str], summary: RunSummary, as_of: datetime
+    ) -> dict[str, int]:
+        """Evaluate every segment at ``as_of``, snapshot it, map it to each destination."""
+        plan.ensure_membership_table(store.con)
+        config = self.config.segments
+        if not config.segments:
+            return {}
+        with self.reporter.phase("evaluate segments"):
+            sizes = evaluate(
+                store.con, config.segments, config.groups, as_of, self.host.segment_registry()
+            )
+            if summary.run_id is not None:
+                snapshot(store.con, summary.run_id, as_of)
+            plan.map_memberships(store.con, config.segments, destinations)
+        return sizes
 
     def _pull(
         self,
@@ -354,6 +374,7 @@ def _status(summary: RunSummary) -> str:
 
 def _counts(summary: RunSummary) -> dict[str, Any]:
     return {
+        "segments": summary.segments,
         "pull": {s.name: {"loaded": s.loaded, "rejected": s.rejected} for s in summary.sources},
         "push": {
             d.name: {

@@ -15,6 +15,7 @@ EVENT_TYPES = {
     "order.completed": "An order was paid; value and currency (ISO 4217), properties: order_id, items",
     "order.refunded": "An order was refunded; value and currency",
     "page.viewed": "A web page was viewed; url and category",
+    "product.viewed": "A product page was viewed; url and category, properties: product_id",
     "cart.added": "A product was added to the cart; value, currency, properties: product_id",
     "cart.abandoned": "A cart was left without checkout; value and currency",
     "form.submitted": "A form was submitted; properties: form_id",

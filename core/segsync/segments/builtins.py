@@ -20,13 +20,12 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-import pluggy
 from sqlglot import exp
+
+from segsync.plugins import hookimpl
 
 from . import ast
 from .functions import Attribute, BuildContext, Built, Feature, Param, SegmentFunction
-
-hookimpl = pluggy.HookimplMarker("segsync")
 
 SENT, OPENED, CLICKED = "email.sent", "email.opened", "email.clicked"
 ORDER, PAGE_VIEW, PRODUCT_VIEW = "order.completed", "page.viewed", "product.viewed"

@@ -78,7 +78,7 @@ def snapshot(con: duckdb.DuckDBPyConnection, run_id: int, as_of: datetime) -> in
         f"INSERT INTO segment_snapshots (run_id, segment, contact_key, as_of) "
         f"SELECT ?, segment, contact_key, {at} FROM {MEMBERSHIP_TABLE}",
         [run_id],
-    ).fetchone()[0]
+    ).fetchall()[0][0]
 
 
 @dataclass(frozen=True)

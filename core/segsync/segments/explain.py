@@ -68,7 +68,8 @@ def explain(
     members = group_members(plan.segments, plan.groups) if target.group else {}
     siblings = members.get(target.group, []) if target.group else []
     extra += [(f"s_{i}", plan.compiled[s.name].expr.copy()) for i, s in enumerate(siblings)]
-    row = con.execute(plan.select(extra=extra, contact_key=contact_key).sql("duckdb")).fetchone()
+    rows = con.execute(plan.select(extra=extra, contact_key=contact_key).sql("duckdb")).fetchall()
+    row = rows[0] if rows else None
     if row is None:
         raise SegmentConfigError(f"no contact {contact_key!r} in the store")
     values = dict(zip(["contact_key", *[plan.column[s.name] for s in plan.segments],
