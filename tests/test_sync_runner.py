@@ -129,7 +129,9 @@ retry = ["bo@example.com"]
     first = project.run()
     crm = next(d for d in first.destinations if d.name == "crm")
     assert (crm.records_written, crm.records_rejected, crm.records_retrying) == (0, 1, 1)
-    assert crm.status == "ok" and first.status == "succeeded"
+    # Nothing written and a record left to retry: the destination did not do its job.
+    assert crm.status == "failed" and first.status == "partial" and first.failed
+    assert crm.error == "1 record(s) to retry on the next run (see `segsync runs --errors`)"
     with _store(project) as store:
         errors = store.con.execute(
             "SELECT record, field, reason, retryable FROM record_errors WHERE connection = 'crm' ORDER BY record"

@@ -56,10 +56,12 @@ def effective_status_sql(channel: str = "email", purpose: str = "marketing") -> 
 def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
     """Create temp table ``_desired`` for ``destination``.
 
-    A destination holds everyone who is subscribed or pending, plus everyone it already holds
-    (acknowledged, or pulled from it) whatever their status, so opt-outs reach every system
-    that has the person and nobody without consent is added anywhere.
+    A destination receives everyone who is subscribed or pending; everyone it acknowledged,
+    whatever their status now; and everyone pulled from it (an identity there) who has opted
+    out, bounced or complained, so opt-outs reach every system that has the person. Nobody
+    without consent is ever added anywhere.
     """
+    opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
     attrs = ", ".join(
         f"'{a}': strftime(c.{a}, '%Y-%m-%dT%H:%M:%SZ')" if a == "created_at" else f"'{a}': c.{a}"
         for a in KNOWN_ATTRIBUTES
@@ -68,10 +70,8 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE _desired AS
         WITH status AS ({effective_status_sql()}),
-        held AS (
-            SELECT contact_key FROM acknowledged WHERE destination = $dest
-            UNION SELECT contact_key FROM identities WHERE connection = $dest
-        ),
+        acked AS (SELECT contact_key FROM acknowledged WHERE destination = $dest),
+        pulled AS (SELECT contact_key FROM identities WHERE connection = $dest),
         tags AS (
             SELECT contact_key, list(DISTINCT segment ORDER BY segment) AS tags
             FROM _desired_memberships WHERE destination = $dest GROUP BY contact_key
@@ -93,7 +93,8 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             LEFT JOIN tags t USING (contact_key)
             LEFT JOIN member_attributes ma USING (contact_key)
             WHERE coalesce(s.status, 'none') IN ('subscribed', 'pending')
-               OR c.contact_key IN (SELECT contact_key FROM held)
+               OR c.contact_key IN (SELECT contact_key FROM acked)
+               OR (s.status IN ({opt_outs}) AND c.contact_key IN (SELECT contact_key FROM pulled))
         )
         -- consent_method is not hashed: a destination's own echo of a push (its opt-in record
         -- for the person) must not make every destination change.
@@ -166,7 +167,9 @@ def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
     """Create temp table ``_diff``: one row per contact whose desired state differs from the ack.
 
     ``action`` is add, update, unsubscribe, resubscribe or delete; ``priority`` puts opt-outs
-    first so they reach the destination before any other write.
+    first so they reach the destination before any other write. A destination that reports a
+    mailable status (on its identity, as pulled) for someone it acknowledged as opted out has
+    drifted: the opt-out is planned again.
     """
     build_desired(con, destination)
     opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
@@ -178,20 +181,31 @@ def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             SELECT contact_key, list(segment ORDER BY segment) AS tags
             FROM acknowledged_memberships WHERE destination = $dest GROUP BY contact_key
         ),
+        drifted AS (
+            SELECT i.contact_key, i.properties ->> '$.status' AS reported
+            FROM identities i JOIN acked a USING (contact_key)
+            WHERE i.connection = $dest AND a.status IN ({opt_outs})
+              AND i.properties ->> '$.status' IN ('subscribed', 'pending')
+        ),
         changed AS (
             SELECT d.contact_key, 'upsert' AS op, d.status, d.consent_method, d.attributes, d.custom, d.tags,
-                   a.status AS previous_status, d.state_hash,
+                   -- After a drift, what the system holds now is the status to move from.
+                   coalesce(dr.reported, a.status) AS previous_status, d.state_hash,
                    coalesce(ack_tags.tags, []::VARCHAR[]) AS previous_tags,
                    CASE
                        WHEN a.contact_key IS NULL THEN 'add'
-                       WHEN d.status IN ({opt_outs}) AND a.status NOT IN ({opt_outs}) THEN 'unsubscribe'
+                       WHEN d.status IN ({opt_outs})
+                            AND (a.status NOT IN ({opt_outs})
+                                 OR d.contact_key IN (SELECT contact_key FROM drifted)) THEN 'unsubscribe'
                        WHEN d.status NOT IN ({opt_outs}) AND a.status IN ({opt_outs}) THEN 'resubscribe'
                        ELSE 'update'
                    END AS action
             FROM _desired d
             LEFT JOIN acked a USING (contact_key)
             LEFT JOIN acked_tags ack_tags USING (contact_key)
-            WHERE a.state_hash IS DISTINCT FROM d.state_hash
+            LEFT JOIN drifted dr USING (contact_key)
+            WHERE (a.state_hash IS DISTINCT FROM d.state_hash
+                   OR d.contact_key IN (SELECT contact_key FROM drifted))
               AND NOT EXISTS (
                   SELECT 1 FROM rejected r
                   WHERE r.destination = $dest AND r.contact_key = d.contact_key

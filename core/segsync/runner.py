@@ -54,7 +54,7 @@ class SourceReport:
 @dataclass
 class DestinationReport:
     name: str
-    status: str = "ok"  # ok | failed | skipped
+    status: str = "ok"  # ok | partial (some records retrying) | failed | skipped
     planned: dict[str, int] = field(default_factory=dict)
     write_calls: int = 0
     records_written: int = 0
@@ -78,7 +78,7 @@ class RunSummary:
     @property
     def failed(self) -> bool:
         return any(s.status == "failed" for s in self.sources) or any(
-            d.status == "failed" for d in self.destinations
+            d.status in ("failed", "partial") for d in self.destinations
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -314,6 +314,13 @@ class Runner:
                 report.write_calls += result.calls
                 self._apply_outcomes(store, name, run_id, batch, result, report)
                 advance(len(batch))
+        if report.status == "ok" and report.records_retrying:
+            # The system answered "later" for some records: the run did not finish its job.
+            report.status = "partial" if report.records_written else "failed"
+            report.error = (
+                f"{report.records_retrying} record(s) to retry on the next run "
+                "(see `segsync runs --errors`)"
+            )
         store.record_destination(
             run_id or 0,
             name,
@@ -366,7 +373,7 @@ class Runner:
 
 def _status(summary: RunSummary) -> str:
     parts = [*summary.sources, *summary.destinations]
-    failed = [p for p in parts if p.status == "failed"]
+    failed = [p for p in parts if p.status in ("failed", "partial")]
     if not failed:
         return "succeeded"
     return "failed" if len(failed) == len(parts) else "partial"

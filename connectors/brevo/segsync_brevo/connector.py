@@ -23,7 +23,7 @@ class BrevoConnector(Connector):
     # One write may hold a whole import's worth of changes; the planner splits by 10 MB.
     max_batch_size: ClassVar[int | None] = 100_000
 
-    def __init__(self, connection: str, settings: BrevoSettings, project_dir: Path, *, poll_seconds: float = 1.0) -> None:
+    def __init__(self, connection: str, settings: BrevoSettings, project_dir: Path) -> None:
         super().__init__(connection, settings, project_dir)
         self.api = BrevoApi(
             settings.api_key,
@@ -33,7 +33,7 @@ class BrevoConnector(Connector):
         )
         self.directory = AccountDirectory(self.api, settings)
         self._reader = Reader(self.api, settings, self.directory)
-        self._writer = Writer(self.api, settings, self.directory, poll_seconds=poll_seconds)
+        self._writer = Writer(self.api, settings, self.directory, poll_seconds=settings.import_poll_seconds)
 
     def check(self) -> list[str]:
         problems: list[str] = []

@@ -57,13 +57,19 @@ def contact_row(contact: dict[str, Any], reverse: dict[str, str], list_names: di
         if value in (None, ""):
             continue
         row[reverse.get(name.upper(), name.lower())] = value
-    row["created_at"] = contact.get("createdAt")
     # Brevo's own view (its id, list memberships) is recorded on the identity, not as
     # attributes: lists are written by segsync and must not echo back as attribute changes.
     row["external_id"] = str(contact["id"])
+    blacklisted = bool(contact.get("emailBlacklisted"))
     row["external"] = {
+        # In segsync's destination vocabulary, so the core can see a system drift back to
+        # mailable after an opt-out (plan.build_diff).
+        "status": "unsubscribed" if blacklisted else "subscribed",
         "lists": sorted(list_names.get(i, str(i)) for i in contact.get("listIds") or []),
-        "email_blacklisted": bool(contact.get("emailBlacklisted")),
+        "email_blacklisted": blacklisted,
+        # Brevo's record creation time: often the day segsync imported the person, so it is
+        # not the contact's created_at (that would echo back as a change everywhere).
+        "created_at": contact.get("createdAt"),
     }
     return row
 

@@ -50,6 +50,7 @@ class BrevoSettings(ConnectorSettings):
     import_max_bytes: int = Field(IMPORT_SAFE_BYTES, gt=0, le=IMPORT_MAX_BYTES)
     batch_size: int = Field(100, ge=1, le=1000, description="Contacts per POST /contacts/batch")
     process_timeout_seconds: float = Field(900.0, gt=0)
+    import_poll_seconds: float = Field(1.0, gt=0, description="First wait between import-process polls")
     events_initial_days: int = Field(90, ge=1, le=90)
 
     @field_validator("attribute_mapping")

@@ -56,8 +56,9 @@ class Writer:
             _fail(outcomes, list(range(len(changes))), exc, "preparing the Brevo write failed")
             return WriteResult(outcomes.result(), self.api.calls - calls_before)
         self._deletes(plan, outcomes)
-        self._imports(plan, outcomes)
+        # Blocklist flips go before imports: an opt-out reaches Brevo before any other write.
         self._batch(plan.batch, outcomes)
+        self._imports(plan, outcomes)
         self._members(plan, outcomes, add=True)
         self._members(plan, outcomes, add=False)
         return WriteResult(outcomes.result(), self.api.calls - calls_before)

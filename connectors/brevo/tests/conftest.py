@@ -27,8 +27,9 @@ def make_connector(emulator, tmp_path: Path):
     made: list[BrevoConnector] = []
 
     def make(**overrides) -> BrevoConnector:
-        fields = {"api_key": SecretStr(KEY), "host": emulator.url, "timeout_seconds": 5.0, **overrides}
-        connector = BrevoConnector("brevo", BrevoSettings(**fields), tmp_path, poll_seconds=0.05)
+        fields = {"api_key": SecretStr(KEY), "host": emulator.url, "timeout_seconds": 5.0,
+                  "import_poll_seconds": 0.05, **overrides}
+        connector = BrevoConnector("brevo", BrevoSettings(**fields), tmp_path)
         made.append(connector)
         return connector
 

@@ -23,7 +23,9 @@ def test_full_pull_maps_attributes_lists_and_cursor(emulator, connector):
     assert set(got) == {"owner@example.com", "ann@example.com", "bob@example.com"}
     ann = got["ann@example.com"]
     assert ann["first_name"] == "Ann" and ann["company"] == "Acme" and ann["plan"] == "gold"
-    assert ann["external"] == {"lists": ["vip"], "email_blacklisted": False}
+    assert ann["external"] == {"status": "subscribed", "lists": ["vip"], "email_blacklisted": False,
+                               "created_at": emulator.state.contact("ann@example.com").to_json()["createdAt"]}
+    assert "created_at" not in ann  # Brevo's record time is not the person's created_at
     assert ann["external_id"] == str(emulator.state.contact("ann@example.com").id)
     assert got["bob@example.com"]["external"]["email_blacklisted"] is True
     newest = max(emulator.state.contacts.values(), key=lambda c: c.modified_at)

@@ -38,14 +38,15 @@ def contact_row(member: Mapping[str, Any], tag_to_attribute: Mapping[str, str], 
         if value in ("", None, {}) or tag == segment_field:
             continue
         row[tag_to_attribute.get(tag, f"mailchimp_{tag.lower()}")] = value
-    if member.get("timestamp_signup") and "created_at" not in row:
-        row["created_at"] = member["timestamp_signup"]
     # Mailchimp's own view is recorded on the identity, not as attributes: status and tags are
     # written by segsync and must not echo back as attribute changes to every destination.
     row["external_id"] = member.get("id") or subscriber_hash(member["email_address"])
     row["external"] = {
         "status": member.get("status"),
         "tags": sorted(t["name"] for t in member.get("tags") or ()),
+        # Sign-up time in this audience; not the contact's created_at (an import through
+        # segsync would otherwise echo back as a change to every destination).
+        "timestamp_signup": member.get("timestamp_signup") or None,
     }
     return row
 

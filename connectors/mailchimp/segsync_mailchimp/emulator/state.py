@@ -443,7 +443,11 @@ class EmulatorState:
                                 definition.tag, "Please enter a value")
             member = a.members.get(key) or Member(email, status, None, None, now, web_id=next(self._ids))
             member.email_address, member.status, member.last_changed = email, status, now
-            member.timestamp_signup = _opt_time(entry.get("timestamp_signup")) or now
+            # Mailchimp leaves timestamp_signup empty for API adds unless the request sets it
+            # (it is the time of a sign-up form, not of an import).
+            member.timestamp_signup = _opt_time(entry.get("timestamp_signup")) or (
+                member.timestamp_signup if key in a.members else None
+            )
             member.timestamp_opt = (_opt_time(entry.get("timestamp_opt")) or now) if status == "subscribed" else None
             member.ip_signup, member.ip_opt = entry.get("ip_signup", ""), entry.get("ip_opt", "")
             member.source = "API - Generic"
