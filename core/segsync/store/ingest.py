@@ -99,7 +99,7 @@ class Ingestor:
     # -- staging -----------------------------------------------------------------------------
 
     def _stage(self, batch: Batch) -> None:
-        """Create temp view ``_raw`` with ``_row``, ``_record`` and one column per canonical name."""
+        """Create ``_staged``: ``_row``, ``_record_id`` and one column per canonical name."""
         if batch.rows is not None:
             fd, name = tempfile.mkstemp(prefix="segsync-batch-", suffix=".jsonl")
             ids = batch.record_ids
@@ -131,6 +131,7 @@ class Ingestor:
         source = f"read_csv({path}, all_varchar = true, header = true)"
         header = [row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
         columns, extras = self._column_map(stream, header, file.columns)
+        self._has_extras = bool(extras)
         selects = [
             f"{quote_ident(columns[c]) if c in columns else 'NULL::VARCHAR'} AS {quote_ident(c)}"
             for c in CANONICAL_COLUMNS[stream]
@@ -178,6 +179,7 @@ class Ingestor:
         ]
         keys = [k for k in keys if k != "_record"]
         columns, extras = self._column_map(stream, keys, file.columns)
+        self._has_extras = bool(extras)
         selects = []
         for canonical in CANONICAL_COLUMNS[stream]:
             key = columns.get(canonical)
@@ -226,17 +228,23 @@ class Ingestor:
         )
 
     def _add_record_label(self, label_sql: str) -> None:
+        """Materialize ``_raw`` as ``_staged`` (scanned once, read twice); name records lazily.
+
+        ``label_sql`` (over ``_row`` and ``_record_id``) is only evaluated for rows with errors:
+        building "file line N" for ten million good rows is wasted work.
+        """
         columns = [r[0] for r in self.con.execute("DESCRIBE SELECT * FROM _raw").fetchall()]
         malformed = "_malformed" if "_malformed" in columns else "false AS _malformed"
+        record_id = "_record_id" if "_record_id" in columns else "NULL::VARCHAR AS _record_id"
         rest = [c for c in columns if c not in {"_malformed", "_record_id"}]
         self.con.execute(
             f"""
-            CREATE OR REPLACE TEMP VIEW _staged AS
-            SELECT {', '.join(quote_ident(c) for c in rest)}, {malformed},
-                   {label_sql} AS _record
+            CREATE OR REPLACE TEMP TABLE _staged AS
+            SELECT {', '.join(quote_ident(c) for c in rest)}, {malformed}, {record_id}
             FROM _raw
             """
         )
+        self._label_sql = label_sql
 
     @staticmethod
     def _column_map(
@@ -369,7 +377,7 @@ class Ingestor:
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _checked AS
-            SELECT s._row, s._record, k.key AS contact_key, {typed}, {errors} AS _errors
+            SELECT s._row, s._record_id, k.key AS contact_key, {typed}, {errors} AS _errors
             FROM {source} s LEFT JOIN _keys k ON k.raw = s.email
             """
         )
@@ -413,15 +421,27 @@ class Ingestor:
 
     def _validate_events(self) -> None:
         def prop(col: str) -> str:
-            # A top-level column wins over the same key inside properties.
-            return f"coalesce(nullif(trim(s.{quote_ident(col)}), ''), s._props ->> {quote_literal('$.' + col)})"
+            return f"s._{col}"
 
         props = (
             "CASE WHEN s.properties IS NULL THEN '{}'::JSON "
             "WHEN json_valid(s.properties) AND json_type(s.properties::JSON) = 'OBJECT' THEN s.properties::JSON END"
         )
+        # value/currency/url/category: a top-level column wins over the same key inside
+        # properties. Extracted once here, not once per check below.
+        lifted = ", ".join(
+            f"coalesce(nullif(trim(p.{quote_ident(col)}), ''), p._props ->> {quote_literal('$.' + col)}) AS _{col}"
+            for col in ("value", "currency", "url", "category")
+        )
         self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW _staged_events AS SELECT *, {props} AS _props FROM _staged s"
+            f"""
+            CREATE OR REPLACE TEMP VIEW _staged_events AS
+            SELECT *, {lifted} FROM (SELECT *, {props} AS _props FROM _staged s) p
+            """
+        )
+        merged_properties = (
+            "json_merge_patch(coalesce(s._props, '{}'), s._extra)" if self._has_extras
+            else "coalesce(s._props, '{}')"
         )
         typed = ", ".join(
             [
@@ -432,7 +452,7 @@ class Ingestor:
                 f"upper({prop('currency')}) AS currency",
                 f"{prop('url')} AS url",
                 f"{prop('category')} AS category",
-                "json_merge_patch(coalesce(s._props, '{}'), coalesce(s._extra, '{}')) AS properties",
+                f"{merged_properties} AS properties",
             ]
         )
         checks = [
@@ -489,7 +509,8 @@ class Ingestor:
                 f"""
                 INSERT INTO record_errors (run_id, connection, phase, record, field, reason, retryable, occurred_at)
                 SELECT ?, ?, ?, _record, e.field, e.reason, false, {self.now_sql}
-                FROM (SELECT _row, _record, unnest(_errors) AS e FROM _checked WHERE len(_errors) > 0)
+                FROM (SELECT _row, {self._label_sql} AS _record, unnest(_errors) AS e
+                      FROM _checked WHERE len(_errors) > 0)
                 ORDER BY _row
                 """,
                 [self.run_id, self.connection, f"pull:{stream.value}"],
@@ -497,7 +518,7 @@ class Ingestor:
             result.errors = [
                 {"record": r[0], "field": r[1], "reason": r[2]}
                 for r in self.con.execute(
-                    "SELECT _record, _errors[1].field, _errors[1].reason FROM _checked "
+                    f"SELECT {self._label_sql}, _errors[1].field, _errors[1].reason FROM _checked "
                     "WHERE len(_errors) > 0 ORDER BY _row LIMIT 20"
                 ).fetchall()
             ]
@@ -513,8 +534,11 @@ class Ingestor:
             f"""
             INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by)
             SELECT DISTINCT contact_key, {self.now_sql}, {self.now_sql}, ?
-            FROM _checked WHERE len(_errors) = 0
-            ON CONFLICT DO NOTHING
+            FROM _checked c
+            WHERE len(_errors) = 0
+              -- an anti-join, not ON CONFLICT: most keys exist, and probing the key index
+              -- once per event row costs more than one hash join
+              AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.contact_key = c.contact_key)
             """,
             [self.connection],
         )
