@@ -85,12 +85,10 @@ class Ingestor:
         connection: str,
         run_id: int | None,
         event_types: Iterable[str],
-        now_sql: str = "now()",
     ) -> None:
         self.con = con
         self.connection = connection
         self.run_id = run_id
-        self.now_sql = now_sql
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _event_types AS SELECT unnest($names::VARCHAR[]) AS name",
             {"names": sorted(set(event_types))},
@@ -508,7 +506,7 @@ class Ingestor:
             self.con.execute(
                 f"""
                 INSERT INTO record_errors (run_id, connection, phase, record, field, reason, retryable, occurred_at)
-                SELECT ?, ?, ?, _record, e.field, e.reason, false, {self.now_sql}
+                SELECT ?, ?, ?, _record, e.field, e.reason, false, now()
                 FROM (SELECT _row, {self._label_sql} AS _record, unnest(_errors) AS e
                       FROM _checked WHERE len(_errors) > 0)
                 ORDER BY _row
@@ -533,7 +531,7 @@ class Ingestor:
         self.con.execute(
             f"""
             INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by)
-            SELECT DISTINCT contact_key, {self.now_sql}, {self.now_sql}, ?
+            SELECT DISTINCT contact_key, now(), now(), ?
             FROM _checked c
             WHERE len(_errors) = 0
               -- an anti-join, not ON CONFLICT: most keys exist, and probing the key index
@@ -570,7 +568,7 @@ class Ingestor:
         self.con.execute(
             f"""
             INSERT INTO contacts (contact_key, {', '.join(attrs)}, custom, first_seen_at, updated_at, updated_by)
-            SELECT contact_key, {', '.join(attrs)}, custom, {self.now_sql}, {self.now_sql}, ?
+            SELECT contact_key, {', '.join(attrs)}, custom, now(), now(), ?
             FROM _contacts_in
             ON CONFLICT (contact_key) DO UPDATE SET {updates},
                 custom = json_merge_patch(contacts.custom, EXCLUDED.custom),
@@ -581,7 +579,7 @@ class Ingestor:
         self.con.execute(
             f"""
             INSERT INTO identities (connection, external_id, contact_key, properties, seen_at)
-            SELECT ?, external_id, contact_key, coalesce(external, '{{}}'), {self.now_sql}
+            SELECT ?, external_id, contact_key, coalesce(external, '{{}}'), now()
             FROM _contacts_in
             WHERE external_id IS NOT NULL
             ON CONFLICT (connection, external_id) DO UPDATE SET
@@ -624,7 +622,7 @@ class Ingestor:
                                         method, evidence, ingested_at, run_id)
             SELECT DISTINCT ON (contact_key, channel, purpose, status, recorded_at, method)
                    contact_key, channel, purpose, status, recorded_at, ?, method, evidence,
-                   {self.now_sql}, ?
+                   now(), ?
             FROM _checked c
             WHERE len(_errors) = 0 AND NOT EXISTS (
                 SELECT 1 FROM consent_ledger l
