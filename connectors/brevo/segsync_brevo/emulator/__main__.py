@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 
+from segsync.testing.serve import serve_until_interrupted
 from segsync_brevo.emulator.server import BrevoEmulator, seed
 
 
@@ -31,13 +30,7 @@ def main(argv: list[str] | None = None) -> None:
             seed(emulator.state, json.load(fh))
     emulator.start()
     print(f"Brevo emulator listening on {emulator.url} (api-key header: the --api-key value)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    emulator.stop()
+    serve_until_interrupted(emulator.stop)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@ accepts, then serves until interrupted.
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 
+from segsync.testing.serve import serve_until_interrupted
 from segsync_mailchimp.emulator.server import DEFAULT_API_KEY, MailchimpEmulator
 
 
@@ -29,14 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     emulator.start()
     print(f"Mailchimp emulator at {emulator.url} (audience {args.list_id}); "
           "API key from --api-key; Ctrl-C stops it", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
+    serve_until_interrupted(emulator.stop)
 
 
 if __name__ == "__main__":
