@@ -152,12 +152,14 @@ def handwritten_sql() -> str:
     def ago(days: float) -> str:
         return f"TIMESTAMPTZ '{(AS_OF - timedelta(days=days)).isoformat()}'"
 
+    # Unique opens/clicks: each email (campaign) once, as open_rate/click_rate define them.
+    email = "coalesce(properties ->> '$.campaign_id', source || source_event_id)"
     return f"""
     WITH ev AS (
         SELECT contact_key,
+            count(DISTINCT {email}) FILTER (WHERE type = 'email.opened' AND occurred_at > {ago(90)}) AS opens90,
+            count(DISTINCT {email}) FILTER (WHERE type = 'email.clicked' AND occurred_at > {ago(90)}) AS clicks90,
             count(*) FILTER (WHERE type = 'email.opened' AND occurred_at > {ago(30)}) AS opens30,
-            count(*) FILTER (WHERE type = 'email.opened' AND occurred_at > {ago(90)}) AS opens90,
-            count(*) FILTER (WHERE type = 'email.clicked' AND occurred_at > {ago(90)}) AS clicks90,
             count(*) FILTER (WHERE type = 'email.sent' AND occurred_at > {ago(90)}) AS sends90,
             max(occurred_at) FILTER (WHERE type = 'email.opened') AS last_open,
             max(occurred_at) FILTER (WHERE type = 'order.completed') AS last_order,

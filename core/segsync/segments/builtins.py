@@ -10,7 +10,9 @@ Semantics callers and users rely on:
 * counts and sums are 0 when nothing matched; min/max/avg are missing (comparisons false);
 * ``days_since`` is +infinity when the event never happened (so ``> N`` is true, ``< N`` false);
 * rates are 0 when there were no sends;
-* ``bucket(salt)`` = ``int(md5(f"{salt}:{contact_key}").hexdigest()[:8], 16) / 2**32``.
+* ``bucket(salt)`` = ``int(md5(f"{salt}:{contact_key}").hexdigest()[:8], 16) / 2**32``;
+* ``sends_since_open()`` counts every send when the contact never opened;
+* ``buyer_*`` ranks are missing (comparisons false) for contacts without an order in the window.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlglot import exp
 from segsync.plugins import hookimpl
 
 from . import ast
-from .functions import Attribute, BuildContext, Built, Feature, Param, SegmentFunction
+from .functions import EVENTS_TABLE, Attribute, BuildContext, Built, Feature, Param, SegmentFunction
 
 SENT, OPENED, CLICKED = "email.sent", "email.opened", "email.clicked"
 ORDER, PAGE_VIEW, PRODUCT_VIEW = "order.completed", "page.viewed", "product.viewed"
@@ -49,7 +51,8 @@ def event_feature(
 ) -> Feature:
     """An aggregate over the contact's events of ``types`` in ``window``.
 
-    ``agg`` is count, sum, min, max, avg or last_at (latest ``occurred_at``).
+    ``agg`` is count, sum, min, max, avg, last_at (latest ``occurred_at``) or campaigns (distinct
+    emails acted on: ``properties.campaign_id``, or the event itself when it names none).
     """
     type_col = exp.column("type")
     conds: list[exp.Expression] = [
@@ -63,6 +66,8 @@ def event_feature(
         conds.append(extra)
     if agg == "count":
         func: exp.Expression = exp.Count(this=exp.Star())
+    elif agg == "campaigns":
+        func = exp.Count(this=exp.Distinct(expressions=[_campaign_key()]))
     elif agg == "last_at":
         func = exp.Max(this=exp.column("occurred_at"))
     else:
@@ -71,6 +76,15 @@ def event_feature(
     return Feature(
         "event", filtered, event_types=frozenset(types), since=ctx.window_start(window)
     )
+
+
+def _campaign_key() -> exp.Expression:
+    campaign = exp.JSONExtractScalar(
+        this=exp.column("properties"),
+        expression=exp.JSONPath(expressions=[exp.JSONPathRoot(), exp.JSONPathKey(this="campaign_id")]),
+    )
+    event = exp.DPipe(this=exp.column("source"), expression=exp.column("source_event_id"))
+    return exp.func("COALESCE", campaign, event)
 
 
 def zero_if_null(feature: Feature) -> exp.Expression:
@@ -151,7 +165,47 @@ def _build_viewed_category(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
     return Built(exp.GT(this=zero_if_null(f), expression=exp.Literal.number(0)), (f,))
 
 
+def _build_category_events(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    cond = exp.EQ(this=exp.column("category"), expression=exp.Literal.string(args["category"]))
+    f = event_feature(ctx, "count", (PAGE_VIEW, PRODUCT_VIEW, CLICKED), args["window"], extra=cond)
+    return Built(zero_if_null(f), (f,))
+
+
 # -- recency ---------------------------------------------------------------------------------
+def _build_sends_since_open(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+    # "No open in the last N sends" is "N or more sends since the latest open": one count
+    # per contact, so no ranking of sends is needed and the result is the same in every engine.
+    def upto(alias: str | None = None) -> exp.Expression:
+        return exp.LTE(this=exp.column("occurred_at", alias), expression=ctx.as_of_literal())
+
+    def is_type(name: str, alias: str | None = None) -> exp.Expression:
+        return exp.EQ(this=exp.column("type", alias), expression=exp.Literal.string(name))
+
+    last_open = (
+        exp.select("contact_key", exp.Max(this=exp.column("occurred_at")).as_("opened_at"))
+        .from_(EVENTS_TABLE)
+        .where(exp.and_(is_type(OPENED), upto()))
+        .group_by("contact_key")
+    )
+    after_open = exp.or_(
+        exp.Is(this=exp.column("opened_at", "o"), expression=exp.null()),
+        exp.GT(this=exp.column("occurred_at", "s"), expression=exp.column("opened_at", "o")),
+    )
+    sends = (
+        exp.select(exp.column("contact_key", "s"), exp.Count(this=exp.Star()).as_("value"))
+        .from_(exp.to_table(EVENTS_TABLE).as_("s"))
+        .join(
+            last_open.subquery("o"),
+            on=exp.EQ(this=exp.column("contact_key", "o"), expression=exp.column("contact_key", "s")),
+            join_type="left",
+        )
+        .where(exp.and_(is_type(SENT, "s"), upto("s"), after_open))
+        .group_by(exp.column("contact_key", "s"))
+    )
+    f = Feature("joined", sends)
+    return Built(zero_if_null(f), (f,))
+
+
 def _build_days_since(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
     target = args["what"]
     if isinstance(target, Attribute):
@@ -172,9 +226,13 @@ def _build_days_since(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
 
 
 # -- rates -----------------------------------------------------------------------------------
-def _rate_fn(name: str, numerator: str, doc: str, example: str) -> SegmentFunction:
+def _rate_fn(
+    name: str, numerator: str, doc: str, example: str, *, unique: bool = False
+) -> SegmentFunction:
     def build(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
-        num = event_feature(ctx, "count", (numerator,), args["window"])
+        # Unique rates count each email once however often it was opened or clicked, so an
+        # open rate is a share of sends (at most 1), as ESPs report it.
+        num = event_feature(ctx, "campaigns" if unique else "count", (numerator,), args["window"])
         den = event_feature(ctx, "count", (SENT,), args["window"])
         return Built(_ratio(zero_if_null(num), zero_if_null(den)), (num, den))
 
@@ -276,6 +334,35 @@ def _rank_fn(name: str, metric: str, doc: str, example: str) -> SegmentFunction:
     return SegmentFunction(name, (_WINDOW,), "number", doc, build, example)
 
 
+def _buyer_rank_fn(name: str, metric: str, doc: str, example: str) -> SegmentFunction:
+    def build(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
+        window = args["window"]
+        count = event_feature(ctx, "count", (ORDER,), window)
+        if metric == "recency":
+            f = event_feature(ctx, "last_at", (ORDER,), window)
+            key: exp.Expression = f.ref()
+        elif metric == "frequency":
+            f, key = count, zero_if_null(count)
+        else:
+            f = event_feature(ctx, "sum", (ORDER,), window, value=exp.column("value"))
+            key = zero_if_null(f)
+        buyer = exp.GT(this=zero_if_null(count), expression=exp.Literal.number(0))
+        # Quintiles among buyers only: ranked over everyone, a list where most never ordered
+        # would put every buyer in the top tiles and leave "at risk" or "hibernating" empty.
+        ntile = exp.Window(
+            this=exp.func("NTILE", exp.Literal.number(5)),
+            partition_by=[buyer.copy()],
+            order=exp.Order(expressions=[
+                exp.Ordered(this=key, desc=False, nulls_first=True),
+                exp.Ordered(this=exp.column("contact_key"), desc=False, nulls_first=False),
+            ]),
+        )
+        rank = Feature("row", exp.Case(ifs=[exp.If(this=buyer, true=ntile)]))
+        return Built(rank.ref(), (count, f, rank))
+
+    return SegmentFunction(name, (_WINDOW,), "number", doc, build, example)
+
+
 def _functions() -> list[SegmentFunction]:
     w = _WINDOW
     return [
@@ -316,15 +403,28 @@ def _functions() -> list[SegmentFunction]:
             _build_viewed_category, 'viewed_category("shoes", 14d)',
         ),
         SegmentFunction(
+            "category_events", (Param("category", "string"), w), "number",
+            "Views (page.viewed, product.viewed) and email clicks in the category.",
+            _build_category_events, 'category_events("shoes", 30d) >= 2',
+        ),
+        SegmentFunction(
+            "sends_since_open", (), "number",
+            "Emails sent since the latest open (all sends when never opened; 0 without sends).",
+            _build_sends_since_open, "sends_since_open() >= 3",
+        ),
+        SegmentFunction(
             "days_since", (Param("what", "event_or_attribute"),), "number",
             "Days (fractional) since the latest event of a type, or since a date attribute; "
             "+infinity when never.",
             _build_days_since, "days_since(email.opened) > 90",
         ),
-        _rate_fn("open_rate", OPENED, "Opens per send in the window (0 without sends).",
-                 "open_rate(90d) >= 0.5"),
-        _rate_fn("click_rate", CLICKED, "Clicks per send in the window (0 without sends).",
-                 "click_rate(90d) >= 0.1"),
+        _rate_fn("open_rate", OPENED,
+                 "Unique opens per send in the window: emails opened (by properties.campaign_id; "
+                 "an event without one counts once) over emails sent (0 without sends).",
+                 "open_rate(90d) >= 0.5", unique=True),
+        _rate_fn("click_rate", CLICKED,
+                 "Unique clicks per send in the window, counted like open_rate (0 without sends).",
+                 "click_rate(90d) >= 0.1", unique=True),
         _rate_fn("conversion_rate", ORDER, "Orders per send in the window (0 without sends).",
                  "conversion_rate(90d) > 0.02"),
         SegmentFunction(
@@ -349,6 +449,16 @@ def _functions() -> list[SegmentFunction]:
                  "Quintile 1..5 of the number of orders (5 = most).", "rfm_frequency(365d) == 5"),
         _rank_fn("rfm_monetary", "monetary",
                  "Quintile 1..5 of order value (5 = highest spend).", "rfm_monetary() >= 4"),
+        _buyer_rank_fn("buyer_recency", "recency",
+                       "Quintile 1..5 of the latest order among contacts who ordered in the "
+                       "window (5 = most recent); missing for the others.",
+                       "buyer_recency(365d) >= 4"),
+        _buyer_rank_fn("buyer_frequency", "frequency",
+                       "Quintile 1..5 of the number of orders among buyers (5 = most); missing "
+                       "for non-buyers.", "buyer_frequency(365d) >= 4"),
+        _buyer_rank_fn("buyer_monetary", "monetary",
+                       "Quintile 1..5 of order value among buyers (5 = highest); missing for "
+                       "non-buyers.", "buyer_monetary(365d) >= 4"),
     ]
 
 
