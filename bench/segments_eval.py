@@ -177,8 +177,13 @@ def handwritten_sql() -> str:
                        'cart.added', 'page.viewed')
         GROUP BY contact_key
     ),
+    -- The consent rule (docs/consent.md) reduced to what this data holds (explicit form
+    -- records, one source, no pushes, no suppressions): the latest record, the more
+    -- restrictive on equal times.
     consent AS (
-        SELECT contact_key, arg_max(status, (recorded_at, id)) AS status
+        SELECT contact_key,
+               arg_max(status, (recorded_at, CASE status WHEN 'complained' THEN 3
+                   WHEN 'bounced' THEN 2 WHEN 'opted_out' THEN 1 ELSE 0 END, id)) AS status
         FROM consent_ledger
         WHERE channel = 'email' AND purpose = 'marketing' AND recorded_at <= {a}
         GROUP BY contact_key

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pytest
 
 from segsync import plan
 
@@ -198,11 +197,6 @@ def test_an_esp_showing_an_opted_out_contact_as_subscribed_again_is_corrected(es
     assert (esp.mc_members()[BO]["status"], _brevo(esp)[BO]["emailBlacklisted"]) == ("unsubscribed", True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "consent precedence: plan.effective_status_sql takes the latest ledger record, and the "
-    "Mailchimp pull records segsync's own subscribe as an opted_in at timestamp_opt (the push "
-    "time), newer than the shop's 2024-03-01 opt-out; missing rule: opt-outs are sticky and "
-    "only an explicit opt-in newer than them lifts them (an ESP's echo of a push is not one)"))
 def test_an_opt_out_older_than_the_esps_echo_of_the_opt_in_still_wins(esp: EspProject) -> None:
     """Ann opted in (2024-01-01) and out (2024-03-01) at the shop; the opt-out reaches segsync
     only after the first syncs, by which time Mailchimp reports her "subscribed" with the time

@@ -120,7 +120,7 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
     click.echo(f"Generating a synthetic business in {directory} ({contacts} contacts, two years of activity)…")
     counts = write_project(directory, contacts=contacts, seed=seed)
     click.echo(f"  {counts['contacts']} contact rows, {counts['events']} events, {counts['consent']} consent records")
-    config = load_config(directory / "segsync.toml")
+    config = load_config(directory / "segsync.toml", packs=ctx.host.segment_packs())
     with ExitStack() as stack:
         for type_name in emulated:
             _add_emulated_connection(ctx.host, config, type_name, stack)
@@ -129,7 +129,19 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
         click.echo("\nRunning the same sync again: nothing changed, so nothing is written.")
         again = Runner(config, ctx.host, Reporter(quiet=True)).run(RunOptions())
         _print_summary(again)
-    click.echo(f"\nExplore: cd {directory} && segsync runs && segsync contacts show <email>")
+    if config.segments.segments:
+        from segsync.segments.commands import evaluated, overlap_rows, print_overlap, print_overview
+
+        click.echo("")
+        with evaluated(config, ctx.host, summary.as_of) as ev:
+            print_overview(ev, ctx.host)
+            # The segments outside groups (inside a group overlap is zero by construction);
+            # `segsync segments overlap` shows every pair.
+            ungrouped = tuple(s.name for s in config.segments.segments if s.group is None)
+            if len(ungrouped) > 1:
+                print_overlap(overlap_rows(ev, ctx.host, ungrouped))
+    click.echo(f"\nExplore: cd {directory} && segsync runs && segsync segments list && "
+               "segsync contacts show <email>")
     if summary.failed or again.failed:
         sys.exit(1)
 

@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic_settings import SettingsConfigDict
 
 from segsync.connector import Connector, ConnectorSettings
 from segsync.segments import SegmentError, SegmentsConfig
+from segsync.segments.packs import SegmentPack, expand_packs
 
 DEFAULT_CONFIG = "segsync.toml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -66,7 +68,14 @@ def find_config(explicit: str | Path | None = None) -> Path:
     return candidate.resolve()
 
 
-def load_config(path: str | Path | None = None) -> ProjectConfig:
+def load_config(
+    path: str | Path | None = None, packs: Mapping[str, SegmentPack] | None = None
+) -> ProjectConfig:
+    """Read ``segsync.toml``; ``[packs.NAME]`` tables expand into segments and groups.
+
+    ``packs`` defaults to the packs the installed plugins register (only looked up when the
+    file enables one).
+    """
     config_path = find_config(path)
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
@@ -90,8 +99,12 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         pull = options.pop("pull", None)
         push = options.pop("push", None)
         connections[name] = ConnectionConfig(name, type_name, options, pull, push)
+    declared = list(raw.get("segments", []))
+    groups = dict(raw.get("groups", {}))
+    if raw.get("packs"):
+        declared, groups = _with_packs(config_path, raw["packs"], declared, groups, packs)
     try:
-        segments = SegmentsConfig(segments=raw.get("segments", []), groups=raw.get("groups", {}))
+        segments = SegmentsConfig(segments=declared, groups=groups)
     except (ValidationError, SegmentError) as exc:
         raise ConfigError(f"{config_path}: segments: {exc}") from None
     for segment in segments.segments:
@@ -102,6 +115,39 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
                 f"connections: {', '.join(sorted(unknown))}"
             )
     return ProjectConfig(config_path, store_path, connections, segments, raw)
+
+
+def _with_packs(
+    config_path: Path,
+    tables: Any,
+    declared: list[Any],
+    groups: dict[str, Any],
+    packs: Mapping[str, SegmentPack] | None,
+) -> tuple[list[Any], dict[str, Any]]:
+    """``declared``/``groups`` plus the enabled packs' segments and groups."""
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{config_path}: [packs] must hold one [packs.NAME] table per pack")
+    if packs is None:
+        from segsync.plugins import PluginHost  # the host imports plugin modules that import this one
+
+        packs = PluginHost().segment_packs()
+    try:
+        pack_segments, pack_groups = expand_packs(tables, packs)
+    except (ValidationError, SegmentError) as exc:
+        raise ConfigError(f"{config_path}: packs: {exc}") from None
+    names = {s.get("name") for s in declared if isinstance(s, dict)}
+    for segment in pack_segments:
+        if segment.name in names:
+            raise ConfigError(
+                f"{config_path}: segment {segment.name!r} is declared under [[segments]] and by "
+                "an enabled pack; rename yours or switch the pack off (enabled = false)"
+            )
+    for group in pack_groups:
+        if group in groups:
+            raise ConfigError(
+                f"{config_path}: group {group!r} is declared under [groups] and by an enabled pack"
+            )
+    return [*declared, *pack_segments], {**groups, **pack_groups}
 
 
 def env_prefix(connection: str) -> str:

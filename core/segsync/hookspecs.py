@@ -79,6 +79,33 @@ def segsync_register_segment_functions(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def segsync_register_segment_packs(register: Callable[[Any], None]) -> None:
+    """Register segment packs: named sets of segments (and groups) with parameters.
+
+    :param register: call ``register(pack)`` with a ``segsync.segments.packs.SegmentPack``
+        (name, description, parameters with defaults, segment templates, groups). Users switch
+        a pack on with a ``[packs.NAME]`` table in ``segsync.toml`` and override its
+        parameters there. Duplicate pack names are rejected with both plugins' names.
+
+    Called when a project file with a ``[packs]`` table is loaded. The core registers its
+    standard packs (engagement, lifecycle, value, triggers) through this hook
+    (``segsync.segments.packs.standard``).
+
+    Example::
+
+        @hookimpl
+        def segsync_register_segment_packs(register):
+            register(SegmentPack(
+                name="webinars",
+                description="Webinar attendance",
+                params=(PackParam("window", "duration", "90d", "Attendance window"),),
+                segments=(PackSegment("webinar-fans", "Attended twice",
+                                      "count(webinar.attended, {window}) >= 2"),),
+            ))
+    """
+
+
+@hookspec
 def segsync_register_commands(cli: click.Group) -> None:
     """Add commands to the ``segsync`` command line.
 
@@ -140,4 +167,31 @@ def segsync_run_finished(summary: RunSummary) -> None:
         def segsync_run_finished(summary):
             if summary.status != "succeeded":
                 notify_slack(f"segsync run {summary.run_id}: {summary.status}")
+    """
+
+
+@hookspec
+def segsync_register_consent_policies(register: Callable[[Any], None]) -> None:
+    """Register consent policies: how effective consent is read from the consent ledger.
+
+    :param register: call ``register(policy)`` with a
+        :class:`segsync.consent.policies.ConsentPolicy` (name, description, the methods whose
+        opt-ins are explicit enough to lift a sticky opt-out, the opt-in methods that count at
+        all, and how long implied consent lasts per method). The engine compiles it to SQL over
+        the ledger. Duplicate names are rejected with both plugins' names.
+
+    Called when a sync run, ``segsync consent show`` or another consent command reads the
+    ``[consent]`` table of ``segsync.toml``, which picks a policy for the project, per
+    connection and per contact country. The core registers ``default``,
+    ``strict_double_opt_in`` and ``casl`` through this hook (``segsync.consent.policies``).
+
+    Example::
+
+        @hookimpl
+        def segsync_register_consent_policies(register):
+            register(ConsentPolicy(
+                name="uk_pecr_soft_opt_in",
+                description="Soft opt-in from a purchase lasts 2 years",
+                implied={"purchase": timedelta(days=730)},
+            ))
     """

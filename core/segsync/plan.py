@@ -16,50 +16,34 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from segsync.connector import ContactChange
+from segsync.consent import rules
 from segsync.model import KNOWN_ATTRIBUTES
 
 if TYPE_CHECKING:
     from segsync.segments import SegmentDef
 
-# Ledger status → the status a destination should hold.
-DESTINATION_STATUS = {
-    "opted_in": "subscribed",
-    "opted_out": "unsubscribed",
-    "pending": "pending",
-    "bounced": "cleaned",
-    "complained": "complained",
-}
-OPT_OUT_STATUSES = ("unsubscribed", "cleaned", "complained")
-# On equal timestamps the more restrictive record wins.
-_RESTRICTIVENESS = {"complained": 5, "bounced": 4, "opted_out": 3, "pending": 2, "opted_in": 1}
+# Ledger status → the status a destination should hold (the consent engine's vocabulary).
+DESTINATION_STATUS = rules.DESTINATION_STATUS
+OPT_OUT_STATUSES = rules.OPT_OUT_STATUSES
 
 
 def effective_status_sql(channel: str = "email", purpose: str = "marketing") -> str:
-    """SQL selecting (contact_key, status, ledger_id): each contact's latest ledger record.
+    """SQL selecting (contact_key, status, ledger_id, method, …) under the default policy.
 
-    The consent engine refines this rule (sticky opt-outs); this is the plain "latest record,
-    most restrictive on ties" reading of the ledger.
+    The consent engine's rule (:mod:`segsync.consent.rules`: sticky opt-outs, echoes ignored,
+    suppressions first); the runner materializes each destination's own policy instead.
     """
-    rank = " ".join(f"WHEN '{k}' THEN {v}" for k, v in _RESTRICTIVENESS.items())
-    mapping = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in DESTINATION_STATUS.items())
-    return f"""
-        SELECT contact_key, CASE status {mapping} END AS status, id AS ledger_id, method
-        FROM consent_ledger
-        WHERE channel = '{channel}' AND purpose = '{purpose}'
-        QUALIFY row_number() OVER (
-            PARTITION BY contact_key
-            ORDER BY recorded_at DESC, CASE status {rank} END DESC, id DESC
-        ) = 1
-    """
+    return rules.effective_status_sql(channel=channel, purpose=purpose)
 
 
-def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
+def build_desired(con: duckdb.DuckDBPyConnection, destination: str, status_sql: str | None = None) -> None:
     """Create temp table ``_desired`` for ``destination``.
 
-    A destination receives everyone who is subscribed or pending; everyone it acknowledged,
-    whatever their status now; and everyone pulled from it (an identity there) who has opted
-    out, bounced or complained, so opt-outs reach every system that has the person. Nobody
-    without consent is ever added anywhere.
+    A destination receives everyone who is subscribed (pending is not consent: nobody is added
+    while awaiting confirmation); everyone it acknowledged, whatever their status now; and
+    everyone pulled from it (an identity there) who has opted out, bounced or complained, so
+    opt-outs reach every system that has the person. ``status_sql`` selects each contact's
+    effective status (default: :func:`effective_status_sql`).
     """
     opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
     attrs = ", ".join(
@@ -69,7 +53,7 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _desired AS
-        WITH status AS ({effective_status_sql()}),
+        WITH status AS ({status_sql or effective_status_sql()}),
         acked AS (SELECT contact_key FROM acknowledged WHERE destination = $dest),
         pulled AS (SELECT contact_key FROM identities WHERE connection = $dest),
         tags AS (
@@ -92,7 +76,7 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str) -> None:
             LEFT JOIN status s USING (contact_key)
             LEFT JOIN tags t USING (contact_key)
             LEFT JOIN member_attributes ma USING (contact_key)
-            WHERE coalesce(s.status, 'none') IN ('subscribed', 'pending')
+            WHERE coalesce(s.status, 'none') = 'subscribed'
                OR c.contact_key IN (SELECT contact_key FROM acked)
                OR (s.status IN ({opt_outs}) AND c.contact_key IN (SELECT contact_key FROM pulled))
         )
@@ -163,7 +147,7 @@ def map_memberships(
                 )
 
 
-def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
+def build_diff(con: duckdb.DuckDBPyConnection, destination: str, status_sql: str | None = None) -> None:
     """Create temp table ``_diff``: one row per contact whose desired state differs from the ack.
 
     ``action`` is add, update, unsubscribe, resubscribe or delete; ``priority`` puts opt-outs
@@ -171,7 +155,7 @@ def build_diff(con: duckdb.DuckDBPyConnection, destination: str) -> None:
     mailable status (on its identity, as pulled) for someone it acknowledged as opted out has
     drifted: the opt-out is planned again.
     """
-    build_desired(con, destination)
+    build_desired(con, destination, status_sql)
     opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
     con.execute(
         f"""

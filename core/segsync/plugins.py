@@ -25,8 +25,10 @@ if TYPE_CHECKING:
     import click
 
     from segsync.connector import Connector, ContactChange, WriteResult
+    from segsync.consent.policies import ConsentPolicy
     from segsync.runner import RunSummary
     from segsync.segments import FunctionRegistry
+    from segsync.segments.packs import SegmentPack
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,10 @@ DEFAULT_PLUGINS = (
     "segsync.default_plugins.event_types",
     "segsync.default_plugins.push",
     "segsync.segments.builtins",
+    "segsync.segments.packs.standard",
+    "segsync.segments.commands",
+    "segsync.consent.policies",
+    "segsync.consent.commands",
 )
 
 
@@ -108,6 +114,8 @@ class PluginHost:
         self._connectors: dict[str, _Registered] | None = None
         self._event_types: dict[str, _Registered] | None = None
         self._segment_functions: dict[str, _Registered] | None = None
+        self._segment_packs: dict[str, _Registered] | None = None
+        self._consent_policies: dict[str, _Registered] | None = None
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -142,6 +150,8 @@ class PluginHost:
         self._distributions.setdefault(registered, ("(in-process)", ""))
         self.pm.check_pending()
         self._connectors = self._event_types = self._segment_functions = None
+        self._segment_packs = None
+        self._consent_policies = None
         return registered
 
     def _collect(self, hook_name: str, kind: str, key) -> dict[str, _Registered]:
@@ -203,6 +213,22 @@ class PluginHost:
         for function in self.segment_functions().values():
             registry.register(function)
         return registry
+
+    def segment_packs(self) -> dict[str, SegmentPack]:
+        """Every registered segment pack by name (``[packs.NAME]`` in ``segsync.toml``)."""
+        if self._segment_packs is None:
+            self._segment_packs = self._collect(
+                "segsync_register_segment_packs", "segment pack", lambda pack: pack.name
+            )
+        return {name: reg.value for name, reg in self._segment_packs.items()}
+
+    def consent_policies(self) -> dict[str, ConsentPolicy]:
+        """Every registered consent policy by name (``[consent] policy`` in ``segsync.toml``)."""
+        if self._consent_policies is None:
+            self._consent_policies = self._collect(
+                "segsync_register_consent_policies", "consent policy", lambda policy: policy.name
+            )
+        return {name: reg.value for name, reg in self._consent_policies.items()}
 
     def add_commands(self, cli: click.Group) -> None:
         self.pm.hook.segsync_register_commands(cli=cli)

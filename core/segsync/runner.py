@@ -11,6 +11,10 @@ sources ──pull──▶ store ──plan (diff vs acks)──▶ changes ─
   name; the others go on, and nothing of the failed one is acknowledged.
 * ``dry_run`` does all of the above inside one transaction that is rolled back, and never
   calls a connector's ``write``.
+* Consent (docs/consent.md): pending erasures are retried first; people erased earlier and
+  pulled again are dropped after the pull; each destination's desired status comes from its
+  consent policy, and the consent gate (:mod:`segsync.consent.gate`) checks every change
+  between the diff and the ``segsync_push`` hook; status changes are audited.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from segsync.connector import (
     Connector,
     Stream,
 )
+from segsync.consent import audit, erasure, rules
+from segsync.consent.gate import Gate, GatedConnector
+from segsync.consent.settings import ConsentSettings, load_settings
 from segsync.model import mask_email
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
@@ -60,6 +67,7 @@ class DestinationReport:
     records_written: int = 0
     records_rejected: int = 0
     records_retrying: int = 0
+    records_blocked: int = 0  # stopped by the consent gate (also counted as rejected)
     error: str | None = None
     sample: list[dict[str, Any]] = field(default_factory=list)
 
@@ -74,6 +82,8 @@ class RunSummary:
     segments: dict[str, int] = field(default_factory=dict)  # name → members at as_of
     destinations: list[DestinationReport] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Pending erasures retried at the start of the run: connection, status, action, error.
+    erasures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -102,6 +112,7 @@ class Runner:
         self.config = config
         self.host = host
         self.reporter = reporter or Reporter(quiet=True)
+        self.consent: ConsentSettings | None = None
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -137,6 +148,7 @@ class Runner:
         options = options or RunOptions()
         as_of = options.as_of or datetime.now(timezone.utc)
         connectors = self.connectors()
+        self.consent = load_settings(self.config, self.host.consent_policies())
         store = Store(self.config.store_path)
         try:
             return self._run(store, connectors, options, as_of)
@@ -166,18 +178,25 @@ class Runner:
                 as_of, {"full_refresh": options.full_refresh, "dry_run": False}
             )
         try:
+            if not options.dry_run and erasure.pending(store):
+                # Before pulling: a system that now confirms the deletion is not read again.
+                retried = erasure.retry_pending(store, connectors, self.host, summary.run_id)
+                summary.erasures = [{"erasure_id": erasure_id, **vars(t)}
+                                    for erasure_id, targets in retried.items() for t in targets]
             event_types = self.host.event_types()
             for name, connector in connectors.items():
                 if self._pulls(name, connector):
                     summary.sources.append(
                         self._pull(store, name, connector, summary.run_id, options, event_types)
                     )
+            # A pull may bring back someone who was erased: drop them before anything is planned.
+            erasure.purge_reimported(store, summary.run_id)
             destinations = [n for n, c in connectors.items() if self._pushes(n, c)]
             summary.segments = self._evaluate_segments(store, destinations, summary, as_of)
             for name, connector in connectors.items():
                 if name in destinations:
                     summary.destinations.append(
-                        self._push(store, name, connector, summary.run_id, options)
+                        self._push(store, name, connector, summary.run_id, options, as_of)
                     )
         finally:
             if options.dry_run:
@@ -272,10 +291,16 @@ class Runner:
         connector: Connector,
         run_id: int | None,
         options: RunOptions,
+        as_of: datetime,
     ) -> DestinationReport:
         report = DestinationReport(name)
         plugin = self.host.connector_plugin(self.config.connections[name].type)
-        plan.build_diff(store.con, name)
+        consent = self.consent or ConsentSettings()
+        status_sql = rules.materialize(
+            store.con, consent.for_connection(name), consent.countries,
+            as_of=as_of, clock_skew=consent.clock_skew,
+        )
+        plan.build_diff(store.con, name, status_sql)
         report.planned = plan.plan_counts(store.con)
         total = sum(report.planned.values())
         batch_size = connector.max_batch_size or DEFAULT_BATCH_SIZE
@@ -295,11 +320,25 @@ class Runner:
             report.status = "skipped"
             report.error = "connector cannot write contacts"
             return report
+        gate = Gate(store, name, run_id)
+        # Hooks get the gated connector: a change written through it is checked again.
+        gated = GatedConnector(connector, gate)
         with self.reporter.phase(f"push {name}", total=total) as advance:
-            for batch in plan.iter_changes(store.con, batch_size):
-                changes = [p.change for p in batch]
+            for planned_batch in plan.iter_changes(store.con, batch_size):
+                allowed, blocked = gate.split([p.change for p in planned_batch])
+                if blocked:
+                    self._block(store, name, run_id, gate, blocked, report)
+                blocked_keys = {b.change.contact_key for b in blocked}
+                batch = [p for p in planned_batch if p.change.contact_key not in blocked_keys]
+                if not batch:
+                    advance(len(planned_batch))
+                    continue
+                # A tuple: no hook implementation can add to the batch the others see.
+                changes = tuple(p.change for p in batch)
                 try:
-                    result = self.host.push(connector, changes, run_id)
+                    before = len(gate.blocked)
+                    result = self.host.push(gated, changes, run_id)
+                    report.records_blocked += len(gate.blocked) - before
                 except Exception as exc:
                     # Nothing of this batch is acknowledged: it is planned again next run.
                     report.status = "failed"
@@ -313,7 +352,7 @@ class Runner:
                     break
                 report.write_calls += result.calls
                 self._apply_outcomes(store, name, run_id, batch, result, report)
-                advance(len(batch))
+                advance(len(planned_batch))
         if report.status == "ok" and report.records_retrying:
             # The system answered "later" for some records: the run did not finish its job.
             report.status = "partial" if report.records_written else "failed"
@@ -332,6 +371,16 @@ class Runner:
             report.error,
         )
         return report
+
+    def _block(self, store, name, run_id, gate, blocked, report) -> None:
+        """Planned changes the gate stopped: recorded, and remembered as rejected for their state
+        (like a destination's refusal) so they are not planned again until that state changes."""
+        with store.transaction():
+            gate.record(blocked, by="planned change")
+            plan.record_outcomes(store.con, name, run_id, [], {},
+                                 {b.change.contact_key: f"consent gate: {b.reason}" for b in blocked})
+        report.records_blocked += len(blocked)
+        report.records_rejected += len(blocked)
 
     def _apply_outcomes(self, store, name, run_id, batch, result, report) -> None:
         by_key = {}
@@ -368,6 +417,7 @@ class Runner:
                         outcome.reason or "retryable", retryable=True,
                     )
             plan.record_outcomes(store.con, name, run_id, ok_keys, external_ids, rejections)
+            audit.record_pushes(store.con, name, run_id, ok_keys, rejections)
         report.records_written += len(ok_keys)
 
 
@@ -389,6 +439,7 @@ def _counts(summary: RunSummary) -> dict[str, Any]:
                 "written": d.records_written,
                 "rejected": d.records_rejected,
                 "retrying": d.records_retrying,
+                "blocked": d.records_blocked,
                 "write_calls": d.write_calls,
             }
             for d in summary.destinations

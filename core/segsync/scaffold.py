@@ -36,6 +36,46 @@ push = false                   # read-only: never write back into the export fol
 type = "files"
 output = "out/newsletter"
 
+# Segments: rules over each contact's attributes and behaviour, computed in the store at every
+# sync and pushed to destinations (docs/rules.md). `segsync segments list` shows them.
+#
+# A pack is a ready-made set of segments. This one puts every contact in exactly one email
+# engagement tier (an exclusive group): inactive, engaged-high, engaged-moderate, engaged-low,
+# or engaged-readers (opens but rarely clicks).
+[packs.engagement]
+# window = "90d"                 # open and click rates over this window
+# high_open_rate = 0.5           # every parameter: docs/rules.md#packs
+[packs.engagement.destinations.newsletter]
+tag = true                       # each tier as a tag named after it
+
+# More packs: lifecycle (buyer stage), value (RFM segments, high-value), triggers (abandoned
+# cart, win-back, loyalty, first purchase, category interest). Uncomment to try one:
+# [packs.lifecycle]
+# [packs.triggers]
+# categories = ["shoes", "outdoor"]
+
+# Segments of your own. Outside a group they overlap freely: someone can be in all three.
+[[segments]]
+name = "vip"
+description = "Big spenders who read us and visit the rewards page"
+rule = 'spend(365d) > 500 and opens(30d) >= 5 and visited("/vip-rewards")'
+[segments.destinations.newsletter]
+tag = "VIP"
+
+[[segments]]
+name = "cart-recovery"
+description = "Left a cart in the last day without ordering"
+rule = "count(cart.added, 24h) > 0 and orders(24h) == 0"
+[segments.destinations.newsletter]
+tag = "cart-recovery"
+
+[[segments]]
+name = "likes-outdoor"
+description = "Viewed or clicked outdoor products at least twice this month"
+rule = 'category_events("outdoor", 30d) >= 2'
+[segments.destinations.newsletter]
+tag = "likes-outdoor"
+
 # Secrets never go in this file. A connector's secret setting FIELD of connection NAME is read
 # from the environment or from .env beside this file as SEGSYNC_<NAME>_<FIELD>, for example:
 # [connections.mailchimp]
@@ -59,6 +99,7 @@ COUNTRIES = [("DE", "Europe/Berlin"), ("FR", "Europe/Paris"), ("GB", "Europe/Lon
              ("US", "America/New_York"), ("CA", "America/Toronto"), ("JP", "Asia/Tokyo")]
 CATEGORIES = ["shoes", "bags", "outdoor", "kitchen", "books"]
 PAGES = ["/", "/pricing", "/compare", "/blog/spring-guide", "/vip-rewards", "/trial"]
+SHOP_PAGES = ["/pricing", "/compare", "/trial", "/vip-rewards", "/products", "/"]
 
 
 def write_project(directory: Path, *, contacts: int, seed: int = 7, now: datetime | None = None) -> dict[str, int]:
@@ -117,6 +158,9 @@ def write_sample_data(
 
     events = 0
     consent_rows = []
+    # Site visits draw from their own generator, so the emails and consent above stay exactly
+    # what they were before visits were added.
+    browse = random.Random(seed + 1)
     with (data / "events.jsonl").open("w", encoding="utf-8") as handle:
         for i, person in enumerate(people):
             email = person["email"].strip().lower()
@@ -138,6 +182,10 @@ def write_sample_data(
                 if rng.random() < engagement:
                     handle.write(_event(email, "email.opened", sent_at + timedelta(hours=2), f"open-{i}-{send}", {"campaign_id": campaign}))
                     events += 1
+                    # Fans open an email again and again (rates can pass 100%).
+                    for again in range(int(engagement * 4) if engagement > 0.6 else 0):
+                        handle.write(_event(email, "email.opened", sent_at + timedelta(hours=5 + again), f"reopen-{i}-{send}-{again}", {"campaign_id": campaign}))
+                        events += 1
                     if rng.random() < engagement / 2:
                         page = rng.choice(PAGES)
                         handle.write(_event(email, "email.clicked", sent_at + timedelta(hours=3), f"click-{i}-{send}", {"campaign_id": campaign, "url": page}))
@@ -150,6 +198,9 @@ def write_sample_data(
                             if rng.random() < 0.6:
                                 handle.write(_event(email, "order.completed", sent_at + timedelta(hours=3, minutes=20), f"order-{i}-{send}", {"order_id": f"o-{i}-{send}"}, value=value, currency="EUR"))
                                 events += 1
+            for line in _site_visits(browse, email, i, joined, now, engagement):
+                handle.write(line)
+                events += 1
             fate = rng.random()
             later = joined + timedelta(days=rng.randint(1, max(1, (now - joined).days)))
             if fate < 0.06:
@@ -167,6 +218,41 @@ def write_sample_data(
         writer.writeheader()
         writer.writerows(consent_rows)
     return {"contacts": len(contact_rows), "events": events + 1, "consent": len(consent_rows)}
+
+
+def _site_visits(
+    rng: random.Random, email: str, i: int, joined: datetime, now: datetime, engagement: float
+) -> list[str]:
+    """Recent visits beyond email clicks: pages, products, carts (some left today), trials."""
+    lines = []
+    recent = max(joined, now - timedelta(days=60))
+    span = int((now - recent).total_seconds())
+    if span <= 0 or rng.random() > 0.15 + engagement:
+        return lines
+    favourite = rng.choice(CATEGORIES)
+    for n in range(rng.randint(1, 3 + int(engagement * 6))):
+        at = recent + timedelta(seconds=rng.randrange(span))
+        if rng.random() < 0.5:
+            lines.append(_event(email, "page.viewed", at, f"visit-{i}-{n}", {}, url=rng.choice(SHOP_PAGES)))
+        else:
+            category = favourite if rng.random() < 0.7 else rng.choice(CATEGORIES)
+            lines.append(_event(email, "product.viewed", at, f"product-{i}-{n}", {"product_id": f"p{rng.randint(1, 400)}"},
+                                url=f"/products/{category}", category=category))
+    if rng.random() < 0.04 + engagement / 10:
+        at = now - timedelta(hours=rng.randint(1, 20))
+        lines.append(_event(email, "cart.added", at, f"left-cart-{i}", {"product_id": f"p{rng.randint(1, 400)}"},
+                            value=round(rng.lognormvariate(4.2, 0.8), 2), currency="EUR"))
+    if rng.random() < 0.03:
+        at = recent + timedelta(seconds=rng.randrange(span))
+        lines.append(_event(email, "trial.started", at, f"trial-{i}", {}))
+    # The most engaged also buy on the site, often enough to cross high-value thresholds.
+    if engagement > 0.5:
+        year = max(joined, now - timedelta(days=365))
+        for n in range(rng.randint(0, 6)):
+            at = year + timedelta(seconds=rng.randrange(max(1, int((now - year).total_seconds()))))
+            lines.append(_event(email, "order.completed", at, f"site-order-{i}-{n}", {"order_id": f"s-{i}-{n}"},
+                                value=round(rng.lognormvariate(4.7, 0.5), 2), currency="EUR"))
+    return lines
 
 
 def _event(email: str, type_: str, at: datetime, event_id: str, properties: dict, **top: object) -> str:

@@ -16,6 +16,8 @@ TABLES = {
     "contacts", "identities", "events", "consent_ledger", "cursors", "runs", "run_destinations",
     "record_errors", "acknowledged", "acknowledged_memberships", "rejected", "segment_snapshots",
     "schema_migrations",
+    # migration 2 (consent)
+    "consent_salt", "suppressions", "status_changes", "erasures", "erasure_targets",
 }
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import sqlglot
 from sqlglot import exp
 
 from segsync.plugins import hookimpl
@@ -32,7 +33,6 @@ from .functions import EVENTS_TABLE, Attribute, BuildContext, Built, Feature, Pa
 SENT, OPENED, CLICKED = "email.sent", "email.opened", "email.clicked"
 ORDER, PAGE_VIEW, PRODUCT_VIEW = "order.completed", "page.viewed", "product.viewed"
 MARKETING = "marketing"
-OPTED_IN = "opted_in"
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _DOUBLE = exp.DataType.build("double")
@@ -241,37 +241,21 @@ def _rate_fn(
 
 # -- consent ---------------------------------------------------------------------------------
 def _build_consentable(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
-    # Latest ledger row for (channel, marketing) as of the evaluation instant; id breaks ties
-    # between rows recorded at the same instant (the ledger is append-only).
-    ranked = (
-        exp.select(
-            "contact_key",
-            "status",
-            exp.Window(
-                this=exp.RowNumber(),
-                partition_by=[exp.column("contact_key")],
-                order=exp.Order(expressions=[
-                    exp.Ordered(this=exp.column("recorded_at"), desc=True, nulls_first=False),
-                    exp.Ordered(this=exp.column("id"), desc=True, nulls_first=False),
-                ]),
-            ).as_("rn"),
-        )
-        .from_("consent_ledger")
-        .where(
-            exp.and_(
-                exp.EQ(this=exp.column("channel"), expression=exp.Literal.string(args["channel"])),
-                exp.EQ(this=exp.column("purpose"), expression=exp.Literal.string(MARKETING)),
-                exp.LTE(this=exp.column("recorded_at"), expression=ctx.as_of_literal()),
-            )
-        )
+    # The consent engine's own rule (sticky opt-outs, echoes, suppressions; default policy) at
+    # the evaluation instant, so a segment never targets someone the gate would block.
+    from segsync.consent.rules import effective_status_sql
+
+    effective = sqlglot.parse_one(
+        effective_status_sql(
+            channel=args["channel"], purpose=MARKETING, as_of=ctx.as_of, records_until=ctx.as_of
+        ),
+        read="duckdb",
     )
-    latest = (
-        exp.select("contact_key", exp.column("status").as_("value"))
-        .from_(ranked.subquery("ranked"))
-        .where(exp.EQ(this=exp.column("rn"), expression=exp.Literal.number(1)))
+    latest = exp.select("contact_key", exp.column("status").as_("value")).from_(
+        effective.subquery("effective")
     )
     f = Feature("joined", latest)
-    return Built(exp.EQ(this=f.ref(), expression=exp.Literal.string(OPTED_IN)), (f,))
+    return Built(exp.EQ(this=f.ref(), expression=exp.Literal.string("subscribed")), (f,))
 
 
 # -- segments, buckets, ranks ----------------------------------------------------------------

@@ -182,4 +182,94 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "consent: suppression list, subscription-status audit, erasure requests",
+        (
+            # A per-store random salt for address hashes: an erased person is kept only as
+            # sha256(salt || address), so a later import is recognised without storing the
+            # address, and the hashes are useless against another installation's.
+            "CREATE TABLE consent_salt (salt VARCHAR NOT NULL)",
+            "INSERT INTO consent_salt "
+            "SELECT replace(gen_random_uuid()::VARCHAR || gen_random_uuid()::VARCHAR, '-', '')",
+            "CREATE SEQUENCE suppression_id",
+            # Global and sticky: an entry stays until `segsync suppress remove` (which keeps the
+            # row, with who removed it and when). contact_key is NULL for erased people.
+            """
+            CREATE TABLE suppressions (
+                id           BIGINT PRIMARY KEY DEFAULT nextval('suppression_id'),
+                contact_key  VARCHAR,
+                address_hash VARCHAR NOT NULL,
+                channel      VARCHAR NOT NULL,
+                reason       VARCHAR NOT NULL,
+                source       VARCHAR NOT NULL,
+                note         VARCHAR,
+                created_at   TIMESTAMPTZ NOT NULL,
+                removed_at   TIMESTAMPTZ,
+                removed_by   VARCHAR,
+                removal_note VARCHAR
+            )
+            """,
+            "CREATE SEQUENCE status_change_id",
+            # Every push that changes (or tried to change) a subscription status: what the
+            # destination held before, what it was told, and the ledger record (or suppression)
+            # that caused it. outcome: acknowledged | rejected | blocked (by the consent gate).
+            """
+            CREATE TABLE status_changes (
+                id             BIGINT PRIMARY KEY DEFAULT nextval('status_change_id'),
+                run_id         BIGINT,
+                destination    VARCHAR NOT NULL,
+                contact_key    VARCHAR NOT NULL,
+                channel        VARCHAR NOT NULL,
+                purpose        VARCHAR NOT NULL,
+                action         VARCHAR,
+                before_status  VARCHAR,
+                after_status   VARCHAR NOT NULL,
+                ledger_id      BIGINT,
+                suppression_id BIGINT,
+                policy         VARCHAR,
+                outcome        VARCHAR NOT NULL,
+                reason         VARCHAR,
+                changed_at     TIMESTAMPTZ NOT NULL
+            )
+            """,
+            # What destinations acknowledged before this audit existed, so echo detection
+            # (docs/consent.md) knows what segsync told them.
+            """
+            INSERT INTO status_changes (run_id, destination, contact_key, channel, purpose, action,
+                                        before_status, after_status, outcome, reason, changed_at)
+            SELECT run_id, destination, contact_key, 'email', 'marketing', NULL, NULL, status,
+                   'acknowledged', 'recorded before the consent audit existed', acked_at
+            FROM acknowledged
+            """,
+            "CREATE SEQUENCE erasure_id",
+            # address is kept only until every system confirmed the deletion (it is what a
+            # retry sends); then it is cleared and only the hash remains.
+            """
+            CREATE TABLE erasures (
+                id           BIGINT PRIMARY KEY DEFAULT nextval('erasure_id'),
+                address_hash VARCHAR NOT NULL,
+                address      VARCHAR,
+                requested_at TIMESTAMPTZ NOT NULL,
+                completed_at TIMESTAMPTZ
+            )
+            """,
+            """
+            CREATE TABLE erasure_targets (
+                erasure_id      BIGINT NOT NULL,
+                connection      VARCHAR NOT NULL,
+                method          VARCHAR NOT NULL,
+                external_id     VARCHAR,
+                previous_status VARCHAR,
+                status          VARCHAR NOT NULL,
+                action          VARCHAR,
+                attempts        INTEGER NOT NULL DEFAULT 0,
+                last_error      VARCHAR,
+                updated_at      TIMESTAMPTZ NOT NULL,
+                done_at         TIMESTAMPTZ,
+                PRIMARY KEY (erasure_id, connection)
+            )
+            """,
+        ),
+    ),
 )

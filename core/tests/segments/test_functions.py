@@ -66,7 +66,8 @@ def test_numeric_functions(store, expr, expected):
         ('visited("/b")', {BOB}),
         ('viewed_category("shoes", 7d)', {ALICE}),
         ('viewed_category("shoes", 2d)', set()),
-        ('consentable("email")', {ALICE, DAVE}),
+        # Dave's opt-in and opt-out share a timestamp: the more restrictive wins.
+        ('consentable("email")', {ALICE}),
         ('consentable("sms")', set()),
         ('attr.country == "US"', {ALICE, CAROL}),
         ('not attr.country == "US"', {BOB, DAVE, EVE}),
@@ -92,9 +93,9 @@ def test_conditions(store, rule, expected):
 
 def test_consent_is_as_of_the_evaluation_instant(store):
     later = datetime(2024, 8, 1, tzinfo=timezone.utc)
-    assert members(store, 'consentable("email")', as_of=later) == {ALICE, CAROL, DAVE}
+    assert members(store, 'consentable("email")', as_of=later) == {ALICE, CAROL}
     earlier = datetime(2024, 3, 1, tzinfo=timezone.utc)
-    assert members(store, 'consentable("email")', as_of=earlier) == {ALICE, BOB, DAVE}
+    assert members(store, 'consentable("email")', as_of=earlier) == {ALICE, BOB}
 
 
 def test_bucket_matches_python_md5_definition(store):

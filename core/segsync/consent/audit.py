@@ -1,0 +1,184 @@
+"""The subscription-status audit and the per-person views (``consent show``, ``consent export``).
+
+Every push that changes a destination's subscription status for a person is a row of
+``status_changes``: run, destination, before and after, the ledger record (or suppression) that
+decided the new status, the policy, and the outcome (``acknowledged``, ``rejected``; ``blocked``
+rows come from the gate).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from segsync.consent import rules
+from segsync.consent.policies import ConsentPolicy
+from segsync.consent.settings import ConsentSettings
+
+
+def record_pushes(
+    con: duckdb.DuckDBPyConnection,
+    destination: str,
+    run_id: int | None,
+    ok_keys: Iterable[str],
+    rejections: dict[str, str],
+) -> None:
+    """Audit the status-changing upserts of one pushed batch (``_diff`` and ``_effective_consent``
+    of the destination are current); called in the transaction that acknowledges them."""
+    keys = list(ok_keys)
+    outcomes = ["acknowledged"] * len(keys) + ["rejected"] * len(rejections)
+    reasons: list[str | None] = [None] * len(keys) + list(rejections.values())
+    keys += list(rejections)
+    if not keys:
+        return
+    con.execute(
+        f"""
+        INSERT INTO status_changes (run_id, destination, contact_key, channel, purpose, action,
+            before_status, after_status, ledger_id, suppression_id, policy, outcome, reason, changed_at)
+        SELECT $run, $dest, d.contact_key, 'email', 'marketing', d.action, d.previous_status, d.status,
+               e.ledger_id, e.suppression_id, e.policy, o.outcome, o.reason, now()
+        FROM (SELECT unnest($keys::VARCHAR[]) AS contact_key, unnest($outcomes::VARCHAR[]) AS outcome,
+                     unnest($reasons::VARCHAR[]) AS reason) o
+        JOIN _diff d USING (contact_key)
+        LEFT JOIN {rules.EFFECTIVE_TABLE} e USING (contact_key)
+        WHERE d.op = 'upsert' AND d.status IS DISTINCT FROM d.previous_status
+        """,
+        {"run": run_id, "dest": destination, "keys": keys, "outcomes": outcomes, "reasons": reasons},
+    )
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _ledger(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
+    return _dicts(con, "SELECT id, channel, purpose, status, recorded_at, ingested_at, source, method, "
+                       "evidence, run_id FROM consent_ledger WHERE contact_key = ? ORDER BY recorded_at, id", [key])
+
+
+def show(
+    con: duckdb.DuckDBPyConnection,
+    key: str,
+    settings: ConsentSettings,
+    destinations: Iterable[str] = (),
+    as_of: datetime | None = None,
+) -> dict[str, Any]:
+    """The ledger (echoes flagged), the effective status per channel and purpose with the record
+    that decided it, and per destination its policy's verdict and what it was last sent."""
+    ledger = _ledger(con, key)
+    country = con.execute("SELECT country FROM contacts WHERE contact_key = ?", [key]).fetchall()
+    country_policy = settings.countries.get(country[0][0]) if country and country[0][0] else None
+    pairs = sorted({(r["channel"], r["purpose"]) for r in ledger} | {("email", "marketing")})
+    echoes: set[int] = set()
+    for channel, purpose in pairs:
+        echoes |= {r[0] for r in con.execute(
+            rules.echo_ids_sql(channel, purpose, contact_key=key, clock_skew=settings.clock_skew)).fetchall()}
+    by_id = {r["id"]: r for r in ledger}
+    for record in ledger:
+        record["echo"] = record["id"] in echoes
+
+    def verdict(policy: ConsentPolicy, channel: str, purpose: str) -> dict[str, Any]:
+        policies = [policy] + ([country_policy] if country_policy and country_policy is not policy else [])
+        results = []
+        for p in policies:
+            rows = _dicts(con, rules.effective_status_sql(
+                p, channel=channel, purpose=purpose, as_of=as_of, clock_skew=settings.clock_skew,
+                contact_key=key), [])
+            row = rows[0] if rows else {"status": "none", "ledger_id": None, "suppression_id": None}
+            results.append((rules.RESTRICTIVENESS.get(row["status"], 0), p.name, row))
+        rank, name, row = max(results, key=lambda r: r[0])
+        decided: Any = None
+        if row.get("suppression_id") is not None:
+            decided = {"suppression": _suppression(con, row["suppression_id"])}
+        elif row.get("ledger_id") is not None:
+            decided = {"ledger": by_id.get(row["ledger_id"])}
+        return {"channel": channel, "purpose": purpose, "status": row["status"], "policy": name,
+                "decided_by": decided}
+
+    effective = [verdict(settings.policy, c, p) for c, p in pairs]
+    known = sorted(set(destinations) | {r[0] for r in con.execute(
+        "SELECT destination FROM acknowledged WHERE contact_key = ? UNION "
+        "SELECT destination FROM status_changes WHERE contact_key = ?", [key, key]).fetchall()})
+    per_destination = []
+    for destination in known:
+        acked = _dicts(con, "SELECT status, acked_at, run_id FROM acknowledged "
+                            "WHERE destination = ? AND contact_key = ?", [destination, key])
+        last = _dicts(con, "SELECT run_id, action, before_status, after_status, ledger_id, suppression_id, "
+                           "policy, outcome, reason, changed_at FROM status_changes "
+                           "WHERE destination = ? AND contact_key = ? ORDER BY changed_at DESC, id DESC LIMIT 1",
+                      [destination, key])
+        per_destination.append({
+            "destination": destination,
+            "policy": settings.for_connection(destination).name,
+            "should_hold": verdict(settings.for_connection(destination), "email", "marketing")["status"],
+            "holds": acked[0] if acked else None,
+            "last_status_change": last[0] if last else None,
+        })
+    return {
+        "email": key,
+        "ledger": ledger,
+        "effective": effective,
+        "suppressions": _dicts(con, "SELECT id, channel, reason, source, note, created_at, removed_at, removed_by "
+                                    "FROM suppressions WHERE contact_key = ? ORDER BY created_at, id", [key]),
+        "destinations": per_destination,
+    }
+
+
+def _suppression(con: duckdb.DuckDBPyConnection, suppression_id: int) -> dict[str, Any] | None:
+    rows = _dicts(con, "SELECT id, channel, reason, source, note, created_at FROM suppressions WHERE id = ?",
+                  [suppression_id])
+    return rows[0] if rows else None
+
+
+def export(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any] | None:
+    """Everything the store holds about one person, for an access request (GDPR Art. 15)."""
+    contact = _dicts(con, "SELECT * FROM contacts WHERE contact_key = ?", [key])
+    suppressions = _dicts(con, "SELECT id, channel, reason, source, note, created_at, removed_at, removed_by, "
+                               "removal_note FROM suppressions WHERE contact_key = ? ORDER BY id", [key])
+    if not contact and not suppressions:
+        return None
+    attributes: dict[str, Any] = {}
+    if contact:
+        row = contact[0]
+        attributes = {k: v for k, v in row.items() if k not in ("contact_key", "custom") and v is not None}
+        attributes["custom"] = json.loads(row["custom"] or "{}")
+
+    def identities() -> list[dict[str, Any]]:
+        rows = _dicts(con, "SELECT connection, external_id, properties, seen_at FROM identities "
+                           "WHERE contact_key = ? ORDER BY connection", [key])
+        for r in rows:
+            r["properties"] = json.loads(r["properties"] or "{}")
+        return rows
+
+    events = _dicts(con, "SELECT type, occurred_at, source, source_event_id, value, currency, url, category, "
+                         "properties, run_id FROM events WHERE contact_key = ? ORDER BY occurred_at", [key])
+    for e in events:
+        e["properties"] = json.loads(e["properties"] or "{}")
+    return {
+        "email": key,
+        "attributes": attributes,
+        "identities": identities(),
+        "events": events,
+        "consent_ledger": _ledger(con, key),
+        "suppressions": suppressions,
+        "segment_history": _dicts(
+            con, "SELECT s.run_id, s.segment, s.as_of FROM segment_snapshots s WHERE s.contact_key = ? "
+                 "ORDER BY s.run_id, s.segment", [key]),
+        "destinations": {
+            "acknowledged": _dicts(con, "SELECT destination, status, acked_at, run_id FROM acknowledged "
+                                        "WHERE contact_key = ? ORDER BY destination", [key]),
+            "memberships": _dicts(con, "SELECT destination, segment, acked_at, run_id FROM acknowledged_memberships "
+                                       "WHERE contact_key = ? ORDER BY destination, segment", [key]),
+            "status_changes": _dicts(con, "SELECT run_id, destination, action, before_status, after_status, "
+                                          "ledger_id, suppression_id, policy, outcome, reason, changed_at "
+                                          "FROM status_changes WHERE contact_key = ? ORDER BY changed_at, id", [key]),
+            "rejected": _dicts(con, "SELECT destination, reason, rejected_at, run_id FROM rejected "
+                                    "WHERE contact_key = ? ORDER BY destination", [key]),
+        },
+    }

@@ -1,0 +1,214 @@
+"""``segsync suppress``, ``segsync forget`` and ``segsync consent show|export``.
+
+Registered through ``segsync_register_commands`` like any plugin's commands (this module is a
+default plugin), so the core exercises its own hook.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from segsync.plugins import hookimpl
+
+
+def _keys(emails: tuple[str, ...], file: Path | None = None) -> list[str]:
+    from segsync.model import InvalidEmail, mask_email, normalize_email
+
+    raw = list(emails)
+    if file is not None:
+        raw += [line.strip() for line in file.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not raw:
+        raise click.UsageError("give at least one address (or --file)")
+    keys = []
+    for value in raw:
+        try:
+            keys.append(normalize_email(value))
+        except InvalidEmail as exc:
+            raise click.BadParameter(f"{mask_email(value.strip())}: {exc}") from None
+    return list(dict.fromkeys(keys))
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@hookimpl
+def segsync_register_commands(cli: click.Group) -> None:
+    from segsync.cli import Context, console, pass_ctx
+    from segsync.consent import audit, erasure, suppression
+    from segsync.consent.settings import load_settings
+    from segsync.model import mask_email
+    from segsync.runner import Runner
+    from segsync.store import Store
+
+    def read_store(ctx: Context) -> Store:
+        return Store(ctx.config().store_path, read_only=True)
+
+    def write_store(ctx: Context) -> Store:
+        return Store(ctx.config().store_path)
+
+    # -- suppress ------------------------------------------------------------------------------
+
+    @cli.group()
+    def suppress() -> None:
+        """The global suppression list: nobody on it is subscribed anywhere, on any purpose."""
+
+    @suppress.command("add")
+    @click.argument("emails", nargs=-1)
+    @click.option("--channel", type=click.Choice(suppression.CHANNELS), default="email", show_default=True)
+    @click.option("--reason", type=click.Choice([r for r in suppression.REASONS if r != "erasure"]),
+                  default="opt_out", show_default=True)
+    @click.option("--note", help="Free text kept with the entry (e.g. a ticket number).")
+    @click.option("--source", default="cli", show_default=True, help="Who asked for it.")
+    @pass_ctx
+    def suppress_add(ctx: Context, emails, channel, reason, note, source) -> None:
+        """Suppress addresses; the next sync unsubscribes them wherever they are held."""
+        keys = _keys(emails)
+        with write_store(ctx) as store:
+            for key in keys:
+                entry, created = suppression.add(store.con, key, channel=channel, reason=reason,
+                                                 source=source, note=note)
+                click.echo(f"{'suppressed' if created else 'already suppressed'}: {key} "
+                           f"({channel}, {reason}, entry {entry})")
+
+    @suppress.command("remove")
+    @click.argument("emails", nargs=-1)
+    @click.option("--channel", type=click.Choice(suppression.CHANNELS), help="Only this channel's entries.")
+    @click.option("--note", help="Why (kept with the entry).")
+    @click.option("--by", "removed_by", default="cli", show_default=True)
+    @pass_ctx
+    def suppress_remove(ctx: Context, emails, channel, note, removed_by) -> None:
+        """Lift suppressions (also an erased person's hash). Consent still decides afterwards."""
+        keys = _keys(emails)
+        with write_store(ctx) as store:
+            for key in keys:
+                n = suppression.remove(store.con, key, channel=channel, removed_by=removed_by, note=note)
+                click.echo(f"{key}: {n} entr{'y' if n == 1 else 'ies'} lifted")
+
+    @suppress.command("list")
+    @click.option("--all", "include_removed", is_flag=True, help="Also lifted entries.")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_ctx
+    def suppress_list(ctx: Context, include_removed: bool, as_json: bool) -> None:
+        """The suppression list (erased people appear only as a hash)."""
+        with read_store(ctx) as store:
+            rows = suppression.entries(store.con, include_removed=include_removed)
+        if as_json:
+            _json(rows)
+            return
+        for r in rows:
+            who = r["contact_key"] or f"(erased) sha256:{r['address_hash'][:12]}…"
+            lifted = f"  lifted {r['removed_at']:%Y-%m-%d} by {r['removed_by']}" if r["removed_at"] else ""
+            console.print(f"{r['id']:>5} {who:<40} {r['channel']:<6} {r['reason']:<10} "
+                          f"{r['source']:<10} {r['created_at']:%Y-%m-%d %H:%M}{lifted}", markup=False)
+        click.echo(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+
+    # -- forget --------------------------------------------------------------------------------
+
+    @cli.command()
+    @click.argument("emails", nargs=-1)
+    @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="A file with one address per line (# comments allowed).")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    @pass_ctx
+    def forget(ctx: Context, emails, file, as_json: bool, yes: bool) -> None:
+        """Erase people: from the store and every connected system; keep only a hashed suppression."""
+        keys = _keys(emails, file)
+        if not yes and not as_json:
+            click.confirm(f"Erase {len(keys)} person(s) from the store and every connected system?",
+                          abort=True)
+        config = ctx.config()
+        runner = Runner(config, ctx.host)
+        connectors = runner.connectors()
+        try:
+            with Store(config.store_path) as store:
+                reports = erasure.forget(store, connectors, ctx.host, keys)
+        finally:
+            for connector in connectors.values():
+                connector.close()
+        if as_json:
+            _json([r.to_dict() for r in reports])
+        else:
+            for r in reports:
+                rows = sum(r.removed_rows.values())
+                click.echo(f"{mask_email(r.email)}: removed from the store ({rows} rows); "
+                           "a hashed suppression entry blocks re-imports")
+                for t in r.targets:
+                    state = t.action if t.status == "done" else f"NOT YET: {t.error} (retried on every sync)"
+                    click.echo(f"  {t.connection:<16} {t.method:<8} {state}")
+        if not all(r.done for r in reports):
+            sys.exit(1)
+
+    # -- consent show / export -----------------------------------------------------------------
+
+    @cli.group()
+    def consent() -> None:
+        """One person's consent: the ledger, what decides it, what each system was told."""
+
+    @consent.command("show")
+    @click.argument("email")
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_ctx
+    def consent_show(ctx: Context, email: str, as_json: bool) -> None:
+        """The ledger, effective status per channel and purpose, and each destination's state."""
+        key = _keys((email,))[0]
+        config = ctx.config()
+        settings = load_settings(config, ctx.host.consent_policies())
+        with read_store(ctx) as store:
+            data = audit.show(store.con, key, settings, destinations=list(config.connections))
+        if as_json:
+            _json(data)
+            return
+        console.print(f"[bold]{key}[/bold]")
+        console.print("Ledger:")
+        for r in data["ledger"]:
+            flag = "  (echo of segsync's push: ignored)" if r["echo"] else ""
+            console.print(f"  #{r['id']} {r['recorded_at']:%Y-%m-%d %H:%M:%S} {r['channel']}/{r['purpose']} "
+                          f"{r['status']} via {r['method']} from {r['source']}{flag}", markup=False)
+        console.print("Effective:")
+        for e in data["effective"]:
+            decided = e["decided_by"] or {}
+            if "suppression" in decided:
+                by = f"suppression #{decided['suppression']['id']} ({decided['suppression']['reason']})"
+            elif "ledger" in decided and decided["ledger"]:
+                by = f"ledger #{decided['ledger']['id']} ({decided['ledger']['status']} via {decided['ledger']['method']})"
+            else:
+                by = "no record"
+            console.print(f"  {e['channel']}/{e['purpose']}: {e['status']}  [policy {e['policy']}; decided by {by}]",
+                          markup=False)
+        if data["suppressions"]:
+            console.print("Suppressions:")
+            for s in data["suppressions"]:
+                state = f"lifted {s['removed_at']}" if s["removed_at"] else "active"
+                console.print(f"  #{s['id']} {s['channel']} {s['reason']} from {s['source']} {s['created_at']} {state}",
+                              markup=False)
+        console.print("Destinations:")
+        for d in data["destinations"]:
+            holds = d["holds"]
+            last = d["last_status_change"]
+            held = f"holds {holds['status']} (acknowledged {holds['acked_at']:%Y-%m-%d %H:%M:%S}, run {holds['run_id']})" \
+                if holds else "holds nothing from segsync"
+            change = (f"; last status change {last['before_status'] or '-'} → {last['after_status']} "
+                      f"{last['outcome']} {last['changed_at']:%Y-%m-%d %H:%M:%S} (run {last['run_id']})") if last else ""
+            console.print(f"  {d['destination']}: should hold {d['should_hold']} [policy {d['policy']}]; {held}{change}",
+                          markup=False)
+
+    @consent.command("export")
+    @click.argument("email")
+    @click.option("--json", "as_json", is_flag=True, help="JSON (the only format; accepted for clarity).")
+    @pass_ctx
+    def consent_export(ctx: Context, email: str, as_json: bool) -> None:
+        """Everything the store holds about a person, as JSON (for access requests)."""
+        key = _keys((email,))[0]
+        with read_store(ctx) as store:
+            data = audit.export(store.con, key)
+        if data is None:
+            raise click.ClickException(f"the store holds nothing about {mask_email(key)}")
+        _json(data)

@@ -1,0 +1,86 @@
+"""Consent policies: how the ledger is read for one person, as data the rule engine turns into SQL.
+
+A policy never runs Python per contact: it says which records count, which opt-ins are explicit
+enough to lift a sticky opt-out, and how long implied consent lasts; :mod:`.rules` compiles that
+into one SQL statement over the ledger. Built-ins are registered through the same
+``segsync_register_consent_policies`` hook a third party uses (this module is a default plugin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from segsync.model import CONSENT_METHODS
+from segsync.plugins import hookimpl
+
+# The methods by which a person states an opt-in themselves (issue: "form, double opt-in
+# confirmation, or an API call that states it"). An import, a sync, an admin action, a purchase
+# or an inquiry merely *says* someone is subscribed.
+EXPLICIT_METHODS = frozenset({"form", "double_opt_in", "api"})
+CONFIRMED_METHODS = frozenset({"double_opt_in"})
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be compiled (unknown method names, negative durations)."""
+
+
+@dataclass(frozen=True)
+class ConsentPolicy:
+    """How effective consent is derived from the ledger.
+
+    * ``explicit_methods`` — opt-in (or pending) records with these methods lift a sticky
+      opt-out, complaint or hard bounce when they are newer than it; no other record does.
+    * ``counted_opt_in_methods`` — when set, ``opted_in`` records with other methods are not
+      consent at all (strict double opt-in: only confirmations count). None: every method.
+    * ``implied`` — method → how long an ``opted_in`` record with that method lasts (implied
+      consent, e.g. CASL: ``purchase`` two years, ``inquiry`` six months). Past that, the record
+      no longer counts. Methods not listed never expire.
+    """
+
+    name: str
+    description: str
+    explicit_methods: frozenset[str] = EXPLICIT_METHODS
+    counted_opt_in_methods: frozenset[str] | None = None
+    implied: Mapping[str, timedelta] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        methods = set(self.explicit_methods) | set(self.counted_opt_in_methods or ()) | set(self.implied)
+        unknown = methods - set(CONSENT_METHODS)
+        if unknown:
+            raise PolicyError(
+                f"consent policy {self.name!r} names unknown methods {sorted(unknown)}; "
+                f"known: {', '.join(CONSENT_METHODS)}"
+            )
+        if any(d <= timedelta(0) for d in self.implied.values()):
+            raise PolicyError(f"consent policy {self.name!r}: implied consent must last a positive time")
+
+
+DEFAULT = ConsentPolicy(
+    "default",
+    "Opt-out, complaint and hard bounce are sticky; only a newer explicit opt-in (form, double "
+    "opt-in, API) lifts them. Pending and no record are not consent.",
+)
+STRICT_DOUBLE_OPT_IN = ConsentPolicy(
+    "strict_double_opt_in",
+    "As default, but only confirmed (double opt-in) opt-ins are consent; other opt-ins count as "
+    "no record.",
+    explicit_methods=CONFIRMED_METHODS,
+    counted_opt_in_methods=CONFIRMED_METHODS,
+)
+# CASL s. 10(10): implied consent from an existing business relationship lasts two years from a
+# purchase and six months from an inquiry. 730 and 183 days: the statute's years and months.
+CASL = ConsentPolicy(
+    "casl",
+    "Canada's CASL: as default, plus implied consent from a purchase (2 years) or an inquiry "
+    "(6 months) that expires on its own.",
+    implied={"purchase": timedelta(days=730), "inquiry": timedelta(days=183)},
+)
+BUILT_IN = (DEFAULT, STRICT_DOUBLE_OPT_IN, CASL)
+
+
+@hookimpl
+def segsync_register_consent_policies(register):
+    for policy in BUILT_IN:
+        register(policy)

@@ -1,0 +1,247 @@
+"""Effective consent: one SQL statement over the append-only ledger and the suppression list.
+
+For one channel and purpose, per contact (docs/consent.md states the same rules in words):
+
+1. **Echoes are ignored.** A record a connected system reports that only repeats what segsync
+   itself last pushed there (same kind — mailable or opted out — as segsync's latest acknowledged
+   status change to that system before the record arrived, and not newer than that push by more
+   than the clock-skew allowance) is not new information: Mailchimp's ``opted_in`` at the moment
+   segsync subscribed someone must not outrank an older opt-out that arrived late.
+2. **Times are capped** at when segsync received the record: a system whose clock runs ahead
+   cannot date a record into the future and win with it.
+3. **Opt-out, complaint and hard bounce are sticky.** The latest of them (on equal times the
+   more restrictive: complaint, then bounce, then opt-out) stands until an opt-in (or a pending
+   request) made by one of the policy's *explicit* methods is newer than it — strictly newer
+   from the same system, newer by more than the clock-skew allowance from another system.
+   Imports, syncs, admin actions, purchases and inquiries never lift it.
+4. **Otherwise** an opt-in that counts under the policy is consent (``subscribed``); only
+   pending records (awaiting double opt-in) give ``pending``, which is not consent; no record
+   gives no row (``none`` downstream).
+5. **Suppressions win over everything**: an active entry for the channel (or ``all``) makes the
+   contact ``unsubscribed`` (``cleaned`` for bounces, ``complained`` for complaints).
+
+Policies (:mod:`.policies`) change which opt-ins count, which methods are explicit and when
+implied consent expires; everything is inlined as quoted constants, never user text.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import duckdb
+from sqlglot import exp
+
+from segsync.consent.policies import DEFAULT, ConsentPolicy
+
+# Ledger status → the status a destination should hold.
+DESTINATION_STATUS = {
+    "opted_in": "subscribed",
+    "opted_out": "unsubscribed",
+    "pending": "pending",
+    "bounced": "cleaned",
+    "complained": "complained",
+}
+STICKY = ("opted_out", "bounced", "complained")
+MAILABLE = ("subscribed", "pending")
+OPT_OUT_STATUSES = ("unsubscribed", "cleaned", "complained")
+# Suppression reason → destination status.
+SUPPRESSION_STATUS = {"bounce": "cleaned", "complaint": "complained"}
+# Destination statuses from most to least restrictive ("none": no consent on record).
+RESTRICTIVENESS = {"complained": 6, "cleaned": 5, "unsubscribed": 4, "none": 3, "pending": 2, "subscribed": 1}
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+EFFECTIVE_TABLE = "_effective_consent"
+
+
+def _lit(value: str) -> str:
+    return exp.Literal.string(value).sql("duckdb")
+
+
+def _in(values) -> str:
+    return ", ".join(_lit(v) for v in sorted(values)) or "NULL"
+
+
+def _interval(delta: timedelta) -> str:
+    return f"to_microseconds({int(delta / timedelta(microseconds=1))})"
+
+
+def _case(column: str, mapping: Mapping[str, object], default: str = "NULL") -> str:
+    whens = " ".join(
+        f"WHEN {_lit(k)} THEN {_lit(v) if isinstance(v, str) else v}" for k, v in mapping.items()
+    )
+    return f"CASE {column} {whens} ELSE {default} END"
+
+
+def effective_status_sql(
+    policy: ConsentPolicy = DEFAULT,
+    *,
+    channel: str = "email",
+    purpose: str = "marketing",
+    as_of: datetime | None = None,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    contact_key: str | None = None,
+    records_until: datetime | None = None,
+) -> str:
+    """SQL selecting ``(contact_key, status, ledger_id, method, suppression_id, policy)``.
+
+    ``records_until`` ignores ledger records made later (segment evaluation at a past
+    ``as_of``); the gate never sets it: a newer opt-out always counts.
+
+    ``status`` is in the destination vocabulary; ``ledger_id`` is the record that decided it
+    (None when a suppression did: then ``suppression_id``). Contacts with no counted record and
+    no suppression have no row. ``contact_key`` restricts it to one person (``consent show``).
+    """
+    return _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until) + _final(
+        policy, channel, contact_key
+    )
+
+
+def echo_ids_sql(
+    channel: str = "email", purpose: str = "marketing", *, contact_key: str | None = None,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+) -> str:
+    """SQL selecting the ``id`` of every ledger record treated as an echo (rule 1)."""
+    return _ctes(DEFAULT, channel, purpose, None, clock_skew, contact_key) + " SELECT id FROM echoes"
+
+
+def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until=None) -> str:
+    only = f" AND contact_key = {_lit(contact_key)}" if contact_key is not None else ""
+    until = (
+        f" AND recorded_at <= {_lit(records_until.isoformat())}::TIMESTAMPTZ" if records_until else ""
+    )
+    now = f"{_lit(as_of.isoformat())}::TIMESTAMPTZ" if as_of else "now()"
+    skew = _interval(clock_skew)
+    ch, pu = _lit(channel), _lit(purpose)
+    counted = (
+        "true" if policy.counted_opt_in_methods is None
+        else f"l.method IN ({_in(policy.counted_opt_in_methods)})"
+    )
+    if policy.implied:
+        expiry = " ".join(
+            f"WHEN {_lit(m)} THEN l.t + {_interval(d)} > {now}" for m, d in sorted(policy.implied.items())
+        )
+        counted = f"({counted}) AND (CASE l.method {expiry} ELSE true END)"
+    severity = _case("status", {"complained": 3, "bounced": 2, "opted_out": 1}, "0")
+    return f"""
+        WITH l AS (
+            SELECT id, contact_key, status, method, source, ingested_at,
+                   least(recorded_at, ingested_at) AS t, {severity} AS severity
+            FROM consent_ledger WHERE channel = {ch} AND purpose = {pu}{only}{until}
+        ),
+        pushes AS (
+            SELECT destination, contact_key, changed_at, after_status IN ({_in(MAILABLE)}) AS mailable
+            FROM status_changes
+            WHERE outcome = 'acknowledged' AND channel = {ch} AND purpose = {pu}{only}
+        ),
+        echoes AS (
+            SELECT l.id FROM l ASOF JOIN pushes p
+              ON p.destination = l.source AND p.contact_key = l.contact_key
+             AND l.ingested_at >= p.changed_at
+            WHERE p.mailable = (l.status IN ('opted_in', 'pending'))
+              AND l.t <= p.changed_at + {skew}
+        ),
+        counted AS (
+            SELECT l.* FROM l
+            WHERE l.id NOT IN (SELECT id FROM echoes)
+              AND (l.status <> 'opted_in' OR ({counted}))
+        ),
+        last_sticky AS (
+            SELECT * FROM counted WHERE status IN ({_in(STICKY)})
+            QUALIFY row_number() OVER (PARTITION BY contact_key ORDER BY t DESC, severity DESC, id DESC) = 1
+        ),
+        open AS (
+            SELECT c.* FROM counted c LEFT JOIN last_sticky s ON s.contact_key = c.contact_key
+            WHERE c.status IN ('opted_in', 'pending')
+              AND (s.id IS NULL OR (
+                   c.method IN ({_in(policy.explicit_methods)})
+                   AND c.t > s.t + CASE WHEN c.source = s.source THEN to_microseconds(0) ELSE {skew} END))
+            QUALIFY row_number() OVER (
+                PARTITION BY c.contact_key ORDER BY (c.status = 'opted_in') DESC, c.t DESC, c.id DESC) = 1
+        ),
+        decided AS (
+            SELECT contact_key, status, id, method FROM open
+            UNION ALL
+            SELECT s.contact_key, s.status, s.id, s.method FROM last_sticky s
+            WHERE NOT EXISTS (SELECT 1 FROM open o WHERE o.contact_key = s.contact_key)
+        )
+    """
+
+
+def _final(policy: ConsentPolicy, channel: str, contact_key: str | None) -> str:
+    only = f" AND contact_key = {_lit(contact_key)}" if contact_key is not None else ""
+    return f"""
+        , suppressed AS (
+            SELECT contact_key, id, reason FROM suppressions
+            WHERE contact_key IS NOT NULL AND removed_at IS NULL AND channel IN ({_lit(channel)}, 'all'){only}
+            QUALIFY row_number() OVER (PARTITION BY contact_key ORDER BY created_at DESC, id DESC) = 1
+        )
+        SELECT coalesce(x.contact_key, d.contact_key) AS contact_key,
+               CASE WHEN x.id IS NOT NULL THEN {_case('x.reason', SUPPRESSION_STATUS, "'unsubscribed'")}
+                    ELSE {_case('d.status', DESTINATION_STATUS)} END AS status,
+               CASE WHEN x.id IS NULL THEN d.id END AS ledger_id,
+               CASE WHEN x.id IS NULL THEN d.method END AS method,
+               x.id AS suppression_id,
+               {_lit(policy.name)} AS policy
+        FROM decided d FULL OUTER JOIN suppressed x ON x.contact_key = d.contact_key
+    """
+
+
+def combined_status_sql(
+    policy: ConsentPolicy,
+    countries: Mapping[str, ConsentPolicy],
+    *,
+    as_of: datetime | None = None,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    channel: str = "email",
+    purpose: str = "marketing",
+) -> str:
+    """``policy`` for everyone, plus each contact's country policy: the more restrictive wins.
+
+    A country's policy is a legal floor for its residents and the connection's (or project's)
+    policy the business's own rule; both must allow a contact.
+    """
+    def one(p: ConsentPolicy) -> str:
+        return effective_status_sql(p, channel=channel, purpose=purpose, as_of=as_of, clock_skew=clock_skew)
+
+    base = one(policy)
+    if not countries:
+        return base
+    by_policy: dict[str, tuple[ConsentPolicy, list[str]]] = defaultdict(lambda: (policy, []))
+    for code, p in sorted(countries.items()):
+        by_policy[p.name] = (p, [*by_policy[p.name][1], code])
+    parts = [
+        f"SELECT * FROM base",
+        # Contacts of those countries without a row under the base policy: "none" there too.
+        f"SELECT c.contact_key, 'none', NULL, NULL, NULL, {_lit(policy.name)} FROM contacts c "
+        f"WHERE c.country IN ({_in(countries)}) AND NOT EXISTS "
+        f"(SELECT 1 FROM base b WHERE b.contact_key = c.contact_key)",
+    ]
+    for name, (p, codes) in sorted(by_policy.items()):
+        parts.append(
+            f"SELECT c.contact_key, coalesce(p.status, 'none'), p.ledger_id, p.method, p.suppression_id, "
+            f"{_lit(name)} FROM contacts c LEFT JOIN ({one(p)}) p ON p.contact_key = c.contact_key "
+            f"WHERE c.country IN ({_in(codes)})"
+        )
+    rank = _case("status", RESTRICTIVENESS, "0")
+    return f"""
+        WITH base AS ({base})
+        SELECT contact_key, status, ledger_id, method, suppression_id, policy FROM (
+            {' UNION ALL '.join(parts)}
+        )
+        QUALIFY row_number() OVER (PARTITION BY contact_key ORDER BY {rank} DESC, policy) = 1
+    """
+
+
+def materialize(
+    con: duckdb.DuckDBPyConnection,
+    policy: ConsentPolicy,
+    countries: Mapping[str, ConsentPolicy],
+    *,
+    as_of: datetime | None = None,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+) -> str:
+    """Create temp table ``_effective_consent`` (email/marketing); return a SELECT over it."""
+    sql = combined_status_sql(policy, countries, as_of=as_of, clock_skew=clock_skew)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {EFFECTIVE_TABLE} AS {sql}")
+    return f"SELECT contact_key, status, ledger_id, method FROM {EFFECTIVE_TABLE}"
