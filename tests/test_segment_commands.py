@@ -17,31 +17,8 @@ from segsync.cli import cli
 from segsync.segments.packs import PackParam, PackSegment, SegmentPack
 
 from .conftest import BASIC_CONFIG
+from .test_segments_sync import SEGMENTS
 
-SEGMENTS = """
-    [[segments]]
-    name = "openers"
-    rule = "opens(30d) >= 1"
-
-    [[segments]]
-    name = "gold"
-    rule = 'attr.tier == "gold"'
-    [segments.destinations.upload]
-    tag = "Gold tier"
-
-    [groups.engagement]
-    catch_all = "quiet"
-
-    [[segments]]
-    name = "active"
-    group = "engagement"
-    priority = 1
-    rule = "opens(90d) >= 1"
-
-    [[segments]]
-    name = "quiet"
-    group = "engagement"
-"""
 
 FEB_10 = "2024-02-10T00:00:00Z"
 MAR_12 = "2024-03-12T00:00:00Z"
@@ -101,7 +78,7 @@ def test_members_show_preview_and_explain(segmented) -> None:
         "bo@example.com", "cy@example.com"]
     assert invoke(segmented, "members", "openers", "--as-of", FEB_10) == "ann@example.com\n"
     shown = invoke(segmented, "show", "gold", "--sql", "--as-of", FEB_10)
-    assert "gold\n  rule: attr.tier == \"gold\"\n  destination upload: tag='Gold tier'\n" in shown
+    assert "gold\n  rule: attr.tier == \"gold\"\n  destination upload: tag='Gold tier', attribute='is_gold'\n" in shown
     assert "size as of 2024-02-10T00:00:00+00:00: 1\n  sample: ann@example.com\n" in shown
     assert "SELECT" in shown and "contacts AS c" in shown
     # Forty days on, ann's open has left the 30-day window: she would exit.
