@@ -4,6 +4,8 @@ request. Several connections of it stand for systems A, B and C."""
 
 from __future__ import annotations
 
+import pytest
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,3 +102,12 @@ CONFIG = """
     [connections.c]
     type = "system"
 """
+
+
+ANN, BO, CY = "ann@example.com", "bo@example.com", "cy@example.com"
+
+
+@pytest.fixture(autouse=True)
+def reset_systems():
+    """Each test starts with empty systems (autouse in every module that imports it)."""
+    SYSTEMS.clear()

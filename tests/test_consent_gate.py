@@ -14,14 +14,7 @@ from segsync.plugins import DuplicateRegistration
 from segsync.store import Store
 from segsync.store.migrations import MIGRATIONS
 
-from .consent_systems import CONFIG, SYSTEMS, SystemPlugin
-
-ANN, BO, CY = "ann@example.com", "bo@example.com", "cy@example.com"
-
-
-@pytest.fixture(autouse=True)
-def _reset_systems():
-    SYSTEMS.clear()
+from .consent_systems import ANN, BO, CONFIG, CY, SYSTEMS, SystemPlugin, reset_systems  # noqa: F401
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ from segsync import hookimpl
 from segsync.cli import cli
 from segsync.store import Store
 
-from .consent_systems import CONFIG, SYSTEMS, SystemPlugin
-
-ANN, BO, CY = "ann@example.com", "bo@example.com", "cy@example.com"
+from .consent_systems import ANN, BO, CONFIG, CY, SYSTEMS, SystemPlugin, reset_systems  # noqa: F401
 
 
 def _iso(dt: datetime) -> str:
@@ -27,11 +25,6 @@ def _iso(dt: datetime) -> str:
 
 def _ago(**kw) -> str:
     return _iso(datetime.now(timezone.utc) - timedelta(**kw))
-
-
-@pytest.fixture(autouse=True)
-def _reset_systems():
-    SYSTEMS.clear()
 
 
 @pytest.fixture
