@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 
-from segsync import plan
+from segsync.consent import rules
 
 from .esp_fixtures import LIST_ID, EspProject, brevo, esp, mailchimp  # noqa: F401  (fixtures)
 
@@ -25,7 +25,7 @@ def _now_iso() -> str:
 def _effective(esp: EspProject) -> dict[str, str]:
     with esp.store() as store:
         return dict(store.con.execute(
-            f"SELECT contact_key, status FROM ({plan.effective_status_sql()})").fetchall())
+            f"SELECT contact_key, status FROM ({rules.effective_status_sql()})").fetchall())
 
 
 def _acked(esp: EspProject, destination: str, *, owner: bool = False) -> dict[str, str]:

@@ -22,18 +22,7 @@ from segsync.model import KNOWN_ATTRIBUTES
 if TYPE_CHECKING:
     from segsync.segments import SegmentDef
 
-# Ledger status → the status a destination should hold (the consent engine's vocabulary).
-DESTINATION_STATUS = rules.DESTINATION_STATUS
 OPT_OUT_STATUSES = rules.OPT_OUT_STATUSES
-
-
-def effective_status_sql(channel: str = "email", purpose: str = "marketing") -> str:
-    """SQL selecting (contact_key, status, ledger_id, method, …) under the default policy.
-
-    The consent engine's rule (:mod:`segsync.consent.rules`: sticky opt-outs, echoes ignored,
-    suppressions first); the runner materializes each destination's own policy instead.
-    """
-    return rules.effective_status_sql(channel=channel, purpose=purpose)
 
 
 def build_desired(con: duckdb.DuckDBPyConnection, destination: str, status_sql: str | None = None) -> None:
@@ -43,7 +32,8 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str, status_sql: 
     while awaiting confirmation); everyone it acknowledged, whatever their status now; and
     everyone pulled from it (an identity there) who has opted out, bounced or complained, so
     opt-outs reach every system that has the person. ``status_sql`` selects each contact's
-    effective status (default: :func:`effective_status_sql`).
+    effective status (default: :func:`segsync.consent.rules.effective_status_sql`, the default
+    policy; the runner passes each destination's own).
     """
     opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
     attrs = ", ".join(
@@ -53,7 +43,7 @@ def build_desired(con: duckdb.DuckDBPyConnection, destination: str, status_sql: 
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _desired AS
-        WITH status AS ({status_sql or effective_status_sql()}),
+        WITH status AS ({status_sql or rules.effective_status_sql()}),
         acked AS (SELECT contact_key FROM acknowledged WHERE destination = $dest),
         pulled AS (SELECT contact_key FROM identities WHERE connection = $dest),
         tags AS (
