@@ -232,13 +232,15 @@ def test_erasure_removes_every_trace_but_the_hashed_suppression_and_blocks_a_rei
     assert ANN in SYSTEMS["a"].contacts
 
     result = _cli(shop, "forget", "--yes", "ANN@example.com")
-    assert result.exit_code == 0, result.output
+    # The shop source still holds Ann (segsync cannot write there): something is left, exit 1.
+    assert result.exit_code == 1, result.output
     assert "a***@e***.com: removed from the store" in result.output
     for name in "abc":
         assert f"  {name}" in result.output and "deleted" in result.output
         assert ANN not in SYSTEMS[name].contacts
         assert SYSTEMS[name].writes[-1] == ("delete", ANN, "none")
     assert "shop" in result.output and "by hand" in result.output  # a source segsync cannot write to
+    assert result.output.splitlines()[-1] == "  left (still holding the person): shop"
 
     with _store(shop) as store:
         cells = _every_text_cell(store)
@@ -278,12 +280,12 @@ def test_a_system_that_fails_to_delete_is_retried_on_later_runs_until_done(shop)
         assert store.scalar("SELECT address FROM erasures") == BO
     still = _run(shop)
     assert [(e["connection"], e["status"]) for e in still.erasures] == [
-        ("a", "done"), ("b", "pending"), ("c", "done"), ("shop", "done")]
+        ("a", "done"), ("b", "pending"), ("c", "done"), ("shop", "left")]
     assert BO in SYSTEMS["b"].contacts
     SYSTEMS["b"].fail_deletes = False
     done = _run(shop)
     assert [(e["connection"], e["status"]) for e in done.erasures] == [
-        ("a", "done"), ("b", "done"), ("c", "done"), ("shop", "done")]
+        ("a", "done"), ("b", "done"), ("c", "done"), ("shop", "left")]
     assert BO not in SYSTEMS["b"].contacts
     with _store(shop) as store:
         assert store.con.execute("SELECT address, completed_at IS NOT NULL FROM erasures").fetchall() == [(None, True)]
@@ -297,8 +299,9 @@ def test_forget_reads_addresses_from_a_file(shop) -> None:
     listing = shop.root / "erase.txt"
     listing.write_text("# requests of May\nann@example.com\nBO@example.com\n")
     result = _cli(shop, "forget", "--yes", "--file", str(listing), "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the shop source still holds both
     assert [r["email"] for r in json.loads(result.output)] == [ANN, BO]
+    assert [r["left"] for r in json.loads(result.output)] == [["shop"], ["shop"]]
     assert all(SYSTEMS[n].contacts == {} for n in "abc")
 
 

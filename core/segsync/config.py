@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
+from segsync import redaction
 from segsync.connector import Connector, ConnectorSettings
 from segsync.segments import SegmentError, SegmentsConfig
 from segsync.segments.packs import SegmentPack, expand_packs
@@ -197,7 +198,7 @@ def connection_settings(
         },
     )
     try:
-        return bound(**connection.options)
+        settings = bound(**connection.options)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -207,3 +208,5 @@ def connection_settings(
                 message += f" (set {prefix}{name.upper()} in the environment or .env)"
             problems.append(f"{name}: {message}")
         raise ConfigError(f"{where}: " + "; ".join(problems)) from None
+    redaction.remember(settings)  # its secrets are masked in everything printed or stored
+    return settings

@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from segsync.store import Store, StoreLocked
@@ -105,3 +107,31 @@ def test_a_run_left_running_by_a_crash_is_marked_crashed(tmp_path: Path) -> None
     with Store(path) as store:
         store.start_run(datetime.now(timezone.utc), {})
         assert store.scalar("SELECT status FROM runs WHERE id = ?", [crashed]) == "crashed"
+
+
+def test_rewrite_keeps_every_row_sequence_and_constraint_and_drops_deleted_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        run_id = store.start_run(datetime.now(timezone.utc), {})
+        store.record_error(run_id, "crm", "pull", "row 1", None, "bad")
+        store.con.execute("INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by) "
+                          "SELECT 'p' || i || '@example.com', now(), now(), 'crm' FROM range(500) r(i)")
+        store.con.execute("INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by) "
+                          "VALUES ('gone.person@example.com', now(), now(), 'crm')")
+        store.con.execute("CHECKPOINT")
+        store.con.execute("DELETE FROM contacts WHERE contact_key = 'gone.person@example.com'")
+        store.con.execute("CHECKPOINT")
+        assert b"gone.person@example.com" in path.read_bytes()  # DuckDB keeps freed blocks
+        store.require_rewrite()
+        store.rewrite()
+        assert not store.rewrite_pending()
+        assert b"gone.person@example.com" not in path.read_bytes()
+        assert _tables(store) == TABLES
+        assert store.scalar("SELECT count(*) FROM contacts") == 500
+        assert store.scalar("SELECT count(*) FROM record_errors") == 1
+        # Sequences continue and constraints still hold in the new file.
+        assert store.start_run(datetime.now(timezone.utc), {}) == run_id + 1
+        with pytest.raises(duckdb.ConstraintException):
+            store.con.execute("INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by) "
+                              "VALUES ('p1@example.com', now(), now(), 'crm')")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.duckdb", "s.duckdb.lock"]

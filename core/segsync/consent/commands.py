@@ -44,6 +44,7 @@ def segsync_register_commands(cli: click.Group) -> None:
     from segsync.consent import audit, erasure, suppression
     from segsync.consent.settings import load_settings
     from segsync.model import mask_email
+    from segsync.redaction import for_output
     from segsync.runner import Runner
     from segsync.store import Store
 
@@ -140,9 +141,12 @@ def segsync_register_commands(cli: click.Group) -> None:
                 rows = sum(r.removed_rows.values())
                 click.echo(f"{mask_email(r.email)}: removed from the store ({rows} rows); "
                            "a hashed suppression entry blocks re-imports")
+                if r.store_error:
+                    click.echo(f"  store: {for_output(r.store_error)}")
                 for t in r.targets:
-                    state = t.action if t.status == "done" else f"NOT YET: {t.error} (retried on every sync)"
-                    click.echo(f"  {t.connection:<16} {t.method:<8} {state}")
+                    click.echo(f"  {t.connection:<16} {t.method:<8} {for_output(t.describe())}")
+                if r.left:
+                    click.echo(f"  left (still holding the person): {', '.join(t.connection for t in r.left)}")
         if not all(r.done for r in reports):
             sys.exit(1)
 

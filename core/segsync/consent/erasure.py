@@ -9,18 +9,25 @@ For each address:
    (reported as "archived"); a source-only connection that holds the person is reported for
    removal by hand (segsync cannot write there; a re-import is dropped, see 3);
 2. the person is removed from every table of the store (every table with a ``contact_key``
-   column, plus record errors naming the address); suppression entries keep their reason but
-   lose the address; a hash-only ``erasure`` suppression is added;
-3. a later pull that brings the address back is dropped after the pull (:func:`purge_reimported`),
+   column, plus record errors naming the address), and the address is masked wherever else it
+   is written (another person's event properties, a run's options, an error text), in any case
+   and also percent-encoded or JSON-escaped; suppression entries keep their reason but lose the
+   address; a hash-only ``erasure`` suppression is added;
+3. the store file is rewritten (:meth:`Store.rewrite`): DuckDB leaves deleted rows in freed
+   blocks, so only a copy of the live data keeps the address off the disk;
+4. a later pull that brings the address back is dropped after the pull (:func:`purge_reimported`),
    and nothing is ever pushed for it (the gate checks the hash);
-4. a system that failed stays ``pending`` and is retried at the start of every later run until
+5. a system that failed stays ``pending`` and is retried at the start of every later run until
    it confirms; until then its ``erasure_targets`` row and the ``erasures`` row keep what a retry
-   needs (address, the system's id); both are cleared once every system confirmed.
+   needs (address, the system's id); both are cleared (and the file rewritten) once no system
+   is pending. A system that refused (a rejection) or a source segsync cannot write to is
+   ``left``: reported with the reason, not retried, and ``forget`` exits non-zero.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +36,9 @@ from segsync.connector import READ_CAPABILITIES, Capability, Connector, ContactC
 from segsync.consent import suppression
 from segsync.model import mask_email
 from segsync.plugins import PluginHost
+from segsync.redaction import redact
 from segsync.store import Store
+from segsync.store.ingest import quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +47,28 @@ log = logging.getLogger(__name__)
 _KEEP = {"suppressions", "erasures", "erasure_targets"}
 
 
+# A target's status: ``done`` (deleted, or archived where the system cannot delete),
+# ``pending`` (the system failed; retried at the start of every later run) or ``left`` (the
+# person is still there and segsync will not retry: a source it cannot write to, or a system
+# that refused the deletion; it has to be removed by hand).
+DONE, PENDING, LEFT = "done", "pending", "left"
+
+
 @dataclass
 class TargetReport:
     connection: str
     method: str  # delete | archive | manual
-    status: str  # done | pending
+    status: str  # done | pending | left
     action: str | None = None
     error: str | None = None
+
+    def describe(self) -> str:
+        """One line for people: what happened there, or what is left and why."""
+        if self.status == DONE:
+            return self.action or "deleted"
+        if self.status == PENDING:
+            return f"NOT DELETED YET: {self.error} (retried on every sync until it confirms)"
+        return f"NOT DELETED: {self.error}"
 
 
 @dataclass
@@ -53,31 +77,81 @@ class ErasureReport:
     erasure_id: int
     removed_rows: dict[str, int]
     targets: list[TargetReport]
+    store_rewritten: bool = False
+    store_error: str | None = None
+
+    @property
+    def left(self) -> list[TargetReport]:
+        """Systems that still hold the person (now or until a retry succeeds)."""
+        return [t for t in self.targets if t.status != DONE]
 
     @property
     def done(self) -> bool:
-        return all(t.status == "done" for t in self.targets)
+        return not self.left and self.store_rewritten
 
     def to_dict(self) -> dict[str, Any]:
         return {"email": self.email, "erasure_id": self.erasure_id, "removed_rows": self.removed_rows,
-                "done": self.done, "systems": [vars(t) for t in self.targets]}
+                "store_rewritten": self.store_rewritten, "store_error": self.store_error,
+                "done": self.done, "left": [t.connection for t in self.left],
+                "systems": [vars(t) for t in self.targets]}
 
 
-def _holds(store: Store, name: str, key: str) -> bool:
-    return bool(store.scalar(
-        """
-        SELECT EXISTS (SELECT 1 FROM identities WHERE connection = $1 AND contact_key = $2)
-            OR EXISTS (SELECT 1 FROM acknowledged WHERE destination = $1 AND contact_key = $2)
-            OR EXISTS (SELECT 1 FROM consent_ledger WHERE source = $1 AND contact_key = $2)
-            OR EXISTS (SELECT 1 FROM events WHERE source = $1 AND contact_key = $2)
-            OR EXISTS (SELECT 1 FROM contacts WHERE updated_by = $1 AND contact_key = $2)
-        """,
+_HELD_BY = {  # where the store says a connection holds the person -> how to say it
+    "contacts": "SELECT 1 FROM contacts WHERE updated_by = $1 AND contact_key = $2",
+    "identities": "SELECT 1 FROM identities WHERE connection = $1 AND contact_key = $2",
+    "consent records": "SELECT 1 FROM consent_ledger WHERE source = $1 AND contact_key = $2",
+    "events": "SELECT 1 FROM events WHERE source = $1 AND contact_key = $2",
+    "an acknowledged audience entry": "SELECT 1 FROM acknowledged WHERE destination = $1 AND contact_key = $2",
+}
+
+
+def _held(store: Store, name: str, key: str) -> list[str]:
+    """What of the person the store got from (or gave to) connection ``name``."""
+    found = store.con.execute(
+        " UNION ALL ".join(f"SELECT {i} AS i WHERE EXISTS ({sql})" for i, sql in enumerate(_HELD_BY.values())),
         [name, key],
-    ))
+    ).fetchall()
+    labels = list(_HELD_BY)
+    return [labels[r[0]] for r in sorted(found)]
+
+
+def address_pattern(key: str) -> str:
+    """A case-insensitive RE2 pattern for ``key`` as it may be written: plain, in any case,
+    percent-encoded (``ann%40example.com``) or JSON-escaped (``ann\\u0040example.com``)."""
+    local, _, domain = key.partition("@")
+    return f"(?i){re.escape(local)}(?:@|%40|\\\\u0040){re.escape(domain)}"
+
+
+def _text_columns(store: Store) -> list[tuple[str, str, str]]:
+    """(table, column, type) of every text or JSON column of the store's own tables."""
+    return [tuple(r) for r in store.con.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_catalog = current_database() "
+        "AND data_type IN ('VARCHAR', 'JSON') ORDER BY table_name, ordinal_position"
+    ).fetchall()]
+
+
+def _scrub(store: Store, key: str) -> int:
+    """Mask the address wherever it is still written (another person's event properties, a
+    run's options, an error text, a note…); returns how many cells changed."""
+    pattern, masked = address_pattern(key), mask_email(key)
+    changed = 0
+    for table, column, data_type in _text_columns(store):
+        if table in _KEEP - {"suppressions"}:
+            continue  # the erasure's own record: its address is cleared by _complete
+        cell = quote_ident(column)
+        rows = store.con.execute(
+            f"UPDATE {quote_ident(table)} SET {cell} = regexp_replace({cell}::VARCHAR, $1, $2, 'g')"
+            f"{'::JSON' if data_type == 'JSON' else ''} WHERE regexp_matches({cell}::VARCHAR, $1) RETURNING 1",
+            [pattern, masked],
+        ).fetchall()
+        changed += len(rows)
+    return changed
 
 
 def purge(store: Store, key: str) -> dict[str, int]:
-    """Delete every row about ``key`` from the store (no transaction of its own)."""
+    """Delete every row about ``key`` from the store and mask it wherever else it is written
+    (no transaction of its own). The bytes leave the file only with :meth:`Store.rewrite`."""
     con = store.con
     removed: dict[str, int] = {}
     tables = [r[0] for r in con.execute(
@@ -89,8 +163,8 @@ def purge(store: Store, key: str) -> dict[str, int]:
         if rows:
             removed[table] = len(rows)
     errors = con.execute(
-        "DELETE FROM record_errors WHERE contains(lower(record), ?) OR contains(lower(reason), ?) RETURNING 1",
-        [key, key],
+        "DELETE FROM record_errors WHERE regexp_matches(record, $1) OR regexp_matches(reason, $1) RETURNING 1",
+        [address_pattern(key)],
     ).fetchall()
     if errors:
         removed["record_errors"] = len(errors)
@@ -100,7 +174,13 @@ def purge(store: Store, key: str) -> dict[str, int]:
     ).fetchall()
     if cleared:
         removed["suppressions (address cleared)"] = len(cleared)
+    masked = _scrub(store, key)
+    if masked:
+        removed["cells naming the address (masked)"] = masked
     return removed
+
+
+_MANUAL = "segsync cannot write to this connection; its {held} still hold the person: remove them there by hand (a re-import is dropped)"
 
 
 def forget(
@@ -108,6 +188,9 @@ def forget(
     run_id: int | None = None,
 ) -> list[ErasureReport]:
     reports = []
+    # Before the first delete commits: should this process die before the file is rewritten,
+    # the next writer rewrites it.
+    store.require_rewrite()
     for key in dict.fromkeys(keys):
         with store.transaction():
             targets = _targets(store, connectors, key)
@@ -116,15 +199,13 @@ def forget(
                 "VALUES (sha256((SELECT salt FROM consent_salt) || ?), ?, now()) RETURNING id",
                 [key, key],
             )
-            for name, method, external_id, previous in targets:
+            for name, method, external_id, previous, held in targets:
+                manual = method == "manual"
                 store.con.execute(
                     "INSERT INTO erasure_targets (erasure_id, connection, method, external_id, previous_status, "
-                    "status, action, updated_at, done_at) VALUES (?, ?, ?, ?, ?, ?, ?, now(), ?)",
-                    [erasure_id, name, method, external_id, previous,
-                     "done" if method == "manual" else "pending",
-                     "segsync cannot write to this connection: remove the person from it by hand; "
-                     "a re-import is dropped" if method == "manual" else None,
-                     None],
+                    "status, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, now())",
+                    [erasure_id, name, method, external_id, previous, LEFT if manual else PENDING,
+                     _MANUAL.format(held=_join(held)) if manual else None],
                 )
             removed = purge(store, key)
             store.con.execute(
@@ -134,18 +215,35 @@ def forget(
             )
         log.info("erased %s from the store (%s)", mask_email(key), removed)
         reports.append(ErasureReport(key, erasure_id, removed, []))
-    results = retry_pending(store, connectors, host, run_id, erasure_ids=[r.erasure_id for r in reports])
+    results = retry_pending(store, connectors, host, run_id, erasure_ids=[r.erasure_id for r in reports],
+                            rewrite=False)
+    rewritten, error = _rewrite(store)
     for report in reports:
         report.targets = results.get(report.erasure_id, [])
-    store.con.execute("CHECKPOINT")  # deleted rows leave the database file, not only the tables
+        report.store_rewritten, report.store_error = rewritten, error
     return reports
 
 
-def _targets(store: Store, connectors: Mapping[str, Connector], key: str) -> list[tuple[str, str, Any, Any]]:
+def _rewrite(store: Store) -> tuple[bool, str | None]:
+    """Rewrite the store file so deleted rows leave the disk; (done, why not)."""
+    try:
+        store.rewrite()
+    except Exception as exc:  # the deletes stand; the marker makes the next writer try again
+        log.error("the store file could not be rewritten: %s", exc)
+        return False, (f"the store file could not be rewritten ({type(exc).__name__}: {exc}); deleted rows may "
+                       "remain in its free space until the next segsync command that writes to the store")
+    return True, None
+
+
+def _join(items: Sequence[str]) -> str:
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def _targets(store: Store, connectors: Mapping[str, Connector], key: str) -> list[tuple[str, str, Any, Any, list[str]]]:
     targets = []
     for name, connector in connectors.items():
         enabled = connector.enabled_capabilities()
-        held = _holds(store, name, key)
+        held = _held(store, name, key)
         if Capability.DELETE_CONTACTS in enabled:
             method = "delete"
         elif Capability.WRITE_CONTACTS in enabled and held:
@@ -159,15 +257,18 @@ def _targets(store: Store, connectors: Mapping[str, Connector], key: str) -> lis
             [name, key])
         previous = store.scalar(
             "SELECT status FROM acknowledged WHERE destination = ? AND contact_key = ?", [name, key])
-        targets.append((name, method, external_id, previous))
+        targets.append((name, method, external_id, previous, held))
     return targets
 
 
 def retry_pending(
     store: Store, connectors: Mapping[str, Connector], host: PluginHost, run_id: int | None,
-    erasure_ids: Sequence[int] | None = None,
+    erasure_ids: Sequence[int] | None = None, *, rewrite: bool = True,
 ) -> dict[int, list[TargetReport]]:
-    """Send every pending deletion (of ``erasure_ids``, or all); returns reports per erasure."""
+    """Send every pending deletion (of ``erasure_ids``, or all); returns reports per erasure.
+
+    An erasure every system has answered loses its address; the store file is then rewritten
+    (unless ``rewrite`` is False: the caller does it)."""
     rows = store.con.execute(
         """
         SELECT t.erasure_id, t.connection, t.method, t.external_id, t.previous_status, e.address
@@ -178,37 +279,17 @@ def retry_pending(
         [erasure_ids, erasure_ids],
     ).fetchall()
     for erasure_id, name, method, external_id, previous, address in rows:
-        connector = connectors.get(name)
-        if connector is None or address is None:
-            error = f"connection {name!r} is not configured any more; add it back or remove the person by hand"
-            _update(store, erasure_id, name, "pending", None, error)
-            continue
-        if method == "delete":
-            change = ContactChange(address, "delete", "none", previous_status=previous, external_id=external_id)
-        else:
-            change = ContactChange(address, "upsert", "unsubscribed", previous_status=previous,
-                                   external_id=external_id)
-        try:
-            result = host.push(connector, (change,), run_id)
-            outcome = next((o for o in result.outcomes if o.contact_key == address), None)
-        except Exception as exc:  # a failing system is retried next run; the others go on
-            outcome, error = None, f"{type(exc).__name__}: {exc}".replace(address, mask_email(address))
-        else:
-            error = None if outcome else "the connector returned no outcome"
-        if outcome is not None and outcome.status == "ok":
-            if method == "delete":
-                action = outcome.reason or "deleted"
-            else:
-                action = ("archived: unsubscribed with no attributes (the connector cannot delete); "
-                          "delete the person in that system by hand")
-            _update(store, erasure_id, name, "done", action, None)
-        else:
-            if outcome is not None:
-                error = f"{outcome.status}: {outcome.reason or ''}".replace(address, mask_email(address))
-            _update(store, erasure_id, name, "pending", None, error)
-            store.record_error(run_id, name, "erase", mask_email(address), None,
+        status, action, error = _send(connectors.get(name), host, run_id, name, method, external_id,
+                                      previous, address)
+        _update(store, erasure_id, name, status, action, error)
+        if status == PENDING:
+            store.record_error(run_id, name, "erase", mask_email(address or ""), None,
                                f"erasure not confirmed yet (retried next run): {error}", retryable=True)
-    _complete(store)
+        elif status == LEFT:
+            store.record_error(run_id, name, "erase", mask_email(address or ""), None,
+                               f"erasure refused (not retried; remove the person there by hand): {error}")
+    if _complete(store) and rewrite:
+        _rewrite(store)
     reports: dict[int, list[TargetReport]] = {}
     for erasure_id, name, method, status, action, error in store.con.execute(
         "SELECT erasure_id, connection, method, status, action, last_error FROM erasure_targets "
@@ -216,8 +297,38 @@ def retry_pending(
         [erasure_ids, erasure_ids],
     ).fetchall():
         reports.setdefault(erasure_id, []).append(
-            TargetReport(name, method, status, action, error if status == "pending" else None))
+            TargetReport(name, method, status, action, error if status != DONE else None))
     return reports
+
+
+def _send(
+    connector: Connector | None, host: PluginHost, run_id: int | None, name: str, method: str,
+    external_id: Any, previous: Any, address: str | None,
+) -> tuple[str, str | None, str | None]:
+    """Ask one system to delete (or archive) the person: (status, action, error)."""
+    if connector is None or address is None:
+        return PENDING, None, (f"connection {name!r} is not configured any more; "
+                               "add it back or remove the person by hand")
+    if method == "delete":
+        change = ContactChange(address, "delete", "none", previous_status=previous, external_id=external_id)
+    else:
+        change = ContactChange(address, "upsert", "unsubscribed", previous_status=previous, external_id=external_id)
+    try:
+        result = host.push(connector, (change,), run_id)
+    except Exception as exc:  # a failing system is retried next run; the others go on
+        return PENDING, None, redact(f"{type(exc).__name__}: {exc}")
+    outcome = next((o for o in result.outcomes if o.contact_key == address), None)
+    if outcome is None:
+        return PENDING, None, "the connector returned no outcome"
+    if outcome.status == "ok":
+        if method == "delete":
+            return DONE, outcome.reason or "deleted", None
+        return DONE, ("archived: unsubscribed with no attributes (the connector cannot delete); "
+                      "delete the person in that system by hand"), None
+    error = redact(f"{outcome.status}: {outcome.reason or ''}")
+    # A rejection is the system's final word (e.g. Brevo's 405 for the account's own address):
+    # sending it again changes nothing, so it is reported as left rather than retried forever.
+    return (LEFT if outcome.status == "rejected" else PENDING), None, error
 
 
 def _update(store: Store, erasure_id: int, name: str, status: str, action: str | None, error: str | None) -> None:
@@ -229,18 +340,21 @@ def _update(store: Store, erasure_id: int, name: str, status: str, action: str |
     )
 
 
-def _complete(store: Store) -> None:
-    """Erasures every system confirmed keep no address and no system id any more."""
-    store.con.execute(
-        """
-        UPDATE erasures SET address = NULL, completed_at = now()
-        WHERE completed_at IS NULL AND NOT EXISTS (
+def _complete(store: Store) -> int:
+    """Erasures no system will be asked about again keep no address and no system id any more;
+    returns how many lost their address now (the store file must then be rewritten)."""
+    completing = """
+        FROM erasures WHERE completed_at IS NULL AND NOT EXISTS (
             SELECT 1 FROM erasure_targets t WHERE t.erasure_id = erasures.id AND t.status = 'pending')
-        """
-    )
+    """
+    count = int(store.scalar(f"SELECT count(*) {completing}") or 0)
+    if count:
+        store.require_rewrite()
+        store.con.execute(f"UPDATE erasures SET address = NULL, completed_at = now() WHERE id IN (SELECT id {completing})")
     store.con.execute(
-        "UPDATE erasure_targets SET external_id = NULL WHERE status = 'done' AND external_id IS NOT NULL"
+        "UPDATE erasure_targets SET external_id = NULL WHERE status <> 'pending' AND external_id IS NOT NULL"
     )
+    return count
 
 
 def pending(store: Store) -> int:
@@ -250,8 +364,14 @@ def pending(store: Store) -> int:
 def purge_reimported(store: Store, run_id: int | None) -> int:
     """Drop people a pull brought back after they were erased (their hash is suppressed)."""
     keys = suppression.erased_contacts(store.con)
+    if not keys:
+        return 0
+    if run_id is not None:  # a dry run (no run id) is rolled back: nothing reaches the file
+        store.require_rewrite()
     for key in keys:
         purge(store, key)
         store.record_error(run_id, "segsync", "erase", mask_email(key), None,
                            "a forgotten person was pulled again; dropped (only the hashed suppression remains)")
+    if run_id is not None:
+        _rewrite(store)  # the pull wrote the address into the file
     return len(keys)

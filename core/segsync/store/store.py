@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -11,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from segsync.redaction import redact
 from segsync.store.lock import StoreLocked, WriterLock
 from segsync.store.migrations import MIGRATIONS, Migration
 
@@ -41,8 +44,17 @@ class Store:
             if not read_only:
                 self._lock = WriterLock(self.path)
                 self._lock.acquire()
+        self._connect()
+        if not read_only:
+            self.migrate(migrations)
+            if self.rewrite_pending():
+                # An erasure committed its deletes but the process died before the file was
+                # rewritten: the freed blocks may still hold the address.
+                self.rewrite()
+
+    def _connect(self) -> None:
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            self.con = duckdb.connect(str(self.path), read_only=self.read_only)
         except duckdb.IOException as exc:
             self.close()
             if "lock" in str(exc).lower():
@@ -53,8 +65,6 @@ class Store:
         # Timestamps without an offset never reach the store (ingestion rejects them), but
         # DuckDB renders and truncates TIMESTAMPTZ in the session zone: make it UTC everywhere.
         self.con.execute("SET TimeZone = 'UTC'")
-        if not read_only:
-            self.migrate(migrations)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -82,6 +92,84 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
+
+    # -- rewriting (erasure) -----------------------------------------------------------------
+    #
+    # DuckDB never overwrites deleted rows or freed blocks (CHECKPOINT and VACUUM leave them),
+    # so after an erasure the address could still be read from the file. rewrite() copies the
+    # live data into a fresh file and puts it in place of the old one; a marker file beside the
+    # store says a rewrite is owed, so a crash at any point is finished by the next writer.
+
+    def _sibling(self, suffix: str) -> Path:
+        assert isinstance(self.path, Path)
+        return self.path.with_name(self.path.name + suffix)
+
+    def rewrite_pending(self) -> bool:
+        return isinstance(self.path, Path) and self._sibling(".rewrite-pending").exists()
+
+    def require_rewrite(self) -> None:
+        """Record (durably) that the file must be rewritten; call before committing a deletion
+        whose bytes must not survive."""
+        if not isinstance(self.path, Path):
+            return
+        marker = self._sibling(".rewrite-pending")
+        with open(marker, "w", encoding="utf-8") as handle:
+            handle.write("deleted personal data: the store file is rewritten by the next writer\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_directory(marker.parent)
+
+    def rewrite(self) -> None:
+        """Copy the database into a fresh file and atomically replace this one with it.
+
+        Only live rows are copied, so nothing deleted before survives in the store file, its
+        WAL or DuckDB's temp directory. Runs under the writer lock (held by this Store the whole
+        time); the connection is reopened afterwards, so temp tables are gone. A crash leaves
+        either the old or the new file in place, and the marker makes the next writer redo it.
+        """
+        if self.read_only or not isinstance(self.path, Path):
+            raise RuntimeError("only a store opened for writing on a file can be rewritten")
+        from segsync.store.ingest import quote_ident, quote_literal
+
+        fresh = self._sibling(".rewrite")
+        for leftover in (fresh, self._sibling(".rewrite.wal")):
+            leftover.unlink(missing_ok=True)  # a half-written copy from a crashed rewrite
+        database = self.scalar("SELECT current_database()")
+        tables = [r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND NOT temporary ORDER BY table_name").fetchall()]
+        self.con.execute("CHECKPOINT")
+        self.con.execute(f"ATTACH {quote_literal(str(fresh))} AS segsync_rewrite")
+        try:
+            self.con.execute(f"COPY FROM DATABASE {quote_ident(database)} TO segsync_rewrite")
+            for table in tables:  # never swap in a copy that lost anything
+                old, new = (self.scalar(f"SELECT count(*) FROM {quote_ident(db)}.main.{quote_ident(table)}")
+                            for db in (database, "segsync_rewrite"))
+                if old != new:
+                    raise RuntimeError(f"rewriting the store copied {new} of {old} rows of {table}")
+            self.con.execute("CHECKPOINT segsync_rewrite")
+        except BaseException:
+            self.con.execute("DETACH segsync_rewrite")
+            fresh.unlink(missing_ok=True)
+            raise
+        self.con.execute("DETACH segsync_rewrite")
+        self.con.close()
+        self.con = None  # type: ignore[assignment]
+        wal = self._sibling(".wal")
+        if wal.exists() and wal.stat().st_size:
+            # Replaying the old file's log onto the new file would corrupt it; keep the old one.
+            self._connect()
+            raise RuntimeError(f"the store's write-ahead log {wal} was not checkpointed; rewrite not done")
+        wal.unlink(missing_ok=True)
+        self._sibling(".rewrite.wal").unlink(missing_ok=True)
+        with open(fresh, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(fresh, self.path)  # atomic: the old file's blocks go with its last link
+        _fsync_directory(self.path.parent)
+        shutil.rmtree(self._sibling(".tmp"), ignore_errors=True)  # DuckDB's spill files
+        self._sibling(".rewrite-pending").unlink(missing_ok=True)
+        _fsync_directory(self.path.parent)
+        self._connect()
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         """The first column of the first row (None when no row)."""
@@ -154,7 +242,7 @@ class Store:
     def finish_run(self, run_id: int, status: str, counts: dict[str, Any]) -> None:
         self.con.execute(
             "UPDATE runs SET finished_at = now(), status = ?, counts = ? WHERE id = ?",
-            [status, json.dumps(counts, default=str), run_id],
+            [status, redact(json.dumps(counts, default=str)), run_id],
         )
 
     def record_destination(
@@ -176,7 +264,8 @@ class Store:
                 records_rejected = EXCLUDED.records_rejected,
                 records_retrying = EXCLUDED.records_retrying, error = EXCLUDED.error
             """,
-            [run_id, destination, status, write_calls, written, rejected, retrying, error],
+            [run_id, destination, status, write_calls, written, rejected, retrying,
+             None if error is None else redact(error)],
         )
 
     def record_error(
@@ -189,10 +278,29 @@ class Store:
         reason: str,
         retryable: bool = False,
     ) -> None:
+        """Store one record error; addresses are masked and known secrets removed first."""
         self.con.execute(
             "INSERT INTO record_errors VALUES (?, ?, ?, ?, ?, ?, ?, now())",
-            [run_id, connection, phase, record, field, reason, retryable],
+            [run_id, connection, phase, redact(record), field, redact(reason), retryable],
         )
+
+    def redact_record_errors(self, run_id: int | None, connection: str) -> int:
+        """Redact record errors written set-based (by ingestion) for ``run_id``/``connection``;
+        call it in the transaction that wrote them, so the raw text never reaches the file."""
+        rows = self.con.execute(
+            "SELECT DISTINCT record, reason FROM record_errors "
+            "WHERE run_id IS NOT DISTINCT FROM ? AND connection = ?",
+            [run_id, connection],
+        ).fetchall()
+        changed = [(record, reason, redact(record), redact(reason)) for record, reason in rows
+                   if (redact(record), redact(reason)) != (record, reason)]
+        for record, reason, new_record, new_reason in changed:
+            self.con.execute(
+                "UPDATE record_errors SET record = ?, reason = ? WHERE run_id IS NOT DISTINCT FROM ? "
+                "AND connection = ? AND record = ? AND reason = ?",
+                [new_record, new_reason, run_id, connection, record, reason],
+            )
+        return len(changed)
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """Run history, newest first, each with its destinations."""
@@ -232,3 +340,12 @@ class Store:
             }
             for r in rows
         ]
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
