@@ -170,7 +170,7 @@ def test_migration_2_backfills_the_audit_from_existing_acknowledgements(tmp_path
     path = tmp_path / "old.duckdb"
     with Store(path, migrations=MIGRATIONS[:1]) as old:
         old.con.execute("INSERT INTO acknowledged VALUES ('mc', ?, 'h', 'subscribed', 1, now())", [ANN])
-    with Store(path) as store:
+    with Store(path, migrations=MIGRATIONS[:2]) as store:
         assert store.schema_version() == 2
         assert store.con.execute("SELECT destination, contact_key, after_status, outcome FROM status_changes"
                                  ).fetchall() == [("mc", ANN, "subscribed", "acknowledged")]

@@ -138,20 +138,31 @@ retry = ["bo@example.com"]
         ).fetchall()
     assert errors == [("a***@e***.com", "email", "Invalid Resource", False),
                       ("b***@e***.com", None, "503 from the service", True)]
-    # The retryable one is planned again and lands once the service recovers; the rejected one
-    # is not re-sent while its data is unchanged (a refusal is final for that data)…
+    # The retryable one is planned again and lands once the service recovers. The connection's
+    # settings changed, so the rejected one is tried again too (the refusal may not hold now)…
     project.write_config((project.root / "segsync.toml").read_text().replace('retry = ["bo@example.com"]', "retry = []"))
     second = project.run()
     crm = next(d for d in second.destinations if d.name == "crm")
-    assert crm.planned == {"add": 1}
-    assert (crm.records_written, crm.records_rejected) == (1, 0)
+    assert crm.planned == {"add": 2} and crm.rejections_renewed == 1
+    assert (crm.records_written, crm.records_rejected) == (1, 1)
     assert set(MemoryConnector.held["crm"]) == {"bo@example.com"}
-    # …and is tried again when it changes.
+    assert crm.status == "with-rejections" and second.status == "with-rejections" and not second.failed
+    assert crm.error == "1 record(s) rejected (see `segsync runs --errors`)"
+    # …but is not re-sent while neither its data nor the destination changes…
+    quiet = project.run()
+    crm = next(d for d in quiet.destinations if d.name == "crm")
+    assert crm.planned == {} and crm.rejections_renewed == 0 and MemoryConnector.calls["crm"] == 2
+    assert crm.status == "ok" and quiet.status == "succeeded"
+    # …and is tried again when its data changes (refused again: the system still refuses it)…
     project.append("contacts.csv", "ann@example.com,Annie,\n")
+    changed = project.run()
+    crm = next(d for d in changed.destinations if d.name == "crm")
+    assert crm.planned == {"add": 1} and (crm.records_written, crm.records_rejected) == (0, 1)
+    # …or when the destination changes.
     project.write_config((project.root / "segsync.toml").read_text().replace('reject = ["ann@example.com"]', "reject = []"))
     third = project.run()
     crm = next(d for d in third.destinations if d.name == "crm")
-    assert crm.planned == {"add": 1} and crm.records_written == 1
+    assert crm.planned == {"add": 1} and crm.records_written == 1 and crm.rejections_renewed == 1
     with _store(project) as store:
         assert store.scalar("SELECT count(*) FROM rejected") == 0
 

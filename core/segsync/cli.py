@@ -26,6 +26,7 @@ from segsync.config import (
     secret_fields,
 )
 from segsync.model import InvalidEmail, mask_email, normalize_email
+from segsync.plan import forget_rejections
 from segsync.plugins import PluginError, PluginHost
 from segsync.progress import Reporter
 from segsync.runner import RunOptions, Runner, RunSummary
@@ -197,6 +198,13 @@ def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: datetime | None
         _print_summary(summary)
     if summary.failed:
         sys.exit(1)
+    if summary.status == "with-rejections":
+        sys.exit(EXIT_REJECTIONS)
+
+
+# `segsync sync` exit codes: 0 succeeded (or dry run), 1 failed or partial, 2 usage or
+# configuration error, 3 finished but some records were rejected (`segsync runs --errors`).
+EXIT_REJECTIONS = 3
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -221,6 +229,9 @@ def _print_summary(summary: RunSummary) -> None:
                       str(d.records_retrying), str(d.write_calls))
     console.print(table)
     for d in summary.destinations:
+        if d.rejections_renewed:
+            console.print(f"{d.name}: {d.rejections_renewed} rejected record(s) planned again "
+                          "(the connection's settings, segment mapping or schema changed)")
         if d.error:
             console.print(f"[red]{d.name}: {d.error}[/red]")
         for row in d.sample:
@@ -275,12 +286,17 @@ def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
         table.add_column(col)
     for run in history:
         dests = "; ".join(
-            f"{d['destination']}: {d['records_written']} written / {d['write_calls']} calls"
+            f"{d['destination']}: {d['records_written']} written"
+            + (f", {d['records_rejected']} rejected" if d["records_rejected"] else "")
+            + (f", {d['records_retrying']} retrying" if d["records_retrying"] else "")
+            + f" / {d['write_calls']} calls"
             + (f" ({d['status']})" if d["status"] != "ok" else "")
             for d in run["destinations"]
         )
         table.add_row(str(run["id"]), run["started_at"][:19], (run["finished_at"] or "")[:19], run["status"], dests or "-")
     console.print(table)
+    if not show_errors and any(r["status"] in ("with-rejections", "partial", "failed") for r in history):
+        console.print("Rejected and retrying records: `segsync runs --errors`.")
     for run in history:
         for e in errors.get(run["id"], []):
             console.print(f"  run {run['id']} {e['connection']} {e['record']} [{e['field'] or '-'}]: {e['reason']}", markup=False)
@@ -398,8 +414,12 @@ def check(ctx: Context, connection: str | None, fix: bool) -> None:
             try:
                 problems = instance.check()
                 if fix and problems:
-                    for done in instance.fix():
+                    repairs = instance.fix()
+                    for done in repairs:
                         click.echo(f"  fixed: {done}")
+                    if repairs:
+                        # What the system refused may be accepted now: plan it again.
+                        _retry_rejected_after_fix(config, name)
                     problems = instance.check()
             finally:
                 instance.close()
@@ -416,6 +436,44 @@ def check(ctx: Context, connection: str | None, fix: bool) -> None:
             click.echo(f"✓ {name} ({conn.type})")
     if failed:
         sys.exit(1)
+
+
+def _retry_rejected_after_fix(config: ProjectConfig, connection: str) -> None:
+    if not Path(config.store_path).exists():
+        return
+    try:
+        with Store(config.store_path) as store:
+            forgotten = forget_rejections(store.con, connection)
+    except StoreLocked:
+        click.echo(f"  note: a sync holds the store; run `segsync retry-rejected {connection}` "
+                   "after it to send the records it rejected before this fix")
+        return
+    if forgotten:
+        click.echo(f"  {forgotten} rejected record(s) will be sent again by the next sync")
+
+
+@cli.command("retry-rejected")
+@click.argument("connections", nargs=-1)
+@pass_ctx
+def retry_rejected(ctx: Context, connections: tuple[str, ...]) -> None:
+    """Send records a destination rejected again on the next sync (default: every connection).
+
+    A rejection is remembered until the record, the connection's settings, its segment mapping
+    or the schema the system reports change; this forgets it at once, e.g. after fixing
+    something in the system by hand. Refusals by the consent gate are kept.
+    """
+    config = ctx.config()
+    unknown = [c for c in connections if c not in config.connections]
+    if unknown:
+        raise click.ClickException(
+            f"no connection {', '.join(map(repr, unknown))}; configured: {', '.join(config.connections)}"
+        )
+    if not Path(config.store_path).exists():
+        raise click.ClickException(f"no store at {config.store_path}; nothing was rejected yet")
+    with Store(config.store_path) as store:
+        for name in connections or tuple(config.connections):
+            forgotten = forget_rejections(store.con, name)
+            click.echo(f"{name}: {forgotten} rejected record(s) will be sent again by the next sync")
 
 
 def main() -> None:

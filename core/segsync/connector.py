@@ -5,14 +5,17 @@ one instance per configured *connection* (a named entry under ``[connections]`` 
 ``segsync.toml``) and drives it:
 
 * ``check()`` — connectivity and credentials, for ``segsync check``; ``fix()`` repairs what
-  it can, for ``segsync check --fix``.
+  it can, for ``segsync check --fix``; ``schema_version()`` lets remembered refusals be
+  retried once the system's schema changes.
 * ``read(stream, cursor)`` — incremental pull; yields :class:`Batch` objects, each with the
   cursor that is true once that batch is committed. The runner stores the cursor in the same
   transaction as the batch's records, so a crash never skips data.
 * ``write(changes)`` — push; takes a batch of :class:`ContactChange` (at most
   ``max_batch_size``) and returns a :class:`WriteResult` with exactly one :class:`Outcome` per
-  change. The runner acknowledges ``ok`` outcomes, records ``rejected`` ones as record errors and
-  sends ``retryable`` ones again on the next run (they stay unacknowledged).
+  change. The runner acknowledges ``ok`` outcomes, records ``rejected`` ones as record errors
+  (remembered: not sent again until the record, the connection's settings or the system's
+  ``schema_version()`` change) and sends ``retryable`` ones again on the next run (they stay
+  unacknowledged).
 
 Records a connector yields use the canonical column names documented in ``docs/records.md``
 (contacts: ``email`` plus attribute columns; events: ``email``, ``type``, ``timestamp``, ``id``,
@@ -228,6 +231,16 @@ class Connector:
         a connector never creates fields, lists or attributes in the user's account silently.
         """
         return []
+
+    def schema_version(self) -> str | None:
+        """A short text that changes when the system's schema changes (e.g. its contact
+        attributes or merge fields), or None when the connector cannot tell.
+
+        Records the system refused are remembered and not sent again until their data changes;
+        when this text changes they are planned again, since the refusal (a missing field, say)
+        may no longer hold. Called only for connections with remembered refusals.
+        """
+        return None
 
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
         """Yield batches of ``stream`` records newer than ``cursor`` (None: everything)."""

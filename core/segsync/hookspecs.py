@@ -153,7 +153,7 @@ def segsync_push(
 
 @hookspec
 def segsync_run_finished(summary: RunSummary) -> None:
-    """Observe the end of a sync run (succeeded, partial or failed).
+    """Observe the end of a sync run (succeeded, with-rejections, partial or failed).
 
     :param summary: the run's :class:`~segsync.runner.RunSummary` (id, status, counts per
         phase and per destination, errors).

@@ -8,6 +8,7 @@ write at all and a crashed run re-plans exactly what was not acknowledged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -268,21 +269,27 @@ def record_outcomes(
     ok_keys: list[str],
     external_ids: dict[str, str],
     rejections: dict[str, str],
+    *,
+    refused_by: str = "destination",
 ) -> None:
-    """Acknowledge the ``ok`` outcomes of one batch and remember its rejections, set-based."""
+    """Acknowledge the ``ok`` outcomes of one batch and remember its rejections, set-based.
+
+    ``refused_by`` is ``destination`` (the system refused) or ``gate`` (the consent gate did).
+    """
     if rejections:
         con.execute(
             """
-            INSERT INTO rejected (destination, contact_key, state_hash, reason, run_id, rejected_at)
-            SELECT $dest, d.contact_key, d.state_hash, r.reason, $run, now()
+            INSERT INTO rejected (destination, contact_key, state_hash, reason, run_id, rejected_at, refused_by)
+            SELECT $dest, d.contact_key, d.state_hash, r.reason, $run, now(), $by
             FROM (SELECT unnest($keys::VARCHAR[]) AS contact_key, unnest($reasons::VARCHAR[]) AS reason) r
             JOIN _diff d USING (contact_key)
             WHERE d.state_hash IS NOT NULL
             ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
-                reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, rejected_at = EXCLUDED.rejected_at
+                reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, rejected_at = EXCLUDED.rejected_at,
+                refused_by = EXCLUDED.refused_by
             """,
             {"dest": destination, "run": run_id, "keys": list(rejections),
-             "reasons": list(rejections.values())},
+             "reasons": list(rejections.values()), "by": refused_by},
         )
     if not ok_keys:
         return
@@ -337,3 +344,64 @@ def record_outcomes(
             """,
             {"dest": destination, "ids": list(external_ids.values()), "keys": list(external_ids)},
         )
+
+
+# -- remembered rejections ---------------------------------------------------------------------
+#
+# A destination's refusal of a desired state is remembered (table ``rejected``) so the same
+# refused state is not sent on every run. It holds only while what caused it cannot have
+# changed: each destination's refusals live under a fingerprint of its settings, its segment
+# mapping and the schema it reports (``Connector.schema_version``: e.g. Brevo's contact
+# attributes). When the fingerprint moves (an attribute created by `segsync check --fix` or by
+# hand, a mapping edited), every remembered refusal of that destination is planned again.
+# `segsync check --fix` and `segsync retry-rejected` forget them outright. Refusals by the
+# consent gate depend on consent only (part of the state hash) and are never lifted here.
+
+
+def destination_fingerprint(settings: Any, mapping: Any, schema: str | None) -> str:
+    """A digest of what a destination's refusals may depend on (no secret values: callers
+    pass settings dumped in JSON mode, where ``SecretStr`` is masked)."""
+    text = json.dumps({"settings": settings, "mapping": mapping, "schema": schema},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def remembered_rejections(con: duckdb.DuckDBPyConnection, destination: str) -> int:
+    """How many of ``destination``'s own refusals are remembered."""
+    return con.execute(
+        "SELECT count(*) FROM rejected WHERE destination = ? AND refused_by = 'destination'",
+        [destination],
+    ).fetchall()[0][0]
+
+
+def renew_rejections(con: duckdb.DuckDBPyConnection, destination: str, fingerprint: str) -> int:
+    """Forget ``destination``'s refusals made under another fingerprint (or under none, as in
+    stores older than fingerprints); record ``fingerprint``. Returns how many were forgotten."""
+    stored = con.execute(
+        "SELECT fingerprint FROM rejection_fingerprints WHERE destination = ?", [destination]
+    ).fetchall()
+    if stored and stored[0][0] == fingerprint:
+        return 0
+    cleared = forget_rejections(con, destination)
+    record_fingerprint(con, destination, fingerprint)
+    return cleared
+
+
+def record_fingerprint(con: duckdb.DuckDBPyConnection, destination: str, fingerprint: str) -> None:
+    """The fingerprint ``destination``'s refusals remembered from now on hold under."""
+    con.execute(
+        """
+        INSERT INTO rejection_fingerprints VALUES (?, ?, now())
+        ON CONFLICT (destination) DO UPDATE SET
+            fingerprint = EXCLUDED.fingerprint, updated_at = EXCLUDED.updated_at
+        """,
+        [destination, fingerprint],
+    )
+
+
+def forget_rejections(con: duckdb.DuckDBPyConnection, destination: str) -> int:
+    """Forget every remembered refusal of ``destination`` (not the consent gate's): the next
+    run plans those contacts again. Returns how many."""
+    return con.execute(
+        "DELETE FROM rejected WHERE destination = ? AND refused_by = 'destination'", [destination]
+    ).fetchall()[0][0]

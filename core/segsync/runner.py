@@ -61,13 +61,17 @@ class SourceReport:
 @dataclass
 class DestinationReport:
     name: str
-    status: str = "ok"  # ok | partial (some records retrying) | failed | skipped
+    # ok | with-rejections (all written but the records a system or the consent gate refused)
+    # | partial (some records retrying) | failed | skipped
+    status: str = "ok"
     planned: dict[str, int] = field(default_factory=dict)
     write_calls: int = 0
     records_written: int = 0
     records_rejected: int = 0
     records_retrying: int = 0
     records_blocked: int = 0  # stopped by the consent gate (also counted as rejected)
+    # Remembered rejections planned again because the destination changed (plan.renew_rejections).
+    rejections_renewed: int = 0
     error: str | None = None
     sample: list[dict[str, Any]] = field(default_factory=list)
 
@@ -75,7 +79,7 @@ class DestinationReport:
 @dataclass
 class RunSummary:
     run_id: int | None
-    status: str  # succeeded | partial | failed | dry-run
+    status: str  # succeeded | with-rejections | partial | failed | dry-run
     as_of: datetime
     dry_run: bool
     sources: list[SourceReport] = field(default_factory=list)
@@ -300,6 +304,12 @@ class Runner:
             store.con, consent.for_connection(name), consent.countries,
             as_of=as_of, clock_skew=consent.clock_skew,
         )
+        # Remembered refusals made before the destination changed are planned again.
+        fingerprint_checked = bool(plan.remembered_rejections(store.con, name))
+        if fingerprint_checked:
+            fingerprint = self._fingerprint(name, connector)
+            if fingerprint is not None:
+                report.rejections_renewed = plan.renew_rejections(store.con, name, fingerprint)
         plan.build_diff(store.con, name, status_sql)
         report.planned = plan.plan_counts(store.con)
         total = sum(report.planned.values())
@@ -360,6 +370,17 @@ class Runner:
                 f"{report.records_retrying} record(s) to retry on the next run "
                 "(see `segsync runs --errors`)"
             )
+        elif report.status == "ok" and report.records_rejected:
+            # Refused records are not sent again until they or the destination change: the
+            # run finished, but not cleanly.
+            report.status = "with-rejections"
+            report.error = (
+                f"{report.records_rejected} record(s) rejected (see `segsync runs --errors`)"
+            )
+        if not fingerprint_checked and plan.remembered_rejections(store.con, name):
+            fingerprint = self._fingerprint(name, connector)
+            if fingerprint is not None:
+                plan.record_fingerprint(store.con, name, fingerprint)
         store.record_destination(
             run_id or 0,
             name,
@@ -372,13 +393,30 @@ class Runner:
         )
         return report
 
+    def _fingerprint(self, name: str, connector: Connector) -> str | None:
+        """What ``name``'s remembered refusals hold under (see plan.renew_rejections); None
+        when the connector cannot report its schema now (its refusals are then kept)."""
+        try:
+            schema = connector.schema_version()
+        except Exception as exc:  # e.g. the service is down: the push will say so
+            log.warning("connection %r could not report its schema (%s); its remembered "
+                        "rejections are kept", name, type(exc).__name__)
+            return None
+        mapping = [
+            (s.name, s.destinations[name].model_dump() if name in s.destinations else None)
+            for s in self.config.segments.segments
+            if not s.destinations or name in s.destinations
+        ]
+        return plan.destination_fingerprint(connector.settings.model_dump(mode="json"), mapping, schema)
+
     def _block(self, store, name, run_id, gate, blocked, report) -> None:
         """Planned changes the gate stopped: recorded, and remembered as rejected for their state
         (like a destination's refusal) so they are not planned again until that state changes."""
         with store.transaction():
             gate.record(blocked, by="planned change")
             plan.record_outcomes(store.con, name, run_id, [], {},
-                                 {b.change.contact_key: f"consent gate: {b.reason}" for b in blocked})
+                                 {b.change.contact_key: f"consent gate: {b.reason}" for b in blocked},
+                                 refused_by="gate")
         report.records_blocked += len(blocked)
         report.records_rejected += len(blocked)
 
@@ -422,11 +460,14 @@ class Runner:
 
 
 def _status(summary: RunSummary) -> str:
+    """succeeded only when nothing failed, is left to retry, or was rejected."""
     parts = [*summary.sources, *summary.destinations]
     failed = [p for p in parts if p.status in ("failed", "partial")]
-    if not failed:
-        return "succeeded"
-    return "failed" if len(failed) == len(parts) else "partial"
+    if failed:
+        return "failed" if len(failed) == len(parts) else "partial"
+    if any(d.status == "with-rejections" for d in summary.destinations):
+        return "with-rejections"
+    return "succeeded"
 
 
 def _counts(summary: RunSummary) -> dict[str, Any]:
@@ -440,6 +481,7 @@ def _counts(summary: RunSummary) -> dict[str, Any]:
                 "rejected": d.records_rejected,
                 "retrying": d.records_retrying,
                 "blocked": d.records_blocked,
+                "renewed": d.rejections_renewed,
                 "write_calls": d.write_calls,
             }
             for d in summary.destinations

@@ -20,6 +20,8 @@ TABLES = {
     "schema_migrations",
     # migration 2 (consent)
     "consent_salt", "suppressions", "status_changes", "erasures", "erasure_targets",
+    # migration 3 (remembered rejections)
+    "rejection_fingerprints",
 }
 
 

@@ -58,6 +58,14 @@ class BrevoConnector(Connector):
             done.append(f"created Brevo contact attribute {name}")
         return done
 
+    def schema_version(self) -> str:
+        """Brevo's contact attributes and which mapped lists exist: records refused for a
+        missing one are retried once it exists (created by `check --fix` or by hand)."""
+        wanted = set(self.settings.list_mapping.values())
+        mapped = sorted(wanted & set(self.directory.lists())) if wanted else []
+        return "attributes:" + ",".join(sorted(self.directory.attributes())) + \
+            ";lists:" + ",".join(map(str, mapped))
+
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
         return self._reader.read(stream, cursor)
 

@@ -38,6 +38,7 @@ class MailchimpConnector(Connector):
         assert isinstance(settings, MailchimpSettings)
         self._api: MailchimpApi | None = None
         self._writer: Writer | None = None
+        self._schema: str | None = None  # read once per run (schema_version)
 
     @property
     def api(self) -> MailchimpApi:
@@ -62,6 +63,15 @@ class MailchimpConnector(Connector):
         for tag in sorted(wanted - tags):
             problems.append(f"audience {audience.get('name', self.settings.list_id)!r} has no merge field {tag}")
         return problems
+
+    def schema_version(self) -> str:
+        """The audience's merge field tags: a refusal for a missing merge field may not hold
+        once it exists, so remembered rejections are retried when these change."""
+        if self._schema is None:
+            fields = self.api.call("merge fields", lambda c: c.lists.get_list_merge_fields(
+                self.settings.list_id, count=1000, fields=["merge_fields.tag"])) or {}
+            self._schema = ",".join(sorted(f["tag"] for f in fields.get("merge_fields") or ()))
+        return self._schema
 
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
         if stream is Stream.EVENTS:

@@ -272,4 +272,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "remembered rejections: who refused, and the destination fingerprint they hold under",
+        (
+            # 'destination' (the system refused the state) or 'gate' (the consent gate did).
+            # Only a destination's refusals can be lifted by a change on its side.
+            "ALTER TABLE rejected ADD COLUMN refused_by VARCHAR DEFAULT 'destination'",
+            "UPDATE rejected SET refused_by = 'gate' WHERE starts_with(reason, 'consent gate: ')",
+            # The fingerprint of a destination (settings, segment mapping, the schema it
+            # reports) its remembered refusals were made under: when it differs, they are
+            # planned again (segsync.plan.renew_rejections).
+            """
+            CREATE TABLE rejection_fingerprints (
+                destination VARCHAR PRIMARY KEY,
+                fingerprint VARCHAR NOT NULL,
+                updated_at  TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ),
+    ),
 )
