@@ -52,7 +52,7 @@ def test_a_plugin_writing_an_opted_out_contact_through_the_connector_is_blocked_
         audit = store.con.execute("SELECT destination, after_status, outcome FROM status_changes "
                                   "WHERE contact_key = ? ORDER BY destination", [BO]).fetchall()
     assert errors == [(n, "gate", "b***@e***.com", "status",
-                       "blocked by the consent gate (a segsync_push plugin wrote it through the connector): "
+                       "blocked by the consent gate (plugin 'Sneaky' wrote it through the connector): "
                        "no consent to subscribe (effective status: unsubscribed)") for n in "abc"]
     assert audit == [(n, "subscribed", "blocked") for n in "abc"]
 

@@ -10,8 +10,10 @@ and ``SEGSYNC_PLUGINS`` (an allow-list) switch plugins off. Built-in behaviour l
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -144,7 +146,15 @@ class PluginHost:
             )
 
     def register(self, plugin: Any, name: str | None = None) -> str:
-        """Register an in-process plugin (tests, embedding applications)."""
+        """Register an in-process plugin (tests, embedding applications).
+
+        Without ``name``, an instance is named after its class (``Audit``, ``Audit#2``, …) so
+        messages that blame it say something readable rather than an object id.
+        """
+        if name is None and not hasattr(plugin, "__name__"):
+            base = type(plugin).__qualname__.rpartition("<locals>.")[2]
+            name = next(n for n in (base if i == 1 else f"{base}#{i}" for i in itertools.count(1))
+                        if self.pm.get_plugin(n) is None and not self.pm.is_blocked(n))
         registered = self.pm.register(plugin, name=name)
         assert registered is not None
         self._distributions.setdefault(registered, ("(in-process)", ""))
@@ -240,6 +250,43 @@ class PluginHost:
         if result is None:
             raise PluginError("no plugin implemented segsync_push (the core's default is missing)")
         return result
+
+    def calling_plugin(self, hook_name: str = "segsync_push") -> str | None:
+        """The plugin whose ``hook_name`` implementation is running below the caller, if any:
+        the innermost implementation frame on the current stack."""
+        plugins = self._impl_plugins(hook_name)
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code in plugins:
+                return plugins[frame.f_code]
+            frame = frame.f_back
+        return None
+
+    def raised_by(self, exc: BaseException, hook_name: str = "segsync_push") -> str | None:
+        """The plugin whose ``hook_name`` implementation raised ``exc``; None when the innermost
+        code it passed through was a connector's own (then the connector's plugin is to blame)."""
+        from segsync.connector import Connector
+
+        plugins = self._impl_plugins(hook_name)
+        blamed: str | None = None
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code in plugins:
+                blamed = plugins[frame.f_code]
+            elif isinstance(frame.f_locals.get("self"), Connector):
+                blamed = None
+            tb = tb.tb_next
+        return blamed
+
+    def _impl_plugins(self, hook_name: str) -> dict[Any, str]:
+        """Code object of each implementation of ``hook_name`` → its plugin's name."""
+        found = {}
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            code = getattr(impl.function, "__code__", None)
+            if code is not None:
+                found[code] = impl.plugin_name
+        return found
 
     def run_finished(self, summary: RunSummary) -> None:
         for impl in self.pm.hook.segsync_run_finished.get_hookimpls():

@@ -331,8 +331,7 @@ class Runner:
             report.error = "connector cannot write contacts"
             return report
         gate = Gate(store, name, run_id)
-        # Hooks get the gated connector: a change written through it is checked again.
-        gated = GatedConnector(connector, gate)
+        misbehaved: list[str] = []
         with self.reporter.phase(f"push {name}", total=total) as advance:
             for planned_batch in plan.iter_changes(store.con, batch_size):
                 allowed, blocked = gate.split([p.change for p in planned_batch])
@@ -343,26 +342,35 @@ class Runner:
                 if not batch:
                     advance(len(planned_batch))
                     continue
-                # A tuple: no hook implementation can add to the batch the others see.
-                changes = tuple(p.change for p in batch)
+                # Hooks get copies of the batch and a connector bound to it: only changes equal
+                # to the runner's own, checked again, reach the connector (consent/gate.py).
+                gated = GatedConnector(connector, gate, [p.change for p in batch], self.host.calling_plugin)
                 try:
-                    before = len(gate.blocked)
-                    result = self.host.push(gated, changes, run_id)
-                    report.records_blocked += len(gate.blocked) - before
+                    result = self.host.push(gated, gated.handed_over(), run_id)
                 except Exception as exc:
                     # Nothing of this batch is acknowledged: it is planned again next run.
+                    raiser = self.host.raised_by(exc, "segsync_push") or plugin
                     report.status = "failed"
                     report.error = (
-                        f"plugin {plugin!r} (connection {name!r}) failed writing: "
+                        f"plugin {raiser!r} (connection {name!r}) failed writing: "
                         f"{type(exc).__name__}: {exc}"
                     )
                     report.records_retrying += total - report.records_written - report.records_rejected
                     log.error(report.error)
                     store.record_error(run_id, name, "push", name, None, report.error, retryable=True)
                     break
-                report.write_calls += result.calls
-                self._apply_outcomes(store, name, run_id, batch, result, report)
+                finally:
+                    gated.close()
+                settled = gated.settle(result)
+                report.records_blocked += settled.blocked
+                misbehaved.extend(p for p in settled.problems if p not in misbehaved)
+                report.write_calls += settled.result.calls
+                self._apply_outcomes(store, name, run_id, batch, settled.result, report)
                 advance(len(planned_batch))
+        if report.status == "ok" and misbehaved:
+            # A plugin broke the push contract: what it did right was written, the rest is not ok.
+            report.status = "partial" if report.records_written else "failed"
+            report.error = "; ".join(misbehaved) + " (see `segsync runs --errors`)"
         if report.status == "ok" and report.records_retrying:
             # The system answered "later" for some records: the run did not finish its job.
             report.status = "partial" if report.records_written else "failed"

@@ -2,18 +2,26 @@
 
 The desired state already derives every status from effective consent, so the gate should never
 fire for what the planner produced; it is defence in depth against plugins (a ``segsync_push``
-implementation that injects or alters changes) and planner bugs. It is applied twice:
+implementation that injects, alters or disguises changes) and planner bugs. It is applied twice:
 
 1. the runner splits each planned batch before calling the ``segsync_push`` hook, so a blocked
    change is never handed to any hook implementation;
-2. the connector object every hook implementation receives is a :class:`GatedConnector`, whose
-   ``write`` checks its changes again against the same effective consent, so a hook that calls
-   ``connector.write`` with changes of its own (as the core's default push does) is checked too.
+2. the connector object every hook implementation receives is a :class:`GatedConnector`, bound
+   to that one batch. Its ``write`` reads each change it is given exactly once into a fresh,
+   plain :class:`ContactChange` (:func:`plain_change`), checks those copies against the same
+   effective consent and against the batch the runner handed over, and gives the connector only
+   the copies. A change object that reads differently each time, or a dict mutated after the
+   check, therefore cannot change what the connector receives.
+
+What reaches the runner's acknowledgements is settled by the gate too (:meth:`GatedConnector.settle`):
+only a change the connector itself answered ``ok`` is acknowledged; a hook that reports ``ok``
+for a change it never wrote gets it retried, never acknowledged.
 
 Every block is recorded: a record error (phase ``gate``) and a ``status_changes`` row with
-outcome ``blocked``. What no in-process check can enforce: a plugin that reaches around the
-connector object (its private attributes, or an API client of its own) — plugins run with the
-same rights as segsync itself; install only trusted ones.
+outcome ``blocked``; every refused change is a record error naming the plugin and the field.
+What no in-process check can enforce: a plugin that reaches around the connector object (its
+private attributes, or an API client of its own) — plugins run with the same rights as segsync
+itself; install only trusted ones (docs/consent.md).
 
 Rules, per change (``op`` ``delete`` always passes: removing someone never mails them):
 
@@ -29,8 +37,10 @@ Rules, per change (``op`` ``delete`` always passes: removing someone never mails
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from itertools import islice
 from typing import Any
 
 from segsync.connector import Connector, ContactChange, Outcome, WriteResult
@@ -38,6 +48,80 @@ from segsync.consent import suppression
 from segsync.consent.rules import EFFECTIVE_TABLE, OPT_OUT_STATUSES
 from segsync.model import mask_email
 from segsync.store import Store
+
+OPS = ("upsert", "delete")
+# Attribute values deeper than this are refused: no single change may exhaust the stack.
+MAX_ATTRIBUTE_DEPTH = 64
+_OPTIONAL_STR = ("previous_status", "external_id", "consent_method")
+_TAGS = ("tags", "tags_add", "tags_remove")
+FIELDS = tuple(f.name for f in fields(ContactChange))
+
+
+class InvalidChange(ValueError):
+    """A value that cannot be rebuilt into a plain ContactChange; ``field`` names what is wrong."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+def plain_change(value: object) -> ContactChange:
+    """A fresh, frozen ``ContactChange`` of exactly that type, built from ``value``'s fields.
+
+    Each field is read once and type-checked (str; str or None; tuples of str; attributes a
+    JSON-like dict with str keys, deep-copied), so nothing the caller still holds — a property,
+    a dict, a list — can change the copy afterwards. Raises :class:`InvalidChange`.
+    """
+    if type(value) is not ContactChange:
+        raise InvalidChange(None, f"a {type(value).__qualname__}, not a plain ContactChange")
+    read = {}
+    for name in FIELDS:
+        try:
+            read[name] = getattr(value, name)
+        except Exception as exc:  # a broken instance: name the field, go on with the others
+            raise InvalidChange(name, f"{name} cannot be read ({type(exc).__name__})") from None
+    for name in ("contact_key", "op", "status"):
+        _require(name, read[name], str)
+    if read["op"] not in OPS:
+        raise InvalidChange("op", f"op {read['op']!r} (one of {', '.join(OPS)})")
+    for name in _OPTIONAL_STR:
+        if read[name] is not None:
+            _require(name, read[name], str, "str or None")
+    for name in _TAGS:
+        _require(name, read[name], tuple)
+        if any(type(tag) is not str for tag in read[name]):
+            raise InvalidChange(name, f"{name} holds a value that is not a str")
+    _require("attributes", read["attributes"], dict)
+    read["attributes"] = _json_copy(read["attributes"], 0)
+    return ContactChange(**read)
+
+
+def _require(name: str, value: object, kind: type, wanted: str | None = None) -> None:
+    if type(value) is not kind:
+        raise InvalidChange(name, f"{name} is a {type(value).__qualname__}, not a {wanted or kind.__name__}")
+
+
+def _json_copy(value: Any, depth: int) -> Any:
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        raise InvalidChange("attributes", f"attributes nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+    kind = type(value)
+    if value is None or kind in (str, int, float, bool):
+        return value
+    if kind is list:
+        return [_json_copy(v, depth + 1) for v in value]
+    if kind is dict:
+        copy = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidChange("attributes", f"attributes have a key that is a {type(key).__qualname__}, not a str")
+            copy[key] = _json_copy(item, depth + 1)
+        return copy
+    raise InvalidChange("attributes", f"attributes hold a {kind.__qualname__} (JSON values only)")
+
+
+def _fingerprint(change: ContactChange) -> dict[str, str]:
+    """Field → canonical text, so equal values compare equal and ``True`` differs from ``1``."""
+    return {name: json.dumps(getattr(change, name), sort_keys=True, default=repr) for name in FIELDS}
 
 
 @dataclass(frozen=True)
@@ -66,6 +150,7 @@ class Gate:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def split(self, changes: Sequence[ContactChange]) -> tuple[list[ContactChange], list[Blocked]]:
+        """Changes that may pass and those blocked; ``changes`` must be plain (:func:`plain_change`)."""
         upserts = [c.contact_key for c in changes if c.op != "delete"]
         effective = self._effective(upserts) if upserts else {}
         erased = suppression.erased(self.store.con, upserts)
@@ -101,6 +186,11 @@ class Gate:
             )
         self.blocked.extend(blocked)
 
+    def refuse(self, record: str, field: str | None, reason: str) -> None:
+        """Record a change the gate would not pass on (not a consent decision: a broken contract)."""
+        self.store.record_error(self.run_id, self.destination, "gate", record, field,
+                                f"refused by the consent gate: {reason}")
+
 
 def _reason(change: ContactChange, effective: str, erased: bool) -> str | None:
     if change.op == "delete":
@@ -121,24 +211,194 @@ def _reason(change: ContactChange, effective: str, erased: bool) -> str | None:
     return f"unknown subscription status {status!r}"
 
 
-class GatedConnector:
-    """What ``segsync_push`` implementations receive: the destination's connector, with a
-    ``write`` that passes every change through the gate first. Everything else is delegated."""
+@dataclass
+class Settled:
+    """The outcomes of one batch the runner may trust, and what went wrong on the way."""
 
-    def __init__(self, connector: Connector, gate: Gate) -> None:
+    result: WriteResult
+    blocked: int  # changes a plugin wrote that the consent gate blocked
+    refused: int  # changes a plugin wrote that broke the contract
+    problems: list[str]  # one line per plugin misbehaviour, for the destination's error
+
+
+class GatedConnector:
+    """What ``segsync_push`` implementations receive for one batch: the destination's connector,
+    with a ``write`` that rebuilds and checks every change first. Everything else is delegated.
+
+    ``batch`` is the runner's own plain changes; the hook gets copies (:meth:`handed_over`), and
+    ``write`` passes on only changes equal to one of the batch, each at most once. ``caller``
+    names the plugin calling ``write`` (the plugin host knows it); after :meth:`close` every
+    ``write`` raises.
+    """
+
+    def __init__(
+        self,
+        connector: Connector,
+        gate: Gate,
+        batch: Sequence[ContactChange],
+        caller: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._connector = connector
         self._gate = gate
+        self._caller = caller
+        self._batch = {c.contact_key: c for c in batch}
+        self._expected = {key: _fingerprint(c) for key, c in self._batch.items()}
+        self._handed: set[str] = set()  # keys given to the connector in this batch
+        self._answered: dict[str, Outcome] = {}  # the connector's own outcome per key
+        self._refused: dict[str, str] = {}  # key of the batch → why a write of it was refused
+        self._calls = 0
+        self._blocked = self._refusals = 0
+        self._problems: list[str] = []
+        self._open = True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connector, name)
 
+    def handed_over(self) -> tuple[ContactChange, ...]:
+        """Fresh copies of the batch for the hook: what a plugin does to them stays with it."""
+        return tuple(plain_change(c) for c in self._batch.values())
+
+    def close(self) -> None:
+        self._open = False
+
     def write(self, changes: Sequence[ContactChange]) -> WriteResult:
-        allowed, blocked = self._gate.split(changes)
-        self._gate.record(blocked, by="a segsync_push plugin wrote it through the connector")
-        result = self._connector.write(allowed) if allowed else WriteResult([], 0)
-        refused = [Outcome.rejected(b.change.contact_key, f"blocked by the consent gate: {b.reason}", "status")
-                   for b in blocked]
+        who = self._caller()
+        plugin = f"plugin {who!r}" if who else "a segsync_push plugin"
+        if not self._open:
+            raise RuntimeError(
+                f"{plugin} called write on connection {self._connector.connection!r} for a batch "
+                "that is finished; write only the changes of the current segsync_push call"
+            )
+        try:
+            items = list(islice(iter(changes), len(self._batch) + 1))
+        except TypeError:
+            raise TypeError(
+                f"{plugin} passed {type(changes).__qualname__} to write; pass a sequence of ContactChange"
+            ) from None
+        refused: list[Outcome] = []
+        copies: list[ContactChange] = []
+        for index, item in enumerate(items):
+            try:
+                copies.append(plain_change(item))
+            except InvalidChange as exc:
+                key = _key_of(item)
+                self._refuse(plugin, key, exc.field, f"change #{index + 1}: {exc}", refused)
+        if len(items) > len(self._batch):
+            self._problems.append(f"{plugin} wrote more changes than its batch holds; the rest were not read")
+        allowed, blocked = self._gate.split(copies)
+        self._gate.record(blocked, by=f"{plugin} wrote it through the connector")
+        self._blocked += len(blocked)
+        for b in blocked:
+            refused.append(Outcome.rejected(b.change.contact_key, f"blocked by the consent gate: {b.reason}", "status"))
+            if b.change.contact_key in self._batch:
+                self._refused.setdefault(b.change.contact_key, f"{plugin}'s write was blocked: {b.reason}")
+        if blocked:
+            self._problems.append(f"{plugin} wrote {len(blocked)} change(s) the consent gate blocked")
+        passed: list[ContactChange] = []
+        for change in allowed:
+            key = change.contact_key
+            problem = self._mismatch(change)
+            if problem is not None:
+                self._refuse(plugin, key, *problem, refused)
+            else:
+                self._handed.add(key)
+                passed.append(change)
+        result = self._take(self._connector.write(passed), {c.contact_key for c in passed}) if passed \
+            else WriteResult([], 0)
         return WriteResult([*result.outcomes, *refused], result.calls)
+
+    def _mismatch(self, change: ContactChange) -> tuple[str | None, str] | None:
+        key = change.contact_key
+        if key not in self._batch:
+            return "contact_key", "a change for a contact not in the batch it was handed"
+        if key in self._handed:
+            return "contact_key", "a second change for the same contact in one batch"
+        got = _fingerprint(change)
+        for name in FIELDS:
+            if got[name] != self._expected[key][name]:
+                return name, f"a change whose {name} differs from the one it was handed"
+        return None
+
+    def _refuse(self, plugin: str, key: str | None, field: str | None, what: str, out: list[Outcome]) -> None:
+        self._gate.refuse(mask_email(key) if key else "(unreadable change)", field, f"{plugin} passed {what}")
+        self._refusals += 1
+        self._problems.append(f"{plugin} passed {what} (field {field or 'change'})")
+        if key is not None:
+            out.append(Outcome.rejected(key, f"refused by the consent gate: {what}", field))
+            if key in self._batch:
+                self._refused.setdefault(key, f"{plugin} passed {what}")
+
+    def _take(self, result: object, passed: set[str]) -> WriteResult:
+        """Keep the connector's own answer for each change it was given (first answer wins)."""
+        if not isinstance(result, WriteResult) or not isinstance(result.outcomes, list):
+            self._problems.append(f"connector {self._connector.connection!r} returned "
+                                  f"{type(result).__qualname__} from write, not a WriteResult")
+            return WriteResult([], 0)
+        outcomes = []
+        for outcome in map(_plain_outcome, result.outcomes):
+            if outcome is not None and outcome.contact_key in passed:
+                outcomes.append(outcome)
+                self._answered.setdefault(outcome.contact_key, outcome)
+        calls = result.calls if type(result.calls) is int and result.calls > 0 else 0
+        self._calls += calls
+        return WriteResult(outcomes, calls)
+
+    def settle(self, result: object) -> Settled:
+        """The outcome of each change of the batch, trusting the connector over the hook.
+
+        A change the connector answered keeps that answer, whatever the hook returned. For the
+        others the hook's own outcome counts only as a veto (``rejected`` or ``retryable``): an
+        ``ok`` for a change the connector never received is not acknowledged but retried, and
+        so is a change whose write the gate refused.
+        """
+        problems = list(self._problems)
+        claimed: dict[str, Outcome] = {}
+        if isinstance(result, WriteResult) and isinstance(result.outcomes, list):
+            for outcome in map(_plain_outcome, result.outcomes):
+                if outcome is not None and outcome.contact_key in self._batch:
+                    claimed.setdefault(outcome.contact_key, outcome)
+        else:
+            problems.append(f"the segsync_push hook returned {type(result).__qualname__}, not a WriteResult")
+        outcomes: list[Outcome] = []
+        for key in self._batch:
+            if key in self._answered:
+                outcomes.append(self._answered[key])
+            elif key in self._refused:
+                outcomes.append(Outcome.retryable(key, f"not written: {self._refused[key]}"))
+            elif key in claimed and claimed[key].status in ("rejected", "retryable"):
+                outcomes.append(claimed[key])
+            elif key in claimed:
+                outcomes.append(Outcome.retryable(
+                    key, "a segsync_push plugin reported it written, but the connector never received it"))
+                problems.append("a segsync_push plugin reported changes written that the connector never received")
+        return Settled(WriteResult(outcomes, self._calls), self._blocked, self._refusals, list(dict.fromkeys(problems)))
 
     def __repr__(self) -> str:
         return f"<gated {self._connector!r}>"
+
+
+def _key_of(item: object) -> str | None:
+    """The contact key of a refused item, when it can be read without running its code."""
+    if type(item) is ContactChange:
+        key = vars(item).get("contact_key")
+        if type(key) is str:
+            return key
+    return None
+
+
+def _plain_outcome(value: object) -> Outcome | None:
+    """A fresh Outcome read once from ``value``; None when it is not a well-formed Outcome."""
+    if not isinstance(value, Outcome):
+        return None
+    try:
+        key, status, reason, field_, external_id = (
+            value.contact_key, value.status, value.reason, value.field, value.external_id)
+    except Exception:
+        return None
+    if type(key) is not str or type(status) is not str or status not in ("ok", "rejected", "retryable"):
+        return None
+    return Outcome(key, status, _text(reason), _text(field_), _text(external_id))
+
+
+def _text(value: object) -> str | None:
+    return value if type(value) is str else None
