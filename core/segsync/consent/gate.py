@@ -72,8 +72,16 @@ def plain_change(value: object) -> ContactChange:
     JSON-like dict with str keys, deep-copied), so nothing the caller still holds — a property,
     a dict, a list — can change the copy afterwards. Raises :class:`InvalidChange`.
     """
-    if type(value) is not ContactChange:
-        raise InvalidChange(None, f"a {type(value).__qualname__}, not a plain ContactChange")
+    kind = type(value)
+    if kind is not ContactChange:
+        if isinstance(value, ContactChange):
+            # Name the first field the subclass redefines (a property that may read differently).
+            own = kind.__mro__[:kind.__mro__.index(ContactChange)]
+            redefined = next((n for n in FIELDS if any(n in vars(k) for k in own)), None)
+            if redefined is not None:
+                raise InvalidChange(redefined, f"a {_type_name(value)}, not a plain ContactChange "
+                                               f"({redefined} is redefined by the subclass)")
+        raise InvalidChange(None, f"a {_type_name(value)}, not a plain ContactChange")
     read = {}
     for name in FIELDS:
         try:
@@ -98,7 +106,7 @@ def plain_change(value: object) -> ContactChange:
 
 def _require(name: str, value: object, kind: type, wanted: str | None = None) -> None:
     if type(value) is not kind:
-        raise InvalidChange(name, f"{name} is a {type(value).__qualname__}, not a {wanted or kind.__name__}")
+        raise InvalidChange(name, f"{name} is a {_type_name(value)}, not a {wanted or kind.__name__}")
 
 
 def _json_copy(value: Any, depth: int) -> Any:
@@ -113,10 +121,14 @@ def _json_copy(value: Any, depth: int) -> Any:
         copy = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise InvalidChange("attributes", f"attributes have a key that is a {type(key).__qualname__}, not a str")
+                raise InvalidChange("attributes", f"attributes have a key that is a {_type_name(key)}, not a str")
             copy[key] = _json_copy(item, depth + 1)
         return copy
-    raise InvalidChange("attributes", f"attributes hold a {kind.__qualname__} (JSON values only)")
+    raise InvalidChange("attributes", f"attributes hold a {_type_name(value)} (JSON values only)")
+
+
+def _type_name(value: object) -> str:
+    return type(value).__qualname__.rpartition("<locals>.")[2]
 
 
 def _fingerprint(change: ContactChange) -> dict[str, str]:
@@ -242,6 +254,8 @@ class GatedConnector:
         self._gate = gate
         self._caller = caller
         self._batch = {c.contact_key: c for c in batch}
+        # An endless generator must not hang the run; room for a batch written twice, and junk.
+        self._most_read = 2 * len(self._batch) + 100
         self._expected = {key: _fingerprint(c) for key, c in self._batch.items()}
         self._handed: set[str] = set()  # keys given to the connector in this batch
         self._answered: dict[str, Outcome] = {}  # the connector's own outcome per key
@@ -270,10 +284,10 @@ class GatedConnector:
                 "that is finished; write only the changes of the current segsync_push call"
             )
         try:
-            items = list(islice(iter(changes), len(self._batch) + 1))
+            items = list(islice(iter(changes), self._most_read + 1))
         except TypeError:
             raise TypeError(
-                f"{plugin} passed {type(changes).__qualname__} to write; pass a sequence of ContactChange"
+                f"{plugin} passed {_type_name(changes)} to write; pass a sequence of ContactChange"
             ) from None
         refused: list[Outcome] = []
         copies: list[ContactChange] = []
@@ -283,8 +297,10 @@ class GatedConnector:
             except InvalidChange as exc:
                 key = _key_of(item)
                 self._refuse(plugin, key, exc.field, f"change #{index + 1}: {exc}", refused)
-        if len(items) > len(self._batch):
-            self._problems.append(f"{plugin} wrote more changes than its batch holds; the rest were not read")
+        if len(items) > self._most_read:
+            items.pop()
+            self._problems.append(f"{plugin} wrote more than {self._most_read} changes at once; "
+                                  "the rest were not read")
         allowed, blocked = self._gate.split(copies)
         self._gate.record(blocked, by=f"{plugin} wrote it through the connector")
         self._blocked += len(blocked)
@@ -316,7 +332,7 @@ class GatedConnector:
         got = _fingerprint(change)
         for name in FIELDS:
             if got[name] != self._expected[key][name]:
-                return name, f"a change whose {name} differs from the one it was handed"
+                return name, f"a change with another {name} than the one it was handed"
         return None
 
     def _refuse(self, plugin: str, key: str | None, field: str | None, what: str, out: list[Outcome]) -> None:
@@ -332,7 +348,7 @@ class GatedConnector:
         """Keep the connector's own answer for each change it was given (first answer wins)."""
         if not isinstance(result, WriteResult) or not isinstance(result.outcomes, list):
             self._problems.append(f"connector {self._connector.connection!r} returned "
-                                  f"{type(result).__qualname__} from write, not a WriteResult")
+                                  f"{_type_name(result)} from write, not a WriteResult")
             return WriteResult([], 0)
         outcomes = []
         for outcome in map(_plain_outcome, result.outcomes):
@@ -358,7 +374,7 @@ class GatedConnector:
                 if outcome is not None and outcome.contact_key in self._batch:
                     claimed.setdefault(outcome.contact_key, outcome)
         else:
-            problems.append(f"the segsync_push hook returned {type(result).__qualname__}, not a WriteResult")
+            problems.append(f"the segsync_push hook returned {_type_name(result)}, not a WriteResult")
         outcomes: list[Outcome] = []
         for key in self._batch:
             if key in self._answered:
@@ -379,8 +395,12 @@ class GatedConnector:
 
 def _key_of(item: object) -> str | None:
     """The contact key of a refused item, when it can be read without running its code."""
-    if type(item) is ContactChange:
-        key = vars(item).get("contact_key")
+    if isinstance(item, ContactChange):
+        try:
+            fields_ = object.__getattribute__(item, "__dict__")
+        except Exception:
+            return None
+        key = dict.get(fields_, "contact_key") if type(fields_) is dict else None
         if type(key) is str:
             return key
     return None
