@@ -51,19 +51,10 @@ class AccountDirectory:
 
     def folder_id(self) -> int:
         if self._folder is None:
-            offset = 0
-            while self._folder is None:
-                page = self.api.get_folders(LISTS_PAGE_MAX, offset)
-                items = page.get("folders") or []
-                for item in items:
-                    if item["name"] == self.settings.list_folder:
-                        self._folder = int(item["id"])
-                        break
-                offset += len(items)
-                if not items or offset >= int(page.get("count") or 0):
-                    break
+            name = self.settings.list_folder
+            self._folder = self.api.find_by_name(self.api.get_folders, "folders", name)
             if self._folder is None:
-                self._folder = self.api.create_folder(self.settings.list_folder)
+                self._folder = self.api.create_folder(name)
         return self._folder
 
     def attributes(self) -> set[str]:

@@ -11,8 +11,8 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import sib_api_v3_sdk
 import urllib3
@@ -20,11 +20,13 @@ from pydantic import SecretStr
 from sib_api_v3_sdk.rest import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from segsync_brevo.limits import LISTS_PAGE_MAX
 from segsync_brevo.pacing import RatePacer, reset_seconds
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://api.brevo.com/v3"
+T = TypeVar("T")
 
 
 class BrevoApiError(Exception):
@@ -148,6 +150,39 @@ class BrevoApi:
         )
         return retrying(self._send, op, path, fn, *args, **kwargs)
 
+    def _create(self, op: str, path: str, find: Callable[[], T | None], fn, *args) -> T | Any:
+        """A create Brevo does not make idempotent (attribute, list, folder), done at most once.
+
+        A lost answer (timeout, dropped connection, 5xx) may hide a create that succeeded, so
+        before each retry ``find()`` looks the thing up and, when it exists, returns it
+        instead of creating a second one. ``duplicate_parameter`` (Brevo's answer when the
+        name exists) is also answered by ``find()``. Returns the create's answer or the find.
+        """
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryableApiError),
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    found = find()
+                    if found is not None:
+                        log.info("Brevo %s: found after a lost answer; not created again", op)
+                        return found
+                try:
+                    return self._send(op, path, fn, *args)
+                except BrevoApiError as exc:
+                    if exc.code != "duplicate_parameter":
+                        raise
+                    found = find()
+                    if found is None:
+                        raise
+                    return found
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
     def close(self) -> None:
         self._client.rest_client.pool_manager.clear()
 
@@ -163,9 +198,13 @@ class BrevoApi:
         return body.get("attributes") or []
 
     def create_attribute(self, name: str, type_: str = "text") -> None:
-        self._call(
+        def find() -> bool | None:
+            return True if any(a["name"].upper() == name.upper() for a in self.get_attributes()) else None
+
+        self._create(
             "create_attribute",
             "/contacts/attributes",
+            find,
             self._contacts.create_attribute_with_http_info,
             "normal",
             name,
@@ -183,13 +222,32 @@ class BrevoApi:
         )
 
     def create_list(self, name: str, folder_id: int) -> int:
-        body = self._call(
+        def find() -> dict | None:
+            found = self.find_by_name(self.get_lists, "lists", name)
+            return {"id": found} if found is not None else None
+
+        body = self._create(
             "create_list",
             "/contacts/lists",
+            find,
             self._contacts.create_list_with_http_info,
             sib_api_v3_sdk.CreateList(name=name, folder_id=folder_id),
         )
         return int(body["id"])
+
+    @staticmethod
+    def find_by_name(get_page: Callable[[int, int], dict], key: str, name: str) -> int | None:
+        """The id of the first list or folder named ``name`` (pages through them all)."""
+        offset = 0
+        while True:
+            page = get_page(LISTS_PAGE_MAX, offset)
+            items = page.get(key) or []
+            for item in items:
+                if item["name"] == name:
+                    return int(item["id"])
+            offset += len(items)
+            if not items or offset >= int(page.get("count") or 0):
+                return None
 
     def get_folders(self, limit: int, offset: int) -> dict:
         return self._call(
@@ -201,9 +259,14 @@ class BrevoApi:
         )
 
     def create_folder(self, name: str) -> int:
-        body = self._call(
+        def find() -> dict | None:
+            found = self.find_by_name(self.get_folders, "folders", name)
+            return {"id": found} if found is not None else None
+
+        body = self._create(
             "create_folder",
             "/contacts/folders",
+            find,
             self._contacts.create_folder_with_http_info,
             sib_api_v3_sdk.CreateUpdateFolder(name=name),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,21 @@ from segsync_brevo.planner import ImportJob, Plan, Planner
 from segsync_brevo.settings import BrevoSettings
 
 log = logging.getLogger(__name__)
+
+
+def _missing_positions(message: str, entries: list[dict]) -> set[int] | None:
+    """Positions in ``entries`` a ``document_not_found`` answer names ("No contact found for
+    indexes 3,4", or addresses); None when it names none, or a position the batch has not."""
+    named: set[int] = set()
+    by_email = {str(entry.get("email", "")).lower(): i for i, entry in enumerate(entries)}
+    for token in re.findall(r"[^\s,;:()\[\]\"']+", message):
+        if token.isdigit():
+            named.add(int(token))
+        elif token.lower() in by_email:
+            named.add(by_email[token.lower()])
+    if not named or max(named) >= len(entries):
+        return None
+    return named
 
 
 def _fail(outcomes: Outcomes, indices: list[int], exc: BrevoApiError, what: str) -> None:
@@ -57,7 +73,7 @@ class Writer:
             return WriteResult(outcomes.result(), self.api.calls - calls_before)
         self._deletes(plan, outcomes)
         # Blocklist flips go before imports: an opt-out reaches Brevo before any other write.
-        self._batch(plan.batch, outcomes)
+        self._batch(plan, outcomes)
         self._imports(plan, outcomes)
         self._members(plan, outcomes, add=True)
         self._members(plan, outcomes, add=False)
@@ -147,22 +163,56 @@ class Writer:
 
     # -- batch updates -------------------------------------------------------------------
 
-    def _batch(self, entries: list[tuple[int, dict]], outcomes: Outcomes) -> None:
+    def _batch(self, plan: Plan, outcomes: Outcomes) -> None:
         size = self.settings.batch_size
-        for start in range(0, len(entries), size):
-            self._batch_chunk(entries[start : start + size], outcomes)
+        for start in range(0, len(plan.batch), size):
+            self._batch_chunk(plan.batch[start : start + size], outcomes, plan)
 
-    def _batch_chunk(self, chunk: list[tuple[int, dict]], outcomes: Outcomes) -> None:
+    def _batch_chunk(self, chunk: list[tuple[int, dict]], outcomes: Outcomes, plan: Plan) -> None:
         try:
             self.api.update_batch([entry for _, entry in chunk])
         except BrevoApiError as exc:
-            if exc.status == 400 and len(chunk) > 1:
-                # Brevo answers one 400 for the whole batch; halve it to find the culprits.
+            if exc.status == 404 and exc.code == "document_not_found":
+                gone = _missing_positions(exc.message, [entry for _, entry in chunk])
+                if len(chunk) == 1 or (gone is not None and len(gone) == len(chunk)):
+                    self._recreate(chunk, outcomes, plan)
+                    return
+                if gone:
+                    # The others go at once (their opt-outs above all); the named ones are then
+                    # sent alone, which confirms them gone (or lands them, should Brevo count
+                    # its indexes from 1).
+                    self._batch_chunk([e for i, e in enumerate(chunk) if i not in gone], outcomes, plan)
+                    self._batch_chunk([chunk[i] for i in sorted(gone)], outcomes, plan)
+                    return
+            if exc.status in (400, 404) and len(chunk) > 1:
+                # One error answer for the whole batch, naming no usable culprit: halve it.
                 middle = len(chunk) // 2
-                self._batch_chunk(chunk[:middle], outcomes)
-                self._batch_chunk(chunk[middle:], outcomes)
+                self._batch_chunk(chunk[:middle], outcomes, plan)
+                self._batch_chunk(chunk[middle:], outcomes, plan)
                 return
             _fail(outcomes, [i for i, _ in chunk], exc, "batch update failed")
+
+    def _recreate(self, entries: list[tuple[int, dict]], outcomes: Outcomes, plan: Plan) -> None:
+        """Contacts deleted in Brevo since segsync wrote them: create them again, in the state
+        the change asks for. An opt-out is re-created blocklisted, so that no later import (by
+        segsync or another tool) can make the address mailable in Brevo; a re-subscribe
+        is re-created mailable, with its lists, as a new subscriber would be."""
+        importing = {i for job in plan.imports for i in job.indices}
+        todo = [(i, e) for i, e in entries if i not in importing]  # an import creates them anyway
+        if not todo:
+            return
+        try:
+            audience = self.directory.list_id(self.settings.audience_list, create=True)
+        except BrevoApiError as exc:
+            _fail(outcomes, [i for i, _ in todo], exc, "re-creating contacts deleted in Brevo failed")
+            return
+        groups: dict[tuple[frozenset[int], bool], list[tuple[int, dict]]] = {}
+        for index, entry in todo:
+            key = (frozenset({audience, *(entry.get("listIds") or ())}), bool(entry.get("emailBlacklisted")))
+            groups.setdefault(key, []).append((index, {"email": entry["email"]}))
+        for (list_ids, blacklist), rows in groups.items():
+            log.info("re-creating %d contact(s) deleted in Brevo (blocklisted: %s)", len(rows), blacklist)
+            plan.imports.append(ImportJob([r for _, r in rows], [i for i, _ in rows], list_ids, blacklist))
 
     # -- list memberships ----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["status", "timeout", "drop"]
+FaultKind = Literal["status", "timeout", "drop", "lost"]
 
 
 @dataclass
@@ -16,8 +16,9 @@ class Fault:
 
     ``status``: answer that HTTP status (429 carries exhausted rate-limit headers);
     ``timeout``: hold the request ``delay`` seconds before answering (past the client's
-    timeout); ``drop``: close the connection without answering. ``skip`` lets that many
-    matching requests through first.
+    timeout); ``drop``: close the connection without answering; ``lost``: carry the request
+    out, then close the connection without answering (a create that succeeded but whose answer
+    never arrived). ``skip`` lets that many matching requests through first.
     """
 
     kind: FaultKind = "status"

@@ -174,6 +174,12 @@ def _make_handler(emulator: BrevoEmulator) -> type[BaseHTTPRequestHandler]:
                         emulator.record(entry)
                         self.close_connection = True
                         return
+                    if fault.kind == "lost":
+                        entry.status, _body, _headers = self._api(method, parts.path, parts.query, raw_body)
+                        entry.finished = time.time()
+                        emulator.record(entry)
+                        self.close_connection = True
+                        return
                     if fault.kind == "timeout":
                         time.sleep(fault.delay)
                     else:

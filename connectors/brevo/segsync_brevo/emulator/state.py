@@ -338,7 +338,8 @@ class BrevoState:
             raise bad_request("contacts is missing or empty", "missing_parameter")
         with self.lock:
             resolved = []
-            # Validate the whole batch first: an answer of 400 leaves nothing half-applied
+            missing: list[int] = []
+            # Validate the whole batch first: an error answer leaves nothing half-applied
             # (emulator choice; Brevo's reference documents only "204 All contacts updated").
             for index, item in enumerate(items):
                 ids = [k for k in ("email", "id", "sms") if k in item]
@@ -350,7 +351,8 @@ class BrevoState:
                 try:
                     contact = self._lookup(identifier)
                 except ApiError:
-                    raise bad_request(f"contacts[{index}]: contact does not exist") from None
+                    missing.append(index)
+                    continue
                 known, unknown = self._known_attributes(item.get("attributes") or {})
                 if unknown:
                     raise bad_request(
@@ -360,6 +362,12 @@ class BrevoState:
                     if list_id not in self.lists:
                         raise bad_request(f"contacts[{index}]: list {list_id} does not exist")
                 resolved.append((contact, known, item))
+            if missing:
+                # Brevo answers one 404 for the whole batch, naming the positions of the
+                # contacts it does not have (README: sources); whether they count from 0 is
+                # not documented (emulator choice: from 0).
+                raise ApiError(404, "document_not_found",
+                               "No contact found for indexes " + ",".join(map(str, missing)))
             for contact, known, item in resolved:
                 self._upsert(contact.email, known, item.get("listIds") or [], item.get("emailBlacklisted"))
                 if item.get("smsBlacklisted") is not None:
