@@ -113,3 +113,24 @@ def test_the_emulator_refuses_an_eleventh_connection(emulator):
         t.join()
     assert sorted(statuses) == [200] * 10 + [429] * 4
     assert emulator.max_concurrency() == 10
+
+
+def test_a_tag_created_but_whose_answer_was_lost_is_found_and_used(emulator, connector):
+    # The create goes through, its answer is lost, the retried create is refused as Mailchimp
+    # refuses a duplicate: the tag is looked up and the members are tagged all the same.
+    emulator.inject("lost", method="POST", path=r"^/lists/aud0001/segments$")
+    result = connector.write(changes(3, tags=("vip",)))
+    assert [o.status for o in result.outcomes] == ["ok"] * 3
+    with emulator.state.lock:
+        segments = list(emulator.state.audiences["aud0001"].segments.values())
+    assert [(s.name, len(s.members)) for s in segments] == [("vip", 3)]
+    creates = emulator.calls("POST", r"^/lists/aud0001/segments$")
+    assert [(c.status, c.fault) for c in creates] == [(200, "lost"), (400, None)]
+
+
+def test_the_emulator_refuses_a_duplicate_tag_as_mailchimp_does(emulator, connector):
+    connector.api.call("create", lambda c: c.lists.create_segment(LIST_ID, {"name": "vip", "static_segment": []}))
+    with pytest.raises(MailchimpError) as caught:
+        connector.api.call("create", lambda c: c.lists.create_segment(LIST_ID, {"name": "vip", "static_segment": []}))
+    assert (caught.value.status, caught.value.title, caught.value.detail) == (
+        400, "Bad Request", "Sorry, that tag already exists.")

@@ -46,7 +46,9 @@ class RequestRecord:
 class Fault:
     """A scripted failure for the next ``count`` matching requests."""
 
-    kind: str  # "error" (a glossary name), "status" (bare status, empty body), "timeout", "drop"
+    # "error" (a glossary name), "status" (bare status, empty body), "timeout", "drop", or
+    # "lost" (carried out, then the connection is closed without an answer)
+    kind: str
     count: int
     error: str | None = None
     status: int | None = None
@@ -173,7 +175,8 @@ class MailchimpEmulator:
         ``kind``: ``error`` answers the glossary error ``error`` as problem+json; ``status``
         answers a bare ``status`` with an empty body (what a proxy or the limiter may send);
         ``timeout`` stalls ``delay`` seconds before answering; ``drop`` closes the connection
-        without an answer.
+        without an answer; ``lost`` carries the request out, then drops the answer (a create
+        that succeeded but whose answer never arrived).
         """
         if kind == "error" and error not in GLOSSARY:
             raise ValueError(f"unknown Mailchimp error {error!r}")
@@ -362,6 +365,13 @@ class _Handler(BaseHTTPRequestHandler):
                                          time.monotonic(), True, fault.kind))
                 return
             status, payload = self._answer(method, path, query, raw, fault)
+            if fault is not None and fault.kind == "lost":
+                # Carried out, but the answer never reaches the client.
+                em._release()
+                em._record(RequestRecord(method, path, query, len(raw), status, started,
+                                         time.monotonic(), True, fault.kind))
+                self._apply_fault(Fault("drop", 1))
+                return
         except ApiProblem as problem:
             status, payload, headers = problem.status, problem.document(), problem.headers
         except Exception as exc:  # a bug in the emulator must still answer like Mailchimp

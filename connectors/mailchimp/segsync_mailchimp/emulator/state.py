@@ -546,7 +546,8 @@ class EmulatorState:
             if "static_segment" not in body:
                 raise ApiProblem("InvalidResource", "The emulator only models static segments and tags; send static_segment.")
             if any(s.name == name for s in a.segments.values()):
-                raise ApiProblem("InvalidResource", f"A tag or segment named {name!r} already exists.")
+                # Mailchimp's own answer (seen in solspace/craft-freeform#1576).
+                raise ApiProblem("BadRequest", "Sorry, that tag already exists.")
             now = self.clock()
             segment = Segment(next(self._ids), name, now, now)
             a.segments[segment.id] = segment
