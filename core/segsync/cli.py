@@ -29,6 +29,7 @@ from segsync.model import InvalidEmail, mask_email, normalize_email
 from segsync.plan import forget_rejections
 from segsync.plugins import PluginError, PluginHost
 from segsync.progress import Reporter
+from segsync.redaction import for_output
 from segsync.runner import RunOptions, Runner, RunSummary
 from segsync.store import Store, StoreLocked
 
@@ -193,7 +194,7 @@ def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: datetime | None
     reporter = Reporter(quiet=as_json)
     summary = Runner(ctx.config(), ctx.host, reporter).run(options)
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+        click.echo(for_output(json.dumps(summary.to_dict(), indent=2, default=str)))
     else:
         _print_summary(summary)
     if summary.failed:
@@ -233,19 +234,19 @@ def _print_summary(summary: RunSummary) -> None:
             console.print(f"{d.name}: {d.rejections_renewed} rejected record(s) planned again "
                           "(the connection's settings, segment mapping or schema changed)")
         if d.error:
-            console.print(f"[red]{d.name}: {d.error}[/red]")
+            console.print(f"{d.name}: {for_output(d.error)}", style="red", markup=False)
         for row in d.sample:
             console.print(f"  {d.name}: {row['action']:<11} {row['contact']:<28} status={row['status']}"
                           + (f" +tags={row['tags_add']}" if row["tags_add"] else "")
                           + (f" -tags={row['tags_remove']}" if row["tags_remove"] else ""))
     for s in summary.sources:
         if s.error:
-            console.print(f"[red]{s.name}: {s.error}[/red]")
+            console.print(f"{s.name}: {for_output(s.error)}", style="red", markup=False)
     if summary.errors:
         console.print(f"Record errors (first {len(summary.errors)}; all in `segsync runs --errors`):")
         for e in summary.errors:
             field = f" [{e['field']}]" if e["field"] else ""
-            console.print(f"  {e['connection']} {e['record']}{field}: {e['reason']}", markup=False)
+            console.print(for_output(f"  {e['connection']} {e['record']}{field}: {e['reason']}"), markup=False)
 
 
 # -- history and records -----------------------------------------------------------------------
@@ -279,7 +280,7 @@ def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
         for run in history:
             if show_errors:
                 run["errors"] = errors.get(run["id"], [])
-        click.echo(json.dumps(history, indent=2))
+        click.echo(for_output(json.dumps(history, indent=2)))
         return
     table = Table()
     for col in ("id", "started", "finished", "status", "destinations"):
@@ -293,13 +294,15 @@ def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
             + (f" ({d['status']})" if d["status"] != "ok" else "")
             for d in run["destinations"]
         )
-        table.add_row(str(run["id"]), run["started_at"][:19], (run["finished_at"] or "")[:19], run["status"], dests or "-")
+        table.add_row(str(run["id"]), run["started_at"][:19], (run["finished_at"] or "")[:19], run["status"],
+                      for_output(dests or "-"))
     console.print(table)
     if not show_errors and any(r["status"] in ("with-rejections", "partial", "failed") for r in history):
         console.print("Rejected and retrying records: `segsync runs --errors`.")
     for run in history:
         for e in errors.get(run["id"], []):
-            console.print(f"  run {run['id']} {e['connection']} {e['record']} [{e['field'] or '-'}]: {e['reason']}", markup=False)
+            console.print(for_output(f"  run {run['id']} {e['connection']} {e['record']} [{e['field'] or '-'}]: {e['reason']}"),
+                          markup=False)
 
 
 @cli.group()
@@ -431,7 +434,7 @@ def check(ctx: Context, connection: str | None, fix: bool) -> None:
             failed = True
             click.echo(f"✗ {name} ({conn.type})")
             for problem in problems:
-                click.echo(f"    {problem}")
+                click.echo(f"    {for_output(problem)}")
         else:
             click.echo(f"✓ {name} ({conn.type})")
     if failed:
@@ -482,5 +485,5 @@ def main() -> None:
         host.add_commands(cli)
         cli.main(obj=host)
     except (ConfigError, StoreLocked, PluginError, FileNotFoundError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {for_output(str(exc))}", err=True)
         sys.exit(2)

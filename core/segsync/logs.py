@@ -1,37 +1,36 @@
-"""Logging set-up: email addresses are masked in every log line unless asked otherwise.
+"""Logging set-up: every log line passes through :func:`segsync.redaction.redact`.
 
-Secrets never reach a log line in the first place (settings hold them as ``SecretStr``, whose
-``str`` and ``repr`` are masked); addresses are personal data, so the handler masks them too.
-``SEGSYNC_LOG_EMAILS=1`` shows them, for debugging on a trusted machine.
+Known secret values are replaced in every line, whoever logged it (a connector's exception text,
+DuckDB's error quoting a raw line); email addresses are masked unless ``SEGSYNC_LOG_EMAILS=1``
+(for debugging on a trusted machine). Redaction is done by the handler's formatter, on the
+finished line, so tracebacks and ``%``-arguments are covered too.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 
-from segsync.model import mask_email
+from segsync.redaction import mask_emails, redact, show_emails as _show_emails
 
-_EMAIL = re.compile(r"[^\s@<>()\[\]\"',;:]+@[^\s@<>()\[\]\"',;:]+\.[^\s@<>()\[\]\"',;:]+")
+__all__ = ["RedactingFormatter", "configure", "mask_emails"]
 
 
-def mask_emails(text: str) -> str:
-    return _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+class RedactingFormatter(logging.Formatter):
+    def __init__(self, fmt: str, *, show_emails: bool = False) -> None:
+        super().__init__(fmt)
+        self.show_emails = show_emails
 
-
-class MaskingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return mask_emails(super().format(record))
+        return redact(super().format(record), emails=self.show_emails)
 
 
 def configure(level: int = logging.INFO, *, show_emails: bool | None = None) -> None:
-    """Send segsync's (and plugins') logs to stderr, masked."""
+    """Send segsync's (and plugins') logs to stderr, redacted."""
     if show_emails is None:
-        show_emails = os.environ.get("SEGSYNC_LOG_EMAILS") == "1"
+        show_emails = _show_emails()
     handler = logging.StreamHandler()
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    handler.setFormatter(logging.Formatter(fmt) if show_emails else MaskingFormatter(fmt))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                            show_emails=show_emails))
     root = logging.getLogger()
     for existing in list(root.handlers):
         if getattr(existing, "_segsync", False):

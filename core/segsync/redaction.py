@@ -29,10 +29,9 @@ SECRET_MASK = "***"
 # Shorter values would mask ordinary words; no real credential is that short.
 MIN_SECRET_LENGTH = 6
 _SECRET_ENV = re.compile(r"^SEGSYNC_\w+_(KEY|TOKEN|SECRET|PASSWORD)$")
-_EMAIL = re.compile(
-    r"[^\s@<>()\[\]\"',;:%\\]+(?:@|%40|\\u0040)[^\s@<>()\[\]\"',;:%\\]+\.[^\s@<>()\[\]\"',;:%\\]+",
-    re.IGNORECASE,
-)
+# The local part's usual characters (not & ? = / * %, so an address inside a query string or
+# an already masked one is matched alone); the domain needs a dot.
+_EMAIL = re.compile(r"[\w.+\-'!#$^`{|}~]+(?:@|%40|\\u0040)[\w\-]+(?:\.[\w\-]+)+", re.IGNORECASE)
 
 _remembered: set[str] = set()
 

@@ -40,6 +40,7 @@ from segsync.consent.settings import ConsentSettings, load_settings
 from segsync.model import mask_email
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
+from segsync.redaction import redact
 from segsync.segments import evaluate, snapshot
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
@@ -269,6 +270,8 @@ class Runner:
                         else:
                             with store.transaction():
                                 result = ingestor.ingest(batch)
+                                # Error texts may quote raw lines: redacted before they commit.
+                                store.redact_record_errors(run_id, name)
                                 store.set_cursor(name, stream.value, batch.cursor, run_id)
                         loaded += result.loaded
                         rejected += result.rejected
@@ -451,7 +454,7 @@ class Runner:
                         external_ids[key] = outcome.external_id
                 elif outcome.status == "rejected":
                     report.records_rejected += 1
-                    rejections[key] = outcome.reason or "rejected"
+                    rejections[key] = redact(outcome.reason or "rejected")  # stored in the audit
                     store.record_error(
                         run_id, name, "push", mask_email(key), outcome.field,
                         outcome.reason or "rejected",
