@@ -11,10 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from segsync.cli import cli
+from segsync.plugins import PluginHost
 from segsync.store import Store
 from segsync.store import store as store_module
 
 from .conftest import BASIC_CONFIG
+from .esp_fixtures import brevo, esp, mailchimp  # noqa: F401  (fixtures)
 
 ANN = "ann.zed@example.com"
 SEGMENTS = """
@@ -172,3 +174,24 @@ def test_forget_exits_zero_only_when_every_system_deleted(project) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)[0]
     assert (report["done"], report["left"], report["store_rewritten"]) == (True, [], True)
+
+
+def test_brevo_refusing_to_delete_the_account_owner_is_reported_as_left_not_done(esp) -> None:  # noqa: F811
+    esp.append("contacts.csv", "owner@example.com,Owner,\n")
+    esp.sync()
+    host = PluginHost()
+    host.add_commands(cli)
+    result = CliRunner().invoke(cli, ["--config", str(esp.root / "segsync.toml"), "forget", "--yes", "--json",
+                                      "owner@example.com"], obj=host)
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)[0]
+    assert (report["done"], report["left"]) == (False, ["brevo"])
+    systems = {s["connection"]: s for s in report["systems"]}
+    assert (systems["mc"]["status"], systems["mc"]["action"]) == ("done", "deleted")
+    assert systems["brevo"]["status"] == "left"
+    assert systems["brevo"]["error"].startswith(
+        "rejected: Brevo refuses to delete this contact (405: a registered email of the account cannot be deleted)")
+    assert "owner@example.com" in esp.brevo_contacts()
+    # Not retried: the next sync sends Brevo no delete.
+    again = esp.sync()
+    assert [w for w in again.brevo_writes if w[0] == "DELETE"] == []
