@@ -146,6 +146,28 @@ def test_an_explicit_opt_in_from_another_system_within_the_clock_skew_does_not_l
     assert _status("b")[ANN] == "subscribed"
 
 
+def test_an_api_or_admin_opt_in_in_another_system_does_not_lift_an_opt_out(shop) -> None:
+    """Only the person's own consent lifts an opt-out: another tool writing "subscribed" through a
+    system's API (or an admin there, or a pending request from the API) is not that."""
+    _run(shop)
+    SYSTEMS["a"].report(ANN, "opted_out", _ago(hours=2), "email_link")
+    _run(shop)
+    for minutes, status, method in ((50, "opted_in", "api"), (40, "pending", "api"), (30, "opted_in", "admin")):
+        SYSTEMS["c"].report(ANN, status, _ago(minutes=minutes), method)
+        run = _run(shop)
+        assert run.status == "succeeded", method
+        assert {n: _status(n)[ANN] for n in "abc"} == {n: "unsubscribed" for n in "abc"}, method
+    with _store(shop) as store:
+        assert store.con.execute(
+            "SELECT count(*) FROM status_changes WHERE contact_key = ? AND after_status = 'subscribed' "
+            "AND changed_at > (SELECT min(changed_at) FROM status_changes WHERE after_status = 'unsubscribed')",
+            [ANN]).fetchone() == (0,)
+    # The person signs up again on a form: that lifts it.
+    SYSTEMS["c"].report(ANN, "opted_in", _ago(minutes=10), "form")
+    _run(shop)
+    assert {n: _status(n)[ANN] for n in "abc"} == {n: "subscribed" for n in "abc"}
+
+
 def test_a_future_dated_opt_in_is_capped_at_its_arrival(shop) -> None:
     _run(shop)
     # C's clock is a day ahead: its opt-in "tomorrow" must not outrank an opt-out made after it arrived.

@@ -129,8 +129,9 @@ def segsync_push(
 ) -> WriteResult | None:
     """Push one batch of changes to one destination; the first non-None result wins.
 
-    :param connector: the destination's connector instance (``connector.connection`` names it).
-    :param changes: at most ``connector.max_batch_size`` changes.
+    :param connector: the destination's connector behind the consent gate, bound to this batch
+        (``connector.connection`` names it).
+    :param changes: at most ``connector.max_batch_size`` changes: copies, yours to read.
     :param run_id: the current run's id.
     :return: the :class:`~segsync.connector.WriteResult` of the batch.
 
@@ -139,6 +140,12 @@ def segsync_push(
     ``@hookimpl(wrapper=True)`` to observe or time a push, or answer first with
     ``@hookimpl(tryfirst=True)`` returning their own result to veto a batch (return None to let
     the push happen).
+
+    ``connector.write`` passes on only plain ``ContactChange`` values equal to changes of this
+    batch, each once, and only during this call; anything else (a subclass, another contact, an
+    altered field, a duplicate) is refused and recorded with the plugin's name and the field,
+    and the destination's part of the run is not ``ok``. Only outcomes the connector itself gave
+    are acknowledged: a vetoing result may reject or defer changes, never report them written.
 
     Example::
 

@@ -23,6 +23,18 @@ CONSENT_STATUS = {
 
 EVENT_TYPES = {"open": "email.opened", "click": "email.clicked", "bounce": "email.bounced"}
 
+# A member's ``source`` (Mailchimp's "Source" column) → the consent method of its opt-in. Only
+# Mailchimp's own sign-up forms carry the person's own consent (method ``form``, which lifts an
+# opt-out recorded elsewhere; docs/consent.md). Whatever is written through the API — "API -
+# Generic" or an integration's "API - <name>", including segsync itself or a plugin going around
+# the gate — is ``api``; an admin's hand entry is ``admin``; a list upload is ``import``. None of
+# them lifts an opt-out. Unknown sources are ``sync`` (no consent of the person's own either).
+FORM_SOURCES = frozenset({
+    "hosted signup form", "embedded form", "signup form", "pop-up form", "popup form",
+    "landing page", "subscriber profile", "form builder",
+})
+SOURCE_PREFIXES = (("api", "api"), ("admin", "admin"), ("import", "import"))
+
 
 def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode()).hexdigest()
@@ -61,7 +73,10 @@ def consent_row(member: Mapping[str, Any], list_id: str) -> dict[str, Any] | Non
         timestamp = member.get("timestamp_opt") or member.get("timestamp_signup") or member["last_changed"]
         method = _opt_in_method(source, signup, opt, member.get("ip_opt") or "")
     elif status == "pending":
-        timestamp, method = member.get("timestamp_signup") or member["last_changed"], "double_opt_in"
+        # A form's sign-up awaiting its confirmation mail; pending written through the API or an
+        # import is that writer's request, not the person's.
+        timestamp = member.get("timestamp_signup") or member["last_changed"]
+        method = "double_opt_in" if source_method(source) == "form" else source_method(source)
     elif status == "bounced":
         timestamp, method = member["last_changed"], "bounce"
     else:
@@ -81,20 +96,23 @@ def consent_row(member: Mapping[str, Any], list_id: str) -> dict[str, Any] | Non
     }
 
 
+def source_method(source: str) -> str:
+    """The consent method a member's ``source`` stands for (see ``FORM_SOURCES``)."""
+    lowered = source.strip().lower()
+    for prefix, method in SOURCE_PREFIXES:
+        if lowered.startswith(prefix):
+            return method
+    return "form" if lowered in FORM_SOURCES else "sync"
+
+
 def _opt_in_method(source: str, signup: datetime | None, opt: datetime | None, ip_opt: str) -> str:
-    # A confirmation recorded after the sign-up is Mailchimp's trace of a double opt-in.
-    if ip_opt and signup and opt and opt > signup:
+    method = source_method(source)
+    # A confirmation recorded after a form's sign-up is Mailchimp's trace of a double opt-in.
+    # Through the API, an import or an admin, ip_opt and timestamp_opt are whatever the writer
+    # sent: no proof that the person confirmed anything.
+    if method == "form" and ip_opt and signup and opt and opt > signup:
         return "double_opt_in"
-    lowered = source.lower()
-    if "import" in lowered:
-        return "import"
-    if "admin" in lowered:
-        return "admin"
-    if "api" in lowered:
-        return "api"
-    if "form" in lowered or "signup" in lowered:
-        return "form"
-    return "sync"
+    return method
 
 
 def activity_events(email_row: Mapping[str, Any], campaign: Mapping[str, Any]) -> list[dict[str, Any]]:

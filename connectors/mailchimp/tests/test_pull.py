@@ -109,6 +109,35 @@ def test_consent_records_follow_member_status(emulator, connector):
     assert "opt-in IP 192.0.2.7" in rows["dbl@example.com"]["evidence"]
 
 
+def test_only_mailchimp_forms_map_to_a_method_that_lifts_an_opt_out(emulator, connector):
+    """API writes, admin adds and imports are not the person's own consent, even when the writer
+    sent a confirmation IP and time; a form sign-up is, and its confirmation is a double opt-in."""
+    s = emulator.state
+    signup, later = ts("2024-01-01T10:00:00"), ts("2024-01-01T10:05:00")
+    sources = {
+        "api@example.com": "API - Generic", "shopify@example.com": "API - Shopify",
+        "admin@example.com": "Admin Add", "imp@example.com": "Import", "odd@example.com": "Mobile App",
+        "embedded@example.com": "Embedded Form", "hosted@example.com": "Hosted Signup Form",
+    }
+    for email, source in sources.items():
+        s.seed_member(LIST_ID, email, "subscribed", source=source, timestamp_signup=signup,
+                      timestamp_opt=later, ip_opt="192.0.2.7", last_changed=later)
+    s.seed_member(LIST_ID, "apiwait@example.com", "pending", source="API - Generic", timestamp_signup=signup,
+                  last_changed=signup)
+    s.seed_member(LIST_ID, "formwait@example.com", "pending", source="Embedded Form", timestamp_signup=signup,
+                  last_changed=signup)
+
+    rows = {r["email"]: (r["status"], r["method"]) for r in _rows(connector.read(Stream.CONSENT, None))}
+
+    assert rows == {
+        "api@example.com": ("opted_in", "api"), "shopify@example.com": ("opted_in", "api"),
+        "admin@example.com": ("opted_in", "admin"), "imp@example.com": ("opted_in", "import"),
+        "odd@example.com": ("opted_in", "sync"),
+        "embedded@example.com": ("opted_in", "double_opt_in"), "hosted@example.com": ("opted_in", "double_opt_in"),
+        "apiwait@example.com": ("pending", "api"), "formwait@example.com": ("pending", "double_opt_in"),
+    }
+
+
 def _seed_campaigns(s):
     for who in ("a", "b", "c"):
         s.seed_member(LIST_ID, f"{who}@example.com", last_changed=ts("2024-01-01T00:00:00"))

@@ -15,10 +15,12 @@ from datetime import timedelta
 from segsync.model import CONSENT_METHODS
 from segsync.plugins import hookimpl
 
-# The methods by which a person states an opt-in themselves (issue: "form, double opt-in
-# confirmation, or an API call that states it"). An import, a sync, an admin action, a purchase
-# or an inquiry merely *says* someone is subscribed.
-EXPLICIT_METHODS = frozenset({"form", "double_opt_in", "api"})
+# The methods that carry the person's own consent: they filled in a form, or confirmed a double
+# opt-in. Only these lift a sticky opt-out. ``api`` is not one: a system's generic API source is
+# whatever another tool (or a plugin going around the gate) wrote there, not the person's
+# statement. Imports, syncs, admin actions, purchases and inquiries merely *say* someone is
+# subscribed. docs/consent.md maps each connector's sources onto these methods.
+EXPLICIT_METHODS = frozenset({"form", "double_opt_in"})
 CONFIRMED_METHODS = frozenset({"double_opt_in"})
 
 
@@ -59,8 +61,8 @@ class ConsentPolicy:
 
 DEFAULT = ConsentPolicy(
     "default",
-    "Opt-out, complaint and hard bounce are sticky; only a newer explicit opt-in (form, double "
-    "opt-in, API) lifts them. Pending and no record are not consent.",
+    "Opt-out, complaint and hard bounce are sticky; only the person's own newer opt-in (a form or "
+    "a double opt-in confirmation) lifts them. Pending and no record are not consent.",
 )
 STRICT_DOUBLE_OPT_IN = ConsentPolicy(
     "strict_double_opt_in",

@@ -11,9 +11,10 @@ For one channel and purpose, per contact (docs/consent.md states the same rules 
    cannot date a record into the future and win with it.
 3. **Opt-out, complaint and hard bounce are sticky.** The latest of them (on equal times the
    more restrictive: complaint, then bounce, then opt-out) stands until an opt-in (or a pending
-   request) made by one of the policy's *explicit* methods is newer than it — strictly newer
+   request) made by one of the policy's *explicit* methods — those that carry the person's own
+   consent: by default a form or a double opt-in confirmation — is newer than it: strictly newer
    from the same system, newer by more than the clock-skew allowance from another system.
-   Imports, syncs, admin actions, purchases and inquiries never lift it.
+   API writes, imports, syncs, admin actions, purchases and inquiries never lift it.
 4. **Otherwise** an opt-in that counts under the policy is consent (``subscribed``); only
    pending records (awaiting double opt-in) give ``pending``, which is not consent; no record
    gives no row (``none`` downstream).
