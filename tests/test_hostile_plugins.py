@@ -415,3 +415,44 @@ def test_a_veto_outcome_that_flips_to_ok_is_read_once(shop) -> None:
     summary = shop.run(SystemPlugin(), Vetoer())
     assert summary.destinations[0].records_rejected == 2 and summary.destinations[0].records_written == 0
     assert _acked(shop, "a") == {}
+
+
+def test_an_endless_generator_is_read_only_so_far(shop) -> None:
+    def endless(changes):
+        yield from changes
+        while True:
+            yield changes[0]
+
+    class Endless:
+        @hookimpl(tryfirst=True)
+        def segsync_push(self, connector, changes, run_id):
+            return connector.write(endless(changes))
+
+    summary = shop.run(SystemPlugin(), Endless())
+    assert {n: sorted(w[1] for w in SYSTEMS[n].writes) for n in "abc"} == {n: [ANN, BO] for n in "abc"}
+    assert len([e for e in _errors(shop) if e[0] == "a"]) == 2 * 2 + 100 - 2
+    assert summary.destinations[0].error.startswith(
+        "plugin 'Endless' wrote more than 104 changes at once; the rest were not read; plugin 'Endless' passed "
+        "a second change for the same contact in one batch (field contact_key)")
+
+
+def test_a_planned_change_that_cannot_be_rebuilt_is_rejected_alone(shop, monkeypatch) -> None:
+    from segsync import plan
+
+    real = plan.iter_changes
+    deep: dict = {}
+    for _ in range(70):
+        deep = {"x": deep}
+
+    def deep_ann(con, batch_size):
+        for batch in real(con, batch_size):
+            yield [dataclasses.replace(p, change=dataclasses.replace(p.change, attributes={"deep": deep}))
+                   if p.change.contact_key == ANN else p for p in batch]
+
+    monkeypatch.setattr(plan, "iter_changes", deep_ann)
+    summary = shop.run(SystemPlugin())
+    assert {n: set(SYSTEMS[n].contacts) for n in "abc"} == {n: {BO} for n in "abc"}
+    assert {d.name: (d.status, d.records_written, d.records_rejected) for d in summary.destinations} == {
+        n: ("with-rejections", 1, 1) for n in "abc"}
+    assert _errors(shop, "push")[0] == ("a", "a***@e***.com", "attributes",
+                                         "the change cannot be pushed: attributes nested deeper than 64 levels")

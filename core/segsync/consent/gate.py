@@ -133,7 +133,7 @@ def _type_name(value: object) -> str:
 
 def _fingerprint(change: ContactChange) -> dict[str, str]:
     """Field → canonical text, so equal values compare equal and ``True`` differs from ``1``."""
-    return {name: json.dumps(getattr(change, name), sort_keys=True, default=repr) for name in FIELDS}
+    return {name: json.dumps(getattr(change, name), sort_keys=True) for name in FIELDS}
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,6 @@ class Settled:
 
     result: WriteResult
     blocked: int  # changes a plugin wrote that the consent gate blocked
-    refused: int  # changes a plugin wrote that broke the contract
     problems: list[str]  # one line per plugin misbehaviour, for the destination's error
 
 
@@ -253,7 +252,14 @@ class GatedConnector:
         self._connector = connector
         self._gate = gate
         self._caller = caller
-        self._batch = {c.contact_key: c for c in batch}
+        self._batch: dict[str, ContactChange] = {}
+        self._unfit: dict[str, Outcome] = {}  # planned changes that cannot be pushed at all
+        for change in batch:
+            try:
+                self._batch[change.contact_key] = plain_change(change)
+            except InvalidChange as exc:
+                self._unfit[change.contact_key] = Outcome.rejected(
+                    change.contact_key, f"the change cannot be pushed: {exc}", exc.field)
         # An endless generator must not hang the run; room for a batch written twice, and junk.
         self._most_read = 2 * len(self._batch) + 100
         self._expected = {key: _fingerprint(c) for key, c in self._batch.items()}
@@ -261,7 +267,7 @@ class GatedConnector:
         self._answered: dict[str, Outcome] = {}  # the connector's own outcome per key
         self._refused: dict[str, str] = {}  # key of the batch → why a write of it was refused
         self._calls = 0
-        self._blocked = self._refusals = 0
+        self._blocked = 0
         self._problems: list[str] = []
         self._open = True
 
@@ -289,6 +295,10 @@ class GatedConnector:
             raise TypeError(
                 f"{plugin} passed {_type_name(changes)} to write; pass a sequence of ContactChange"
             ) from None
+        if len(items) > self._most_read:
+            items.pop()
+            self._problems.append(f"{plugin} wrote more than {self._most_read} changes at once; "
+                                  "the rest were not read")
         refused: list[Outcome] = []
         copies: list[ContactChange] = []
         for index, item in enumerate(items):
@@ -297,10 +307,6 @@ class GatedConnector:
             except InvalidChange as exc:
                 key = _key_of(item)
                 self._refuse(plugin, key, exc.field, f"change #{index + 1}: {exc}", refused)
-        if len(items) > self._most_read:
-            items.pop()
-            self._problems.append(f"{plugin} wrote more than {self._most_read} changes at once; "
-                                  "the rest were not read")
         allowed, blocked = self._gate.split(copies)
         self._gate.record(blocked, by=f"{plugin} wrote it through the connector")
         self._blocked += len(blocked)
@@ -337,7 +343,6 @@ class GatedConnector:
 
     def _refuse(self, plugin: str, key: str | None, field: str | None, what: str, out: list[Outcome]) -> None:
         self._gate.refuse(mask_email(key) if key else "(unreadable change)", field, f"{plugin} passed {what}")
-        self._refusals += 1
         self._problems.append(f"{plugin} passed {what} (field {field or 'change'})")
         if key is not None:
             out.append(Outcome.rejected(key, f"refused by the consent gate: {what}", field))
@@ -375,7 +380,7 @@ class GatedConnector:
                     claimed.setdefault(outcome.contact_key, outcome)
         else:
             problems.append(f"the segsync_push hook returned {_type_name(result)}, not a WriteResult")
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome] = list(self._unfit.values())
         for key in self._batch:
             if key in self._answered:
                 outcomes.append(self._answered[key])
@@ -387,7 +392,7 @@ class GatedConnector:
                 outcomes.append(Outcome.retryable(
                     key, "a segsync_push plugin reported it written, but the connector never received it"))
                 problems.append("a segsync_push plugin reported changes written that the connector never received")
-        return Settled(WriteResult(outcomes, self._calls), self._blocked, self._refusals, list(dict.fromkeys(problems)))
+        return Settled(WriteResult(outcomes, self._calls), self._blocked, list(dict.fromkeys(problems)))
 
     def __repr__(self) -> str:
         return f"<gated {self._connector!r}>"
