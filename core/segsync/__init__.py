@@ -11,6 +11,7 @@ from segsync.connector import (
     ContactChange,
     FileSlice,
     Outcome,
+    OutcomeReport,
     Stream,
     WriteResult,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "FileSlice",
     "InvalidEmail",
     "Outcome",
+    "OutcomeReport",
     "Stream",
     "WriteResult",
     "hookimpl",

@@ -16,6 +16,14 @@ one instance per configured *connection* (a named entry under ``[connections]`` 
   (remembered: not sent again until the record, the connection's settings or the system's
   ``schema_version()`` change) and sends ``retryable`` ones again on the next run (they stay
   unacknowledged).
+* ``write(changes, report=...)`` — only for connectors that declare ``write_batch_size``: the
+  connector also calls ``report(outcomes)`` with the outcomes of each *write batch* (at most
+  ``write_batch_size`` changes, the unit of one API write) as soon as all of its calls are done,
+  from the thread that called ``write``. The runner acknowledges each report at once, so a crash
+  re-sends only write batches that were in flight or not yet reported, instead of the whole
+  ``write``. A connector running write batches concurrently starts a new one only after an
+  earlier one was reported, so at most ``write_concurrency`` write batches are ever sent but
+  unacknowledged.
 
 Records a connector yields use the canonical column names documented in ``docs/records.md``
 (contacts: ``email`` plus attribute columns; events: ``email``, ``type``, ``timestamp``, ``id``,
@@ -27,7 +35,7 @@ becomes a record error naming the record and field, never a failed batch.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +195,10 @@ class Outcome:
         return cls(contact_key, "retryable", reason=reason)
 
 
+OutcomeReport = Callable[[Sequence[Outcome]], None]
+"""What ``write(changes, report=...)`` calls with the outcomes of each finished write batch."""
+
+
 @dataclass
 class WriteResult:
     """Per-record outcomes of one ``write`` call and how many API/file writes it made."""
@@ -204,12 +216,19 @@ class Connector:
     * ``capabilities`` — a frozenset of :class:`Capability`.
     * ``Settings`` — a :class:`ConnectorSettings` subclass.
     * ``max_batch_size`` — most changes one ``write`` call accepts (None: no limit).
+    * ``write_batch_size`` — changes per write batch, the unit of one API write (None: the whole
+      ``write`` is one unit). Set it only if ``write`` accepts ``report`` (see :meth:`write`).
+    * ``write_concurrency`` — most write batches in flight (sent, not yet reported) at once;
+      instances may narrow it from their settings. A killed push re-sends at most
+      ``write_concurrency × write_batch_size`` changes.
     """
 
     type_name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
     max_batch_size: ClassVar[int | None] = None
+    write_batch_size: ClassVar[int | None] = None
+    write_concurrency: int = 1
 
     def __init__(self, connection: str, settings: ConnectorSettings, project_dir: Path) -> None:
         self.connection = connection
@@ -246,8 +265,15 @@ class Connector:
         """Yield batches of ``stream`` records newer than ``cursor`` (None: everything)."""
         raise NotImplementedError(f"{type(self).__name__} cannot read {stream.value}")
 
-    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
-        """Apply ``changes``; return one outcome per change."""
+    def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
+        """Apply ``changes``; return one outcome per change.
+
+        ``report`` is passed only to connectors that declare ``write_batch_size`` (a simple
+        connector may leave the parameter out). With it, call ``report(outcomes)`` once per
+        write batch, from the calling thread, as soon as the batch's calls are done: every
+        contact in at most one report, each outcome final. The returned :class:`WriteResult`
+        still holds every outcome, reported or not.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot write")
 
     def close(self) -> None:

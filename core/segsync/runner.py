@@ -20,6 +20,7 @@ sources ──pull──▶ store ──plan (diff vs acks)──▶ changes ─
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -32,7 +33,9 @@ from segsync.connector import (
     WRITE_CAPABILITIES,
     Capability,
     Connector,
+    Outcome,
     Stream,
+    WriteResult,
 )
 from segsync.consent import audit, erasure, rules
 from segsync.consent.gate import Gate, GatedConnector
@@ -335,6 +338,15 @@ class Runner:
             return report
         gate = Gate(store, name, run_id)
         misbehaved: list[str] = []
+        in_flight: dict[str, plan.PlannedChange] = {}  # this batch's changes not yet acknowledged
+
+        def acknowledge(outcomes: Sequence[Outcome]) -> None:
+            # A finished write batch, reported during `write` (connectors with write_batch_size):
+            # committed now, so a crash re-sends only what is still in flight.
+            done = [in_flight.pop(o.contact_key) for o in outcomes if o.contact_key in in_flight]
+            if done:
+                self._apply_outcomes(store, name, run_id, done, WriteResult(list(outcomes), 0), report)
+
         with self.reporter.phase(f"push {name}", total=total) as advance:
             for planned_batch in plan.iter_changes(store.con, batch_size):
                 allowed, blocked = gate.split([p.change for p in planned_batch])
@@ -347,11 +359,14 @@ class Runner:
                     continue
                 # Hooks get copies of the batch and a connector bound to it: only changes equal
                 # to the runner's own, checked again, reach the connector (consent/gate.py).
-                gated = GatedConnector(connector, gate, [p.change for p in batch], self.host.calling_plugin)
+                gated = GatedConnector(connector, gate, [p.change for p in batch], self.host.calling_plugin,
+                                       report=acknowledge)
+                in_flight.clear()
+                in_flight.update((p.change.contact_key, p) for p in batch)
                 try:
                     result = self.host.push(gated, gated.handed_over(), run_id)
                 except Exception as exc:
-                    # Nothing of this batch is acknowledged: it is planned again next run.
+                    # What was not reported before the failure is planned again next run.
                     raiser = self.host.raised_by(exc, "segsync_push") or plugin
                     report.status = "failed"
                     report.error = (
@@ -368,7 +383,7 @@ class Runner:
                 report.records_blocked += settled.blocked
                 misbehaved.extend(p for p in settled.problems if p not in misbehaved)
                 report.write_calls += settled.result.calls
-                self._apply_outcomes(store, name, run_id, batch, settled.result, report)
+                self._apply_outcomes(store, name, run_id, list(in_flight.values()), settled.result, report)
                 advance(len(planned_batch))
         if report.status == "ok" and misbehaved:
             # A plugin broke the push contract: what it did right was written, the rest is not ok.

@@ -13,7 +13,7 @@ It makes the SDK's behaviour explicit and uniform:
   prefix, so a ``host`` override never contains that word (checked by the settings).
 * Requests go through ``requests``' module-level functions (one connection per call); a
   semaphore keeps at most ``max_connections`` (≤ 10, Mailchimp's per-account limit) in flight
-  and a thread pool of the same size runs bulk calls in parallel.
+  and a thread pool of the same size runs write batches in parallel (:meth:`MailchimpApi.window`).
 * 429, 5xx and network errors are retried with tenacity, honouring ``Retry-After``.
 """
 
@@ -25,7 +25,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -164,18 +164,34 @@ class MailchimpApi:
         )
         return retrying(self._attempt, fn)
 
-    def map(self, label: str, fn: Callable[[Any, R], T], items: Iterable[R]) -> list[T | MailchimpError]:
-        """``call`` once per item, in parallel on at most ``max_connections`` connections.
+    def window(self, work: Callable[[R], T], items: Iterable[R], done: Callable[[R, T], None]) -> None:
+        """Run ``work(item)`` for every item on at most ``max_connections`` threads.
 
-        Results come back in item order; a failed item yields its :class:`MailchimpError`.
+        ``done(item, result)`` runs in the calling thread as each item finishes (in completion
+        order). A new item starts only when a finished one has been handed to ``done``, so at
+        most ``max_connections`` items are ever started and not yet done: what a crash can
+        leave sent but unacknowledged. An exception from ``work`` is raised here once the items
+        already running have finished.
         """
-        def one(item: R) -> T | MailchimpError:
-            try:
-                return self.call(label, lambda client: fn(client, item))  # type: ignore[return-value]
-            except MailchimpError as exc:
-                return exc
+        queue = iter(items)
+        running: dict[Future[T], R] = {}
 
-        return list(self._pool.map(one, list(items)))
+        def start_next() -> None:
+            for item in queue:
+                running[self._pool.submit(work, item)] = item
+                return
+
+        for _ in range(self.settings.max_connections):
+            start_next()
+        try:
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = running.pop(future)
+                    done(item, future.result())
+                    start_next()
+        finally:
+            wait(running)  # never leave requests running behind an error
 
     def _attempt(self, fn: Callable[[Any], T]) -> T | None:
         with self._slots:

@@ -13,6 +13,7 @@ from segsync.connector import (
     Connector,
     ConnectorSettings,
     ContactChange,
+    OutcomeReport,
     Stream,
     WriteResult,
 )
@@ -21,15 +22,18 @@ from segsync_mailchimp import mapping
 from segsync_mailchimp.api import MailchimpApi, MailchimpError
 from segsync_mailchimp.reader import ActivityReader, MemberReader
 from segsync_mailchimp.settings import MailchimpSettings
-from segsync_mailchimp.writer import Writer
+from segsync_mailchimp.writer import BATCH_MAX, Writer
 
 
 class MailchimpConnector(Connector):
     type_name: ClassVar[str] = "mailchimp"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
     Settings: ClassVar[type[ConnectorSettings]] = MailchimpSettings
-    # Enough for 20 batch-subscribe calls, i.e. two rounds on all 10 connections per write.
+    # Enough for 20 write batches, i.e. two rounds on all 10 connections per write.
     max_batch_size: ClassVar[int | None] = 10_000
+    # One batch-subscribe call (and one call per tag) per write batch; each is acknowledged as
+    # soon as it is done, with at most max_connections of them in flight.
+    write_batch_size: ClassVar[int | None] = BATCH_MAX
 
     settings: MailchimpSettings
 
@@ -39,6 +43,7 @@ class MailchimpConnector(Connector):
         self._api: MailchimpApi | None = None
         self._writer: Writer | None = None
         self._schema: str | None = None  # read once per run (schema_version)
+        self.write_concurrency = settings.max_connections
 
     @property
     def api(self) -> MailchimpApi:
@@ -86,12 +91,12 @@ class MailchimpConnector(Connector):
             raise NotImplementedError(f"Mailchimp cannot read {stream.value}")
         return MemberReader(self.api, self.settings).read(stream, cursor, to_row)
 
-    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+    def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
         if not changes:
             return WriteResult(outcomes=[], calls=0)
         if self._writer is None:
             self._writer = Writer(self.api, self.settings)
-        return self._writer.write(changes)
+        return self._writer.write(changes, report)
 
     def close(self) -> None:
         if self._api is not None:

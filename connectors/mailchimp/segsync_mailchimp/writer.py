@@ -6,7 +6,12 @@
 * Memberships (tags): one ``POST /lists/{id}/segments/{segment_id}`` per tag carries up to 500
   additions *and* 500 removals; a missing tag is created once with ``static_segment: []``.
 * Erasure: ``POST …/members/{hash}/actions/delete-permanent`` (there is no bulk form).
-Independent calls run in parallel on at most ``max_connections`` connections.
+
+A write is cut into *write batches*: up to 500 contacts with their batch-subscribe call and
+their tag calls, or one erasure. Write batches run in parallel on at most ``max_connections``
+connections, and each is reported (``write(changes, report=...)``) as soon as its calls are
+done, so the runner acknowledges it at once: a killed push re-sends at most ``max_connections``
+write batches (10 × 500 contacts), never the whole write.
 
 Compliance: an unsubscribed, cleaned or complained member is never sent back to
 ``subscribed``: a newer opt-in goes out as ``pending`` (Mailchimp mails a confirmation) unless
@@ -18,11 +23,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from segsync.connector import ContactChange, Outcome, WriteResult
+from segsync.connector import ContactChange, Outcome, OutcomeReport, WriteResult
 from segsync.model import mask_email
 
 from segsync_mailchimp.api import MailchimpApi, MailchimpError
@@ -41,8 +46,10 @@ STATUS = {"subscribed": "subscribed", "unsubscribed": "unsubscribed", "pending":
 
 @dataclass
 class _Plan:
-    """What one write does; outcomes are filled in as calls come back."""
+    """One write batch: at most 500 contacts (their batch-subscribe call and one tag call per
+    tag), or one permanent delete. Its contacts are acknowledged together once all is done."""
 
+    keys: list[str] = field(default_factory=list)  # the contacts this write batch answers for
     members: list[dict[str, Any]] = field(default_factory=list)  # batch-subscribe entries
     tag_adds: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     tag_removes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -55,28 +62,50 @@ class Writer:
         self.api, self.settings = api, settings
         self._segment_ids: dict[str, int] | None = None
 
-    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+    def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
         calls_before = self.api.calls
         latest = {c.contact_key: c for c in changes}  # a later change to a contact supersedes
-        plan = _Plan()
-        for change in latest.values():
-            self._plan(change, plan)
+        plans = self._write_batches(latest.values())
+        self._prepare_tags(plans)
+        outcomes: dict[str, Outcome] = {}
+
+        def finished(plan: _Plan, _: None) -> None:
+            answers = [plan.outcomes.get(key) or Outcome.ok(key, subscriber_hash(key)) for key in plan.keys]
+            outcomes.update((o.contact_key, o) for o in answers)
+            if report is not None:
+                report(answers)
+
+        self.api.window(self._send, plans, finished)
+        return WriteResult(outcomes=[outcomes[c.contact_key] for c in changes],
+                           calls=self.api.calls - calls_before)
+
+    def _write_batches(self, changes: Iterable[ContactChange]) -> list[_Plan]:
+        """Write batches in the order of the changes: a delete alone (it is one call per
+        contact), upserts by up to 500 (one batch-subscribe call and ≤ 500 per tag call)."""
+        plans: list[_Plan] = []
+        upserts: _Plan | None = None
+        for change in changes:
+            if change.op == "delete":
+                plans.append(_Plan(keys=[change.contact_key], deletes=[change.contact_key]))
+                continue
+            if upserts is None or len(upserts.keys) == BATCH_MAX:
+                upserts = _Plan()
+                plans.append(upserts)
+            upserts.keys.append(change.contact_key)
+            self._plan(change, upserts)
+        return plans
+
+    def _send(self, plan: _Plan) -> None:
+        """All calls of one write batch, in one worker thread (they run one after the other)."""
+        if plan.deletes:
+            self._delete(plan)
+            return
         self._upsert(plan)
         self._tags(plan)
-        self._delete(plan)
-        outcomes = []
-        for change in changes:
-            outcome = plan.outcomes.get(change.contact_key) or Outcome.ok(
-                change.contact_key, subscriber_hash(change.contact_key))
-            outcomes.append(outcome)
-        return WriteResult(outcomes=outcomes, calls=self.api.calls - calls_before)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, change: ContactChange, plan: _Plan) -> None:
         email = change.contact_key
-        if change.op == "delete":
-            plan.deletes.append(email)
-            return
         status, reason = self._status(change)
         if reason:
             plan.outcomes[email] = Outcome.rejected(email, reason, field="status")
@@ -115,69 +144,31 @@ class Writer:
 
     # ------------------------------------------------------------------ upserts
     def _upsert(self, plan: _Plan) -> None:
-        chunks = [plan.members[i:i + BATCH_MAX] for i in range(0, len(plan.members), BATCH_MAX)]
+        if not plan.members:
+            return
         list_id = self.settings.list_id
-        results = self.api.map(
-            "batch subscribe",
-            lambda client, chunk: client.lists.batch_list_members(
-                list_id, {"members": chunk, "update_existing": True, "sync_tags": False}),
-            chunks,
-        )
-        for chunk, result in zip(chunks, results):
-            if isinstance(result, MailchimpError):
-                self._fail_all(plan, [m["email_address"] for m in chunk], result)
+        try:
+            result = self.api.call("batch subscribe", lambda client: client.lists.batch_list_members(
+                list_id, {"members": plan.members, "update_existing": True, "sync_tags": False}))
+        except MailchimpError as exc:
+            self._fail_all(plan, [m["email_address"] for m in plan.members], exc)
+            return
+        by_address = {m["email_address"].lower(): m["email_address"] for m in plan.members}
+        for err in (result or {}).get("errors") or ():
+            email = by_address.get(str(err.get("email_address", "")).strip().lower())
+            if email is None:
                 continue
-            by_address = {m["email_address"].lower(): m["email_address"] for m in chunk}
-            for err in (result or {}).get("errors") or ():
-                email = by_address.get(str(err.get("email_address", "")).strip().lower())
-                if email is None:
-                    continue
-                reason = _batch_reason(err)
-                log.info("Mailchimp refused %s: %s", mask_email(email), err.get("error_code"))
-                plan.outcomes[email] = Outcome.rejected(email, reason, field=err.get("field") or None)
+            reason = _batch_reason(err)
+            log.info("Mailchimp refused %s: %s", mask_email(email), err.get("error_code"))
+            plan.outcomes[email] = Outcome.rejected(email, reason, field=err.get("field") or None)
 
     # ------------------------------------------------------------------ tags
-    def _tags(self, plan: _Plan) -> None:
-        def pending(emails: list[str]) -> list[str]:
-            return [e for e in emails if e not in plan.outcomes]  # skip contacts already refused
-
-        adds = {t: pending(e) for t, e in plan.tag_adds.items()}
-        removes = {t: pending(e) for t, e in plan.tag_removes.items()}
-        if not any(adds.values()) and not any(removes.values()):
+    def _prepare_tags(self, plans: list[_Plan]) -> None:
+        """Resolve every tag the write adds to its segment id, creating missing ones, before any
+        write batch starts (in the calling thread: the write batches only read the ids)."""
+        needed = {tag for plan in plans for tag, emails in plan.tag_adds.items() if emails}
+        if not needed and not any(plan.tag_removes for plan in plans):
             return
-        ids = self._resolve_segments({t for t, e in adds.items() if e}, plan, adds)
-        jobs: list[tuple[int, list[str], list[str]]] = []
-        for tag in sorted(set(adds) | set(removes)):
-            segment_id = ids.get(tag)
-            if segment_id is None:
-                continue  # removing a tag that does not exist: nothing to do
-            add, remove = adds.get(tag, []), removes.get(tag, [])
-            for i in range(0, max(len(add), len(remove)), BATCH_MAX):
-                jobs.append((segment_id, add[i:i + BATCH_MAX], remove[i:i + BATCH_MAX]))
-        list_id = self.settings.list_id
-
-        def send(client: Any, job: tuple[int, list[str], list[str]]) -> Any:
-            segment_id, add, remove = job
-            body: dict[str, Any] = {}
-            if add:
-                body["members_to_add"] = add
-            if remove:
-                body["members_to_remove"] = remove
-            return client.lists.batch_segment_members(body, list_id, segment_id)
-
-        for job, result in zip(jobs, self.api.map("tag members", send, jobs)):
-            if isinstance(result, MailchimpError):
-                self._fail_all(plan, job[1] + job[2], result)
-                continue
-            for err in (result or {}).get("errors") or ():
-                for address in err.get("email_addresses") or ():
-                    email = str(address).lower()
-                    if email not in plan.outcomes:
-                        plan.outcomes[email] = Outcome.rejected(
-                            email, f"Mailchimp could not change the tag: {err.get('error')}")
-
-    def _resolve_segments(self, needed: set[str], plan: _Plan, adds: dict[str, list[str]]) -> dict[str, int]:
-        """Tag name -> segment id; lists the audience's tags once per connector, creates missing ones."""
         if self._segment_ids is None:
             self._segment_ids = self._list_segments()
         for tag in sorted(needed - set(self._segment_ids)):
@@ -189,8 +180,38 @@ class Writer:
                 # A retried create may have succeeded the first time: look again before failing.
                 self._segment_ids = self._list_segments()
                 if tag not in self._segment_ids:
-                    self._fail_all(plan, adds[tag], exc)
-        return self._segment_ids
+                    for plan in plans:
+                        self._fail_all(plan, plan.tag_adds.get(tag, []), exc)
+
+    def _tags(self, plan: _Plan) -> None:
+        ids = self._segment_ids or {}
+        list_id = self.settings.list_id
+        for tag in sorted(set(plan.tag_adds) | set(plan.tag_removes)):
+            segment_id = ids.get(tag)
+            if segment_id is None:
+                continue  # removing a tag that does not exist: nothing to do
+            body: dict[str, Any] = {}
+            # Skip contacts already refused (by the upsert, or the tag could not be created).
+            add = [e for e in plan.tag_adds.get(tag, []) if e not in plan.outcomes]
+            remove = [e for e in plan.tag_removes.get(tag, []) if e not in plan.outcomes]
+            if add:
+                body["members_to_add"] = add
+            if remove:
+                body["members_to_remove"] = remove
+            if not body:
+                continue
+            try:
+                result = self.api.call("tag members", lambda client: client.lists.batch_segment_members(
+                    body, list_id, segment_id))
+            except MailchimpError as exc:
+                self._fail_all(plan, add + remove, exc)
+                continue
+            for err in (result or {}).get("errors") or ():
+                for address in err.get("email_addresses") or ():
+                    email = str(address).lower()
+                    if email not in plan.outcomes:
+                        plan.outcomes[email] = Outcome.rejected(
+                            email, f"Mailchimp could not change the tag: {err.get('error')}")
 
     def _list_segments(self) -> dict[str, int]:
         ids: dict[str, int] = {}
@@ -208,14 +229,13 @@ class Writer:
     # ------------------------------------------------------------------ erasure
     def _delete(self, plan: _Plan) -> None:
         list_id = self.settings.list_id
-        results = self.api.map(
-            "delete permanently",
-            lambda client, email: client.lists.delete_list_member_permanent(list_id, subscriber_hash(email)),
-            plan.deletes,
-        )
-        for email, result in zip(plan.deletes, results):
-            if isinstance(result, MailchimpError) and result.status != 404:  # 404: already gone
-                self._fail_all(plan, [email], result)
+        for email in plan.deletes:
+            try:
+                self.api.call("delete permanently", lambda client: client.lists.delete_list_member_permanent(
+                    list_id, subscriber_hash(email)))
+            except MailchimpError as exc:
+                if exc.status != 404:  # 404: already gone
+                    self._fail_all(plan, [email], exc)
 
     @staticmethod
     def _fail_all(plan: _Plan, emails: list[str], error: MailchimpError) -> None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Any
 
-from segsync.connector import Connector, ContactChange, Outcome, WriteResult
+from segsync.connector import Connector, ContactChange, Outcome, OutcomeReport, WriteResult
 from segsync.consent import suppression
 from segsync.consent.rules import EFFECTIVE_TABLE, OPT_OUT_STATUSES
 from segsync.model import mask_email
@@ -248,10 +248,13 @@ class GatedConnector:
         gate: Gate,
         batch: Sequence[ContactChange],
         caller: Callable[[], str | None] = lambda: None,
+        report: OutcomeReport | None = None,
     ) -> None:
         self._connector = connector
         self._gate = gate
         self._caller = caller
+        # The runner's acknowledgement of finished write batches (Connector.write_batch_size).
+        self._report = report
         self._batch: dict[str, ContactChange] = {}
         self._unfit: dict[str, Outcome] = {}  # planned changes that cannot be pushed at all
         for change in batch:
@@ -325,8 +328,13 @@ class GatedConnector:
             else:
                 self._handed.add(key)
                 passed.append(change)
-        result = self._take(self._connector.write(passed), {c.contact_key for c in passed}) if passed \
-            else WriteResult([], 0)
+        keys = {c.contact_key for c in passed}
+        if not passed:
+            result = WriteResult([], 0)
+        elif self._report is not None and self._connector.write_batch_size:
+            result = self._take(self._connector.write(passed, report=self._forward(keys)), keys)
+        else:
+            result = self._take(self._connector.write(passed), keys)
         return WriteResult([*result.outcomes, *refused], result.calls)
 
     def _mismatch(self, change: ContactChange) -> tuple[str | None, str] | None:
@@ -348,6 +356,19 @@ class GatedConnector:
             out.append(Outcome.rejected(key, f"refused by the consent gate: {what}", field))
             if key in self._batch:
                 self._refused.setdefault(key, f"{plugin} passed {what}")
+
+    def _forward(self, passed: set[str]) -> OutcomeReport:
+        """Hand the runner each write batch the connector reports, trusting only its answers for
+        changes it was given, each once (they are then its final answers)."""
+        def forward(outcomes: Sequence[Outcome]) -> None:
+            trusted = []
+            for outcome in map(_plain_outcome, outcomes):
+                if outcome is not None and outcome.contact_key in passed and outcome.contact_key not in self._answered:
+                    self._answered[outcome.contact_key] = outcome
+                    trusted.append(outcome)
+            if trusted and self._report is not None:
+                self._report(trusted)
+        return forward
 
     def _take(self, result: object, passed: set[str]) -> WriteResult:
         """Keep the connector's own answer for each change it was given (first answer wins)."""

@@ -21,6 +21,7 @@ on::
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -36,6 +37,7 @@ from segsync.connector import (
     Connector,
     ConnectorSettings,
     ContactChange,
+    Outcome,
     Stream,
     WriteResult,
 )
@@ -60,6 +62,8 @@ class ConnectorConformance:
         assert issubclass(cls.Settings, ConnectorSettings)
         assert connector.enabled_capabilities() <= cls.capabilities
         assert cls.max_batch_size is None or cls.max_batch_size > 0
+        assert cls.write_batch_size is None or cls.write_batch_size > 0
+        assert isinstance(connector.write_concurrency, int) and connector.write_concurrency >= 1
 
     def test_secrets_are_secretstr_and_masked_everywhere(self, connector: Connector) -> None:
         settings = connector.settings
@@ -150,3 +154,25 @@ class ConnectorConformance:
             pytest.skip("the connector does not write")
         result = connector.write([])
         assert (result.outcomes, result.calls) == ([], 0)
+
+    def test_write_batches_are_reported_once_each_from_the_calling_thread(
+        self, connector: Connector, sample_changes: list[ContactChange]
+    ) -> None:
+        """A connector with ``write_batch_size`` reports each finished write batch to the runner,
+        which acknowledges it at once: every outcome final, every contact in one report, reports
+        no larger than a write batch, all from the thread that called ``write``."""
+        if not connector.enabled_capabilities() & WRITE_CAPABILITIES:
+            pytest.skip("the connector does not write")
+        if connector.write_batch_size is None:
+            pytest.skip("the connector does not report write batches (the whole write is one unit)")
+        reports: list[tuple[list[Outcome], threading.Thread]] = []
+        result = connector.write(
+            sample_changes, report=lambda outcomes: reports.append((list(outcomes), threading.current_thread()))
+        )
+        assert reports, "write(changes, report=...) never reported"
+        assert all(thread is threading.current_thread() for _, thread in reports)
+        assert all(0 < len(outcomes) <= connector.write_batch_size for outcomes, _ in reports)
+        reported = [o for outcomes, _ in reports for o in outcomes]
+        assert len({o.contact_key for o in reported}) == len(reported), "a contact was reported twice"
+        assert sorted(reported, key=lambda o: o.contact_key) == sorted(
+            {o.contact_key: o for o in result.outcomes}.values(), key=lambda o: o.contact_key)
