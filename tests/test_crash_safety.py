@@ -6,6 +6,7 @@ is killed with SIGKILL mid-push; the store and the emulator's log are then compa
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -73,6 +74,12 @@ def _sync(root: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SEGSYNC_PLUGINS": "files,mailchimp", "SEGSYNC_MC_API_KEY": MC_KEY}
+    return subprocess.run([sys.executable, "-m", "segsync", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
 def _wait_until(condition, what: str, limit: float = 120.0) -> None:
     deadline = time.monotonic() + limit  # a guard against hanging, not a timed assertion
     while not condition():
@@ -99,6 +106,11 @@ def test_a_killed_push_re_sends_only_the_write_batches_in_flight(tmp_path: Path,
         sync.wait(timeout=60)
     assert sync.returncode == -signal.SIGKILL, sync.stderr.read()
     _wait_until(lambda: mailchimp._in_flight == 0, "the killed run's requests to end")
+
+    # Nobody holds the store any more: the run that was `running` is shown as crashed.
+    runs = _cli(tmp_path, "runs", "--json")
+    assert runs.returncode == 0, runs.stderr
+    assert [(r["id"], r["status"]) for r in json.loads(runs.stdout)] == [(1, "crashed")]
 
     acked = _acknowledged(tmp_path)
     members = len(mailchimp.state.audiences[LIST_ID].members)
@@ -162,3 +174,46 @@ def test_write_batches_reported_before_a_failure_stay_acknowledged(project, monk
     # Only what was not reported is sent again.
     assert (crm.planned, crm.records_written, crm.status) == ({"add": 1}, 1, "ok")
     assert sorted(MemoryConnector.held["crm"]) == ["ann@example.com", "bo@example.com"]
+
+
+def test_read_commands_during_a_sync_say_who_holds_the_store(tmp_path: Path, mailchimp: MailchimpEmulator) -> None:
+    _project(tmp_path, mailchimp)
+    first = _sync(tmp_path)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    (tmp_path / "contacts.csv").write_text("email,first_name\nc00001@example.com,Renamed\n" + "".join(
+        f"c{i:05d}@example.com,G{i}\n" for i in range(2, 1500)), encoding="utf-8")
+    mailchimp.latency = 5.0  # the second run's push stays in progress while the commands run
+    sync = _sync(tmp_path)
+    status_file = tmp_path / "store.duckdb.status.json"
+    try:
+        _wait_until(lambda: mailchimp._in_flight > 0 or sync.poll() is not None, "the second run's push")
+        live = json.loads(status_file.read_text())
+        assert (live["pid"], live["run_id"], live["phase"]) == (sync.pid, 2, "push mc")
+
+        runs = _cli(tmp_path, "runs", "--json")
+        assert runs.returncode == 0, runs.stderr
+        history = json.loads(runs.stdout)
+        assert [(r["id"], r["status"]) for r in history] == [(2, "running"), (1, "succeeded")]
+        assert (history[0]["phase"], history[0]["total"]) == ("push mc", 1499)
+        assert f"a sync is running (pid {sync.pid}, run 2, started " in runs.stderr
+
+        shown = _cli(tmp_path, "contacts", "show", "c00001@example.com")
+        assert shown.returncode == 2
+        assert shown.stderr.startswith("error: the store ")
+        assert f"is being written by `segsync sync` (pid {sync.pid}, run 2, started " in shown.stderr
+        assert "phase push mc (" in shown.stderr and "add --wait" in shown.stderr
+        assert "Traceback" not in shown.stderr
+
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "segsync", "--wait", "300", "contacts", "show", "c00001@example.com", "--json"],
+            cwd=tmp_path, env={**os.environ, "SEGSYNC_PLUGINS": "files,mailchimp"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        mailchimp.latency = 0.0
+        out, err = waiting.communicate(timeout=300)
+        assert waiting.returncode == 0, err
+        assert json.loads(out)["attributes"]["first_name"] == "Renamed"
+    finally:
+        mailchimp.latency = 0.0
+        sync.wait(timeout=300)
+    assert sync.returncode == 0, sync.stderr.read()
+    assert not status_file.exists()  # removed when the run's store closed

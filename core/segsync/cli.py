@@ -32,6 +32,7 @@ from segsync.progress import Reporter
 from segsync.redaction import for_output
 from segsync.runner import RunOptions, Runner, RunSummary
 from segsync.store import Store, StoreLocked
+from segsync.store.status import describe, running_status
 
 console = Console()
 
@@ -77,11 +78,14 @@ def _parse_time(value: str | None) -> datetime | None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-c", "config", envvar="SEGSYNC_CONFIG", help="Path to segsync.toml (default: ./segsync.toml).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--wait", "wait", type=click.FloatRange(min=0), default=0, envvar="SEGSYNC_WAIT", metavar="SECONDS",
+              help="Read commands: wait up to SECONDS for a running sync to release the store.")
 @click.version_option(package_name="segsync")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config: str | None, verbose: int, wait: float) -> None:
     """Keep contacts, behaviour and consent in one place and every connected system in step."""
     logs.configure(logging.WARNING - 10 * min(verbose, 2))
+    Store.reader_wait = wait
     # main() passes the plugin host it loaded to add plugin commands; reuse it.
     host = ctx.obj if isinstance(ctx.obj, PluginHost) else None
     ctx.obj = Context(config, verbose, host)
@@ -262,7 +266,19 @@ def _read_store(ctx: Context) -> Store:
 @click.option("--errors", "show_errors", is_flag=True, help="Also list record errors of each run.")
 @pass_ctx
 def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
-    """Run history, newest first."""
+    """Run history, newest first (during a sync: as of its start, plus its live progress)."""
+    path = ctx.config().store_path
+    live = running_status(path)
+    if live is not None:
+        # A sync holds the store (DuckDB admits no reader meanwhile): show what it published.
+        click.echo(f"a sync is running ({describe(live)}); history as of its start", err=True)
+        history = [{**run, "phase": live["phase"], "done": live["done"], "total": live["total"]}
+                   if run["id"] == live["run_id"] else run for run in live["history"]][:limit]
+        if as_json:
+            click.echo(for_output(json.dumps(history, indent=2)))
+        else:
+            _print_runs(history, {}, hint=False)
+        return
     with _read_store(ctx) as store:
         history = store.runs(limit)
         errors: dict[int, list[dict[str, Any]]] = {}
@@ -282,6 +298,10 @@ def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
                 run["errors"] = errors.get(run["id"], [])
         click.echo(for_output(json.dumps(history, indent=2)))
         return
+    _print_runs(history, errors, hint=not show_errors)
+
+
+def _print_runs(history: list[dict[str, Any]], errors: dict[int, list[dict[str, Any]]], hint: bool) -> None:
     table = Table()
     for col in ("id", "started", "finished", "status", "destinations"):
         table.add_column(col)
@@ -294,10 +314,11 @@ def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
             + (f" ({d['status']})" if d["status"] != "ok" else "")
             for d in run["destinations"]
         )
-        table.add_row(str(run["id"]), run["started_at"][:19], (run["finished_at"] or "")[:19], run["status"],
+        status = run["status"] + (f" ({run['phase']})" if run.get("phase") else "")
+        table.add_row(str(run["id"]), run["started_at"][:19], (run["finished_at"] or "")[:19], status,
                       for_output(dests or "-"))
     console.print(table)
-    if not show_errors and any(r["status"] in ("with-rejections", "partial", "failed") for r in history):
+    if hint and any(r["status"] in ("with-rejections", "partial", "failed") for r in history):
         console.print("Rejected and retrying records: `segsync runs --errors`.")
     for run in history:
         for e in errors.get(run["id"], []):

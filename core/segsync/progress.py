@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -20,9 +20,32 @@ class Reporter:
     def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
         self.console = console or Console(stderr=True)
         self.quiet = quiet
+        # Called with (phase, done, total) at a phase's start and on every advance, quiet or not
+        # (the running sync's status file listens: segsync.store.status).
+        self.listeners: list[Callable[[str, int, int | None], None]] = []
 
     @contextmanager
     def phase(self, description: str, total: int | None = None) -> Iterator[Advance]:
+        if not self.listeners:
+            with self._phase(description, total) as advance:
+                yield advance
+            return
+        done = 0
+        for listener in self.listeners:
+            listener(description, done, total)
+        with self._phase(description, total) as shown:
+
+            def advance(amount: int = 1) -> None:
+                nonlocal done
+                done += amount
+                shown(amount)
+                for listener in self.listeners:
+                    listener(description, done, total)
+
+            yield advance
+
+    @contextmanager
+    def _phase(self, description: str, total: int | None) -> Iterator[Advance]:
         if self.quiet:
             yield lambda amount=1: None
             return

@@ -158,6 +158,7 @@ class Runner:
         connectors = self.connectors()
         self.consent = load_settings(self.config, self.host.consent_policies())
         store = Store(self.config.store_path)
+        self.reporter.listeners.append(_publish_to(store))
         try:
             return self._run(store, connectors, options, as_of)
         except BaseException as exc:
@@ -173,6 +174,7 @@ class Runner:
                 except Exception:  # closing must not hide the run's own outcome
                     log.exception("connection %r failed to close", connector.connection)
             store.close()
+            self.reporter.listeners.pop()
 
     def _run(
         self, store: Store, connectors: dict[str, Connector], options: RunOptions, as_of: datetime
@@ -483,6 +485,14 @@ class Runner:
             plan.record_outcomes(store.con, name, run_id, ok_keys, external_ids, rejections)
             audit.record_pushes(store.con, name, run_id, ok_keys, rejections)
         report.records_written += len(ok_keys)
+
+
+def _publish_to(store: Store):
+    """A progress listener that updates the running sync's status file (segsync.store.status)."""
+    def publish(phase: str, done: int, total: int | None) -> None:
+        if store.status is not None:
+            store.status.progress(phase, done, total)
+    return publish
 
 
 def _status(summary: RunSummary) -> str:

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
 from segsync.redaction import redact
-from segsync.store.lock import StoreLocked, WriterLock
+from segsync.store.lock import StoreLocked, WriterLock, wait_for_writer, writer_active, writer_pid
+from segsync.store.status import RunStatus, describe, read_status
 from segsync.store.migrations import MIGRATIONS, Migration
 
 
@@ -22,8 +23,14 @@ class Store:
     """A DuckDB database holding segsync's tables.
 
     ``path`` is a file (created when missing) or ``":memory:"``. Opened for writing, it takes
-    the writer lock and applies pending migrations; ``read_only=True`` never writes.
+    the writer lock and applies pending migrations; ``read_only=True`` never writes, and is
+    refused with who holds the store while a writer has it (DuckDB admits one writing process or
+    many readers, never both), after waiting up to ``reader_wait`` seconds (``segsync --wait``).
     """
+
+    reader_wait: ClassVar[float] = 0.0
+    # The sidecar of the run this store is writing (see status.py); None outside a sync.
+    status: RunStatus | None = None
 
     def __init__(
         self,
@@ -40,6 +47,8 @@ class Store:
                 raise FileNotFoundError(
                     f"no store at {self.path}; run `segsync sync` (or `segsync demo`) first"
                 )
+            if read_only and not wait_for_writer(self.path, self.reader_wait):
+                raise StoreLocked(_busy_message(self.path))
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not read_only:
                 self._lock = WriterLock(self.path)
@@ -73,6 +82,9 @@ class Store:
         if con is not None:
             con.close()
             self.con = None  # type: ignore[assignment]
+        if self.status is not None:
+            self.status.remove()
+            self.status = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -231,13 +243,17 @@ class Store:
         self.con.execute(
             "UPDATE runs SET status = 'crashed' WHERE status = 'running' AND finished_at IS NULL"
         )
-        return int(
+        run_id = int(
             self.scalar(
                 "INSERT INTO runs (started_at, status, as_of, options) "
                 "VALUES (now(), 'running', ?, ?) RETURNING id",
                 [as_of, json.dumps(options, default=str)],
             )
         )
+        if isinstance(self.path, Path):
+            # For `segsync runs` while this run holds the store: the history it can no longer read.
+            self.status = RunStatus(self.path, run_id, self.runs())
+        return run_id
 
     def finish_run(self, run_id: int, status: str, counts: dict[str, Any]) -> None:
         self.con.execute(
@@ -327,12 +343,15 @@ class Store:
                     "error": d[7],
                 }
             )
+        # Opened read-only, the store has no writer (see __init__): a run still marked running
+        # died without finishing; the next writer marks it so too (start_run).
+        orphaned = self.read_only and isinstance(self.path, Path) and not writer_active(self.path)
         return [
             {
                 "id": r[0],
                 "started_at": r[1].isoformat(),
                 "finished_at": r[2].isoformat() if r[2] else None,
-                "status": r[3],
+                "status": "crashed" if orphaned and r[3] == "running" else r[3],
                 "as_of": r[4].isoformat(),
                 "options": json.loads(r[5]),
                 "counts": json.loads(r[6]),
@@ -349,3 +368,16 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _busy_message(path: Path) -> str:
+    status = read_status(path)
+    pid = writer_pid(path)
+    if status is not None and str(status.get("pid")) == pid:
+        holder = f"`segsync sync` ({describe(status)})"
+    else:
+        holder = f"another segsync command (pid {pid})"
+    return (f"the store {path} is being written by {holder}; read commands can open it only "
+            "between writes (DuckDB admits one writing process or many readers, never both). "
+            "Run the command again when it ends, or add --wait (e.g. `segsync --wait 600 "
+            "contacts show ...`); `segsync runs` shows the running sync's progress meanwhile")
