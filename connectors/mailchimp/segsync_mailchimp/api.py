@@ -12,7 +12,10 @@ It makes the SDK's behaviour explicit and uniform:
 * The SDK builds URLs as host + path with the word ``server`` replaced by the data-centre
   prefix, so a ``host`` override never contains that word (checked by the settings).
 * Requests go through ``requests``' module-level functions (one connection per call); a
-  semaphore keeps at most ``max_connections`` (≤ 10, Mailchimp's per-account limit) in flight
+  semaphore keeps at most ``max_connections`` of this connection in flight, and every request
+  takes one of the account's 10 slots (:mod:`segsync.http_budget`, shared with every other
+  connection and process using the same key), held on after a read timeout until the server
+  has plausibly finished the abandoned request (``abandoned_hold``)
   and a thread pool of the same size runs write batches in parallel (:meth:`MailchimpApi.window`).
 * 429, 5xx and network errors are retried with tenacity, honouring ``Retry-After``.
 """
@@ -35,9 +38,12 @@ import requests
 from mailchimp_marketing.api_client import ApiClientError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from segsync.http_budget import HttpBudget
+
 from segsync_mailchimp.settings import MailchimpSettings
 
 log = logging.getLogger(__name__)
+ACCOUNT_CONNECTIONS = 10  # Mailchimp: "10 simultaneous connections" per user, else 429
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -132,6 +138,8 @@ class MailchimpApi:
         self._local = threading.local()
         self._install_response_capture()
         self._slots = threading.BoundedSemaphore(settings.max_connections)
+        self.budget = HttpBudget(self.client.api_client.host, settings.api_key.get_secret_value(),
+                                 ACCOUNT_CONNECTIONS)
         self._pool = ThreadPoolExecutor(settings.max_connections, thread_name_prefix="mailchimp")
         self._count_lock = threading.Lock()
         self.calls = 0  # HTTP requests sent, retries included
@@ -194,12 +202,16 @@ class MailchimpApi:
             wait(running)  # never leave requests running behind an error
 
     def _attempt(self, fn: Callable[[Any], T]) -> T | None:
-        with self._slots:
+        with self._slots, self.budget.slot() as slot:
             with self._count_lock:
                 self.calls += 1
             try:
                 result = fn(self.client)
             except ApiClientError as err:
+                if err.status_code is None and isinstance(err.text, requests.exceptions.ReadTimeout):
+                    # Given up, but the server may still be working on it on one of our connections.
+                    hold = self.settings.abandoned_hold
+                    slot.abandon(self.settings.timeout if hold is None else hold)
                 raise self._error(err) from None
         if isinstance(result, requests.Response):
             # The SDK hands back the Response for 204s and for error answers without a body.

@@ -37,7 +37,14 @@ class MailchimpSettings(ConnectorSettings):
     )
     timeout: float = Field(default=30.0, gt=0, description="seconds per request")
     max_connections: int = Field(
-        default=10, ge=1, le=10, description="parallel requests; Mailchimp allows 10 per account"
+        default=10, ge=1, le=10,
+        description="parallel requests of this connection; every connection and process using the "
+        "same account shares Mailchimp's 10 (segsync.http_budget)",
+    )
+    abandoned_hold: float | None = Field(
+        default=None, ge=0,
+        description="seconds a request given up after a timeout still counts against the account's "
+        "10 connections (the server may still be running it); default: the timeout again",
     )
     max_attempts: int = Field(default=6, ge=1, description="tries per request on 429/5xx/network errors")
     retry_wait_initial: float = Field(default=1.0, ge=0)
