@@ -136,7 +136,9 @@ def segsync_push(
     :return: the :class:`~segsync.connector.WriteResult` of the batch.
 
     Called by the runner for every batch of every destination, after the consent gate. The core
-    implements it (``trylast``) by calling ``connector.write(changes)``; plugins wrap it with
+    implements it (``trylast``) by calling ``connector.write(changes)``; a connector that
+    declares ``write_batch_size`` reports its write batches during that call and the runner
+    acknowledges them at once (see :class:`~segsync.connector.Connector`). Plugins wrap it with
     ``@hookimpl(wrapper=True)`` to observe or time a push, or answer first with
     ``@hookimpl(tryfirst=True)`` returning their own result to veto a batch (return None to let
     the push happen).

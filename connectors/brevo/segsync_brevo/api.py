@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import sib_api_v3_sdk
 import urllib3
 from pydantic import SecretStr
+from segsync.http_budget import HttpBudget
 from sib_api_v3_sdk.rest import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
@@ -79,6 +80,7 @@ class BrevoApi:
         max_attempts: int = 6,
         max_backoff: float = 30.0,
         pacer: RatePacer | None = None,
+        max_connections: int = 10,
     ) -> None:
         config = sib_api_v3_sdk.Configuration()
         # The SDK defaults to the legacy https://api.sendinblue.com/v3 host.
@@ -98,6 +100,8 @@ class BrevoApi:
         self._max_attempts = max_attempts
         self._max_backoff = max_backoff
         self.pacer = pacer or RatePacer()
+        # Simultaneous requests per account, shared with every connection and process using it.
+        self.budget = HttpBudget(config.host, api_key.get_secret_value(), max_connections)
         self.calls = 0
         self.calls_by_op: Counter[str] = Counter()
         self.retries = 0
@@ -123,15 +127,19 @@ class BrevoApi:
         self.pacer.before(path)
         self.calls += 1
         self.calls_by_op[op] += 1
-        try:
-            result = fn(
-                *args, _request_timeout=self._timeout, _preload_content=not raw, **kwargs
-            )
-        except ApiException as exc:
-            self.pacer.after(path, exc.headers)
-            raise _error_from(exc) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise RetryableApiError(0, "transport", f"{type(exc).__name__}: {exc}") from None
+        with self.budget.slot() as slot:
+            try:
+                result = fn(
+                    *args, _request_timeout=self._timeout, _preload_content=not raw, **kwargs
+                )
+            except ApiException as exc:
+                self.pacer.after(path, exc.headers)
+                raise _error_from(exc) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                    # Given up, but Brevo may still be working on it: it still counts.
+                    slot.abandon(self._timeout[1])
+                raise RetryableApiError(0, "transport", f"{type(exc).__name__}: {exc}") from None
         data, _status, headers = result
         self.pacer.after(path, headers)
         if raw:

@@ -7,7 +7,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
-from segsync.connector import Batch, Capability, Connector, ContactChange, Stream, WriteResult
+from segsync.connector import (
+    Batch,
+    Capability,
+    Connector,
+    ContactChange,
+    OutcomeReport,
+    Stream,
+    WriteResult,
+)
 
 from segsync_brevo.account import AccountDirectory
 from segsync_brevo.api import BrevoApi, BrevoApiError
@@ -22,6 +30,10 @@ class BrevoConnector(Connector):
     Settings: ClassVar[type[BrevoSettings]] = BrevoSettings
     # One write may hold a whole import's worth of changes; the planner splits by 10 MB.
     max_batch_size: ClassVar[int | None] = 100_000
+    # Each change is reported as soon as the last call it is part of is done (an import of up to
+    # import_max_bytes of rows, a batch update of batch_size, a list call of 150); calls run one
+    # at a time.
+    write_batch_size: ClassVar[int | None] = max_batch_size
 
     def __init__(self, connection: str, settings: BrevoSettings, project_dir: Path) -> None:
         super().__init__(connection, settings, project_dir)
@@ -30,6 +42,7 @@ class BrevoConnector(Connector):
             settings.host,
             timeout=settings.timeout_seconds,
             max_attempts=settings.max_attempts,
+            max_connections=settings.max_connections,
         )
         self.directory = AccountDirectory(self.api, settings)
         self._reader = Reader(self.api, settings, self.directory)
@@ -69,8 +82,8 @@ class BrevoConnector(Connector):
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
         return self._reader.read(stream, cursor)
 
-    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
-        return self._writer.write(changes)
+    def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
+        return self._writer.write(changes, report)
 
     def close(self) -> None:
         self.api.close()

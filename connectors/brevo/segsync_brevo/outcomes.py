@@ -1,17 +1,28 @@
-"""Per-change outcome bookkeeping: the worst answer a change got wins (rejected > retryable)."""
+"""Per-change outcome bookkeeping: the worst answer a change got wins (rejected > retryable).
+
+With a ``report`` callback (``write(changes, report=...)``), each change is also reported as
+soon as the last call it is part of is done: :meth:`Outcomes.expect` counts a change into a
+call before any call is made, :meth:`Outcomes.settle` counts it out when the call is over
+(answered, failed or skipped), and a change whose count reaches zero is reported with its
+final outcome. The runner acknowledges each report at once.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from segsync.connector import ContactChange, Outcome
+from segsync.connector import ContactChange, Outcome, OutcomeReport
 
 
 class Outcomes:
-    def __init__(self, changes: Sequence[ContactChange]) -> None:
+    def __init__(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> None:
         self.changes = changes
         self._rejected: dict[int, tuple[str, str | None]] = {}
         self._retryable: dict[int, str] = {}
+        self._report = report
+        self._pending: Counter[int] = Counter()
+        self._reported: set[int] = set()
 
     def reject(self, indices: Iterable[int], reason: str, field: str | None = None) -> None:
         for index in indices:
@@ -24,14 +35,38 @@ class Outcomes:
     def failed(self, index: int) -> bool:
         return index in self._rejected
 
+    def expect(self, indices: Iterable[int]) -> None:
+        """These changes are part of one more call."""
+        self._pending.update(indices)
+
+    def settle(self, indices: Iterable[int]) -> None:
+        """One call these changes were part of is over; report those with no call left."""
+        done = []
+        for index in indices:
+            self._pending[index] -= 1
+            if self._pending[index] <= 0:
+                done.append(index)
+        self._send(done)
+
+    def settle_idle(self) -> None:
+        """Report the changes that need no call at all (refused while planning, or no change)."""
+        self._send([i for i in range(len(self.changes)) if self._pending[i] <= 0])
+
+    def _send(self, indices: list[int]) -> None:
+        fresh = [i for i in dict.fromkeys(indices) if i not in self._reported]
+        if self._report is None or not fresh:
+            return
+        self._reported.update(fresh)
+        self._report([self.outcome(i) for i in fresh])
+
+    def outcome(self, index: int) -> Outcome:
+        change = self.changes[index]
+        if index in self._rejected:
+            reason, field = self._rejected[index]
+            return Outcome.rejected(change.contact_key, reason, field)
+        if index in self._retryable:
+            return Outcome.retryable(change.contact_key, self._retryable[index])
+        return Outcome.ok(change.contact_key, change.external_id)
+
     def result(self) -> list[Outcome]:
-        out = []
-        for index, change in enumerate(self.changes):
-            if index in self._rejected:
-                reason, field = self._rejected[index]
-                out.append(Outcome.rejected(change.contact_key, reason, field))
-            elif index in self._retryable:
-                out.append(Outcome.retryable(change.contact_key, self._retryable[index]))
-            else:
-                out.append(Outcome.ok(change.contact_key, change.external_id))
-        return out
+        return [self.outcome(index) for index in range(len(self.changes))]

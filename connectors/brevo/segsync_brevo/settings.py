@@ -47,6 +47,12 @@ class BrevoSettings(ConnectorSettings):
     )
     timeout_seconds: float = Field(30.0, gt=0)
     max_attempts: int = Field(6, ge=1, description="Tries per request on 429/5xx/timeouts")
+    max_connections: int = Field(
+        10, ge=1, le=50,
+        description="Simultaneous requests per Brevo account, shared by every connection and "
+        "process using the same key (segsync.http_budget); a request given up after a timeout "
+        "counts for one more timeout",
+    )
     import_max_bytes: int = Field(IMPORT_SAFE_BYTES, gt=0, le=IMPORT_MAX_BYTES)
     batch_size: int = Field(100, ge=1, le=1000, description="Contacts per POST /contacts/batch")
     process_timeout_seconds: float = Field(900.0, gt=0)

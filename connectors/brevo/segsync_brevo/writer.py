@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from segsync.connector import ContactChange, WriteResult
+from segsync.connector import ContactChange, OutcomeReport, WriteResult
 from segsync.model import mask_email
 
 from segsync_brevo.account import AccountDirectory
@@ -63,14 +63,17 @@ class Writer:
         self.poll_seconds = poll_seconds
         self.sleep = sleep
 
-    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+    def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
         calls_before = self.api.calls
-        outcomes = Outcomes(changes)
+        outcomes = Outcomes(changes, report)
         try:
             plan = self.planner.plan(changes, outcomes)
         except BrevoApiError as exc:  # lists/attributes could not be resolved at all
             _fail(outcomes, list(range(len(changes))), exc, "preparing the Brevo write failed")
+            outcomes.settle_idle()
             return WriteResult(outcomes.result(), self.api.calls - calls_before)
+        _expect_calls(plan, outcomes)
+        outcomes.settle_idle()
         self._deletes(plan, outcomes)
         # Blocklist flips go before imports: an opt-out reaches Brevo before any other write.
         self._batch(plan, outcomes)
@@ -97,6 +100,8 @@ class Writer:
                     )
                     continue
                 _fail(outcomes, [index], exc, "delete failed")
+            finally:
+                outcomes.settle([index])
 
     # -- imports -------------------------------------------------------------------------
 
@@ -109,6 +114,7 @@ class Writer:
                 )
             except BrevoApiError as exc:
                 _fail(outcomes, job.indices, exc, "contact import was refused")
+                outcomes.settle(job.indices)
                 continue
             pending.append((job, process_id))
         deadline = time.monotonic() + self.settings.process_timeout_seconds
@@ -126,15 +132,18 @@ class Writer:
                         still.append((job, process_id))
                     else:
                         _fail(outcomes, job.indices, exc, f"import process {process_id} unreadable")
+                        outcomes.settle(job.indices)
                     continue
                 if process.get("status") == "completed":
                     self._import_report(job, process, outcomes)
+                    outcomes.settle(job.indices)
                 elif time.monotonic() >= deadline:
                     outcomes.retry(
                         job.indices,
                         f"import process {process_id} still {process.get('status')} after "
                         f"{self.settings.process_timeout_seconds:.0f} s",
                     )
+                    outcomes.settle(job.indices)
                 else:
                     still.append((job, process_id))
             pending = still
@@ -169,6 +178,10 @@ class Writer:
             self._batch_chunk(plan.batch[start : start + size], outcomes, plan)
 
     def _batch_chunk(self, chunk: list[tuple[int, dict]], outcomes: Outcomes, plan: Plan) -> None:
+        self._update_batch(chunk, outcomes, plan)
+        outcomes.settle([i for i, _ in chunk])
+
+    def _update_batch(self, chunk: list[tuple[int, dict]], outcomes: Outcomes, plan: Plan) -> None:
         try:
             self.api.update_batch([entry for _, entry in chunk])
         except BrevoApiError as exc:
@@ -181,14 +194,14 @@ class Writer:
                     # The others go at once (their opt-outs above all); the named ones are then
                     # sent alone, which confirms them gone (or lands them, should Brevo count
                     # its indexes from 1).
-                    self._batch_chunk([e for i, e in enumerate(chunk) if i not in gone], outcomes, plan)
-                    self._batch_chunk([chunk[i] for i in sorted(gone)], outcomes, plan)
+                    self._update_batch([e for i, e in enumerate(chunk) if i not in gone], outcomes, plan)
+                    self._update_batch([chunk[i] for i in sorted(gone)], outcomes, plan)
                     return
             if exc.status in (400, 404) and len(chunk) > 1:
                 # One error answer for the whole batch, naming no usable culprit: halve it.
                 middle = len(chunk) // 2
-                self._batch_chunk(chunk[:middle], outcomes, plan)
-                self._batch_chunk(chunk[middle:], outcomes, plan)
+                self._update_batch(chunk[:middle], outcomes, plan)
+                self._update_batch(chunk[middle:], outcomes, plan)
                 return
             _fail(outcomes, [i for i, _ in chunk], exc, "batch update failed")
 
@@ -213,12 +226,14 @@ class Writer:
         for (list_ids, blacklist), rows in groups.items():
             log.info("re-creating %d contact(s) deleted in Brevo (blocklisted: %s)", len(rows), blacklist)
             plan.imports.append(ImportJob([r for _, r in rows], [i for i, _ in rows], list_ids, blacklist))
+            outcomes.expect(i for i, _ in rows)  # not reported before this import is done
 
     # -- list memberships ----------------------------------------------------------------
 
     def _members(self, plan: Plan, outcomes: Outcomes, *, add: bool) -> None:
         todo = plan.adds if add else plan.removes
         for list_id, members in todo.items():
+            outcomes.settle([i for i, _ in members if outcomes.failed(i)])  # refused: not sent
             members = [(i, e) for i, e in members if not outcomes.failed(i)]
             for start in range(0, len(members), LIST_MEMBERS_PER_CALL):
                 chunk = members[start : start + LIST_MEMBERS_PER_CALL]
@@ -232,6 +247,7 @@ class Writer:
                         failed = {e.lower() for e in emails}  # every address failed
                     else:
                         _fail(outcomes, [i for i, _ in chunk], exc, f"list {list_id} update failed")
+                        outcomes.settle([i for i, _ in chunk])
                         continue
                 if add:
                     outcomes.reject(
@@ -240,3 +256,14 @@ class Writer:
                         "(it reports a missing contact and an existing member alike)",
                     )
                 # A failed removal means the contact is not in the list: the goal holds.
+                outcomes.settle([i for i, _ in chunk])
+
+
+def _expect_calls(plan: Plan, outcomes: Outcomes) -> None:
+    """Count every change into each call it is part of, before any call is made."""
+    outcomes.expect(i for i, _ in plan.deletes)
+    outcomes.expect(i for i, _ in plan.batch)
+    for job in plan.imports:
+        outcomes.expect(job.indices)
+    for members in [*plan.adds.values(), *plan.removes.values()]:
+        outcomes.expect(i for i, _ in members)

@@ -73,3 +73,30 @@ def test_persistent_5xx_becomes_retryable_outcome(emulator, make_connector):
     result = connector.write([ContactChange("a@example.com", "upsert", "unsubscribed", previous_status="subscribed")])
     assert result.outcomes[0].status == "retryable"
     assert emulator.state.contact("a@example.com").email_blacklisted is False
+
+
+def _peak_overlap(entries) -> int:
+    edges = sorted([(e.started, 1) for e in entries] + [(e.finished, -1) for e in entries])
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_connections_on_one_account_share_its_request_budget(emulator):
+    # Two clients of one account (as two connections or processes would be), each allowed 2:
+    # together they still never have more than 2 requests at Brevo.
+    import threading
+
+    emulator.latency = 0.05
+    apis = [BrevoApi(SecretStr("test-key"), emulator.url, max_connections=2) for _ in range(2)]
+    threads = [threading.Thread(target=lambda a=a: [a.get_folders(50, 0) for _ in range(4)])
+               for a in apis for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # (16 answered; the 10-a-second rate limit may add a 429 and its retry)
+    assert sum(e.status == 200 for e in emulator.requests("GET", "/v3/contacts/folders")) == 16
+    assert _peak_overlap(emulator.requests()) == 2

@@ -130,3 +130,27 @@ def test_segments_as_attribute(emulator, make_connector):
     assert result.outcomes[0].status == "ok"
     assert emulator.state.contact("ann@example.com").attributes["SEGSYNC_SEGMENTS"] == "new,vip"
     assert {l.name for l in emulator.state.lists.values()} == {"segsync"}
+
+
+def test_each_change_is_reported_when_its_last_call_is_done(emulator, make_connector):
+    # Small imports: several import jobs; a delete; a membership-only change (one list call).
+    connector = make_connector(import_max_bytes=1000)
+    emulator.state.seed_contact("gone@example.com")
+    emulator.state.seed_contact("member@example.com")
+    new = [change(f"n{i:03d}@example.com", attributes={"first_name": f"N{i}"}) for i in range(30)]
+    changes = [change("gone@example.com", op="delete", status="unsubscribed", previous="subscribed"),
+               *new,
+               change("member@example.com", previous="subscribed", add=("vip",)),
+               change("not an email")]
+    reports: list[list[str]] = []
+    result = connector.write(changes, report=lambda outcomes: reports.append([o.contact_key for o in outcomes]))
+    imports = len(emulator.requests("POST", "/v3/contacts/import"))
+    assert imports >= 2  # the 1,000-byte limit splits the 30 rows
+    # First what needs no call (refused while planning), then the delete, each import job as it
+    # completes, and the list call.
+    assert reports[0] == ["not an email"]
+    assert reports[1] == ["gone@example.com"]
+    assert sorted(k for r in reports[2:2 + imports] for k in r) == sorted(c.contact_key for c in new)
+    assert reports[2 + imports:] == [["member@example.com"]]
+    assert sorted(k for r in reports for k in r) == sorted(c.contact_key for c in changes)
+    assert {o.contact_key: o.status for o in result.outcomes}["not an email"] == "rejected"
