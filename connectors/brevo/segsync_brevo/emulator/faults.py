@@ -7,7 +7,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["status", "timeout", "drop", "lost"]
+from segsync.testing.faults import RandomFaults
+
+FaultKind = Literal["status", "timeout", "drop", "lost", "reset"]
 
 
 @dataclass
@@ -18,7 +20,8 @@ class Fault:
     ``timeout``: hold the request ``delay`` seconds before answering (past the client's
     timeout); ``drop``: close the connection without answering; ``lost``: carry the request
     out, then close the connection without answering (a create that succeeded but whose answer
-    never arrived). ``skip`` lets that many matching requests through first.
+    never arrived). ``reset``: reset the connection (TCP RST) without answering.
+    ``skip`` lets that many matching requests through first.
     """
 
     kind: FaultKind = "status"
@@ -36,9 +39,12 @@ class Fault:
 
 
 class FaultPlan:
+    """Scripted faults first; then, if set, ``random`` fails a share of the other requests."""
+
     def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self.random: RandomFaults | None = None
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -59,4 +65,12 @@ class FaultPlan:
                     continue
                 fault.fired += 1
                 return fault
-        return None
+        drawn = self.random.draw() if self.random is not None else None
+        if drawn is None:
+            return None
+        kind, status = drawn
+        if kind in ("429", "5xx"):
+            return Fault("status", status=status, reset=self.random.retry_after)
+        if kind == "timeout":
+            return Fault("timeout", delay=self.random.timeout_delay)
+        return Fault("reset")

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from segsync.testing.faults import reset_connection
 from segsync_brevo.emulator import routes
 from segsync_brevo.emulator.errors import ApiError
 from segsync_brevo.emulator.faults import Fault, FaultPlan
@@ -34,10 +35,16 @@ class LogEntry:
     started: float  # wall clock, seconds since the epoch
     finished: float
     fault: str | None = None
+    body: str | None = None  # the request body (UTF-8), kept only with ``keep_bodies``
 
 
 class BrevoEmulator:
-    """A stateful Brevo API v3 on 127.0.0.1; ``url`` is the host to give the SDK."""
+    """A stateful Brevo API v3 on 127.0.0.1; ``url`` is the host to give the SDK.
+
+    ``random_faults`` fails a share of the requests no scripted fault claimed (429 with
+    ``x-sib-ratelimit-reset``, 5xx, timeouts after which the request is applied, connection
+    resets); ``keep_bodies`` keeps each request's body in the log.
+    """
 
     def __init__(
         self,
@@ -50,11 +57,15 @@ class BrevoEmulator:
         import_delay: float = 0.05,
         import_rows_per_second: float = 200_000.0,
         account_email: str = "owner@example.com",
+        random_faults: RandomFaults | None = None,
+        keep_bodies: bool = False,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
         self.limiter = RateLimiter(rate_limits)
         self.faults = FaultPlan()
+        self.faults.random = random_faults
+        self.keep_bodies = keep_bodies
         self.validator: SpecValidator | None = load_validator() if validate else None
         self.violations: list[str] = []  # responses the emulator sent that the spec forbids
         self.log: list[LogEntry] = []
@@ -159,7 +170,8 @@ def _make_handler(emulator: BrevoEmulator) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw_body = self.rfile.read(length) if length else b""
-            entry = LogEntry(method, parts.path, parts.query, 0, len(raw_body), 0, started, started)
+            entry = LogEntry(method, parts.path, parts.query, 0, len(raw_body), 0, started, started,
+                             body=raw_body.decode("utf-8", "replace") if emulator.keep_bodies else None)
             try:
                 if parts.path.startswith("/_"):
                     self._control(entry, method, parts.path, raw_body)
@@ -169,10 +181,12 @@ def _make_handler(emulator: BrevoEmulator) -> type[BaseHTTPRequestHandler]:
                 fault = emulator.faults.take(method, parts.path)
                 if fault is not None:
                     entry.fault = fault.kind
-                    if fault.kind == "drop":
+                    if fault.kind in ("drop", "reset"):
                         entry.finished = time.time()
                         emulator.record(entry)
                         self.close_connection = True
+                        if fault.kind == "reset":
+                            reset_connection(self.connection)
                         return
                     if fault.kind == "lost":
                         entry.status, _body, _headers = self._api(method, parts.path, parts.query, raw_body)

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from segsync.testing.faults import RandomFaults, reset_connection
 from segsync_mailchimp.emulator.problems import GLOSSARY, ApiProblem
 from segsync_mailchimp.emulator.spec import SpecValidator
 from segsync_mailchimp.emulator.state import EmulatorState
@@ -40,14 +41,15 @@ class RequestRecord:
     ended: float
     admitted: bool  # False when refused by the connection limit
     fault: str | None = None
+    body: str | None = None  # the request body (UTF-8), kept only with ``keep_bodies``
 
 
 @dataclass
 class Fault:
     """A scripted failure for the next ``count`` matching requests."""
 
-    # "error" (a glossary name), "status" (bare status, empty body), "timeout", "drop", or
-    # "lost" (carried out, then the connection is closed without an answer)
+    # "error" (a glossary name), "status" (bare status, empty body), "timeout", "drop", "reset"
+    # (TCP RST, no answer) or "lost" (carried out, then the connection is closed without an answer)
     kind: str
     count: int
     error: str | None = None
@@ -92,7 +94,10 @@ class MailchimpEmulator:
 
     ``latency`` (seconds) is added to every admitted request; ``max_connections`` is the
     account's simultaneous-connection limit; ``retry_after`` (seconds) is sent on the 429s the
-    limit produces (Mailchimp itself sends none; None leaves it out).
+    limit produces (Mailchimp itself sends none; None leaves it out). ``random_faults`` fails a
+    share of the requests no scripted fault claimed (429 with ``Retry-After``, bare 5xx, timeouts
+    after which the request is applied, connection resets); ``keep_bodies`` keeps each request's
+    body in the log, so tests can see exactly what was sent.
     """
 
     def __init__(
@@ -105,8 +110,12 @@ class MailchimpEmulator:
         validate: bool = True,
         state: EmulatorState | None = None,
         port: int = 0,
+        random_faults: RandomFaults | None = None,
+        keep_bodies: bool = False,
     ) -> None:
         self.api_key = api_key
+        self.random_faults = random_faults
+        self.keep_bodies = keep_bodies
         self.latency = latency
         self.max_connections = max_connections
         self.retry_after = retry_after
@@ -176,7 +185,8 @@ class MailchimpEmulator:
         answers a bare ``status`` with an empty body (what a proxy or the limiter may send);
         ``timeout`` stalls ``delay`` seconds before answering; ``drop`` closes the connection
         without an answer; ``lost`` carries the request out, then drops the answer (a create
-        that succeeded but whose answer never arrived).
+        that succeeded but whose answer never arrived). ``reset`` resets the connection (TCP RST)
+        without an answer.
         """
         if kind == "error" and error not in GLOSSARY:
             raise ValueError(f"unknown Mailchimp error {error!r}")
@@ -221,7 +231,18 @@ class MailchimpEmulator:
                     if fault.count <= 0:
                         self._faults.remove(fault)
                     return fault
-        return None
+        drawn = self.random_faults.draw() if self.random_faults is not None else None
+        if drawn is None:
+            return None
+        kind, status = drawn
+        rf = self.random_faults
+        if kind == "429":
+            return Fault("error", 1, error="TooManyRequests", retry_after=rf.retry_after)
+        if kind == "5xx":
+            return Fault("status", 1, status=status)
+        if kind == "timeout":
+            return Fault("timeout", 1, delay=rf.timeout_delay)
+        return Fault("reset", 1)
 
     def _admit(self) -> bool:
         with self._lock:
@@ -234,6 +255,9 @@ class MailchimpEmulator:
     def _release(self) -> None:
         with self._lock:
             self._in_flight -= 1
+
+    def _kept(self, raw: bytes) -> str | None:
+        return raw.decode("utf-8", "replace") if self.keep_bodies else None
 
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
@@ -362,14 +386,15 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and self._apply_fault(fault):
                 em._release()
                 em._record(RequestRecord(method, path, query, len(raw), 0, started,
-                                         time.monotonic(), True, fault.kind))
+                                         time.monotonic(), True, fault.kind,
+                                         em._kept(raw)))
                 return
             status, payload = self._answer(method, path, query, raw, fault)
             if fault is not None and fault.kind == "lost":
                 # Carried out, but the answer never reaches the client.
                 em._release()
                 em._record(RequestRecord(method, path, query, len(raw), status, started,
-                                         time.monotonic(), True, fault.kind))
+                                         time.monotonic(), True, fault.kind, em._kept(raw)))
                 self._apply_fault(Fault("drop", 1))
                 return
         except ApiProblem as problem:
@@ -383,7 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
             em._release()
         ended = time.monotonic()
         em._record(RequestRecord(method, path, query, len(raw), status, started, ended, admitted,
-                                 fault.kind if fault else None))
+                                 fault.kind if fault else None, em._kept(raw)))
         if fault is not None and fault.kind == "status":
             self._send(status, b"", None, headers)
             return
@@ -408,6 +433,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            return True
+        if fault.kind == "reset":
+            self.close_connection = True
+            reset_connection(self.connection)
             return True
         return False
 
