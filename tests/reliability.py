@@ -23,7 +23,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -298,6 +298,32 @@ class Project:
         self.emulators.seed_mailable(sorted(seeded))
         return seeded
 
+    def append_changes(self, round_: int, *, opt_outs: int, new_contacts: int) -> None:
+        """New input for another round: ``opt_outs`` people who were mailable opt out (newest
+        record), and ``new_contacts`` people sign up with an opt-in. Deterministic per round."""
+        when = DATA_NOW.isoformat()
+        mailable = sorted(e for e in self.mailable_in_input() if e.isascii())
+        leaving = mailable[round_::max(1, len(mailable) // opt_outs)][:opt_outs]
+        joining = [f"new.{round_}.{i}@example.com" for i in range(new_contacts)]
+        self._append("consent.csv", [
+            *({"email": e, "channel": "email", "purpose": "marketing", "status": "opted_out", "timestamp": when,
+               "method": "email_link", "evidence": f"round {round_}"} for e in leaving),
+            *({"email": e, "channel": "email", "purpose": "marketing", "status": "opted_in", "timestamp": when,
+               "method": "form", "evidence": f"round {round_}"} for e in joining),
+        ])
+        self._append("contacts.csv", [{"email": e, "first_name": "New", "last_name": f"Round{round_}"}
+                                      for e in joining])
+
+    def _append(self, name: str, rows: list[dict[str, str]]) -> None:
+        path = self.root / "data" / name
+        with path.open(encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle))
+        with path.open("a", encoding="utf-8", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=header, restval="").writerows(rows)
+
+    def mailable_in_input(self) -> set[str]:
+        return {e for e, status in self._latest_consent().items() if status not in SUPPRESSED}
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "SEGSYNC_PLUGINS": "files,mailchimp,brevo",
                 "SEGSYNC_MC_API_KEY": MC_KEY, "SEGSYNC_BREVO_API_KEY": BREVO_KEY}
@@ -308,13 +334,17 @@ class Project:
 
     def suppressed(self) -> set[str]:
         """People whose latest consent record in the input is an opt-out, bounce or complaint."""
+        return {e for e, status in self._latest_consent().items() if status in SUPPRESSED}
+
+    def _latest_consent(self) -> dict[str, str]:
         latest: dict[str, tuple[str, str]] = {}
         with (self.root / "data/consent.csv").open(encoding="utf-8", newline="") as handle:
             for row in csv.DictReader(handle):
                 email = normalize_email(row["email"])  # as the store keys people
-                if email not in latest or row["timestamp"] >= latest[email][0]:
-                    latest[email] = (row["timestamp"], row["status"])
-        return {email for email, (_, status) in latest.items() if status in SUPPRESSED}
+                stamp = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
+                if email not in latest or stamp >= latest[email][0]:
+                    latest[email] = (stamp, row["status"])
+        return {email: status for email, (_, status) in latest.items()}
 
     def store(self) -> Store:
         return Store(self.root / "store.duckdb", read_only=True)
@@ -450,14 +480,15 @@ def attach_requests(emulators: Emulators, runs: list[RunResult], clocks: list[tu
 
 
 def sync_until_complete(project: Project, kills: Iterator[KillPoint | None], max_runs: int) -> list[RunResult]:
-    """Run, killing at the next planned point each time, until a run is not killed."""
+    """Run, killing at the next planned point each time (none once ``kills`` is exhausted),
+    until a run is not killed and succeeds (exit 0)."""
     runs: list[RunResult] = []
     clocks: list[tuple[float, float]] = []
     for index in range(max_runs):
         clocks.append((time.monotonic(), time.time()))
         run = run_sync(project, index, next(kills, None))
         runs.append(run)
-        if not run.killed:
+        if not run.killed and run.returncode == 0:
             break
     attach_requests(project.emulators, runs, clocks)
     return runs
@@ -500,27 +531,16 @@ def attempts_per_request(requests: Iterable[Request]) -> Counter[tuple[str, str,
     return Counter((r.system, r.method, r.path, r.query, r.body) for r in requests)
 
 
-def retry_after_breaches(requests: list[Request], retry_after: float) -> tuple[int, list[Request]]:
-    """429s answered, and those whose retry (the same request again) came sooner than asked."""
-    throttled = [r for r in requests if r.status == 429 and r.admitted]
+def retry_after_breaches(requests: list[Request], retry_after: float) -> tuple[int, list[tuple[Request, Request]]]:
+    """Injected 429s (which ask for ``retry_after`` seconds), and (429, retry) pairs where the
+    same request came again sooner than asked. The emulators' own limiters answer 429s with
+    shorter waits (what is left of the window), so those are left out."""
+    throttled = [r for r in requests if r.status == 429 and r.admitted and r.fault is not None]
     early = []
     for r in throttled:
-        retry = next((n for n in requests if n.system == r.system and n.offset > r.offset
+        retry = next((n for n in requests if n.system == r.system and n.started > r.started
                       and (n.method, n.path, n.query, n.body) == (r.method, r.path, r.query, r.body)), None)
         if retry is not None and retry.started < r.ended + retry_after:
-            early.append(retry)
+            early.append((r, retry))
     return len(throttled), early
 
-
-def by_kind(counts: Iterable[Counter[str]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for c in counts:
-        total.update(c)
-    return dict(sorted(total.items()))
-
-
-def group_by(items: Iterable[Any], key) -> dict[Any, list[Any]]:
-    out: dict[Any, list[Any]] = defaultdict(list)
-    for item in items:
-        out[key(item)].append(item)
-    return dict(out)

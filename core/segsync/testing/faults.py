@@ -9,8 +9,9 @@ that no scripted fault claimed; a drawn kind is acted out the way that emulator'
   the request is applied: the client sees no answer for work that was done;
 * ``reset`` — the connection is reset (TCP RST) before anything is applied.
 
-Draws come from one seeded generator, so a run's sequence of draws is reproducible; which
-request gets which draw depends on the order requests arrive in.
+Whether a request fails is drawn from one seeded generator; failures take the kinds in turn,
+so every kind is acted out once every ``len(kinds)`` failures. The sequence of draws is
+reproducible; which request gets which draw depends on the order requests arrive in.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class RandomFaults:
             self.requests += 1
             if self._rng.random() >= self.rate:
                 return None
-            kind = self._rng.choice(self.kinds)
+            kind = self.kinds[sum(self.injected.values()) % len(self.kinds)]
             status = {"429": 429, "5xx": self._rng.choice(SERVER_ERRORS)}.get(kind, 0)
             self.injected[kind] += 1
             return kind, status
