@@ -90,8 +90,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
 
 def test_the_clean_run_and_the_last_restart_succeed(outcome: Outcome) -> None:
     for run in (outcome.baseline, outcome.baseline_settle, outcome.runs[-1], outcome.settle):
-        assert not run.killed and run.returncode == 0, run.stdout + run.stderr
-        assert "succeeded" in run.stdout
+        assert run.finished, run.stdout + run.stderr
     # The kills happened (pull first; the rest wherever their point fell) and each was a real
     # SIGKILL, not an exit.
     assert len(outcome.kills) >= 2, [(r.planned, r.killed) for r in outcome.runs]
