@@ -124,8 +124,6 @@ def test_no_suppressed_person_is_ever_sent_as_mailable(outcome: Outcome) -> None
     assert outcome.final_breaches == {"mc": [], "brevo": []}
 
 
-@pytest.mark.xfail(strict=True, reason="acknowledgements are committed per runner batch (10,000 records), "
-                   "not per write batch: issue 9, 'Crash safety', engineer crash")
 def test_a_kill_resends_at_most_one_write_batch_per_esp(outcome: Outcome) -> None:
     resends = resends_per_kill(outcome.runs)
     assert len(resends) == len(outcome.kills)
