@@ -56,7 +56,9 @@ DEFAULT_BATCH_SIZE = 10_000
 @dataclass
 class SourceReport:
     name: str
-    status: str = "ok"  # ok | failed
+    # ok | with-rejections (read, but some records were record errors) | failed (a file or
+    # the system could not be read: nothing after that point was loaded)
+    status: str = "ok"
     loaded: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     error: str | None = None
@@ -294,6 +296,10 @@ class Runner:
             finally:
                 report.loaded[stream.value] = loaded
                 report.rejected[stream.value] = rejected
+        rejected_total = sum(report.rejected.values())
+        if report.status == "ok" and rejected_total:
+            report.status = "with-rejections"
+            report.error = f"{rejected_total} record(s) rejected (see `segsync runs --errors`)"
         return report
 
     def _push(
@@ -501,7 +507,7 @@ def _status(summary: RunSummary) -> str:
     failed = [p for p in parts if p.status in ("failed", "partial")]
     if failed:
         return "failed" if len(failed) == len(parts) else "partial"
-    if any(d.status == "with-rejections" for d in summary.destinations):
+    if any(p.status == "with-rejections" for p in parts):
         return "with-rejections"
     return "succeeded"
 

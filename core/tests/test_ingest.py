@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segsync import Batch, FileSlice, Stream
 from segsync.model import InvalidEmail, normalize_email
 from segsync.store.ingest import Ingestor
+from segsync.store.sourcefile import MAX_JSON_DEPTH, MAX_RECORD_BYTES, SourceFileError
 
 from .conftest import rows
 from .test_model import addresses, padding
@@ -172,3 +174,171 @@ def test_sql_normalization_matches_normalize_email(tmp_path_factory, pairs) -> N
         except InvalidEmail:
             assert index in rejected
     assert loaded == expected_keys
+
+
+# -- files that are not clean: one bad line is one record error, the rest loads ----------------
+
+_HEADER = b"email,first_name,company\n"
+
+
+def _csv_bytes(tmp_path: Path, name: str, data: bytes) -> FileSlice:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return FileSlice(path, "csv", label=name)
+
+
+def _loaded(store) -> list[tuple]:
+    return rows(store, "SELECT contact_key, first_name, company FROM contacts ORDER BY 1")
+
+
+_GOOD_AROUND = [("a@x.co", "A", "Acme"), ("c@x.co", "C", "Co")]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "error"),
+    [
+        (b"b@x.co,B\n", ("company", "missing: the line has 2 field(s), the header 3 (email, first_name, company)")),
+        (b"b@x.co,B,Bo,extra\n", ("line", "the line has 4 fields, the header 3 (email, first_name, company); "
+                                          "a value holding the delimiter must be quoted")),
+        (b"b@x.co,B\x00x,Bo\n", ("first_name", "holds a raw control character U+0000 at column 2")),
+        (b"b@x.co,B\x1bx,Bo\n", ("first_name", "holds a raw control character U+001B at column 2")),
+        (b"b@x.co,B\xffx,Bo\n", ("first_name", "not UTF-8: byte 0xff at byte 9 of the line; save the file as UTF-8")),
+        (b"b@x.co," + b"x" * 1_000_001 + b",Bo\n", ("line", "the line has 1,000,011 bytes; a record may have at most 1,000,000")),
+        (b'b@x.co,"B,Bo\n', ("line", 'unterminated quoted field (a " opens a value that no " closes)')),
+        (b"b@x.co,B\rx,Bo\n", ("line", "a carriage return or line break inside an unquoted value")),
+    ],
+    ids=["missing-column", "extra-column", "nul-byte", "escape-byte", "not-utf8", "over-1MB", "open-quote", "bare-cr"],
+)
+def test_one_bad_csv_line_is_one_record_error_and_the_rest_loads(tmp_path, store, ingestor, bad_line, error) -> None:
+    file = _csv_bytes(tmp_path, "c.csv", _HEADER + b"a@x.co,A,Acme\n" + bad_line + b"c@x.co,C,Co\n")
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert (result.rows, result.loaded, result.rejected) == (3, 2, 1)
+    assert _loaded(store) == _GOOD_AROUND
+    assert _errors(store) == [("c.csv line 3", *error)]
+
+
+def test_line_endings_may_be_mixed_and_a_last_line_may_lack_its_break(tmp_path, store, ingestor) -> None:
+    # One LF row in a CRLF file, a blank line, and no line break at the end of the file.
+    file = _csv_bytes(tmp_path, "c.csv", b"email,first_name,company\r\na@x.co,A,Acme\r\nb@x.co,B,Bo\n\r\n"
+                                         b"c@x.co,C,Co\r\nd@x.co,D,Do")
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert (result.rows, result.loaded, result.rejected) == (4, 4, 0)
+    assert _loaded(store) == [("a@x.co", "A", "Acme"), ("b@x.co", "B", "Bo"), ("c@x.co", "C", "Co"), ("d@x.co", "D", "Do")]
+
+
+def test_quoted_line_breaks_keep_exact_line_numbers(tmp_path, store, ingestor) -> None:
+    file = _csv_bytes(tmp_path, "c.csv", _HEADER + b'a@x.co,A,"Acme\nEast\nWing"\nbad,B,Bo\nc@x.co,C,"Co, Ltd"\n')
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert (result.rows, result.loaded, result.rejected) == (3, 2, 1)
+    assert _loaded(store) == [("a@x.co", "A", "Acme\nEast\nWing"), ("c@x.co", "C", "Co, Ltd")]
+    # The record spanning lines 2-4 moves the bad one to line 5.
+    assert _errors(store) == [("c.csv line 5", "email", "invalid email address: An email address must have an @-sign.")]
+
+
+def test_a_stray_quote_does_not_swallow_the_lines_after_it(tmp_path, store, ingestor) -> None:
+    file = _csv_bytes(tmp_path, "c.csv", _HEADER + b'a@x.co,"A,Acme\nb@x.co,B,Bo\nc@x.co,C,"Co\nd@x.co,D,Do\n')
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert [r[0] for r in _loaded(store)] == ["b@x.co", "d@x.co"]
+    assert [(r[0], r[1]) for r in _errors(store)] == [("c.csv line 2", "line"), ("c.csv line 4", "line")]
+    assert (result.rows, result.rejected) == (4, 2)
+
+
+@pytest.mark.parametrize("spelling", ["E-mail", "Email Address", "EMAIL", "e_mail", "E-Mail-Adresse"])
+def test_common_spellings_of_the_email_header_are_recognised(tmp_path, store, ingestor, spelling) -> None:
+    file = _csv(tmp_path, "c.csv", f"{spelling},First Name,tier\nann@example.com,Ann,gold\n")
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert (result.loaded, result.rejected) == (1, 0)
+    assert rows(store, "SELECT contact_key, first_name, custom FROM contacts") == [("ann@example.com", "Ann", '{"tier":"gold"}')]
+
+
+def test_a_header_without_an_email_column_fails_the_file_not_every_row(tmp_path, store, ingestor) -> None:
+    file = _csv(tmp_path, "c.csv", "mail_addr,name\nann@example.com,Ann\n")
+    with pytest.raises(SourceFileError) as caught:
+        ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert str(caught.value) == (
+        "c.csv: the header has no email column (found: mail_addr, name); expected email "
+        "(or emailaddress, emailadresse, mail, mailaddress), or map yours: "
+        'contacts_columns = { email = "<your column>" }'
+    )
+    assert rows(store, "SELECT count(*) FROM record_errors") == [(0,)]
+
+
+def test_two_columns_that_could_each_be_the_email_are_an_error(tmp_path, ingestor) -> None:
+    file = _csv(tmp_path, "c.csv", "E-mail,Email Address\na@x.co,b@x.co\n")
+    with pytest.raises(SourceFileError, match="columns 'E-mail', 'Email Address' could each be email"):
+        ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+
+
+def test_clean_files_take_the_bulk_reader(tmp_path) -> None:
+    """Speed: only a file with a bad line is read line by line."""
+    import duckdb
+
+    from segsync.store.sourcefile import stage
+
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes(b"email,first_name,company\r\n" + b'a@x.co,A,"Acme, Inc"\r\n' * 3)
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_bytes(_HEADER + b"a@x.co,A\xff,Acme\n")
+    con = duckdb.connect()
+    assert stage(con, clean, "csv", "_t").bulk is True
+    assert con.execute("SELECT * FROM _t").fetchall() == [(n, "a@x.co", "A", "Acme, Inc") for n in (2, 3, 4)]
+    assert stage(con, dirty, "csv", "_t").bulk is False
+
+
+# -- JSONL: bounded nesting and size -------------------------------------------------------------
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"n": value}
+    return value
+
+
+def test_a_record_nested_too_deep_is_a_record_error_naming_line_and_field(tmp_path, store, ingestor) -> None:
+    path = tmp_path / "c.jsonl"
+    # json.dumps cannot write 5,000 levels; the text is built by hand.
+    deep = '{"email": "deep@x.co", "custom": {"tier": ' + '{"n": ' * 5000 + "1" + "}" * 5000 + "}}"
+    at_limit = {"email": "limit@x.co", "custom": {"tier": _nested(MAX_JSON_DEPTH - 2)}}
+    over = {"email": "over@x.co", "custom": {"tier": _nested(MAX_JSON_DEPTH - 1)}}
+    path.write_text("\n".join([json.dumps({"email": "a@x.co"}), deep, json.dumps(at_limit), json.dumps(over)]) + "\n")
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "jsonl", label="c.jsonl")))
+    assert (result.rows, result.loaded, result.rejected) == (4, 2, 2)
+    assert rows(store, "SELECT contact_key FROM contacts ORDER BY 1") == [("a@x.co",), ("limit@x.co",)]
+    assert _errors(store) == [
+        ("c.jsonl line 2", "custom", f"nested more than {MAX_JSON_DEPTH} levels deep"),
+        ("c.jsonl line 4", "custom", f"nested more than {MAX_JSON_DEPTH} levels deep"),
+    ]
+
+
+def test_a_connector_record_nested_too_deep_or_too_big_is_a_record_error(store, ingestor) -> None:
+    records = [
+        {"email": "a@x.co"},
+        {"email": "deep@x.co", "custom": _nested(5000)},
+        {"email": "big@x.co", "first_name": "B", "company": "x" * (MAX_RECORD_BYTES + 1)},
+    ]
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, rows=records, record_ids=["r1", "r2", "r3"]))
+    assert (result.rows, result.loaded, result.rejected) == (3, 1, 2)
+    assert _errors(store) == [
+        ("r2", "custom", f"nested more than {MAX_JSON_DEPTH} levels deep"),
+        ("r3", "company", "the record has 1,000,073 bytes as JSON; a record may have at most 1,000,000"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "error"),
+    [
+        (b'{"email": "b@x.co", "first_name": "B\xff"}', ("line", "not UTF-8: byte 0xff at byte 37 of the line; save the file as UTF-8")),
+        (b'{"email": "b@x.co", "first_name": "B\x07"}', ("line", "holds a raw control character U+0007 at column 37; JSON text must escape it")),
+        (b'{"email": "b@x.co", "first_name": "' + b"x" * MAX_RECORD_BYTES + b'"}', ("line", "the line has 1,000,037 bytes; a record may have at most 1,000,000")),
+        (b'{"email": "b@x.co", "first_name": "B\x1fx"}', ("line", "holds a raw control character U+001F at column 37; JSON text must escape it")),
+    ],
+    ids=["not-utf8", "control-byte", "over-1MB", "unit-separator"],
+)
+def test_one_bad_jsonl_line_is_one_record_error(tmp_path, store, ingestor, bad_line, error) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"email": "a@x.co"}\n' + bad_line + b'\n{"email": "c@x.co"}\n')
+    result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "jsonl", label="c.jsonl")))
+    assert (result.rows, result.loaded, result.rejected) == (3, 2, 1)
+    assert rows(store, "SELECT contact_key FROM contacts ORDER BY 1") == [("a@x.co",), ("c@x.co",)]
+    assert _errors(store) == [("c.jsonl line 2", *error)]

@@ -60,11 +60,12 @@ class AudienceFile:
 
         def write_csv(handle) -> None:
             writer = csv.writer(handle)
-            writer.writerow(header)
+            writer.writerow([_inert(name) for name in header])
             for r in rows:
                 attrs = r["attributes"]
                 writer.writerow(
-                    [r["email"], r["status"], ";".join(r["tags"])]
+                    _inert(cell)
+                    for cell in [r["email"], r["status"], ";".join(r["tags"])]
                     + [_cell(attrs.get(name)) for name in (*KNOWN_ATTRIBUTES, *custom)]
                 )
 
@@ -78,6 +79,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+# A spreadsheet opening the CSV runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), +1+cmd|..., @SUM(...)): OWASP's CSV injection guidance is to prefix a single
+# quote, which shows the text as it is. The JSONL state keeps the exact values.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell: str) -> str:
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
 def _atomic_write(path: Path, fill) -> None:

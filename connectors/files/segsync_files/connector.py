@@ -20,7 +20,8 @@ from segsync import (
     Stream,
     WriteResult,
 )
-from segsync.store.ingest import file_row_count, quote_ident, quote_literal
+from segsync.store.ingest import REQUIRED_COLUMNS, Ingestor, missing_columns_message
+from segsync.store.sourcefile import SourceFileError, csv_header, extent, quote_ident, quote_literal, stage
 from segsync_files.audience import AudienceFile
 from segsync_files.cursor import file_state, rows_already_loaded
 
@@ -102,12 +103,37 @@ class FilesConnector(Connector):
     def _pattern(self, stream: Stream) -> str | None:
         return getattr(self.settings, stream.value)
 
-    def _files(self, stream: Stream) -> list[Path]:
+    def _full_pattern(self, stream: Stream) -> Path | None:
         pattern = self._pattern(stream)
         if not pattern:
+            return None
+        return Path(pattern) if Path(pattern).is_absolute() else self.project_dir / pattern
+
+    def _files(self, stream: Stream) -> list[Path]:
+        full = self._full_pattern(stream)
+        if full is None:
             return []
-        full = Path(pattern) if Path(pattern).is_absolute() else self.project_dir / pattern
-        return sorted(Path(p) for p in glob.glob(str(full)))
+        return sorted(Path(p) for p in glob.glob(str(full)) if Path(p).is_file())
+
+    def _missing(self, stream: Stream) -> str | None:
+        """Why the configured files cannot be there, or None.
+
+        A plain path must name a file. A glob may match nothing while its folder exists (an
+        append folder not written to yet); a glob whose folder is missing is an error.
+        """
+        full = self._full_pattern(stream)
+        pattern = self._pattern(stream)
+        if full is None:
+            return None
+        if not glob.has_magic(str(full)):
+            if full.is_file():
+                return None
+            what = "a folder, not a file" if full.is_dir() else "no such file"
+            return f"{stream.value}: no file matches {pattern!r} ({what})"
+        folder = Path(*[part for part in _leading_parts(full)])
+        if not folder.is_dir():
+            return f"{stream.value}: no file matches {pattern!r} (no folder {self._label(folder)})"
+        return None
 
     def _label(self, path: Path) -> str:
         try:
@@ -135,11 +161,15 @@ class FilesConnector(Connector):
         problems = []
         for stream in Stream:
             pattern = self._pattern(stream)
-            if pattern and not self._files(stream):
+            missing = self._missing(stream)
+            if missing:
+                problems.append(missing)
+            elif pattern and not self._files(stream):
                 problems.append(f"{stream.value}: no file matches {pattern!r}")
             for path in self._files(stream):
                 try:
-                    self._format(path)
+                    if self._format(path) == "csv":
+                        problems.extend(self._check_header(stream, path))
                 except ValueError as exc:
                     problems.append(str(exc))
         if self.settings.incremental == "timestamp":
@@ -152,7 +182,20 @@ class FilesConnector(Connector):
                 problems.append(f"output folder {parent} is not a folder")
         return problems
 
+    def _check_header(self, stream: Stream, path: Path) -> list[str]:
+        """The header must name (or map) every column a row of ``stream`` needs."""
+        columns = getattr(self.settings, f"{stream.value}_columns")
+        header, _ = csv_header(path)
+        mapped, _ = Ingestor._column_map(stream, header, columns)
+        missing = [c for c in REQUIRED_COLUMNS[stream] if c not in mapped]
+        if missing:
+            return [missing_columns_message(self._label(path), stream, missing, header)]
+        return []
+
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
+        missing = self._missing(stream)
+        if missing:
+            raise SourceFileError(missing)
         columns = getattr(self.settings, f"{stream.value}_columns")
         if self.settings.incremental == "timestamp":
             yield from self._read_by_timestamp(stream, cursor, columns)
@@ -161,7 +204,7 @@ class FilesConnector(Connector):
         for path in self._files(stream):
             key = self._label(path)
             skip = rows_already_loaded(path, state.get(key))
-            rows, new_state = self._stable_count(path)
+            rows, new_state = self._complete_rows(path)
             if rows <= skip:
                 if key not in state:
                     state[key] = new_state
@@ -174,28 +217,28 @@ class FilesConnector(Connector):
                                columns=columns, label=key),
             )
 
-    def _stable_count(self, path: Path) -> tuple[int, dict[str, Any]]:
-        """Row count and cursor state taken while the file did not change underneath."""
-        for _ in range(5):
-            before = file_state(path, 0)
-            rows = file_row_count(path, self._format(path))
-            after = file_state(path, rows)
-            if after["size"] == before["size"] and after["sha256"] == before["sha256"]:
-                return rows, after
-        raise RuntimeError(f"{path} kept changing while it was read; try again")
+    def _complete_rows(self, path: Path) -> tuple[int, dict[str, Any]]:
+        """Rows on finished lines, and the cursor state that covers exactly their bytes.
+
+        A last line without its line break may still be written: it is neither counted nor
+        fingerprinted, so the cursor never moves past it (the store reports it as held back).
+        """
+        complete = extent(path)
+        header = 1 if self._format(path) == "csv" else 0
+        return max(complete.lines - header, 0), file_state(complete, max(complete.lines - header, 0))
 
     def _read_by_timestamp(
         self, stream: Stream, cursor: Any | None, columns: dict[str, str]
     ) -> Iterator[Batch]:
         column = self.settings.timestamp_column[stream.value]
         since = (cursor or {}).get("newest")
-        files = self._files(stream)
+        files = [(path, self._complete_rows(path)[0]) for path in self._files(stream)]
         newest = since
-        for path in files:
-            file_newest = _newest_timestamp(path, self._format(path), column)
+        for path, rows in files:
+            file_newest = _newest_timestamp(path, self._format(path), column, rows)
             if file_newest and (newest is None or file_newest > newest):
                 newest = file_newest
-        for index, path in enumerate(files):
+        for index, (path, rows) in enumerate(files):
             done = index == len(files) - 1
             yield Batch(
                 stream,
@@ -204,6 +247,8 @@ class FilesConnector(Connector):
                 file=FileSlice(
                     path,
                     self._format(path),
+                    # The same finished lines the newest timestamp was taken from.
+                    until_row=rows,
                     newer_than=(column, since) if since else None,
                     columns=columns,
                     label=self._label(path),
@@ -219,17 +264,33 @@ class FilesConnector(Connector):
         return WriteResult(outcomes, calls)
 
 
-def _newest_timestamp(path: Path, format: FileFormat, column: str) -> str | None:
+def _newest_timestamp(path: Path, format: FileFormat, column: str, rows: int) -> str | None:
+    """The newest parseable ``column`` value among the first ``rows`` rows (bad lines skip)."""
     con = duckdb.connect()
     try:
+        con.execute("SET TimeZone = 'UTC'")
         if format == "csv":
-            source = f"read_csv({quote_literal(str(path))}, all_varchar = true, header = true)"
+            stage(con, path, "csv", "_file", last_line=rows + 1)
+            if column not in [r[0] for r in con.execute("DESCRIBE _file").fetchall()]:
+                raise SourceFileError(f"{path}: timestamp_column {column!r} is not in the header")
             value = f"try_cast({quote_ident(column)} AS TIMESTAMPTZ)"
         else:
-            source = f"read_ndjson_objects({quote_literal(str(path))}, ignore_errors = true)"
-            value = f"try_cast(json ->> {quote_literal('$.' + column)} AS TIMESTAMPTZ)"
-        con.execute("SET TimeZone = 'UTC'")
-        newest = con.execute(f"SELECT max({value}) FROM {source}").fetchall()[0][0]
+            stage(con, path, "jsonl", "_file", last_line=rows)
+            value = (
+                f"try_cast(CASE WHEN json_valid(line) THEN line::JSON ->> {quote_literal('$.' + column)} END "
+                "AS TIMESTAMPTZ)"
+            )
+        newest = con.execute(f"SELECT max({value}) FROM _file").fetchall()[0][0]
         return newest.isoformat() if newest else None
     finally:
         con.close()
+
+
+def _leading_parts(pattern: Path) -> list[str]:
+    """The parts of a glob pattern before the first one with a wildcard: its fixed folder."""
+    parts = []
+    for part in pattern.parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return parts

@@ -1,7 +1,7 @@
 """Position cursors for append-only files.
 
-A file's cursor records how many rows were loaded, the file's size then and a hash of those
-bytes. When the file has only grown (same prefix), the next run loads the new rows; when it was
+A file's cursor records how many rows were loaded, the size of the finished lines they are on
+and a hash of those bytes (a last line without its line break is in neither). When the file has only grown (same prefix), the next run loads the new rows; when it was
 rewritten, it is loaded again from the top, which is safe: events deduplicate by id, consent
 records by their content, and contacts merge.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 from typing import Any
+
+from segsync.store.sourcefile import Extent
 
 _CHUNK = 1 << 20
 
@@ -38,6 +40,5 @@ def rows_already_loaded(path: Path, previous: dict[str, Any] | None) -> int:
     return int(previous["rows"])
 
 
-def file_state(path: Path, rows: int) -> dict[str, Any]:
-    size = path.stat().st_size
-    return {"rows": rows, "size": size, "sha256": prefix_sha256(path, size)}
+def file_state(complete: Extent, rows: int) -> dict[str, Any]:
+    return {"rows": rows, "size": complete.complete_bytes, "sha256": complete.sha256}

@@ -12,6 +12,7 @@ from segsync import Capability, ContactChange, Stream
 from segsync.default_plugins.event_types import EVENT_TYPES
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
+from segsync.store.sourcefile import HELD_BACK, SourceFileError
 from segsync_files import FilesConnector, FilesSettings
 
 
@@ -131,3 +132,91 @@ def test_a_failed_write_leaves_the_previous_audience_intact(tmp_path: Path, monk
         connector(tmp_path, output="out/list").write([ContactChange("b@x.co", "upsert", "subscribed", {"x": 1})])
     assert (tmp_path / "out/list.csv").read_text() == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["list.csv", "list.jsonl"]
+
+
+def test_a_missing_file_or_folder_fails_the_read_an_empty_drop_folder_does_not(tmp_path: Path) -> None:
+    with pytest.raises(SourceFileError, match=r"^contacts: no file matches 'data/c.csv' \(no such file\)$"):
+        list(connector(tmp_path, contacts="data/c.csv").read(Stream.CONTACTS, None))
+    with pytest.raises(SourceFileError, match=r"^events: no file matches 'in/e-\*.jsonl' \(no folder in\)$"):
+        list(connector(tmp_path, events="in/e-*.jsonl").read(Stream.EVENTS, None))
+    (tmp_path / "in").mkdir()
+    assert list(connector(tmp_path, events="in/e-*.jsonl").read(Stream.EVENTS, None)) == []
+    with pytest.raises(SourceFileError, match=r"^events: no file matches 'in' \(a folder, not a file\)$"):
+        list(connector(tmp_path, events="in").read(Stream.EVENTS, None))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_half_written_last_line_is_held_back_until_it_is_finished(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"c.{fmt}"
+    header, first, second = ("", '{"email": "a@x.co"}\n', '{"email": "b@x.co", "first_name": "Bo"}\n') if fmt == "jsonl" \
+        else ("email,first_name\n", "a@x.co,A\n", "b@x.co,Bo\n")
+    path.write_text(header + first + second[:9])  # the writer is in the middle of the second record
+    conn = connector(tmp_path, contacts=f"c.{fmt}")
+    with Store(":memory:") as store:
+        ingestor = Ingestor(store.con, "files", None, EVENT_TYPES)
+        results = [ingestor.ingest(b) for b in conn.read(Stream.CONTACTS, None)]
+        cursor = conn.read(Stream.CONTACTS, None).__next__().cursor
+        line = 3 if fmt == "csv" else 2
+        assert [(r.loaded, r.rejected) for r in results] == [(1, 1)]
+        assert store.con.execute("SELECT record, field, reason FROM record_errors").fetchall() == [
+            (f"c.{fmt} line {line}", "line", HELD_BACK)]
+        assert cursor[f"c.{fmt}"]["rows"] == 1
+        assert cursor[f"c.{fmt}"]["size"] == len(header + first)
+        with path.open("a") as handle:
+            handle.write(second[9:])
+        batches = list(conn.read(Stream.CONTACTS, cursor))
+        assert [(b.file.skip_rows, b.file.until_row) for b in batches] == [(1, 2)]
+        assert ingestor.ingest(batches[0]).loaded == 1
+        assert store.con.execute("SELECT contact_key, first_name FROM contacts ORDER BY 1").fetchall() == [
+            ("a@x.co", None if fmt == "jsonl" else "A"), ("b@x.co", "Bo")]
+        assert batches[0].cursor[f"c.{fmt}"]["rows"] == 2
+
+
+def test_timestamp_mode_reads_only_finished_lines_too(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("email,updated_at\na@x.co,2024-01-01T00:00:00Z\nb@x.co,2024-02-01T00:0")
+    conn = connector(tmp_path, contacts="c.csv", incremental="timestamp", timestamp_column={"contacts": "updated_at"})
+    keys, cursor, _ = pull(conn, Stream.CONTACTS)
+    assert keys == ["a@x.co"] and cursor == {"newest": "2024-01-01T00:00:00+00:00"}
+    with path.open("a") as handle:
+        handle.write("0:00Z\n")
+    keys, cursor, _ = pull(conn, Stream.CONTACTS, cursor)
+    assert keys == ["b@x.co"] and cursor == {"newest": "2024-02-01T00:00:00+00:00"}
+
+
+def test_check_reads_the_header_of_each_csv_file(tmp_path: Path) -> None:
+    (tmp_path / "ok.csv").write_text("E-mail,Vorname\na@x.co,A\n")
+    assert connector(tmp_path, contacts="ok.csv").check() == []
+    (tmp_path / "bad.csv").write_text("Kunde,Vorname\na@x.co,A\n")
+    assert connector(tmp_path, contacts="bad.csv").check() == [
+        "bad.csv: the header has no email column (found: Kunde, Vorname); expected email "
+        "(or emailaddress, emailadresse, mail, mailaddress), or map yours: "
+        'contacts_columns = { email = "<your column>" }'
+    ]
+    assert connector(tmp_path, contacts="bad.csv", contacts_columns={"email": "Kunde"}).check() == []
+    (tmp_path / "events.csv").write_text("email,type,when\n")
+    assert connector(tmp_path, events="events.csv").check() == [
+        "events.csv: the header has no timestamp / id column (found: email, type, when); expected "
+        'timestamp; id (or eventid), or map yours: events_columns = { timestamp = "<your column>", id = "<your column>" }'
+    ]
+
+
+def test_the_audience_csv_neutralises_spreadsheet_formulas_and_the_jsonl_stays_exact(tmp_path: Path) -> None:
+    attributes = {"first_name": "=HYPERLINK(\"http://x\",\"y\")", "company": "+1+cmd|' /C calc'!A0",
+                  "job_title": "@SUM(1+1)", "department": "-2+3", "industry": "\tlead", "last_name": "\rX",
+                  "=cmd": "value", "plain": "a=b"}
+    connector(tmp_path, output="out/list").write([
+        ContactChange("a@x.co", "upsert", "subscribed", attributes, tags=("=evil",)),
+    ])
+    text = (tmp_path / "out/list.csv").read_bytes().decode()
+    assert text.splitlines()[0] == (
+        "email,status,tags,first_name,last_name,company,job_title,department,industry,company_size,country,"
+        "timezone,lifecycle_stage,created_at,'=cmd,plain"
+    )
+    row = next(csv.DictReader(text.splitlines(keepends=True)[1:], fieldnames=next(csv.reader([text.splitlines()[0]]))))
+    assert (row["tags"], row["first_name"], row["company"], row["job_title"], row["department"], row["industry"],
+            row["last_name"], row["'=cmd"], row["plain"]) == (
+        "'=evil", "'=HYPERLINK(\"http://x\",\"y\")", "'+1+cmd|' /C calc'!A0", "'@SUM(1+1)", "'-2+3", "'\tlead",
+        "'\rX", "value", "a=b")
+    state = json.loads((tmp_path / "out/list.jsonl").read_text())
+    assert state["attributes"] == attributes and state["tags"] == ["=evil"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +25,19 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from sqlglot import exp
 
 from segsync.connector import Batch, FileSlice, Stream
+from segsync.store.sourcefile import (
+    MAX_JSON_DEPTH,
+    MAX_RECORD_BYTES,
+    BadLine,
+    SourceFileError,
+    nesting_depth,
+    quote_ident,
+    quote_literal,
+    stage,
+    too_deep_key,
+)
 from segsync.model import (
     CONSENT_METHODS,
     DEFAULT_PURPOSE,
@@ -54,6 +65,21 @@ CANONICAL_COLUMNS: dict[Stream, tuple[str, ...]] = {
     ),
     Stream.CONSENT: ("email", "channel", "purpose", "status", "timestamp", "method", "evidence"),
 }
+# Columns a CSV file's header must have (after mapping): without them no row can load.
+REQUIRED_COLUMNS: dict[Stream, tuple[str, ...]] = {
+    Stream.CONTACTS: ("email",),
+    Stream.EVENTS: ("email", "type", "timestamp", "id"),
+    Stream.CONSENT: ("email", "status", "timestamp"),
+}
+# Other spellings a column is recognised by, compared after :func:`_spelling` (lower case,
+# letters and digits only): ``E-mail``, ``Email Address``, ``EMAIL`` and ``e_mail`` are all email,
+# ``First Name`` is first_name.
+COLUMN_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "email": ("emailaddress", "emailadresse", "mail", "mailaddress"),
+    "first_name": ("givenname", "forename"),
+    "last_name": ("surname", "familyname"),
+    "id": ("eventid",),
+}
 # Columns whose value is a JSON object rather than text.
 _JSON_COLUMNS = {"custom", "properties", "external"}
 _ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}(:?\d{2})?)$"
@@ -65,14 +91,6 @@ class IngestResult:
     loaded: int = 0
     rejected: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)  # first few, for display
-
-
-def quote_ident(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql("duckdb")
-
-
-def quote_literal(value: str) -> str:
-    return exp.Literal.string(value).sql("duckdb")
 
 
 class Ingestor:
@@ -98,14 +116,21 @@ class Ingestor:
 
     def _stage(self, batch: Batch) -> None:
         """Create ``_staged``: ``_row``, ``_record_id`` and one column per canonical name."""
+        self._bad: list[tuple[int, str | None, str, str]] = []  # (_row, _record_id, field, reason)
         if batch.rows is not None:
             fd, name = tempfile.mkstemp(prefix="segsync-batch-", suffix=".jsonl")
             ids = batch.record_ids
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 for index, row in enumerate(batch.rows):
                     record = dict(row)
-                    record["_record"] = ids[index] if ids else f"{self.connection} record {index + 1}"
-                    handle.write(json.dumps(record, default=str))
+                    record_id = ids[index] if ids else f"{self.connection} record {index + 1}"
+                    record["_record"] = record_id
+                    line, problem = _record_json(record)
+                    if problem:
+                        # A blank line keeps the numbering; the record is named by its id.
+                        self._bad.append((index + 1, str(record_id), *problem))
+                        line = ""
+                    handle.write(line)
                     handle.write("\n")
             try:
                 self._stage_jsonl(batch.stream, FileSlice(Path(name), "jsonl"), record_from_json=True)
@@ -121,14 +146,25 @@ class Ingestor:
         else:
             self._stage_jsonl(batch.stream, batch.file, record_from_json=False)
 
+    def _add_bad_lines(self, bad: list[BadLine], row_of_line) -> None:
+        self._bad.extend((row_of_line(b.line), None, b.field, b.reason) for b in bad)
+
     def _label(self, file: FileSlice) -> str:
         return file.label or str(file.path)
 
     def _stage_csv(self, stream: Stream, file: FileSlice) -> None:
-        path = quote_literal(str(file.path))
-        source = f"read_csv({path}, all_varchar = true, header = true)"
-        header = [row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
-        columns, extras = self._column_map(stream, header, file.columns)
+        # Data row N is physical line N + 1 (the header is line 1); a record spanning lines
+        # is numbered by the line it starts on.
+        staged = stage(
+            self.con, file.path, "csv", "_file",
+            first_line=file.skip_rows + 2,
+            last_line=file.until_row + 1 if file.until_row is not None else None,
+        )
+        self._add_bad_lines(staged.bad, lambda line: line - 1)
+        columns, extras = self._column_map(stream, staged.columns, file.columns)
+        missing = [c for c in REQUIRED_COLUMNS[stream] if c not in columns]
+        if missing:
+            raise SourceFileError(missing_columns_message(self._label(file), stream, missing, staged.columns))
         self._has_extras = bool(extras)
         selects = [
             f"{quote_ident(columns[c]) if c in columns else 'NULL::VARCHAR'} AS {quote_ident(c)}"
@@ -138,13 +174,10 @@ class Ingestor:
             f"{self._extras_json(extras, lambda c: f'to_json({quote_ident(c)})')} AS _extra"
         )
         label = quote_literal(self._label(file))
-        # Line numbers assume one line per record (a quoted newline shifts later ones).
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP VIEW _raw AS
-            SELECT _row, {', '.join(selects)} FROM (
-                SELECT row_number() OVER () AS _row, * FROM {source}
-            )
+            SELECT _row, {', '.join(selects)} FROM (SELECT _line - 1 AS _row, * FROM _file)
             WHERE {self._row_filter(file, quote_ident)}
             """
         )
@@ -152,15 +185,20 @@ class Ingestor:
 
     def _stage_jsonl(self, stream: Stream, file: FileSlice, *, record_from_json: bool) -> None:
         # One VARCHAR column per physical line: exact line numbers, and a malformed line is a
-        # record error rather than a failed scan. JSON text never holds a raw 0x1F.
-        lines = _lines_reader(file.path)
+        # record error rather than a failed scan.
+        staged = stage(
+            self.con, file.path, "jsonl", "_file",
+            first_line=file.skip_rows + 1, last_line=file.until_row,
+        )
+        self._add_bad_lines(staged.bad, lambda line: line)
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _lines AS
-            SELECT * FROM (SELECT row_number() OVER () AS _row, line FROM {lines})
+            SELECT _line AS _row, line FROM _file
             WHERE {self._row_filter(file)} AND trim(coalesce(line, '')) <> ''
             """
         )
+        self._drop_too_deep()
         self.con.execute(
             "CREATE OR REPLACE TEMP VIEW _json AS SELECT _row, line, "
             "CASE WHEN json_valid(line) AND json_type(line::JSON) = 'OBJECT' THEN line::JSON END AS j "
@@ -205,6 +243,25 @@ class Ingestor:
             self._add_record_label("_record_id")
         else:
             self._add_record_label(f"{quote_literal(self._label(file))} || ' line ' || _row")
+
+    def _drop_too_deep(self) -> None:
+        """Lines nesting objects or arrays past :data:`MAX_JSON_DEPTH` become record errors and
+        leave ``_lines``, so no later stage ever walks them. SQL picks the few candidates (more
+        brackets than the limit); Python measures those exactly."""
+        candidates = self.con.execute(
+            "SELECT _row, line FROM _lines WHERE strlen(line) - "
+            f"strlen(replace(replace(line, '{{', ''), '[', '')) > {MAX_JSON_DEPTH}"
+        ).fetchall()
+        deep = []
+        for row, line in candidates:
+            key = too_deep_key(line)
+            if key is not None:
+                deep.append(row)
+                self._bad.append((row, None, key, f"nested more than {MAX_JSON_DEPTH} levels deep"))
+        if deep:
+            self.con.execute(
+                "DELETE FROM _lines WHERE _row IN (SELECT unnest($rows::BIGINT[]))", {"rows": deep}
+            )
 
     @staticmethod
     def _row_filter(file: FileSlice, column_sql=None) -> str:
@@ -270,6 +327,20 @@ class Ingestor:
             source = mapping.get(name, name)
             if source in available:
                 canonical[name] = source
+        taken = set(canonical.values()) | set(mapping.values())
+        for name in canonical_names:
+            if name in canonical or name in mapping:
+                continue
+            spellings = {_spelling(name), *COLUMN_SPELLINGS.get(name, ())}
+            found = [col for col in available if col not in taken and _spelling(col) in spellings]
+            if len(found) > 1:
+                raise SourceFileError(
+                    f"columns {', '.join(repr(c) for c in found)} could each be {name}: "
+                    f"map one of them to {name} in the connection's settings"
+                )
+            if found:
+                canonical[name] = found[0]
+                taken.add(found[0])
         used = set(canonical.values())
         renamed = {col: name for name, col in mapping.items() if name not in canonical_names}
         extras = {renamed.get(col, col): col for col in available if col not in used}
@@ -498,26 +569,42 @@ class Ingestor:
         self._create_valid(typed, checks)
 
     def _record_errors(self, stream: Stream) -> IngestResult:
+        """Record every rejected record: lines that could not be read (``_bad``) and rows that
+        failed validation (``_checked``)."""
+        bad = self._bad
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _bad AS SELECT unnest($rows::BIGINT[]) AS _row, "
+            "unnest($ids::VARCHAR[]) AS _record_id, unnest($fields::VARCHAR[]) AS field, "
+            "unnest($reasons::VARCHAR[]) AS reason",
+            {"rows": [b[0] for b in bad], "ids": [b[1] for b in bad],
+             "fields": [b[2] for b in bad], "reasons": [b[3] for b in bad]},
+        )
+        unreadable = len({b[0] for b in bad})
         counts = self.con.execute(
             "SELECT count(*), count(*) FILTER (WHERE len(_errors) > 0) FROM _checked"
         ).fetchall()[0]
-        result = IngestResult(rows=counts[0], rejected=counts[1])
+        result = IngestResult(rows=counts[0] + unreadable, rejected=counts[1] + unreadable)
         if result.rejected:
+            errors = f"""
+                SELECT _row, {self._label_sql} AS _record, field, reason FROM _bad
+                UNION ALL
+                SELECT _row, _record, e.field, e.reason
+                FROM (SELECT _row, {self._label_sql} AS _record, unnest(_errors) AS e
+                      FROM _checked WHERE len(_errors) > 0)
+            """
             self.con.execute(
                 f"""
                 INSERT INTO record_errors (run_id, connection, phase, record, field, reason, retryable, occurred_at)
-                SELECT ?, ?, ?, _record, e.field, e.reason, false, now()
-                FROM (SELECT _row, {self._label_sql} AS _record, unnest(_errors) AS e
-                      FROM _checked WHERE len(_errors) > 0)
-                ORDER BY _row
+                SELECT ?, ?, ?, _record, field, reason, false, now()
+                FROM ({errors}) ORDER BY _row
                 """,
                 [self.run_id, self.connection, f"pull:{stream.value}"],
             )
             result.errors = [
                 {"record": r[0], "field": r[1], "reason": r[2]}
                 for r in self.con.execute(
-                    f"SELECT {self._label_sql}, _errors[1].field, _errors[1].reason FROM _checked "
-                    "WHERE len(_errors) > 0 ORDER BY _row LIMIT 20"
+                    f"SELECT first(_record), first(field), first(reason) FROM ({errors}) "
+                    "GROUP BY _row ORDER BY _row LIMIT 20"
                 ).fetchall()
             ]
         return result
@@ -637,25 +724,34 @@ class Ingestor:
         return self._count("consent_ledger") - before
 
 
-def file_row_count(path: Path, format: str) -> int:
-    """Rows as :class:`FileSlice` numbers them (CSV data rows; JSONL physical lines)."""
-    con = duckdb.connect()
-    try:
-        if format == "csv":
-            source = f"read_csv({quote_literal(str(path))}, all_varchar = true, header = true)"
-        else:
-            source = _lines_reader(path)
-        return int(con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0])
-    finally:
-        con.close()
+def _record_json(record: Mapping[str, Any]) -> tuple[str, tuple[str, str] | None]:
+    """A connector's record as one JSON line, or the field and reason it cannot be taken."""
+    for key, value in record.items():
+        # The record is level 1, so its values may nest one level less than a record.
+        if nesting_depth(value, MAX_JSON_DEPTH - 1) > MAX_JSON_DEPTH - 1:
+            return "", (str(key), f"nested more than {MAX_JSON_DEPTH} levels deep")
+    line = json.dumps(record, default=str)
+    size = len(line.encode("utf-8"))
+    if size > MAX_RECORD_BYTES:
+        biggest = max(record, key=lambda k: len(json.dumps(record[k], default=str)))
+        return "", (str(biggest), f"the record has {size:,} bytes as JSON; a record may have at most {MAX_RECORD_BYTES:,}")
+    return line, None
 
 
-def _lines_reader(path: Path) -> str:
-    """A DuckDB scan of ``path`` as one VARCHAR column per physical line."""
-    # chr(31) as the delimiter: JSON text never holds a raw 0x1F (it must be escaped).
+def _spelling(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
+def missing_columns_message(label: str, stream: Stream, missing: Sequence[str], found: Sequence[str]) -> str:
+    """Why a file's header cannot be read as ``stream`` records, and how to fix it."""
+    expected = "; ".join(
+        f"{name} (or {', '.join(COLUMN_SPELLINGS[name])})" if name in COLUMN_SPELLINGS else name
+        for name in missing
+    )
+    example = ", ".join(f'{name} = "<your column>"' for name in missing)
     return (
-        f"read_csv({quote_literal(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false, "
-        "delim = chr(31), quote = '', escape = '', auto_detect = false)"
+        f"{label}: the header has no {' / '.join(missing)} column (found: {', '.join(found) or 'nothing'}); "
+        f"expected {expected}, or map yours: {stream.value}_columns = {{ {example} }}"
     )
 
 
