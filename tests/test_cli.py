@@ -25,7 +25,8 @@ def test_init_then_sync_works_in_an_empty_folder(tmp_path: Path) -> None:
     assert (tmp_path / "segsync.toml").exists()
     first = run(["sync"], tmp_path)
     assert first.returncode == 0, first.stderr + first.stdout
-    assert "succeeded" in first.stdout
+    # The sample's bad rows are rejected, and the run says so.
+    assert "Run 1: with-rejections" in first.stdout
     assert (tmp_path / "out/newsletter.csv").exists()
     # The sample data has deliberately bad rows, reported with file, line and field.
     assert "data/contacts.csv line 42 [email]" in first.stdout
@@ -44,7 +45,8 @@ def test_init_then_sync_works_in_an_empty_folder(tmp_path: Path) -> None:
 def test_demo_builds_a_business_and_syncs_it_twice(tmp_path: Path) -> None:
     result = run(["demo", "--dir", "d", "--contacts", "300"], tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "Run 1: succeeded" in result.stdout and "Run 2: succeeded" in result.stdout
+    # The first run rejects the demo's deliberately broken rows; the second reads nothing new.
+    assert "Run 1: with-rejections" in result.stdout and "Run 2: succeeded" in result.stdout
     assert "no change" in result.stdout
     audience = (tmp_path / "d/out/newsletter.jsonl").read_text().splitlines()
     statuses = {json.loads(line)["status"] for line in audience}

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from segsync import Batch, FileSlice, Stream
 from segsync.model import InvalidEmail, normalize_email
+from segsync.store import Store
 from segsync.store.ingest import Ingestor
 from segsync.store.sourcefile import MAX_JSON_DEPTH, MAX_RECORD_BYTES, SourceFileError
 
@@ -342,3 +343,128 @@ def test_one_bad_jsonl_line_is_one_record_error(tmp_path, store, ingestor, bad_l
     assert (result.rows, result.loaded, result.rejected) == (3, 2, 1)
     assert rows(store, "SELECT contact_key FROM contacts ORDER BY 1") == [("a@x.co",), ("c@x.co",)]
     assert _errors(store) == [("c.jsonl line 2", *error)]
+
+
+def test_an_open_quote_never_swallows_a_later_good_line_through_its_quotes(tmp_path, store, ingestor) -> None:
+    # A lenient parser closes the open quote at the next line's `"` and reads three fields.
+    file = _csv_bytes(tmp_path, "c.csv", _HEADER + b'a@x.co,A,"Acme\nc@x.co,C,",Co"\n')
+    ingestor.ingest(Batch(Stream.CONTACTS, None, file=file))
+    assert _loaded(store) == [("c@x.co", "C", ",Co")]
+    assert _errors(store) == [("c.csv line 2", "line", 'unterminated quoted field (a " opens a value that no " closes)')]
+
+
+# -- property: random files with random bad lines -------------------------------------------------
+
+_SHARED: dict[str, Store] = {}
+
+
+def _empty_store() -> Store:
+    """One in-memory store for every example (creating one costs more than an example)."""
+    if "store" not in _SHARED:
+        _SHARED["store"] = Store(":memory:")
+    store = _SHARED["store"]
+    for table in ("record_errors", "identities", "contacts"):
+        store.con.execute(f"DELETE FROM {table}")
+    return store
+
+
+# No line breaks in values here: a quote left open by a bad line is closed by the next line
+# with an odd number of quotes, as in any CSV reader (values spanning lines: tests above).
+_text = st.text(alphabet=st.sampled_from(list("abcXYZ é€,;\"' \t-=")), max_size=12)
+_csv_bad = {
+    "missing-field": lambda n: f"u{n}@x.co,B\n".encode(),
+    "extra-field": lambda n: f"u{n}@x.co,B,C,D\n".encode(),
+    "not-utf8": lambda n: f"u{n}@x.co,B".encode() + b"\xe9,C\n",
+    "control": lambda n: f"u{n}@x.co,B\x01,C\n".encode(),
+    "open-quote": lambda n: f'u{n}@x.co,B,"C\n'.encode(),
+    "bare-cr": lambda n: f"u{n}@x.co,B\rB,C\n".encode(),
+}
+_csv_lines = st.lists(
+    st.one_of(
+        st.tuples(st.just("good"), _text, _text, st.sampled_from(["\n", "\r\n"])),
+        st.tuples(st.just("bad"), st.sampled_from(sorted(_csv_bad))),
+        st.just(("blank",)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_csv_lines)
+def test_random_csv_never_loses_a_good_line_and_reports_exactly_the_bad_ones(tmp_path_factory, lines) -> None:
+    import csv as csv_module
+    import io
+
+    import duckdb
+
+    from segsync.store.sourcefile import stage
+
+    out = bytearray(_HEADER)
+    line = 2
+    good: dict[int, tuple] = {}
+    bad: dict[int, str] = {}
+    for n, item in enumerate(lines):
+        if item[0] == "good":
+            _, first, company, ending = item
+            buffer = io.StringIO()
+            csv_module.writer(buffer, lineterminator=ending).writerow([f"u{n}@x.co", first, company])
+            text = buffer.getvalue()
+            good[line] = (f"u{n}@x.co", first or None, company or None)
+            line += text.count("\n")
+            out += text.encode()
+        elif item[0] == "bad":
+            bad[line] = item[1]
+            out += _csv_bad[item[1]](n)
+            line += 1
+        else:
+            out += b"\n"
+            line += 1
+    path = tmp_path_factory.mktemp("csv") / "c.csv"
+    path.write_bytes(bytes(out))
+    con = duckdb.connect()
+    staged = stage(con, path, "csv", "_t")
+    assert {b.line for b in staged.bad} == set(bad)
+    assert len(staged.bad) == len(bad)
+    got = {r[0]: tuple(r[1:]) for r in con.execute("SELECT * FROM _t").fetchall()}
+    assert got == good
+    # And through the ingestor: every good line loads, every bad one is one record error.
+    store = _empty_store()
+    result = Ingestor(store.con, "p", None, []).ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "csv", label="c.csv")))
+    assert (result.loaded, result.rejected) == (len(good), len(bad))
+    assert sorted(r[0] for r in rows(store, "SELECT record FROM record_errors")) == sorted(f"c.csv line {n}" for n in bad)
+
+
+_jsonl_bad = {
+    "not-utf8": lambda n: b'{"email": "u%d@x.co", "first_name": "\xe9"}' % n,
+    "control": lambda n: b'{"email": "u%d@x.co", "first_name": "\x02"}' % n,
+    "not-json": lambda n: b'{"email": "u%d@x.co", ' % n,
+    "too-deep": lambda n: b'{"email": "u%d@x.co", "custom": ' % n + b"[" * 40 + b"]" * 40 + b"}",
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(
+    st.tuples(st.just("good"), st.text(max_size=10), st.sampled_from(["\n", "\r\n"])),
+    st.tuples(st.just("bad"), st.sampled_from(sorted(_jsonl_bad))),
+    st.just(("blank",)),
+), max_size=25))
+def test_random_jsonl_never_loses_a_good_line_and_reports_exactly_the_bad_ones(tmp_path_factory, lines) -> None:
+    out = bytearray()
+    good: dict[str, str | None] = {}
+    bad: list[int] = []
+    for n, item in enumerate(lines):
+        if item[0] == "good":
+            out += (json.dumps({"email": f"u{n}@x.co", "first_name": item[1]}) + item[2]).encode()
+            good[f"u{n}@x.co"] = item[1].strip(" ") or None  # SQL trim: spaces only
+        elif item[0] == "bad":
+            out += _jsonl_bad[item[1]](n) + b"\n"
+            bad.append(n + 1)
+        else:
+            out += b"\n"
+    path = tmp_path_factory.mktemp("jsonl") / "c.jsonl"
+    path.write_bytes(bytes(out))
+    store = _empty_store()
+    result = Ingestor(store.con, "p", None, []).ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "jsonl", label="c.jsonl")))
+    assert (result.loaded, result.rejected) == (len(good), len(bad))
+    assert dict(rows(store, "SELECT contact_key, first_name FROM contacts")) == good
+    assert sorted(r[0] for r in rows(store, "SELECT DISTINCT record FROM record_errors")) == sorted(f"c.jsonl line {n}" for n in bad)

@@ -95,3 +95,25 @@ def test_a_record_nested_thousands_deep_never_stops_later_runs(tmp_path: Path) -
     assert summary["destinations"][0]["planned"] == {"unsubscribe": 1}, done.stderr
     state = [json.loads(line) for line in (tmp_path / "out/audience.jsonl").read_text().splitlines()]
     assert [(r["email"], r["status"]) for r in state] == [("ann@example.com", "unsubscribed")]
+
+
+def test_a_record_at_the_limits_is_synced_pushed_and_exported(tmp_path: Path) -> None:
+    from segsync.store.sourcefile import MAX_JSON_DEPTH, MAX_RECORD_BYTES
+
+    value: object = "end"
+    for _ in range(MAX_JSON_DEPTH - 2):  # the record is level 1, custom level 2
+        value = {"n": value}
+    custom = {"deep": value, "big": "x" * (MAX_RECORD_BYTES - 2000)}
+    project(tmp_path, b"email\n", [opt("ann@example.com", "opted_in", 1)])
+    (tmp_path / "data/contacts.jsonl").write_text(json.dumps({"email": "ann@example.com", "custom": custom}) + "\n")
+    config = (tmp_path / "segsync.toml").read_text().replace('"data/contacts.csv"', '"data/contacts.jsonl"')
+    (tmp_path / "segsync.toml").write_text(config)
+    done, summary = sync(tmp_path)
+    assert (summary["status"], summary["errors"]) == ("succeeded", []), done.stderr
+    state = json.loads((tmp_path / "out/audience.jsonl").read_text())
+    assert state["attributes"] == custom
+    env = {**os.environ, "SEGSYNC_PLUGINS": "files"}
+    export = subprocess.run([sys.executable, "-m", "segsync", "consent", "export", "ann@example.com", "--json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr
+    assert json.loads(export.stdout)["attributes"]["custom"] == custom

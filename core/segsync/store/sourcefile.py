@@ -26,6 +26,7 @@ of the file is not part of any region the files connector hands over (it may sti
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -549,13 +550,25 @@ def _join_quoted(text: str, next_line, pushed_back: deque, columns: list[str], d
         joined += "\n" + part
         fields, reason = _parse_csv(joined, delimiter)
         if fields is not None:
-            if size <= MAX_RECORD_BYTES and _field_problem(fields, columns) is None:
+            # Strictly well-formed only: a lenient parse could close the open quote at a quote
+            # of a later, good line and swallow it.
+            if (size <= MAX_RECORD_BYTES and _field_problem(fields, columns) is None
+                    and _strict_record(delimiter).fullmatch(joined)):
                 return fields
             break
         if not (reason or "").startswith("unterminated"):
             break
     pushed_back.extendleft(reversed(taken))
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _strict_record(delimiter: str) -> re.Pattern[str]:
+    """RFC 4180 for one record: each field quoted (quotes doubled inside) or free of quotes,
+    delimiters and line breaks."""
+    d = re.escape(delimiter)
+    field = f'(?:"(?:[^"]+|"")*"|[^"{d}\\r\\n]*)'
+    return re.compile(f"{field}(?:{d}{field})*")
 
 
 def _csv_bad_field(body: bytes, columns: list[str], delimiter: str) -> str:
