@@ -24,8 +24,8 @@ def test_init_then_sync_works_in_an_empty_folder(tmp_path: Path) -> None:
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "segsync.toml").exists()
     first = run(["sync"], tmp_path)
-    assert first.returncode == 0, first.stderr + first.stdout
-    # The sample's bad rows are rejected, and the run says so.
+    # The sample's bad rows are rejected, and the run says so (exit code 3).
+    assert first.returncode == 3, first.stderr + first.stdout
     assert "Run 1: with-rejections" in first.stdout
     assert (tmp_path / "out/newsletter.csv").exists()
     # The sample data has deliberately bad rows, reported with file, line and field.
