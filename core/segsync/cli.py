@@ -6,12 +6,14 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
+import pluggy
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +26,7 @@ from segsync.config import (
     env_prefix,
     load_config,
     secret_fields,
+    store_problem,
 )
 from segsync.model import InvalidEmail, mask_email, normalize_email
 from segsync.plan import forget_rejections
@@ -31,7 +34,8 @@ from segsync.plugins import PluginError, PluginHost
 from segsync.progress import Reporter
 from segsync.redaction import for_output
 from segsync.runner import RunOptions, Runner, RunSummary
-from segsync.store import Store, StoreLocked
+from segsync.segments import SegmentError
+from segsync.store import Store, StoreError, StoreLocked
 from segsync.store.status import describe, running_status
 
 console = Console()
@@ -49,8 +53,8 @@ class Context:
             self._host = load_host()
         return self._host
 
-    def config(self):
-        return load_config(self.config_path)
+    def config(self) -> ProjectConfig:
+        return load_config(self.config_path, self.host)
 
 
 def load_host() -> PluginHost:
@@ -62,6 +66,21 @@ def load_host() -> PluginHost:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+# What a user can get wrong (the file, the store, a plugin, a rule): one line on stderr, exit 2.
+USER_ERRORS = (ConfigError, StoreError, StoreLocked, PluginError, SegmentError, FileNotFoundError)
+
+
+class SegsyncGroup(click.Group):
+    """The top-level group: user errors of every command (plugins' included) end as
+    ``error: ...`` and exit code 2, never as a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            click.echo(f"error: {for_output(str(exc))}", err=True)
+            ctx.exit(2)
+
 
 def _parse_time(value: str | None) -> datetime | None:
     if value is None:
@@ -72,10 +91,13 @@ def _parse_time(value: str | None) -> datetime | None:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
         raise click.BadParameter(f"{value!r} has no time zone; add Z or an offset")
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is out of range in UTC") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SegsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-c", "config", envvar="SEGSYNC_CONFIG", help="Path to segsync.toml (default: ./segsync.toml).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--wait", "wait", type=click.FloatRange(min=0), default=0, envvar="SEGSYNC_WAIT", metavar="SECONDS",
@@ -126,7 +148,7 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
     click.echo(f"Generating a synthetic business in {directory} ({contacts} contacts, two years of activity)…")
     counts = write_project(directory, contacts=contacts, seed=seed)
     click.echo(f"  {counts['contacts']} contact rows, {counts['events']} events, {counts['consent']} consent records")
-    config = load_config(directory / "segsync.toml", packs=ctx.host.segment_packs())
+    config = load_config(directory / "segsync.toml", ctx.host)
     with ExitStack() as stack:
         for type_name in emulated:
             _add_emulated_connection(ctx.host, config, type_name, stack)
@@ -246,9 +268,16 @@ def _print_summary(summary: RunSummary) -> None:
     for s in summary.sources:
         if s.error:
             console.print(f"{s.name}: {for_output(s.error)}", style="red", markup=False)
-    if summary.errors:
+    for reason in summary.segment_errors.values():
+        click.echo(for_output(reason))  # not wrapped: the caret must stay under the rule
+    if summary.segment_errors:
+        click.echo("Those segments kept their last membership everywhere (nothing entered or "
+                   "left them); `segsync check` lists every rule problem.")
+    if any(e["phase"] != "evaluate" for e in summary.errors):
         console.print(f"Record errors (first {len(summary.errors)}; all in `segsync runs --errors`):")
         for e in summary.errors:
+            if e["phase"] == "evaluate":
+                continue  # segment errors: printed in full above
             field = f" [{e['field']}]" if e["field"] else ""
             console.print(for_output(f"  {e['connection']} {e['record']}{field}: {e['reason']}"), markup=False)
 
@@ -401,9 +430,13 @@ def plugins(ctx: Context, as_json: bool) -> None:
     infos = ctx.host.plugins()
     if as_json:
         click.echo(json.dumps([
-            {"name": p.name, "distribution": p.distribution, "version": p.version,
-             "hooks": p.hooks, "connector_types": p.connector_types}
-            for p in infos
+            *({"name": p.name, "distribution": p.distribution, "version": p.version,
+               "hooks": p.hooks, "connector_types": p.connector_types}
+              for p in infos),
+            # Plugins that failed to load: listed with what went wrong.
+            *({"name": f.name, "distribution": f.distribution, "version": None, "hooks": [],
+               "connector_types": [], "error": f.error}
+              for f in ctx.host.failures),
         ], indent=2))
         return
     table = Table()
@@ -421,43 +454,36 @@ def plugins(ctx: Context, as_json: bool) -> None:
 @click.option("--fix", is_flag=True, help="Let connectors repair what they can (e.g. create missing fields).")
 @pass_ctx
 def check(ctx: Context, connection: str | None, fix: bool) -> None:
-    """Test each connection's settings, connectivity and credentials."""
+    """Check what a sync needs: the store, every rule, consent settings and each connection's
+    settings, connectivity and credentials. Exit code 1 when anything would fail."""
     config = ctx.config()
-    names = [connection] if connection else list(config.connections)
     if connection and connection not in config.connections:
         raise click.ClickException(f"no connection {connection!r}; configured: {', '.join(config.connections)}")
     failed = False
-    types = ctx.host.connector_types()
-    for name in names:
-        conn = config.connections[name]
-        try:
-            if conn.type not in types:
-                raise ConfigError(f"no connector of type {conn.type!r} installed")
-            settings = connection_settings(types[conn.type], conn, config.project_dir)
-            instance = types[conn.type](name, settings, config.project_dir)
-            try:
-                problems = instance.check()
-                if fix and problems:
-                    repairs = instance.fix()
-                    for done in repairs:
-                        click.echo(f"  fixed: {done}")
-                    if repairs:
-                        # What the system refused may be accepted now: plan it again.
-                        _retry_rejected_after_fix(config, name)
-                    problems = instance.check()
-            finally:
-                instance.close()
-        except ConfigError as exc:
-            problems = [str(exc)]
-        except Exception as exc:  # a connector's check must never crash the command
-            problems = [f"{type(exc).__name__}: {exc}"]
+
+    def report(what: str, problems: list[str]) -> None:
+        nonlocal failed
         if problems:
             failed = True
-            click.echo(f"✗ {name} ({conn.type})")
+            click.echo(f"✗ {what}")
             for problem in problems:
-                click.echo(f"    {for_output(problem)}")
+                click.echo(textwrap.indent(for_output(problem), "    "))
         else:
-            click.echo(f"✓ {name} ({conn.type})")
+            click.echo(f"✓ {what}")
+
+    if connection is None:
+        report(f"store ({config.store_path})", _store_problems(config))
+        report("consent settings", _consent_problems(config, ctx.host))
+        problems = _rule_problems(config, ctx.host)
+        report(f"segments ({len(config.segments.segments)})", problems)
+    used = {c.type for c in config.connections.values()}
+    for failure in ctx.host.failures:
+        if not any(ctx.host.failure_for(t) is failure for t in used):
+            click.echo(f"warning: {failure.message()} (no connection uses it)")
+    types = ctx.host.connector_types()
+    for name in [connection] if connection else list(config.connections):
+        conn = config.connections[name]
+        report(f"{name} ({conn.type})", _connection_problems(ctx.host, types, config, conn, fix))
     if failed:
         sys.exit(1)
 
@@ -500,11 +526,75 @@ def retry_rejected(ctx: Context, connections: tuple[str, ...]) -> None:
             click.echo(f"{name}: {forgotten} rejected record(s) will be sent again by the next sync")
 
 
+def _store_problems(config: ProjectConfig) -> list[str]:
+    problem = store_problem(config.store_path)
+    if problem is not None:
+        return [problem]
+    if config.store_path == ":memory:" or not Path(config.store_path).exists():
+        return []  # the first sync creates it
+    try:
+        Store(config.store_path, read_only=True).close()
+    except StoreLocked:
+        pass  # a sync holds it: it is a store
+    except StoreError as exc:
+        return [str(exc)]
+    return []
+
+
+def _consent_problems(config: ProjectConfig, host: PluginHost) -> list[str]:
+    from segsync.consent.settings import load_settings
+
+    try:
+        load_settings(config, host.consent_policies())
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+def _rule_problems(config: ProjectConfig, host: PluginHost) -> list[str]:
+    """Every segment that would not evaluate in a sync now, with the reason."""
+    from segsync.segments.validate import validate
+
+    checked = validate(config.segments.segments, config.segments.groups,
+                       datetime.now(timezone.utc), host.segment_registry())
+    return [checked.problems.get(name, reason) for name, reason in checked.held.items()]
+
+
+def _connection_problems(
+    host: PluginHost, types: dict[str, Any], config: ProjectConfig, conn: ConnectionConfig, fix: bool
+) -> list[str]:
+    try:
+        if conn.type not in types:
+            failure = host.failure_for(conn.type)
+            if failure is not None:
+                return [f"plugin {failure.name!r} failed to load: {failure.error}"]
+            raise ConfigError(f"no connector of type {conn.type!r} installed")
+        settings = connection_settings(types[conn.type], conn, config.project_dir)
+        instance = types[conn.type](conn.name, settings, config.project_dir)
+        try:
+            problems = instance.check()
+            if fix and problems:
+                repairs = instance.fix()
+                for done in repairs:
+                    click.echo(f"  fixed: {done}")
+                if repairs:
+                    # What the system refused may be accepted now: plan it again.
+                    _retry_rejected_after_fix(config, conn.name)
+                problems = instance.check()
+        finally:
+            instance.close()
+    except ConfigError as exc:
+        problems = [str(exc)]
+    except Exception as exc:  # a connector's check must never crash the command
+        problems = [f"{type(exc).__name__}: {exc}"]
+    return list(problems)
+
+
 def main() -> None:
     try:
         host = load_host()
         host.add_commands(cli)
-        cli.main(obj=host)
-    except (ConfigError, StoreLocked, PluginError, FileNotFoundError) as exc:
+    except (PluginError, pluggy.PluginValidationError) as exc:
         click.echo(f"error: {for_output(str(exc))}", err=True)
         sys.exit(2)
+    cli.main(obj=host)

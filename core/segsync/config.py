@@ -1,10 +1,12 @@
 """The project file (``segsync.toml``) and each connection's settings.
 
-A project is a folder holding ``segsync.toml``; paths in it are relative to that folder. Each
-``[connections.NAME]`` table names a connector ``type`` plus that connector's non-secret
-settings; ``pull``/``push`` say whether the runner reads from it and writes to it. Secrets
-(settings typed ``SecretStr``) come only from the environment or the project's ``.env``, as
-``SEGSYNC_<NAME>_<FIELD>``, never from the file.
+A project is a folder holding ``segsync.toml``; paths in it are relative to that folder. The
+whole file is one pydantic model, :class:`ProjectFile`: an unknown table or key anywhere is an
+error naming its TOML path and the closest known key. Each ``[connections.NAME]`` table names a
+connector ``type`` plus that connector's non-secret settings (checked against the connector's
+own ``Settings`` model once the plugins are loaded); ``pull``/``push`` say whether the runner
+reads from it and writes to it. Secrets (settings typed ``SecretStr``) come only from the
+environment or the project's ``.env``, as ``SEGSYNC_<NAME>_<FIELD>``, never from the file.
 """
 
 from __future__ import annotations
@@ -17,22 +19,103 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from segsync import redaction
 from segsync.connector import Connector, ConnectorSettings
-from segsync.segments import SegmentError, SegmentsConfig
+from segsync.segments import GroupDef, SegmentDef, SegmentError, SegmentsConfig
 from segsync.segments.packs import SegmentPack, expand_packs
 
+if TYPE_CHECKING:
+    from segsync.plugins import PluginHost
+
 DEFAULT_CONFIG = "segsync.toml"
+DEFAULT_STORE = "segsync.duckdb"
+# Deeper than any real project file goes (segments.NAME.destinations.DEST.KEY is 4 levels);
+# bounds what a hostile or broken file can make the validators walk.
+MAX_NESTING = 16
+MAX_CLOCK_SKEW_SECONDS = 7 * 86_400
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
 
 
 class ConfigError(Exception):
-    """The project file or a connection's settings are wrong; the message says where."""
+    """The project file or a connection's settings are wrong; the message says where.
+
+    ``problems`` holds one line per problem (``TOML.path: what is wrong``).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+# -- the file's shape --------------------------------------------------------------------------
+
+
+class _Table(BaseModel):
+    # Strict: TOML values are typed, so "true" (a string) is not a boolean.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StoreTable(_Table):
+    """``[store]``: where the embedded DuckDB file lives (relative to the project folder)."""
+
+    path: str = Field(default=DEFAULT_STORE, min_length=1)
+
+
+class ConnectionTable(BaseModel):
+    """``[connections.NAME]``: ``type``, ``pull``, ``push``; every other key is a setting of the
+    connector, checked against its ``Settings`` model by :func:`connection_settings`."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    type: str = Field(min_length=1)
+    pull: bool | None = None  # None: whatever the connector can read
+    push: bool | None = None  # None: whatever the connector can write
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+
+class ConsentTable(_Table):
+    """``[consent]``: policy names (resolved against the installed policies by
+    :func:`segsync.consent.settings.load_settings`) and the clock-skew allowance."""
+
+    policy: str = "default"
+    clock_skew_seconds: float = Field(default=300.0, ge=0, le=MAX_CLOCK_SKEW_SECONDS)
+    connections: dict[str, str] = Field(default_factory=dict)
+    countries: dict[CountryCode, str] = Field(default_factory=dict)
+
+
+class ProjectFile(_Table):
+    """The whole of ``segsync.toml``."""
+
+    store: StoreTable = Field(default_factory=StoreTable)
+    connections: dict[str, ConnectionTable] = Field(default_factory=dict)
+    segments: list[SegmentDef] = Field(default_factory=list)
+    groups: dict[str, GroupDef] = Field(default_factory=dict)
+    # A pack's parameters depend on the pack: SegmentPack.values() checks them.
+    packs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    consent: ConsentTable = Field(default_factory=ConsentTable)
+
+    @field_validator("connections")
+    @classmethod
+    def _connection_names(cls, tables: dict[str, ConnectionTable]) -> dict[str, ConnectionTable]:
+        for name in tables:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"connection name {name!r} must be lower-case letters, digits and "
+                    "underscores, starting with a letter (it becomes part of SEGSYNC_<NAME>_*)"
+                )
+        return tables
 
 
 @dataclass
@@ -51,6 +134,7 @@ class ProjectConfig:
     connections: dict[str, ConnectionConfig]
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     raw: dict[str, Any] = field(default_factory=dict)
+    consent: ConsentTable = field(default_factory=ConsentTable)
 
     @property
     def project_dir(self) -> Path:
@@ -70,73 +154,252 @@ def find_config(explicit: str | Path | None = None) -> Path:
 
 
 def load_config(
-    path: str | Path | None = None, packs: Mapping[str, SegmentPack] | None = None
+    path: str | Path | None = None,
+    host: PluginHost | None = None,
+    *,
+    packs: Mapping[str, SegmentPack] | None = None,
 ) -> ProjectConfig:
-    """Read ``segsync.toml``; ``[packs.NAME]`` tables expand into segments and groups.
+    """Read and check ``segsync.toml``; ``[packs.NAME]`` tables expand into segments and groups.
 
-    ``packs`` defaults to the packs the installed plugins register (only looked up when the
-    file enables one).
+    The packs are ``packs`` when given, else those ``host``'s plugins register. Raises
+    :class:`ConfigError` listing every problem with its TOML path.
     """
     config_path = find_config(path)
+    raw = read_toml(config_path)
     try:
-        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_path}: {exc}") from None
-    store = raw.get("store", {})
-    store_path: Path | str = store.get("path", "segsync.duckdb")
-    if store_path != ":memory:":
-        store_path = (config_path.parent / str(store_path)).resolve()
-    connections = {}
-    for name, table in (raw.get("connections") or {}).items():
-        if not _NAME.match(name):
-            raise ConfigError(
-                f"{config_path}: connection name {name!r} must be lower-case letters, digits "
-                "and underscores, starting with a letter (it becomes part of SEGSYNC_<NAME>_*)"
-            )
-        if not isinstance(table, dict) or "type" not in table:
-            raise ConfigError(f"{config_path}: [connections.{name}] needs a type = \"...\"")
-        options = dict(table)
-        type_name = options.pop("type")
-        pull = options.pop("pull", None)
-        push = options.pop("push", None)
-        connections[name] = ConnectionConfig(name, type_name, options, pull, push)
-    declared = list(raw.get("segments", []))
-    groups = dict(raw.get("groups", {}))
-    if raw.get("packs"):
-        declared, groups = _with_packs(config_path, raw["packs"], declared, groups, packs)
+        parsed = ProjectFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error, raw) for error in exc.errors()]
+        raise _config_error(config_path, problems) from None
+    store_path = _store_path(config_path, parsed.store.path)
+    connections = {
+        name: ConnectionConfig(name, table.type, table.options, table.pull, table.push)
+        for name, table in parsed.connections.items()
+    }
+    declared, groups = list(parsed.segments), dict(parsed.groups)
+    if parsed.packs:
+        if packs is None:
+            if host is None:
+                raise TypeError("load_config() needs the plugin host (or packs) to expand [packs]")
+            packs = host.segment_packs()
+        declared, groups = _with_packs(config_path, parsed.packs, declared, groups, packs)
     try:
         segments = SegmentsConfig(segments=declared, groups=groups)
     except (ValidationError, SegmentError) as exc:
-        raise ConfigError(f"{config_path}: segments: {exc}") from None
+        raise ConfigError(f"{config_path}: segments: {_plain(exc)}") from None
+    problems = []
     for segment in segments.segments:
-        unknown = set(segment.destinations) - set(connections)
+        unknown = sorted(set(segment.destinations) - set(connections))
         if unknown:
-            raise ConfigError(
-                f"{config_path}: segment {segment.name!r} names destinations that are not "
-                f"connections: {', '.join(sorted(unknown))}"
+            problems.append(
+                f"segments.{segment.name}.destinations: names destinations that are not "
+                f"connections: {', '.join(unknown)}{_did_you_mean(unknown[0], connections)}"
             )
-    return ProjectConfig(config_path, store_path, connections, segments, raw)
+    for name in parsed.consent.connections:
+        if name not in connections:
+            problems.append(f"consent.connections.{name}: {name!r} is not a connection"
+                            f"{_did_you_mean(name, connections)}")
+    if problems:
+        raise _config_error(config_path, problems)
+    return ProjectConfig(config_path, store_path, connections, segments, raw, parsed.consent)
+
+
+def read_toml(config_path: Path) -> dict[str, Any]:
+    """The file's TOML as a dict; unreadable, non-UTF-8, malformed or absurdly nested files are
+    a :class:`ConfigError` naming the file (and the key, for nesting)."""
+    try:
+        data = config_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read the project file: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{config_path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(
+            f"{config_path}: arrays or inline tables nest deeper than {MAX_NESTING} levels"
+        ) from None
+    too_deep = _too_deep(raw)
+    if too_deep is not None:
+        raise ConfigError(f"{config_path}: {too_deep}: nests deeper than {MAX_NESTING} levels")
+    return raw
+
+
+def _too_deep(raw: dict[str, Any]) -> str | None:
+    """The TOML path of the first value nested deeper than MAX_NESTING (iteratively: no
+    recursion on hostile input), or None."""
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return where
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = ((f"[{i}]", v) for i, v in enumerate(value))
+        else:
+            continue
+        for key, child in items:
+            path = f"{where}{key}" if str(key).startswith("[") or not where else f"{where}.{key}"
+            stack.append((child, path, depth + 1))
+    return None
+
+
+def _store_path(config_path: Path, value: str) -> Path | str:
+    if value == ":memory:":
+        return value
+    path = (config_path.parent / value).resolve()
+    if path.is_dir():
+        raise ConfigError(f"{config_path}: store.path: {path} is a directory, not a database file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{config_path}: store.path: {path} is not a regular file")
+    return path
+
+
+def store_problem(path: Path | str) -> str | None:
+    """Why the store file at ``path`` cannot be a DuckDB database, or None (missing is fine:
+    the first sync creates it). Cheap: reads the file's header only."""
+    if path == ":memory:" or not Path(path).exists():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if header[8:12] != _DUCKDB_MAGIC:
+        return f"{path} is not a DuckDB database file"
+    return None
+
+
+# -- error rendering ---------------------------------------------------------------------------
+
+_TOML_TYPES = {
+    str: "a string", bool: "a boolean", int: "an integer", float: "a float",
+    list: "an array", dict: "a table",
+}
+_EXPECTED = {
+    "model_type": "a table", "model_attributes_type": "a table", "dict_type": "a table",
+    "list_type": "an array", "string_type": "a string", "bool_type": "true or false",
+    "int_type": "an integer", "float_type": "a number", "datetime_type": "a date-time",
+}
+
+
+def _config_error(config_path: Path, problems: list[str]) -> ConfigError:
+    if len(problems) == 1:
+        return ConfigError(f"{config_path}: {problems[0]}", problems)
+    lines = "\n".join(f"  {p}" for p in problems)
+    return ConfigError(f"{config_path}: {len(problems)} problems\n{lines}", problems)
+
+
+def _toml_type(value: Any) -> str:
+    for kind, name in _TOML_TYPES.items():
+        if isinstance(value, kind):
+            return name
+    return "a date or time" if value is not None else "nothing"
+
+
+def _describe(error: Mapping[str, Any], raw: Any) -> str:
+    """One line (``TOML.path: what is wrong``) for a pydantic error on ``ProjectFile``."""
+    loc = tuple(error["loc"])
+    where = _toml_path(loc, raw) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        is_table = isinstance(error.get("input"), dict)
+        what = "unknown table" if is_table and len(loc) == 1 else "unknown key"
+        hint = _did_you_mean(str(loc[-1]), known)
+        if not hint and known:
+            hint = f" (known: {', '.join(sorted(known))})"
+        return f"{where}: {what}{hint}"
+    if kind in _EXPECTED:
+        return f"{where}: expected {_EXPECTED[kind]}, not {_toml_type(error.get('input'))}"
+    if kind == "missing":
+        return f"{where}: missing (required)"
+    return f"{where}: {_plain_message(error['msg'])}"
+
+
+def _toml_path(loc: tuple[Any, ...], raw: Any) -> str:
+    """``('segments', 0, 'rul')`` → ``segments.vip.rul`` (a segment is named by its name)."""
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(item, int):
+            entry = node[item] if isinstance(node, list) and item < len(node) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name and parts:
+                parts.append(name)
+            else:
+                parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+            node = entry
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the model accepts at ``loc`` (where an unknown key was found)."""
+    node: Any = ProjectFile
+    for item in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if item not in node.model_fields:
+                return []
+            node = node.model_fields[item].annotation
+            # bool | None and friends: the non-None member.
+            args = [a for a in typing.get_args(node) if a is not type(None)]
+            if typing.get_origin(node) not in (list, dict) and len(args) == 1:
+                node = args[0]
+        elif typing.get_origin(node) in (list, dict):
+            node = typing.get_args(node)[-1]  # this item is an index or a key: step into the value
+        else:
+            return []
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def _plain_message(message: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def _plain(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(_plain_message(e["msg"]) for e in exc.errors())
+    return str(exc)
+
+
+def _did_you_mean(name: str, candidates: Any) -> str:
+    match = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+# -- packs and connections ---------------------------------------------------------------------
 
 
 def _with_packs(
     config_path: Path,
-    tables: Any,
-    declared: list[Any],
-    groups: dict[str, Any],
-    packs: Mapping[str, SegmentPack] | None,
-) -> tuple[list[Any], dict[str, Any]]:
+    tables: Mapping[str, Any],
+    declared: list[SegmentDef],
+    groups: dict[str, GroupDef],
+    packs: Mapping[str, SegmentPack],
+) -> tuple[list[SegmentDef], dict[str, GroupDef]]:
     """``declared``/``groups`` plus the enabled packs' segments and groups."""
-    if not isinstance(tables, dict):
-        raise ConfigError(f"{config_path}: [packs] must hold one [packs.NAME] table per pack")
-    if packs is None:
-        from segsync.plugins import PluginHost  # the host imports plugin modules that import this one
-
-        packs = PluginHost().segment_packs()
     try:
         pack_segments, pack_groups = expand_packs(tables, packs)
     except (ValidationError, SegmentError) as exc:
-        raise ConfigError(f"{config_path}: packs: {exc}") from None
-    names = {s.get("name") for s in declared if isinstance(s, dict)}
+        raise ConfigError(f"{config_path}: packs: {_plain(exc)}") from None
+    names = {s.name for s in declared}
     for segment in pack_segments:
         if segment.name in names:
             raise ConfigError(

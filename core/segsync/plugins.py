@@ -13,6 +13,7 @@ import importlib
 import itertools
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,19 @@ class PluginHost:
             )
         return {name: reg.value for name, reg in self._connectors.items()}
 
+    def failure_for(self, type_name: str) -> PluginLoadFailure | None:
+        """The load failure of the plugin that would have provided connector ``type_name``:
+        by convention its entry point is named after the type and its distribution is
+        ``segsync-<type>`` (how the repository's own connectors and third parties name them)."""
+        wanted = _normalize(type_name)
+        for failure in self.failures:
+            names = {_normalize(failure.name)}
+            if failure.distribution:
+                names.add(_normalize(failure.distribution).removeprefix("segsync-"))
+            if wanted in names:
+                return failure
+        return None
+
     def connector_plugin(self, type_name: str) -> str:
         self.connector_types()
         assert self._connectors is not None
@@ -219,7 +233,11 @@ class PluginHost:
         """Every registered segment function, ready for the rule compiler."""
         from segsync.segments import FunctionRegistry
 
-        registry = FunctionRegistry()
+        from segsync.model import Channel
+
+        registry = FunctionRegistry(
+            event_types=self.event_types(), channels=[c.value for c in Channel]
+        )
         for function in self.segment_functions().values():
             registry.register(function)
         return registry
@@ -325,6 +343,11 @@ def _connector_type_name(cls: Any) -> str:
     if not isinstance(name, str) or not name:
         raise PluginError(f"connector class {cls!r} has no type_name")
     return name
+
+
+def _normalize(name: str) -> str:
+    """A distribution or entry-point name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _version(dist: str) -> str:

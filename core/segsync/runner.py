@@ -45,6 +45,7 @@ from segsync.plugins import PluginHost
 from segsync.progress import Reporter
 from segsync.redaction import redact
 from segsync.segments import evaluate, snapshot
+from segsync.segments.validate import carry_over, validate
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
 
@@ -94,10 +95,12 @@ class RunSummary:
     errors: list[dict[str, Any]] = field(default_factory=list)
     # Pending erasures retried at the start of the run: connection, status, action, error.
     erasures: list[dict[str, Any]] = field(default_factory=list)
+    # Segments that could not be evaluated → why; they kept their last membership.
+    segment_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
-        return any(s.status == "failed" for s in self.sources) or any(
+        return bool(self.segment_errors) or any(s.status == "failed" for s in self.sources) or any(
             d.status in ("failed", "partial") for d in self.destinations
         )
 
@@ -123,6 +126,8 @@ class Runner:
         self.host = host
         self.reporter = reporter or Reporter(quiet=True)
         self.consent: ConsentSettings | None = None
+        # Connections whose connector's plugin failed to load → why; their part of a run fails.
+        self.broken: dict[str, str] = {}
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -132,6 +137,11 @@ class Runner:
         instances = {}
         for name, connection in self.config.connections.items():
             cls = types.get(connection.type)
+            failure = self.host.failure_for(connection.type) if cls is None else None
+            if failure is not None:
+                self.broken[name] = (f"connection {name!r} (type {connection.type}): plugin "
+                                     f"{failure.name!r} failed to load: {failure.error}")
+                continue
             if cls is None:
                 known = ", ".join(sorted(types)) or "none installed"
                 raise ConfigError(
@@ -203,6 +213,7 @@ class Runner:
                     )
             # A pull may bring back someone who was erased: drop them before anything is planned.
             erasure.purge_reimported(store, summary.run_id)
+            self._report_broken(store, summary)
             destinations = [n for n, c in connectors.items() if self._pushes(n, c)]
             summary.segments = self._evaluate_segments(store, destinations, summary, as_of)
             for name, connector in connectors.items():
@@ -230,6 +241,20 @@ class Runner:
         self.host.run_finished(summary)
         return summary
 
+    def _report_broken(self, store: Store, summary: RunSummary) -> None:
+        """A connection whose plugin failed to load fails its part of the run (as a destination,
+        or as a source when it is never pushed to); the others go on."""
+        for name, reason in self.broken.items():
+            log.error(reason)
+            if self.config.connections[name].push is False:
+                summary.sources.append(SourceReport(name, "failed", error=reason))
+            else:
+                summary.destinations.append(DestinationReport(name, "failed", error=reason))
+            if summary.run_id is not None:
+                store.record_error(summary.run_id, name, "load", name, None, reason)
+                if self.config.connections[name].push is not False:
+                    store.record_destination(summary.run_id, name, "failed", 0, 0, 0, 0, reason)
+
     def _evaluate_segments(
         self, store: Store, destinations: list[str], summary: RunSummary, as_of: datetime
     ) -> dict[str, int]:
@@ -239,12 +264,19 @@ class Runner:
         if not config.segments:
             return {}
         with self.reporter.phase("evaluate segments"):
-            sizes = evaluate(
-                store.con, config.segments, config.groups, as_of, self.host.segment_registry()
-            )
+            registry = self.host.segment_registry()
+            # A segment that cannot compile is held (and named), never evaluated as empty.
+            checked = validate(config.segments, config.groups, as_of, registry)
+            sizes = evaluate(store.con, checked.segments, checked.groups, as_of, registry)
             if summary.run_id is not None:
                 snapshot(store.con, summary.run_id, as_of)
+            carry_over(store.con, list(checked.held))
             plan.map_memberships(store.con, config.segments, destinations)
+        summary.segment_errors = checked.held
+        for name, reason in checked.held.items():
+            log.error(reason)
+            if summary.run_id is not None:
+                store.record_error(summary.run_id, "segments", "evaluate", name, "rule", reason)
         return sizes
 
     def _pull(
@@ -505,8 +537,9 @@ def _status(summary: RunSummary) -> str:
     """succeeded only when nothing failed, is left to retry, or was rejected."""
     parts = [*summary.sources, *summary.destinations]
     failed = [p for p in parts if p.status in ("failed", "partial")]
-    if failed:
-        return "failed" if len(failed) == len(parts) else "partial"
+    if failed or summary.segment_errors:
+        # A segment that could not be evaluated is a part of the run that did not do its job.
+        return "failed" if parts and len(failed) == len(parts) else "partial"
     if any(p.status == "with-rejections" for p in parts):
         return "with-rejections"
     return "succeeded"

@@ -15,18 +15,14 @@ CA = "casl"
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-from segsync.config import ConfigError, ProjectConfig
+from segsync.config import ConfigError, ConsentTable, ProjectConfig
 from segsync.consent.policies import DEFAULT, ConsentPolicy
 
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
-_KEYS = {"policy", "clock_skew_seconds", "connections", "countries"}
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 @dataclass(frozen=True)
@@ -43,32 +39,20 @@ class ConsentSettings:
 
 
 def load_settings(config: ProjectConfig | None, policies: Mapping[str, ConsentPolicy]) -> ConsentSettings:
-    """Read and check ``[consent]``; unknown keys, policies and connections are errors."""
-    raw: dict[str, Any] = dict((config.raw if config else {}).get("consent") or {})
-    where = f"{config.path}: [consent]" if config else "[consent]"
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(_KEYS))}")
+    """Resolve ``[consent]`` (its shape is checked with the rest of the file by
+    :class:`segsync.config.ProjectFile`) against the installed policies."""
+    table = config.consent if config else ConsentTable()
+    where = f"{config.path}: consent" if config else "consent"
 
-    def policy(name: Any, what: str) -> ConsentPolicy:
+    def policy(name: str, what: str) -> ConsentPolicy:
         if name not in policies:
-            raise ConfigError(f"{where}: {what}: no consent policy {name!r} "
+            raise ConfigError(f"{where}.{what}: no consent policy {name!r} "
                               f"(installed: {', '.join(sorted(policies))})")
         return policies[name]
 
-    project = policy(raw.get("policy", DEFAULT.name), "policy")
-    connections = {}
-    for name, value in (raw.get("connections") or {}).items():
-        if config is not None and name not in config.connections:
-            raise ConfigError(f"{where}.connections: {name!r} is not a connection")
-        connections[name] = policy(value, f"connections.{name}")
-    countries = {}
-    for code, value in (raw.get("countries") or {}).items():
-        if not _COUNTRY.match(str(code)):
-            raise ConfigError(f"{where}.countries: {code!r} is not an upper-case ISO 3166-1 alpha-2 code")
-        countries[code] = policy(value, f"countries.{code}")
-    skew = raw.get("clock_skew_seconds", DEFAULT_CLOCK_SKEW.total_seconds())
-    if not isinstance(skew, (int, float)) or isinstance(skew, bool) or skew < 0:
-        raise ConfigError(f"{where}: clock_skew_seconds must be a number of seconds >= 0")
-    return ConsentSettings(project, connections, countries, timedelta(seconds=skew))
+    return ConsentSettings(
+        policy(table.policy, "policy"),
+        {name: policy(value, f"connections.{name}") for name, value in table.connections.items()},
+        {code: policy(value, f"countries.{code}") for code, value in table.countries.items()},
+        timedelta(seconds=table.clock_skew_seconds),
+    )

@@ -160,21 +160,25 @@ def _text(node: Node, minimum: int) -> str:
     raise TypeError(f"not a rule node: {node!r}")
 
 
+def children(node: Node) -> tuple[Node, ...]:
+    """The direct sub-nodes of ``node``, left to right."""
+    if isinstance(node, Call):
+        return node.args
+    if isinstance(node, Compare):
+        return (node.left, node.right)
+    if isinstance(node, In):
+        return (node.operand, *node.options)
+    if isinstance(node, Not):
+        return (node.operand,)
+    if isinstance(node, (And, Or)):
+        return (node.left, node.right)
+    return ()
+
+
 def walk(node: Node):
     """Yield ``node`` and its descendants, parents before children, left to right."""
-    yield node
-    if isinstance(node, Call):
-        for a in node.args:
-            yield from walk(a)
-    elif isinstance(node, Compare):
-        yield from walk(node.left)
-        yield from walk(node.right)
-    elif isinstance(node, In):
-        yield from walk(node.operand)
-        for o in node.options:
-            yield from walk(o)
-    elif isinstance(node, Not):
-        yield from walk(node.operand)
-    elif isinstance(node, (And, Or)):
-        yield from walk(node.left)
-        yield from walk(node.right)
+    stack = [node]
+    while stack:  # iterative: a long and/or chain is a deep tree
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))

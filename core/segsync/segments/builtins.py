@@ -412,7 +412,7 @@ def _functions() -> list[SegmentFunction]:
         _rate_fn("conversion_rate", ORDER, "Orders per send in the window (0 without sends).",
                  "conversion_rate(90d) > 0.02"),
         SegmentFunction(
-            "consentable", (Param("channel", "string"),), "bool",
+            "consentable", (Param("channel", "channel"),), "bool",
             "The latest marketing consent for the channel, as of as_of, is opted_in.",
             _build_consentable, 'consentable("email")',
         ),

@@ -61,7 +61,7 @@ class Evaluated:
 
 def project_config(ctx: Context) -> ProjectConfig:
     # Packs come from this process's host, so in-process plugins' packs are found too.
-    return load_config(ctx.config_path, packs=ctx.host.segment_packs())
+    return load_config(ctx.config_path, ctx.host)
 
 
 @contextmanager

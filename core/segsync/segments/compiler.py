@@ -166,6 +166,10 @@ class _Compiler:
 
     def attribute(self, node: ast.Name) -> Value:
         if node.parts[0] != "attr":
+            close = did_you_mean(node.dotted, self.registry.names())
+            if close:  # a function called without parentheses, or misspelled
+                raise self.error(node, f"unknown name {node.dotted!r}: functions are called "
+                                       f"with parentheses, e.g. opens(30d){close}")
             raise self.error(
                 node,
                 f"unknown name {node.dotted!r}: attributes are written attr.NAME (e.g. "
@@ -226,7 +230,10 @@ class _Compiler:
                                    f"not {node.value!r}")
         if at.tzinfo is None:
             at = at.replace(tzinfo=self.ctx.as_of.tzinfo)  # dates without zone are UTC
-        return BuildContext.timestamp(at)
+        try:
+            return BuildContext.timestamp(at)
+        except OverflowError:
+            raise self.error(node, f"date {node.value!r} is out of range") from None
 
     def compare(self, node: ast.Compare) -> Value:
         left, right = self.value(node.left), self.value(node.right)
@@ -242,6 +249,13 @@ class _Compiler:
         options = [self.value(o) for o in node.options]
         if operand.type == "bool":
             raise self.error(node, "'in' takes a value, not a condition")
+        first = node.options[0]
+        for opt_node, opt in zip(node.options, options):
+            if opt.type != options[0].type:
+                raise self.error(
+                    opt_node, f"the values of an 'in' list must have one type: "
+                              f"{ast.to_text(first)} is a {options[0].type}, "
+                              f"{ast.to_text(opt_node)} a {opt.type}")
         exprs, target = [], operand.expr
         for opt_node, opt in zip(node.options, options):
             target, right = self.unify(node, node.operand, opt_node, operand, opt, "==")
@@ -266,6 +280,9 @@ class _Compiler:
             raise
         except ValueError as e:
             raise self.error(node, f"{fn.name}(): {e}")
+        except Exception as e:  # a plugin's builder broke: name it rather than crash the run
+            raise self.error(node, f"{fn.name}() (from {fn.origin}) failed: "
+                                   f"{type(e).__name__}: {e}")
         self.add_features(built.features)
         if fn.returns == "bool":
             return Value(_coalesce_false(built.expr), "bool")
@@ -287,20 +304,37 @@ class _Compiler:
             bound[param.name] = self.bind_one(fn, param.name, param.kind, arg)
         return bound
 
+    def event_type(self, node: ast.Node, name: str) -> str:
+        known = self.registry.event_types
+        if known is None or name in known:
+            return name
+        hint = did_you_mean(name.lower(), known)
+        raise self.error(node, f"unknown event type {name!r}{hint} (event types: "
+                               "`segsync plugins`, docs/records.md)")
+
     def bind_one(self, fn: SegmentFunction, name: str, kind: str, arg: ast.Node) -> object:
         where = f"argument {name!r} of {fn.name}()"
         if kind == "event" or (kind == "event_or_attribute" and not (
                 isinstance(arg, ast.Name) and arg.parts[0] == "attr")):
             if isinstance(arg, ast.Name):
-                return arg.dotted
+                return self.event_type(arg, arg.dotted)
             if isinstance(arg, ast.String) and arg.value:
-                return arg.value
+                return self.event_type(arg, arg.value)
             raise self.error(arg, f"{where} must be an event type such as email.opened or "
-                                  '"Order Completed"')
+                                  '"order.completed"')
         if kind == "event_or_attribute" or kind == "attribute":
             if isinstance(arg, ast.Name) and arg.parts[0] == "attr":
                 return self.resolve(arg)
             raise self.error(arg, f"{where} must be an attribute such as attr.created_at")
+        if kind == "channel":
+            if not isinstance(arg, ast.String):
+                raise self.error(arg, f"{where} must be a channel in quotes, e.g. \"email\"")
+            known = self.registry.channels
+            if known is not None and arg.value not in known:
+                raise self.error(arg, f"unknown channel {arg.value!r}"
+                                      f"{did_you_mean(arg.value, known)} "
+                                      f"(channels: {', '.join(sorted(known))})")
+            return arg.value
         if kind in ("string", "segment"):
             if isinstance(arg, ast.String):
                 return arg.value

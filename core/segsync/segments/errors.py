@@ -11,6 +11,9 @@ import difflib
 from collections.abc import Iterable
 
 
+_SHOWN = 100  # characters of a long rule line shown around the caret
+
+
 class SegmentError(ValueError):
     """Base class of segment-engine errors (a ``ValueError`` so pydantic validators wrap it)."""
 
@@ -50,7 +53,13 @@ class RuleError(SegmentError):
         src = lines[self.line - 1] if self.line <= len(lines) else ""
         # Tabs would misplace the caret; render them as single spaces on both lines.
         src = src.replace("\t", " ")
-        return f"{head}\n    {src}\n    {' ' * (self.column - 1)}^"
+        caret = self.column - 1
+        if len(src) > _SHOWN:  # a long line: show the part around the caret
+            start = max(0, min(caret - _SHOWN // 2, len(src) - _SHOWN))
+            src = ("…" if start else "") + src[start : start + _SHOWN] + (
+                "…" if start + _SHOWN < len(src) else "")
+            caret = caret - start + (1 if start else 0)
+        return f"{head}\n    {src}\n    {' ' * caret}^"
 
     def __str__(self) -> str:
         return self._render()

@@ -13,7 +13,7 @@ Plugins add functions through the ``segsync_register_segment_functions(register)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -76,7 +76,8 @@ class Built:
 
 
 ParamKind = Literal[
-    "event", "string", "number", "duration", "attribute", "event_or_attribute", "segment"
+    "event", "string", "number", "duration", "attribute", "event_or_attribute", "segment",
+    "channel",
 ]
 
 
@@ -90,6 +91,7 @@ class Param:
     * ``attribute`` — ``attr.NAME`` → :class:`Attribute`
     * ``event_or_attribute`` → ``str`` or :class:`Attribute`
     * ``segment`` — a segment name as a string → ``str``
+    * ``channel`` — a consent channel as a string (``"email"``) → ``str``
 
     An optional parameter the rule leaves out is passed as ``None``.
     """
@@ -151,7 +153,14 @@ class BuildContext:
 
     def window_start(self, window: timedelta | None) -> datetime | None:
         """Exclusive lower bound of ``(as_of - window, as_of]``; None for all history."""
-        return None if window is None else self.as_of - window
+        if window is None:
+            return None
+        try:
+            return self.as_of - window
+        except OverflowError:
+            raise ValueError(
+                f"a {window.days}-day window before {self.as_of:%Y-%m-%d} starts before year 1"
+            ) from None
 
     def in_window(self, window: timedelta | None) -> exp.Expression | None:
         """``occurred_at > as_of - window`` (the upper bound is applied to all events)."""
@@ -201,8 +210,15 @@ class SegmentFunction:
 class FunctionRegistry:
     """Name → :class:`SegmentFunction`. Names are unique: a clash is an error naming both."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, event_types: Iterable[str] | None = None, channels: Iterable[str] | None = None
+    ) -> None:
         self._functions: dict[str, SegmentFunction] = {}
+        # The vocabularies of the store (ingestion admits no other event type or channel), so
+        # a rule naming an unknown one is an error rather than a segment that is silently
+        # empty. None: not checked.
+        self.event_types = None if event_types is None else frozenset(event_types)
+        self.channels = None if channels is None else frozenset(channels)
 
     def register(self, fn: SegmentFunction, *, replace: bool = False) -> None:
         """Add ``fn``. With ``replace=True`` it supersedes an existing function of that name

@@ -20,13 +20,44 @@ from . import ast
 from .errors import RuleError
 from .tokens import COMPARISON_OPS, Kind, Token, tokenize
 
-# Deep nesting would hit Python's recursion limit with an unhelpful RecursionError.
+# Deep nesting would hit Python's recursion limit with an unhelpful RecursionError: parentheses,
+# `not` and call arguments nest at most MAX_DEPTH deep, and the whole tree (where a chain of
+# N conditions joined by and/or is N levels) is at most MAX_HEIGHT levels, which the compiler,
+# sqlglot and the engines all handle (see docs/rules.md, "Limits").
 MAX_DEPTH = 100
+MAX_HEIGHT = 200
 
 
 def parse(text: str) -> ast.Node:
     """Parse one rule; raises :class:`RuleError` pointing at the first problem."""
-    return _Parser(text).parse()
+    tree = _Parser(text).parse()
+    _check_height(tree, text)
+    return tree
+
+
+def _check_height(tree: ast.Node, text: str) -> None:
+    """Raise at the first node (in source order) whose subtree is deeper than MAX_HEIGHT.
+
+    Iterative, since the tree may be far deeper than the recursion limit.
+    """
+    height: dict[int, int] = {}
+    stack: list[tuple[ast.Node, bool]] = [(tree, False)]
+    while stack:
+        node, expanded = stack.pop()
+        kids = ast.children(node)
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((kid, False) for kid in reversed(kids))
+            continue
+        h = 1 + max((height[id(k)] for k in kids), default=0)
+        if h > MAX_HEIGHT:
+            raise RuleError(
+                f"rule is too deep: more than {MAX_HEIGHT} levels (e.g. {MAX_HEIGHT} conditions "
+                "joined by and/or); split it into segments combined with in_segment(), or "
+                "match many values with 'in (...)'",
+                text, node.line, node.column,
+            )
+        height[id(node)] = h
 
 
 class _Parser:

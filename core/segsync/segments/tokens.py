@@ -8,6 +8,7 @@ line and column so parser errors can point at it. Common habits from other langu
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from .errors import RuleError
@@ -29,6 +30,9 @@ class Kind(enum.Enum):
 KEYWORDS = frozenset({"and", "or", "not", "in", "true", "false"})
 DURATION_UNITS = {"h": 3600, "d": 86400, "w": 7 * 86400}
 COMPARISON_OPS = ("==", "!=", "<=", ">=", "<", ">")
+# Bounds that keep every literal representable in Python, in SQL and in the store's date range.
+MAX_INTEGER = 2**63 - 1  # a BIGINT in every engine
+MAX_DURATION_DAYS = 999_999_999  # what a timedelta holds; a window must also start after year 1
 
 # Operators people bring from SQL, Python or C, and what to write instead.
 _HINTS = {
@@ -69,6 +73,11 @@ def _is_name_char(ch: str) -> bool:
     return ch.isascii() and (ch.isalnum() or ch == "_")
 
 
+def _short(text: str, limit: int = 24) -> str:
+    """``text`` cut for an error message (the caret shows where it is)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into tokens; raises :class:`RuleError` at the first bad character."""
     tokens: list[Token] = []
@@ -76,6 +85,13 @@ def tokenize(text: str) -> list[Token]:
 
     def err(msg: str, at: int) -> RuleError:
         return RuleError(msg, text, line, at - line_start + 1)
+
+    # A lone surrogate is not text: it cannot be encoded, so it must never reach SQL.
+    bad = next((k for k, c in enumerate(text) if "\ud800" <= c <= "\udfff"), None)
+    if bad is not None:
+        line = text.count("\n", 0, bad) + 1
+        line_start = text.rfind("\n", 0, bad) + 1
+        raise err(f"invalid character U+{ord(text[bad]):04X} (a lone surrogate)", bad)
 
     while i < n:
         ch = text[i]
@@ -111,6 +127,7 @@ def tokenize(text: str) -> list[Token]:
                     while j < n and _is_digit(text[j]):
                         j += 1
             number_text = text[i:j]
+            whole = number_text.split(".")[0].split("e")[0].split("E")[0]
             if j < n and _is_name_start(text[j]):
                 k = j
                 while k < n and _is_name_char(text[k]):
@@ -128,10 +145,27 @@ def tokenize(text: str) -> list[Token]:
                         "use a smaller unit, e.g. 36h",
                         i,
                     )
+                # Compare digits before int(): Python refuses to parse very long numbers.
+                limit = MAX_DURATION_DAYS * 86400 // DURATION_UNITS[unit]
+                if len(whole.lstrip("0")) > len(str(limit)) or int(whole) > limit:
+                    raise err(
+                        f"duration {_short(text[i:k])!r} is too long (at most {limit}{unit}); "
+                        "leave the window out to mean all history",
+                        i,
+                    )
                 tokens.append(Token(Kind.DURATION, text[i:k], (int(number_text), unit), line, col))
                 i = k
                 continue
-            value: object = float(number_text) if is_float else int(number_text)
+            value: object
+            if is_float:
+                value = float(number_text)
+                if not math.isfinite(value):
+                    raise err(f"number {_short(number_text)!r} is out of range", i)
+            else:
+                if len(whole.lstrip("0")) > len(str(MAX_INTEGER)) or int(whole) > MAX_INTEGER:
+                    raise err(f"number {_short(number_text)!r} is too large (at most {MAX_INTEGER}; "
+                              "write larger numbers as decimals, e.g. 1e20)", i)
+                value = int(number_text)
             tokens.append(Token(Kind.NUMBER, number_text, value, line, col))
             i = j
             continue

@@ -1,6 +1,6 @@
 """The embedded store (DuckDB): contacts, events, consent ledger, cursors, runs, acknowledgements."""
 
 from segsync.store.lock import StoreLocked
-from segsync.store.store import Store
+from segsync.store.store import Store, StoreError
 
-__all__ = ["Store", "StoreLocked"]
+__all__ = ["Store", "StoreError", "StoreLocked"]

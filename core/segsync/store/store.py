@@ -19,6 +19,10 @@ from segsync.store.status import RunStatus, describe, read_status
 from segsync.store.migrations import MIGRATIONS, Migration
 
 
+class StoreError(RuntimeError):
+    """The store file cannot be opened: not a DuckDB database, truncated, unreadable."""
+
+
 class Store:
     """A DuckDB database holding segsync's tables.
 
@@ -49,10 +53,13 @@ class Store:
                 )
             if read_only and not wait_for_writer(self.path, self.reader_wait):
                 raise StoreLocked(_busy_message(self.path))
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not read_only:
-                self._lock = WriterLock(self.path)
-                self._lock.acquire()
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not read_only:
+                    self._lock = WriterLock(self.path)
+                    self._lock.acquire()
+            except OSError as exc:
+                raise StoreError(f"the store {self.path} cannot be opened: {exc}") from None
         self._connect()
         if not read_only:
             self.migrate(migrations)
@@ -64,13 +71,16 @@ class Store:
     def _connect(self) -> None:
         try:
             self.con = duckdb.connect(str(self.path), read_only=self.read_only)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             self.close()
-            if "lock" in str(exc).lower():
+            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
                 raise StoreLocked(
                     f"the store {self.path} is in use by another process: {exc}"
                 ) from None
-            raise
+            raise StoreError(
+                f"the store {self.path} cannot be opened as a DuckDB database ({exc}); "
+                "point [store] path at another file, or move this one away"
+            ) from None
         # Timestamps without an offset never reach the store (ingestion rejects them), but
         # DuckDB renders and truncates TIMESTAMPTZ in the session zone: make it UTC everywhere.
         self.con.execute("SET TimeZone = 'UTC'")
