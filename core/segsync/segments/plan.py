@@ -66,7 +66,8 @@ class Plan:
                 ]
                 catch = self.groups[item].catch_all
                 default = exp.Literal.number(0) if catch else exp.null()
-                first.append(exp.Case(ifs=ifs, default=default).as_(gcol))
+                # A group of only its catch-all has no WHEN: CASE without one is not SQL.
+                first.append((exp.Case(ifs=ifs, default=default) if ifs else default).as_(gcol))
                 ranked = [(k, s.name) for k, s in enumerate(members[item], start=1)]
                 if catch:
                     ranked.append((0, catch))

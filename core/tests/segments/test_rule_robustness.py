@@ -200,3 +200,13 @@ def test_compiled_sql_of_random_valid_rules_executes(rule: str, as_of: datetime)
 _EMPTY = create_store()
 _POPULATED = create_store()
 populate(_POPULATED)
+
+
+def test_a_group_of_only_its_catch_all_evaluates() -> None:
+    from segsync.segments import GroupDef
+
+    con = create_store()
+    populate(con)
+    sizes = evaluate(con, [SegmentDef(name="rest", group="g")], {"g": GroupDef(catch_all="rest")},
+                     AS_OF, REG)
+    assert sizes == {"rest": 5}
