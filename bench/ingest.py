@@ -5,6 +5,7 @@ the same path ``segsync sync`` uses (``Ingestor`` over a ``FileSlice``). Each fi
 median of --repeat runs, each into a new store file.
 
     python bench/ingest.py --contacts 1000000 --events 10000000 --repeat 3
+    python bench/ingest.py --contacts 200000 --events 1000000 --bad-line   # the line-by-line path
 """
 
 from __future__ import annotations
@@ -71,11 +72,18 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--bad-line", action="store_true",
+                        help="end each file with one line that is not UTF-8: the line-by-line path")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="segsync-bench-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
         paths = generate(folder, args.contacts, args.events)
+        if args.bad_line:
+            for path in paths.values():
+                with path.open("ab") as handle:
+                    handle.write(b"bad\xff\n")
+        expected_rejected = 1 if args.bad_line else 0
         print(f"generated in {time.perf_counter() - started:.1f}s: "
               + ", ".join(f"{k} {p.stat().st_size / 1e6:.0f} MB" for k, p in paths.items()))
         cases = [
@@ -89,7 +97,7 @@ def main() -> None:
             for run in range(args.repeat):
                 store_path = folder / f"store-{name[:6]}-{run}.duckdb"
                 seconds, loaded, rejected = load(store_path, stream, file)
-                assert rejected == 0, f"{name}: {rejected} rejected"
+                assert rejected == expected_rejected, f"{name}: {rejected} rejected"
                 times.append(seconds)
                 store_path.unlink()
             median = statistics.median(times)
