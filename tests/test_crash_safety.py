@@ -75,7 +75,7 @@ def _sync(root: Path) -> subprocess.Popen[str]:
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SEGSYNC_PLUGINS": "files,mailchimp", "SEGSYNC_MC_API_KEY": MC_KEY}
+    env = {**os.environ, "SEGSYNC_PLUGINS": "files,mailchimp", "SEGSYNC_MC_API_KEY": MC_KEY, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "segsync", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -196,6 +196,10 @@ def test_read_commands_during_a_sync_say_who_holds_the_store(tmp_path: Path, mai
         assert [(r["id"], r["status"]) for r in history] == [(2, "running"), (1, "succeeded")]
         assert (history[0]["phase"], history[0]["total"]) == ("push mc", 1499)
         assert f"a sync is running (pid {sync.pid}, run 2, started " in runs.stderr
+        with_errors = _cli(tmp_path, "runs", "--errors")
+        assert with_errors.returncode == 0, with_errors.stderr
+        assert "`segsync runs --errors` lists them once the sync ends" in with_errors.stderr
+        assert "running (push mc)" in with_errors.stdout
 
         shown = _cli(tmp_path, "contacts", "show", "c00001@example.com")
         assert shown.returncode == 2

@@ -301,6 +301,9 @@ def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
     if live is not None:
         # A sync holds the store (DuckDB admits no reader meanwhile): show what it published.
         click.echo(f"a sync is running ({describe(live)}); history as of its start", err=True)
+        if show_errors:
+            click.echo("record errors are in the store: `segsync runs --errors` lists them once the "
+                       "sync ends (or add --wait SECONDS)", err=True)
         history = [{**run, "phase": live["phase"], "done": live["done"], "total": live["total"]}
                    if run["id"] == live["run_id"] else run for run in live["history"]][:limit]
         if as_json:
