@@ -36,8 +36,10 @@ from tests.reliability import (  # noqa: E402
     KillPoint,
     Project,
     Settings,
+    attempts_per_request,
     final_suppression_breaches,
     resends_per_kill,
+    retry_after_breaches,
     run_sync,
     suppressed_subscribes,
     sync_until_complete,
@@ -52,7 +54,7 @@ def kill_points(seed: int) -> Iterator[KillPoint]:
     while True:
         phase = rng.choice(PHASES)
         if phase == "push":
-            yield KillPoint("push", writes=rng.randint(1, 12))
+            yield KillPoint("push", writes=rng.randint(1, 5))
         elif phase == "pull":
             yield KillPoint("pull", delay=rng.uniform(0.0, 2.0))
         else:
@@ -70,7 +72,6 @@ def soak(args: argparse.Namespace, base: Path) -> dict:
     clean_settings = Settings(**common)
     faulty_settings = Settings(**common, fault_rate=args.fault_rate, fault_seed=args.seed)
     plan = kill_points(args.seed)
-    per_round = [args.kills // args.rounds + (1 if i < args.kills % args.rounds else 0) for i in range(args.rounds)]
     began = time.perf_counter()
     runs, breaches, clean_runs = [], [], []
     with Emulators(clean_settings) as clean, Emulators(faulty_settings) as faulty:
@@ -85,7 +86,10 @@ def soak(args: argparse.Namespace, base: Path) -> dict:
                     p.append_changes(number, opt_outs=opt_outs, new_contacts=sign_ups)
             clean_runs.append(run_sync(clean_project, number))
             suppressed = project.suppressed()
-            round_runs = sync_until_complete(project, itertools.islice(plan, per_round[number]), max_runs=100)
+            # Kill points a round did not reach (it finished first) move on to the next rounds.
+            done = sum(r.killed for r in runs)
+            budget = -(-(args.kills - done) // (args.rounds - number))
+            round_runs = sync_until_complete(project, itertools.islice(plan, budget), max_runs=100)
             breaches += suppressed_subscribes([r for run in round_runs for r in run.requests], suppressed)
             runs += round_runs
             print(f"round {number}: {len(round_runs)} runs, {sum(r.killed for r in round_runs)} kills, "
@@ -101,14 +105,18 @@ def soak(args: argparse.Namespace, base: Path) -> dict:
         injected = faulty.faults_injected()
         bounds = project.resend_bounds()
         clean_lists, lists = clean.brevo_list_names(), faulty.brevo_list_names()
+        mc_peak, mc_concurrency = faulty.mc.peak_in_flight, faulty.mc.max_concurrency()
         requests = [r for run in runs for r in run.requests]
     kills = [r for r in runs if r.killed]
     resends = resends_per_kill(runs)
     records = writes(requests)
+    throttled, early = retry_after_breaches(requests, faulty_settings.retry_after)
+    attempts = [max(attempts_per_request(r for r in run.requests if r.method != "GET").values(), default=0)
+                for run in runs]
     return {
         "command": " ".join(["bench/reliability.py", *sys.argv[1:]]),
         "contacts": args.contacts, "rounds": args.rounds, "fault_rate": args.fault_rate,
-        "runs": len(runs), "runs_failed_not_killed": sum(1 for r in runs if not r.killed and r.returncode != 0),
+        "runs": len(runs), "runs_unfinished_not_killed": sum(1 for r in runs if not r.killed and not r.finished),
         "last_runs_finished": all(r.finished for r in settle + clean_runs),
         "exit_codes": dict(Counter(r.returncode for r in runs)),
         "kills": len(kills),
@@ -116,6 +124,10 @@ def soak(args: argparse.Namespace, base: Path) -> dict:
         "kills_landed_by_phase": dict(Counter(r.phase_at_kill for r in kills)),
         "faults_injected": {esp: dict(c) for esp, c in injected.items()},
         "requests": {esp: sum(1 for r in requests if r.system == esp) for esp in ("mc", "brevo")},
+        "max_attempts_of_one_write_in_a_run": max(attempts, default=0),
+        "injected_429s": throttled, "retries_sooner_than_retry_after": len(early),
+        "mc_peak_in_flight": mc_peak, "mc_max_concurrency": mc_concurrency,
+        "mc_refused_by_connection_limit": sum(1 for r in requests if not r.admitted),
         "record_writes_checked": len(records),
         "records_checked": {"mc": len(mc), "brevo": len(brevo), "events": store["events"],
                             "acknowledged": len(store["acknowledged"])},

@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 from segsync.config import load_config
 from segsync.model import normalize_email
 from segsync.plugins import PluginHost
-from segsync.runner import DEFAULT_BATCH_SIZE, Runner
+from segsync.runner import Runner
 from segsync.scaffold import write_sample_data
 from segsync.store import Store
 from segsync.testing.faults import RandomFaults
@@ -384,13 +384,6 @@ class Project:
             connector.close()
         return bounds
 
-    @staticmethod
-    def runner_batch(name: str) -> int:
-        from segsync_brevo import BrevoConnector
-        from segsync_mailchimp import MailchimpConnector
-        cls = {"mc": MailchimpConnector, "brevo": BrevoConnector}[name]
-        return cls.max_batch_size or DEFAULT_BATCH_SIZE
-
 
 # -- running, and killing, the CLI --------------------------------------------------------------
 
@@ -506,8 +499,9 @@ def sync_until_complete(project: Project, kills: Iterator[KillPoint | None], max
 
 
 def resends_per_kill(runs: list[RunResult]) -> list[dict[str, int]]:
-    """Per killed run and ESP: records it sent (and the service applied) that a later run sent
-    again — the work the kill cost."""
+    """Per killed run and ESP: people whose writes it sent (and the service applied) that a
+    later run sent again — the work the kill cost, counted in changes (a person's upsert and
+    tag writes are one change), the unit of a write batch."""
     per_run = [{w.key for w in writes(r.requests) if w.request.applied}
                for r in runs]
     out = []
@@ -515,7 +509,7 @@ def resends_per_kill(runs: list[RunResult]) -> list[dict[str, int]]:
         if not run.killed:
             continue
         later = set().union(*per_run[i + 1:]) if i + 1 < len(per_run) else set()
-        counts: Counter[str] = Counter(key[0] for key in per_run[i] & later)
+        counts: Counter[str] = Counter(system for system, email in {(k[0], k[2]) for k in per_run[i] & later})
         out.append({"mc": counts["mc"], "brevo": counts["brevo"]})
     return out
 
