@@ -166,8 +166,7 @@ class Emulators:
                for r in self.mc.calls(admitted_only=False) if monotonic_start <= r.started < monotonic_end]
         out += [Request("brevo", e.method, e.path, e.query, e.status, e.fault, e.body, e.started, e.finished,
                         True, e.started - wall_start)
-                for e in list(self.brevo.log)
-                if e.path.startswith("/v3/") and wall_start <= e.started < wall_end]
+                for e in self.brevo.requests() if wall_start <= e.started < wall_end]
         return sorted(out, key=lambda r: r.offset)
 
 
