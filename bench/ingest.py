@@ -60,7 +60,7 @@ def generate(folder: Path, contacts: int, events: int) -> dict[str, Path]:
 
 def load(store_path: Path, stream: Stream, file: FileSlice) -> tuple[float, int, int]:
     with Store(store_path) as store:
-        ingestor = Ingestor(store.con, "bench", None, EVENT_TYPES)
+        ingestor = Ingestor(store.con, connection="bench", run_id=None, event_types=EVENT_TYPES)
         started = time.perf_counter()
         with store.transaction():
             result = ingestor.ingest(Batch(stream, None, file=file))

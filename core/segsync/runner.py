@@ -177,7 +177,8 @@ class Runner:
             # A bug or an interrupt: close the run row so history shows it, then re-raise.
             run_id = store.scalar("SELECT max(id) FROM runs WHERE status = 'running'")
             if run_id is not None and not options.dry_run:
-                store.finish_run(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+                store.finish_run(run_id=run_id, status="failed",
+                                 counts={"error": f"{type(exc).__name__}: {exc}"})
             raise
         finally:
             for connector in connectors.values():
@@ -237,7 +238,7 @@ class Runner:
                 [summary.run_id],
             ).fetchall()
         ]
-        store.finish_run(summary.run_id, summary.status, _counts(summary))
+        store.finish_run(run_id=summary.run_id, status=summary.status, counts=_counts(summary))
         self.host.run_finished(summary)
         return summary
 
@@ -251,9 +252,12 @@ class Runner:
             else:
                 summary.destinations.append(DestinationReport(name, "failed", error=reason))
             if summary.run_id is not None:
-                store.record_error(summary.run_id, name, "load", name, None, reason)
+                store.record_error(run_id=summary.run_id, connection=name, phase="load", record=name,
+                                   field=None, reason=reason)
                 if self.config.connections[name].push is not False:
-                    store.record_destination(summary.run_id, name, "failed", 0, 0, 0, 0, reason)
+                    store.record_destination(run_id=summary.run_id, destination=name, status="failed",
+                                             write_calls=0, written=0, rejected=0, retrying=0,
+                                             error=reason)
 
     def _evaluate_segments(
         self, store: Store, destinations: list[str], summary: RunSummary, as_of: datetime
@@ -276,7 +280,8 @@ class Runner:
         for name, reason in checked.held.items():
             log.error(reason)
             if summary.run_id is not None:
-                store.record_error(summary.run_id, "segments", "evaluate", name, "rule", reason)
+                store.record_error(run_id=summary.run_id, connection="segments", phase="evaluate",
+                                   record=name, field="rule", reason=reason)
         return sizes
 
     def _pull(
@@ -289,7 +294,7 @@ class Runner:
         event_types: dict[str, str],
     ) -> SourceReport:
         report = SourceReport(name)
-        ingestor = Ingestor(store.con, name, run_id, event_types)
+        ingestor = Ingestor(store.con, connection=name, run_id=run_id, event_types=event_types)
         enabled = connector.enabled_capabilities()
         plugin = self.host.connector_plugin(self.config.connections[name].type)
         for stream in Stream:
@@ -311,7 +316,8 @@ class Runner:
                                 result = ingestor.ingest(batch)
                                 # Error texts may quote raw lines: redacted before they commit.
                                 store.redact_record_errors(run_id, name)
-                                store.set_cursor(name, stream.value, batch.cursor, run_id)
+                                store.set_cursor(connection=name, stream=stream.value,
+                                                 cursor=batch.cursor, run_id=run_id)
                         loaded += result.loaded
                         rejected += result.rejected
                         advance(result.rows)
@@ -323,7 +329,8 @@ class Runner:
                 )
                 log.error(report.error)
                 if not options.dry_run:
-                    store.record_error(run_id, name, f"pull:{stream.value}", name, None, report.error)
+                    store.record_error(run_id=run_id, connection=name, phase=f"pull:{stream.value}",
+                                       record=name, field=None, reason=report.error)
                 break
             finally:
                 report.loaded[stream.value] = loaded
@@ -415,7 +422,8 @@ class Runner:
                     )
                     report.records_retrying += total - report.records_written - report.records_rejected
                     log.error(report.error)
-                    store.record_error(run_id, name, "push", name, None, report.error, retryable=True)
+                    store.record_error(run_id=run_id, connection=name, phase="push", record=name,
+                                       field=None, reason=report.error, retryable=True)
                     break
                 finally:
                     gated.close()
@@ -448,14 +456,14 @@ class Runner:
             if fingerprint is not None:
                 plan.record_fingerprint(store.con, name, fingerprint)
         store.record_destination(
-            run_id or 0,
-            name,
-            report.status,
-            report.write_calls,
-            report.records_written,
-            report.records_rejected,
-            report.records_retrying,
-            report.error,
+            run_id=run_id or 0,
+            destination=name,
+            status=report.status,
+            write_calls=report.write_calls,
+            written=report.records_written,
+            rejected=report.records_rejected,
+            retrying=report.records_retrying,
+            error=report.error,
         )
         return report
 
@@ -500,8 +508,9 @@ class Runner:
                 if outcome is None:
                     report.records_retrying += 1
                     store.record_error(
-                        run_id, name, "push", mask_email(key), None,
-                        "the connector returned no outcome for this record", retryable=True,
+                        run_id=run_id, connection=name, phase="push", record=mask_email(key),
+                        field=None, reason="the connector returned no outcome for this record",
+                        retryable=True,
                     )
                 elif outcome.status == "ok":
                     ok_keys.append(key)
@@ -511,14 +520,14 @@ class Runner:
                     report.records_rejected += 1
                     rejections[key] = redact(outcome.reason or "rejected")  # stored in the audit
                     store.record_error(
-                        run_id, name, "push", mask_email(key), outcome.field,
-                        outcome.reason or "rejected",
+                        run_id=run_id, connection=name, phase="push", record=mask_email(key),
+                        field=outcome.field, reason=outcome.reason or "rejected",
                     )
                 else:
                     report.records_retrying += 1
                     store.record_error(
-                        run_id, name, "push", mask_email(key), outcome.field,
-                        outcome.reason or "retryable", retryable=True,
+                        run_id=run_id, connection=name, phase="push", record=mask_email(key),
+                        field=outcome.field, reason=outcome.reason or "retryable", retryable=True,
                     )
             plan.record_outcomes(store.con, name, run_id, ok_keys, external_ids, rejections)
             audit.record_pushes(store.con, name, run_id, ok_keys, rejections)

@@ -17,7 +17,7 @@ def store(tmp_path: Path):
 
 @pytest.fixture
 def ingestor(store: Store) -> Ingestor:
-    return Ingestor(store.con, "src", 1, EVENT_TYPES)
+    return Ingestor(store.con, connection="src", run_id=1, event_types=EVENT_TYPES)
 
 
 def rows(store: Store, sql: str, params=None) -> list[tuple]:

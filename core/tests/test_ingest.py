@@ -60,7 +60,7 @@ def test_merge_rule_non_empty_overwrites_empty_never_erases(tmp_path, store, ing
         "email,first_name,company,tier\nann@example.com,Ann,Acme,gold\n"
         "ANN@example.com,,Globex,\n")))
     assert rows(store, "SELECT first_name, company, custom FROM contacts") == [("Ann", "Globex", '{"tier":"gold"}')]
-    other = Ingestor(store.con, "crm", 2, [])
+    other = Ingestor(store.con, connection="crm", run_id=2, event_types=[])
     other.ingest(Batch(Stream.CONTACTS, None, rows=[{"email": "ann@example.com", "first_name": None, "company": "Initech", "custom": {"score": 7}}]))
     assert rows(store, "SELECT first_name, company, custom, updated_by FROM contacts") == [
         ("Ann", "Initech", '{"tier":"gold","score":7}', "crm")
@@ -163,7 +163,7 @@ def test_sql_normalization_matches_normalize_email(tmp_path_factory, pairs) -> N
 
     raws = [f"{pad}{addr}" for addr, pad in pairs]
     with Store(":memory:") as store:
-        Ingestor(store.con, "p", None, EVENT_TYPES).ingest(
+        Ingestor(store.con, connection="p", run_id=None, event_types=EVENT_TYPES).ingest(
             Batch(Stream.CONTACTS, None, rows=[{"email": r} for r in raws], record_ids=[str(i) for i in range(len(raws))])
         )
         loaded = {r[0] for r in rows(store, "SELECT contact_key FROM contacts")}
@@ -429,7 +429,7 @@ def test_random_csv_never_loses_a_good_line_and_reports_exactly_the_bad_ones(tmp
     assert got == good
     # And through the ingestor: every good line loads, every bad one is one record error.
     store = _empty_store()
-    result = Ingestor(store.con, "p", None, []).ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "csv", label="c.csv")))
+    result = Ingestor(store.con, connection="p", run_id=None, event_types=[]).ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "csv", label="c.csv")))
     assert (result.loaded, result.rejected) == (len(good), len(bad))
     assert sorted(r[0] for r in rows(store, "SELECT record FROM record_errors")) == sorted(f"c.csv line {n}" for n in bad)
 
@@ -467,7 +467,7 @@ def test_random_jsonl_never_loses_a_good_line_and_reports_exactly_the_bad_ones(t
     path = tmp_path_factory.mktemp("jsonl") / "c.jsonl"
     path.write_bytes(bytes(out))
     store = _empty_store()
-    result = Ingestor(store.con, "p", None, []).ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "jsonl", label="c.jsonl")))
+    result = Ingestor(store.con, connection="p", run_id=None, event_types=[]).ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "jsonl", label="c.jsonl")))
     assert (result.loaded, result.rejected) == (len(good), len(bad))
     assert dict(rows(store, "SELECT contact_key, first_name FROM contacts")) == good
     assert sorted(r[0] for r in rows(store, "SELECT DISTINCT record FROM record_errors")) == sorted(f"c.jsonl line {n}" for n in bad)

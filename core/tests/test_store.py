@@ -40,7 +40,7 @@ def test_new_store_has_every_table_and_records_its_version(tmp_path: Path) -> No
 def test_reopening_applies_nothing_twice_and_keeps_data(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     with Store(path) as store:
-        store.set_cursor("crm", "contacts", {"since": "2024-01-01"}, None)
+        store.set_cursor(connection="crm", stream="contacts", cursor={"since": "2024-01-01"}, run_id=None)
     with Store(path) as store:
         assert store.migrate() == []
         assert store.get_cursor("crm", "contacts") == {"since": "2024-01-01"}
@@ -115,7 +115,7 @@ def test_rewrite_keeps_every_row_sequence_and_constraint_and_drops_deleted_bytes
     path = tmp_path / "s.duckdb"
     with Store(path) as store:
         run_id = store.start_run(datetime.now(timezone.utc), {})
-        store.record_error(run_id, "crm", "pull", "row 1", None, "bad")
+        store.record_error(run_id=run_id, connection="crm", phase="pull", record="row 1", field=None, reason="bad")
         store.con.execute("INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by) "
                           "SELECT 'p' || i || '@example.com', now(), now(), 'crm' FROM range(500) r(i)")
         store.con.execute("INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by) "
@@ -137,3 +137,32 @@ def test_rewrite_keeps_every_row_sequence_and_constraint_and_drops_deleted_bytes
             store.con.execute("INSERT INTO contacts (contact_key, first_seen_at, updated_at, updated_by) "
                               "VALUES ('p1@example.com', now(), now(), 'crm')")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.duckdb", "s.duckdb.lock"]
+
+
+def test_store_methods_with_more_than_two_parameters_take_keywords_only() -> None:
+    """Calls such as ``record_error(run_id, name, "push", key, None, reason)`` read wrong silently
+    when two strings swap; every store API with more than two parameters names them."""
+    import inspect
+
+    from segsync.store.ingest import Ingestor
+    from segsync.store.status import RunStatus
+
+    positional = {
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    }
+    owners = [Store, Ingestor, RunStatus]
+    # Called positionally by segsync.progress.Reporter, like every progress listener.
+    listeners = {"RunStatus.progress"}
+    offenders = []
+    for owner in owners:
+        for name, function in inspect.getmembers(owner, inspect.isfunction):
+            if (name.startswith("_") and name != "__init__") or f"{owner.__name__}.{name}" in listeners:
+                continue
+            params = list(inspect.signature(function).parameters.values())[1:]  # self
+            if len(params) <= 2:
+                continue
+            # A leading positional is fine (``Ingestor(con, *, ...)``); the rest are keywords.
+            loose = [p.name for p in params[1:] if p.kind in positional]
+            if loose:
+                offenders.append(f"{owner.__name__}.{name}: {', '.join(loose)}")
+    assert offenders == []

@@ -24,7 +24,7 @@ def pull(conn: FilesConnector, stream: Stream, cursor=None):
     """Load every batch into a fresh in-memory store; return (loaded keys, final cursor)."""
     batches = list(conn.read(stream, cursor))
     with Store(":memory:") as store:
-        ingestor = Ingestor(store.con, "files", None, EVENT_TYPES)
+        ingestor = Ingestor(store.con, connection="files", run_id=None, event_types=EVENT_TYPES)
         for batch in batches:
             ingestor.ingest(batch)
         keys = [r[0] for r in store.con.execute("SELECT contact_key FROM contacts ORDER BY 1").fetchall()]
@@ -153,7 +153,7 @@ def test_a_half_written_last_line_is_held_back_until_it_is_finished(tmp_path: Pa
     path.write_text(header + first + second[:9])  # the writer is in the middle of the second record
     conn = connector(tmp_path, contacts=f"c.{fmt}")
     with Store(":memory:") as store:
-        ingestor = Ingestor(store.con, "files", None, EVENT_TYPES)
+        ingestor = Ingestor(store.con, connection="files", run_id=None, event_types=EVENT_TYPES)
         results = [ingestor.ingest(b) for b in conn.read(Stream.CONTACTS, None)]
         cursor = conn.read(Stream.CONTACTS, None).__next__().cursor
         line = 3 if fmt == "csv" else 2

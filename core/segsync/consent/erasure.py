@@ -283,11 +283,14 @@ def retry_pending(
                                       previous, address)
         _update(store, erasure_id, name, status, action, error)
         if status == PENDING:
-            store.record_error(run_id, name, "erase", mask_email(address or ""), None,
-                               f"erasure not confirmed yet (retried next run): {error}", retryable=True)
+            store.record_error(run_id=run_id, connection=name, phase="erase",
+                               record=mask_email(address or ""), field=None,
+                               reason=f"erasure not confirmed yet (retried next run): {error}",
+                               retryable=True)
         elif status == LEFT:
-            store.record_error(run_id, name, "erase", mask_email(address or ""), None,
-                               f"erasure refused (not retried; remove the person there by hand): {error}")
+            store.record_error(run_id=run_id, connection=name, phase="erase",
+                               record=mask_email(address or ""), field=None,
+                               reason=f"erasure refused (not retried; remove the person there by hand): {error}")
     if _complete(store) and rewrite:
         _rewrite(store)
     reports: dict[int, list[TargetReport]] = {}
@@ -370,8 +373,9 @@ def purge_reimported(store: Store, run_id: int | None) -> int:
         store.require_rewrite()
     for key in keys:
         purge(store, key)
-        store.record_error(run_id, "segsync", "erase", mask_email(key), None,
-                           "a forgotten person was pulled again; dropped (only the hashed suppression remains)")
+        store.record_error(run_id=run_id, connection="segsync", phase="erase", record=mask_email(key),
+                           field=None,
+                           reason="a forgotten person was pulled again; dropped (only the hashed suppression remains)")
     if run_id is not None:
         _rewrite(store)  # the pull wrote the address into the file
     return len(keys)

@@ -185,8 +185,9 @@ class Gate:
         con = self.store.con
         for b in blocked:
             reason = f"blocked by the consent gate ({by}): {b.reason}"
-            self.store.record_error(self.run_id, self.destination, "gate", mask_email(b.change.contact_key),
-                                    "status", reason)
+            self.store.record_error(run_id=self.run_id, connection=self.destination, phase="gate",
+                                    record=mask_email(b.change.contact_key), field="status",
+                                    reason=reason)
             con.execute(
                 """
                 INSERT INTO status_changes (run_id, destination, contact_key, channel, purpose, action,
@@ -200,8 +201,9 @@ class Gate:
 
     def refuse(self, record: str, field: str | None, reason: str) -> None:
         """Record a change the gate would not pass on (not a consent decision: a broken contract)."""
-        self.store.record_error(self.run_id, self.destination, "gate", record, field,
-                                f"refused by the consent gate: {reason}")
+        self.store.record_error(run_id=self.run_id, connection=self.destination, phase="gate",
+                                record=record, field=field,
+                                reason=f"refused by the consent gate: {reason}")
 
 
 def _reason(change: ContactChange, effective: str, erased: bool) -> str | None:

@@ -100,6 +100,7 @@ class Ingestor:
     def __init__(
         self,
         con: duckdb.DuckDBPyConnection,
+        *,
         connection: str,
         run_id: int | None,
         event_types: Iterable[str],

@@ -32,7 +32,7 @@ class RunStatus:
     """The sidecar of one running sync; ``progress`` is a :class:`~segsync.progress.Reporter`
     listener."""
 
-    def __init__(self, db_path: Path, run_id: int, history: list[dict[str, Any]]) -> None:
+    def __init__(self, db_path: Path, *, run_id: int, history: list[dict[str, Any]]) -> None:
         self.path = status_path(db_path)
         self._doc: dict[str, Any] = {
             "pid": os.getpid(),

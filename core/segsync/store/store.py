@@ -233,7 +233,9 @@ class Store:
         ).fetchall()
         return json.loads(rows[0][0]) if rows else None
 
-    def set_cursor(self, connection: str, stream: str, cursor: Any, run_id: int | None) -> None:
+    def set_cursor(
+        self, *, connection: str, stream: str, cursor: Any, run_id: int | None
+    ) -> None:
         self.con.execute(
             """
             INSERT INTO cursors VALUES (?, ?, ?, now(), ?)
@@ -262,10 +264,10 @@ class Store:
         )
         if isinstance(self.path, Path):
             # For `segsync runs` while this run holds the store: the history it can no longer read.
-            self.status = RunStatus(self.path, run_id, self.runs())
+            self.status = RunStatus(self.path, run_id=run_id, history=self.runs())
         return run_id
 
-    def finish_run(self, run_id: int, status: str, counts: dict[str, Any]) -> None:
+    def finish_run(self, *, run_id: int, status: str, counts: dict[str, Any]) -> None:
         self.con.execute(
             "UPDATE runs SET finished_at = now(), status = ?, counts = ? WHERE id = ?",
             [status, redact(json.dumps(counts, default=str)), run_id],
@@ -273,6 +275,7 @@ class Store:
 
     def record_destination(
         self,
+        *,
         run_id: int,
         destination: str,
         status: str,
@@ -296,6 +299,7 @@ class Store:
 
     def record_error(
         self,
+        *,
         run_id: int | None,
         connection: str,
         phase: str,

@@ -88,7 +88,8 @@ class ConnectorConformance:
         if not enabled & READ_CAPABILITIES:
             pytest.skip("the connector does not read")
         with Store(":memory:") as store:
-            ingestor = Ingestor(store.con, connector.connection, None, EVENT_TYPES)
+            ingestor = Ingestor(store.con, connection=connector.connection, run_id=None,
+                                event_types=EVENT_TYPES)
             for stream in Stream:
                 if STREAM_CAPABILITY[stream] not in enabled:
                     continue
@@ -110,7 +111,8 @@ class ConnectorConformance:
                 continue
             again = _read_all(connector, stream, json.loads(json.dumps(batches[-1].cursor)))
             with Store(":memory:") as store:
-                ingestor = Ingestor(store.con, connector.connection, None, EVENT_TYPES)
+                ingestor = Ingestor(store.con, connection=connector.connection, run_id=None,
+                                    event_types=EVENT_TYPES)
                 for batch in batches:
                     ingestor.ingest(batch)
                 new = sum(ingestor.ingest(batch).loaded for batch in again)
