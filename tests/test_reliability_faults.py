@@ -119,9 +119,6 @@ def test_a_repeated_sync_succeeds_and_ends_as_a_clean_sync_does(outcome: Outcome
     assert outcome.brevo == outcome.clean_brevo
 
 
-@pytest.mark.xfail(strict=True, reason="a Brevo list create that times out at the client and lands after its "
-                   "retry (a slow answer, not a lost one) makes two lists: the look-up before the retry runs "
-                   "before the slow create lands; issue 9, 'Non-idempotent creates under retry', engineer esp")
 def test_a_create_whose_answer_was_lost_creates_nothing_twice(outcome: Outcome) -> None:
     assert outcome.clean_lists == ["buyers", "pricing", "readers", "segsync"]
     assert outcome.lists == outcome.clean_lists

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "https://api.brevo.com/v3"
 T = TypeVar("T")
+# Most look-ups while a create whose answer was lost in transport may still land (see _settle).
+SETTLE_LOOKUPS = 8
 
 
 class BrevoApiError(Exception):
@@ -163,8 +166,11 @@ class BrevoApi:
 
         A lost answer (timeout, dropped connection, 5xx) may hide a create that succeeded, so
         before each retry ``find()`` looks the thing up and, when it exists, returns it
-        instead of creating a second one. ``duplicate_parameter`` (Brevo's answer when the
-        name exists) is also answered by ``find()``. Returns the create's answer or the find.
+        instead of creating a second one. An answer lost in transport (status 0) may also hide
+        a create still under way: Brevo can apply it after the client gave up, so the look-up
+        is repeated until the request cannot still be in progress (:meth:`_settle`).
+        ``duplicate_parameter`` (Brevo's answer when the name exists) is also answered by
+        ``find()``. Returns the create's answer or the find.
         """
         retrying = Retrying(
             retry=retry_if_exception_type(RetryableApiError),
@@ -173,15 +179,20 @@ class BrevoApi:
             before_sleep=self._before_sleep,
             reraise=True,
         )
+        in_flight_since: float | None = None  # when a create whose answer was lost in transport was sent
         for attempt in retrying:
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
-                    found = find()
+                    found = self._settle(find, in_flight_since)
                     if found is not None:
                         log.info("Brevo %s: found after a lost answer; not created again", op)
                         return found
+                sent = time.monotonic()
                 try:
                     return self._send(op, path, fn, *args)
+                except RetryableApiError as exc:
+                    in_flight_since = sent if exc.status == 0 else None
+                    raise
                 except BrevoApiError as exc:
                     if exc.code != "duplicate_parameter":
                         raise
@@ -190,6 +201,26 @@ class BrevoApi:
                         raise
                     return found
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _settle(self, find: Callable[[], T | None], sent: float | None) -> T | None:
+        """``find()``, repeated while a create sent at ``sent`` may still land.
+
+        A request the client gave up on holds its server connection until Brevo answers; like
+        :class:`~segsync.http_budget.HttpBudget`, we allow it one more read timeout after ours,
+        so it is assumed finished ``2 × timeout`` after it was sent. Until then the name is
+        looked up at growing intervals (0.25 s, doubling), at most :data:`SETTLE_LOOKUPS` times.
+        ``sent`` None (the server answered, e.g. a 5xx): one look-up.
+        """
+        deadline = (sent + 2 * self._timeout[1]) if sent is not None else None
+        pause = 0.25
+        for _ in range(SETTLE_LOOKUPS):
+            found = find()
+            left = deadline - time.monotonic() if deadline is not None else 0.0
+            if found is not None or left <= 0:
+                return found
+            time.sleep(min(pause, left))
+            pause *= 2
+        return find()
 
     def close(self) -> None:
         self._client.rest_client.pool_manager.clear()

@@ -110,7 +110,11 @@ class Planner:
                 if audience is None:
                     audience = self.directory.list_id(self.settings.audience_list, create=True)
                 row = {"email": email, "attributes": attrs} if attrs else {"email": email}
-                blacklist = bool(target) and (new or flip)
+                # Every import of a contact that must be blocklisted sets the flag, not only
+                # new ones and flips: an import creates a contact deleted in Brevo since, and
+                # without the flag an opted-out person would come back mailable. For a contact
+                # already blocklisted, setting it again changes nothing.
+                blacklist = bool(target)
                 to_import[blacklist].append((index, row, frozenset(adds)))
                 if flip and not target:
                     plan.batch.append((index, {"email": email, "emailBlacklisted": False}))

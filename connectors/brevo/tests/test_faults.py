@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 from segsync.connector import ContactChange
 
 
 def flip(email, status="unsubscribed", previous="subscribed", add=(), remove=()):
     return ContactChange(contact_key=email, op="upsert", status=status, previous_status=previous,
                          tags=tuple(add), tags_add=tuple(add), tags_remove=tuple(remove))
+
+
+def settled(emulator, path):
+    """Wait (at most 5 s) until the emulator has answered the request it held on ``path``: the
+    create the client gave up on lands only then."""
+    deadline = time.monotonic() + 5
+    while not any(e.fault == "timeout" for e in emulator.requests("POST", path)):
+        assert time.monotonic() < deadline, f"the held request to {path} never finished"
+        time.sleep(0.05)
 
 
 def calls(emulator, method=None, path=None):
@@ -40,6 +51,43 @@ def test_a_folder_created_but_whose_answer_was_lost_is_found_not_created_twice(e
     assert calls(emulator, "POST", "/v3/contacts/folders") == [("POST", "/v3/contacts/folders", 201, "lost")]
     segsync_folder = next(i for i, n in emulator.state.folders.items() if n == "segsync")
     assert {l.name: l.folder_id for l in emulator.state.lists.values()} == {"segsync": segsync_folder, "vip": segsync_folder}
+
+
+def test_a_list_create_that_lands_after_the_client_gave_up_is_found_not_created_twice(emulator, make_connector):
+    # Slow, not lost: the emulator holds the create 1.3 s, past the client's 1 s timeout, and
+    # only then applies it, so a look-up right after the timeout finds nothing yet.
+    connector = make_connector(timeout_seconds=1.0)
+    emulator.state.seed_contact("ann@example.com")
+    emulator.add_fault(kind="timeout", method="POST", path=r"^/v3/contacts/lists$", delay=1.3)
+    result = connector.write([flip("ann@example.com", status="subscribed", previous="subscribed", add=("vip",))])
+    settled(emulator, "/v3/contacts/lists")
+    assert [o.status for o in result.outcomes] == ["ok"]
+    assert sorted(l.name for l in emulator.state.lists.values()) == ["vip"]
+    vip = next(l for l in emulator.state.lists.values() if l.name == "vip")
+    assert emulator.state.contact("ann@example.com").list_ids == {vip.id}
+    assert [c for c in calls(emulator, "POST", "/v3/contacts/lists") if c[1] == "/v3/contacts/lists"] == [
+        ("POST", "/v3/contacts/lists", 201, "timeout")]
+
+
+def test_a_folder_create_that_lands_after_the_client_gave_up_is_found_not_created_twice(emulator, make_connector):
+    connector = make_connector(timeout_seconds=1.0)
+    emulator.add_fault(kind="timeout", method="POST", path=r"^/v3/contacts/folders$", delay=1.3)
+    result = connector.write([flip("ann@example.com", status="subscribed", previous=None, add=("vip",))])
+    settled(emulator, "/v3/contacts/folders")
+    assert [o.status for o in result.outcomes] == ["ok"]
+    assert sorted(emulator.state.folders.values()) == ["Your first folder", "segsync"]
+    assert calls(emulator, "POST", "/v3/contacts/folders") == [("POST", "/v3/contacts/folders", 201, "timeout")]
+
+
+def test_an_attribute_create_that_lands_after_the_client_gave_up_counts_as_created(emulator, make_connector):
+    connector = make_connector(timeout_seconds=1.0)
+    emulator.add_fault(kind="timeout", method="POST", path=r"^/v3/contacts/attributes/normal/COMPANY$", delay=1.3)
+    assert "created Brevo contact attribute COMPANY" in connector.fix()
+    settled(emulator, "/v3/contacts/attributes/normal/COMPANY")
+    assert connector.check() == []
+    # Found by a look-up, not sent again (a second create would be answered 400 duplicate_parameter).
+    assert [(s, f) for _m, p, s, f in calls(emulator, "POST") if p == "/v3/contacts/attributes/normal/COMPANY"] == [
+        (201, "timeout")]
 
 
 def test_an_attribute_created_but_whose_answer_was_lost_counts_as_created(emulator, connector):
@@ -128,3 +176,28 @@ def test_a_batch_404_without_usable_indexes_is_bisected(emulator, make_connector
     result = connector.write([flip("a@example.com"), flip("b@example.com"), flip("c@example.com")])
     assert [o.status for o in result.outcomes] == ["ok", "ok", "ok"]
     assert all(emulator.state.contact(e).email_blacklisted for e in ("a@example.com", "b@example.com", "c@example.com"))
+
+
+# -- an opted-out contact deleted in Brevo, then updated ------------------------------------------
+
+
+def test_an_attribute_update_of_an_opted_out_contact_deleted_in_brevo_re_creates_it_blocklisted(emulator, connector):
+    # Ann opted out long ago (acknowledged unsubscribed); someone deleted her in Brevo since.
+    # Her first name changes: the update goes by import, which creates contacts that do not
+    # exist. She must come back blocklisted, never mailable.
+    change = ContactChange(contact_key="ann@example.com", op="upsert", status="unsubscribed",
+                           previous_status="unsubscribed", attributes={"first_name": "Ann"})
+    result = connector.write([change])
+    assert [(o.contact_key, o.status) for o in result.outcomes] == [("ann@example.com", "ok")]
+    ann = emulator.state.contact("ann@example.com")
+    assert ann is not None and ann.email_blacklisted
+    assert ann.attributes == {"FIRSTNAME": "Ann"}
+
+
+def test_an_attribute_update_of_a_blocklisted_contact_keeps_it_blocklisted(emulator, connector):
+    emulator.state.seed_contact("ann@example.com", blacklisted=True)
+    change = ContactChange(contact_key="ann@example.com", op="upsert", status="complained",
+                           previous_status="complained", attributes={"first_name": "Ann"})
+    assert [o.status for o in connector.write([change]).outcomes] == ["ok"]
+    ann = emulator.state.contact("ann@example.com")
+    assert ann.email_blacklisted and ann.attributes["FIRSTNAME"] == "Ann"

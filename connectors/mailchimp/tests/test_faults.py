@@ -132,6 +132,25 @@ def test_a_tag_created_but_whose_answer_was_lost_is_found_and_used(emulator, con
     assert [(c.status, c.fault) for c in creates] == [(200, "lost"), (400, None)]
 
 
+def test_a_tag_create_that_lands_after_the_client_gave_up_makes_one_tag(emulator, make_connector):
+    # Slow, not lost: the create is held past the client's timeout and applied only then. The
+    # retried create and the late one race; Mailchimp refuses a second tag of the same name,
+    # so whichever lands second is refused and exactly one tag holds the members.
+    connector = make_connector(timeout=0.5)
+    emulator.inject("timeout", delay=0.9, method="POST", path=r"^/lists/aud0001/segments$")
+    result = connector.write(changes(3, tags=("vip",)))
+    assert [o.status for o in result.outcomes] == ["ok"] * 3
+    deadline = time.monotonic() + 5
+    while not any(c.fault == "timeout" for c in emulator.calls("POST", r"^/lists/aud0001/segments$")):
+        assert time.monotonic() < deadline, "the held create never finished"
+        time.sleep(0.05)
+    with emulator.state.lock:
+        segments = list(emulator.state.audiences["aud0001"].segments.values())
+    assert [(s.name, len(s.members)) for s in segments] == [("vip", 3)]
+    creates = emulator.calls("POST", r"^/lists/aud0001/segments$")
+    assert sorted((c.status, c.fault) for c in creates) == [(200, None), (400, "timeout")]
+
+
 def test_the_emulator_refuses_a_duplicate_tag_as_mailchimp_does(emulator, connector):
     connector.api.call("create", lambda c: c.lists.create_segment(LIST_ID, {"name": "vip", "static_segment": []}))
     with pytest.raises(MailchimpError) as caught:
