@@ -29,7 +29,7 @@ from .functions import (
     SegmentFunction,
     default_registry,
 )
-from .model import GroupDef, Representation, SegmentDef, SegmentsConfig, check_segments
+from .definitions import GroupDef, Representation, SegmentDef, SegmentsConfig, check_segments
 from .parser import parse
 
 __all__ = [

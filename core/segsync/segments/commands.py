@@ -27,7 +27,7 @@ from segsync.store import Store
 from . import SegmentDef, SegmentError, compile_sql, evaluate, explain
 from . import insights
 from .errors import did_you_mean
-from .model import group_members
+from .definitions import group_members
 
 _AS_OF = click.option(
     "--as-of", "as_of", callback=lambda ctx, param, value: _parse_time(value),

@@ -19,8 +19,8 @@ from sqlglot import exp
 
 from .errors import SegmentConfigError
 from .functions import BuildContext, FunctionRegistry, default_registry
-from .model import GroupDef, SegmentDef
-from .plan import build_plan
+from .definitions import GroupDef, SegmentDef
+from .query import build_query
 
 MEMBERSHIP_TABLE = "segment_membership"
 DIFF_TABLE = "segment_diff"
@@ -43,27 +43,27 @@ def evaluate(
     recorded after it are ignored, so the same store and ``as_of`` give the same result.
     Raises ``RuleError``/``SegmentConfigError`` before touching any table.
     """
-    plan = build_plan(segments, groups, as_of, registry or default_registry())
+    segment_query = build_query(segments, groups, as_of, registry or default_registry())
     con.execute(f"CREATE OR REPLACE TEMP TABLE {MEMBERSHIP_TABLE} "
                 "(segment VARCHAR NOT NULL, contact_key VARCHAR NOT NULL)")
-    if not plan.segments:
+    if not segment_query.segments:
         return {}
     # One pass: each contact row unfolds into the names of the segments it is in. (A flags
     # table scanned once per segment with UNION ALL measured ~2x slower at 1M contacts.)
     names = exp.Array(expressions=[
-        exp.Case(ifs=[exp.If(this=exp.column(plan.column[s.name]), true=_lit(s.name))])
-        for s in plan.segments
+        exp.Case(ifs=[exp.If(this=exp.column(segment_query.column[s.name]), true=_lit(s.name))])
+        for s in segment_query.segments
     ])
     unfolded = exp.select(
         "contact_key", exp.Unnest(expressions=[names]).as_("segment")
-    ).from_(plan.select().subquery("flags"))
+    ).from_(segment_query.select().subquery("flags"))
     query = (
         exp.select("segment", "contact_key")
         .from_(unfolded.subquery("unfolded"))
         .where(exp.Not(this=exp.Is(this=exp.column("segment"), expression=exp.null())))
     )
     con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {query.sql('duckdb')}")
-    sizes = {s.name: 0 for s in plan.segments}
+    sizes = {s.name: 0 for s in segment_query.segments}
     rows = con.execute(
         f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY segment"
     ).fetchall()
@@ -144,10 +144,10 @@ def compile_sql(
     ``as_of`` defaults to now (UTC). Any sqlglot dialect name works for ``dialect``.
     """
     target, segments = _resolve(segment, segments)
-    plan = build_plan(segments, groups, _aware(as_of), registry or default_registry(),
+    segment_query = build_query(segments, groups, _aware(as_of), registry or default_registry(),
                       only=[target.name])
-    inner = plan.select().subquery("memberships")
-    query = exp.select("contact_key").from_(inner).where(exp.column(plan.column[target.name]))
+    inner = segment_query.select().subquery("memberships")
+    query = exp.select("contact_key").from_(inner).where(exp.column(segment_query.column[target.name]))
     return query.sql(dialect, pretty=pretty)
 
 

@@ -11,8 +11,8 @@ from . import ast
 from .errors import SegmentConfigError
 from .evaluate import _aware, _resolve
 from .functions import FunctionRegistry, default_registry
-from .model import GroupDef, SegmentDef, group_members
-from .plan import build_plan
+from .definitions import GroupDef, SegmentDef, group_members
+from .query import build_query
 
 
 @dataclass(frozen=True)
@@ -60,21 +60,21 @@ def explain(
     """
     as_of = _aware(as_of)
     target, segments = _resolve(segment, segments)
-    plan = build_plan(segments, groups, as_of, registry or default_registry(),
+    segment_query = build_query(segments, groups, as_of, registry or default_registry(),
                       only=[target.name])
-    compiled = plan.compiled.get(target.name)
+    compiled = segment_query.compiled.get(target.name)
     steps = compiled.steps if compiled else []
     extra = [(f"e_{i}", e.copy()) for i, (_, _, e) in enumerate(steps)]
-    members = group_members(plan.segments, plan.groups) if target.group else {}
+    members = group_members(segment_query.segments, segment_query.groups) if target.group else {}
     siblings = members.get(target.group, []) if target.group else []
-    extra += [(f"s_{i}", plan.compiled[s.name].expr.copy()) for i, s in enumerate(siblings)]
-    rows = con.execute(plan.select(extra=extra, contact_key=contact_key).sql("duckdb")).fetchall()
+    extra += [(f"s_{i}", segment_query.compiled[s.name].expr.copy()) for i, s in enumerate(siblings)]
+    rows = con.execute(segment_query.select(extra=extra, contact_key=contact_key).sql("duckdb")).fetchall()
     row = rows[0] if rows else None
     if row is None:
         raise SegmentConfigError(f"no contact {contact_key!r} in the store")
-    values = dict(zip(["contact_key", *[plan.column[s.name] for s in plan.segments],
+    values = dict(zip(["contact_key", *[segment_query.column[s.name] for s in segment_query.segments],
                        *[a for a, _ in extra]], row))
-    member = bool(values[plan.column[target.name]])
+    member = bool(values[segment_query.column[target.name]])
     out = [Step(d, ast.to_text(node), values[f"e_{i}"]) for i, (d, node, _) in enumerate(steps)]
     note = ""
     matched = bool(values["e_0"]) if steps else None
@@ -83,9 +83,9 @@ def explain(
         if winner and winner != target.name:
             note = (f"group {target.group!r}: {winner!r} has higher priority and matched, so "
                     f"the contact is there (groups are exclusive)")
-        elif winner is None and plan.groups[target.group].catch_all:
+        elif winner is None and segment_query.groups[target.group].catch_all:
             note = (f"group {target.group!r}: no segment matched, so the contact is in the "
-                    f"catch-all {plan.groups[target.group].catch_all!r}")
+                    f"catch-all {segment_query.groups[target.group].catch_all!r}")
     return Explanation(target.name, contact_key, as_of, member, matched, tuple(out), note)
 
 

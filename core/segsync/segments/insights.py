@@ -17,7 +17,7 @@ import duckdb
 
 from .evaluate import MEMBERSHIP_TABLE
 from .functions import BuildContext
-from .model import SegmentDef
+from .definitions import SegmentDef
 
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})([hdw])$")
 _UNIT = {"h": "hours", "d": "days", "w": "weeks"}

@@ -23,8 +23,8 @@ from .compiler import compile_rule
 from .errors import RuleError, SegmentConfigError, did_you_mean
 from .evaluate import MEMBERSHIP_TABLE
 from .functions import FunctionRegistry
-from .model import GroupDef, SegmentDef
-from .plan import build_plan
+from .definitions import GroupDef, SegmentDef
+from .query import build_query
 
 
 @dataclass
@@ -89,7 +89,7 @@ def validate(
     usable_groups = {g: d for g, d in groups.items() if all(
         s.name not in held for s in segments if s.group == g)}
     try:
-        build_plan(usable, usable_groups, as_of, registry)
+        build_query(usable, usable_groups, as_of, registry)
     except SegmentConfigError as e:  # a cycle of in_segment(): nothing can be ordered
         for s in usable:
             if depends.get(s.name):

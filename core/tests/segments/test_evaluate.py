@@ -208,10 +208,10 @@ def test_naive_as_of_is_rejected(store):
 
 def test_many_segments_share_one_feature_scan(store):
     from segsync.segments.functions import default_registry
-    from segsync.segments.plan import build_plan
+    from segsync.segments.query import build_query
 
     segs = [SegmentDef(name=f"s{i}", rule=f"opens(30d) >= {i} and spend(365d) > {i}") for i in range(20)]
-    plan = build_plan(segs, {}, AS_OF, default_registry())
+    plan = build_query(segs, {}, AS_OF, default_registry())
     assert len(plan.features) == 2  # deduplicated across all 20 rules
     sql = plan.select().sql("duckdb")
     assert sql.count("FROM events") == 1

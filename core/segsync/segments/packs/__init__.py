@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import SegmentConfigError, did_you_mean
-from ..model import NAME_PATTERN, GroupDef, Representation, SegmentDef
+from ..definitions import NAME_PATTERN, GroupDef, Representation, SegmentDef
 
 ParamKind = Literal["duration", "number", "string", "names"]
 

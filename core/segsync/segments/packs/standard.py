@@ -16,7 +16,7 @@ from typing import Any
 
 from segsync.plugins import hookimpl
 
-from ..model import GroupDef
+from ..definitions import GroupDef
 from . import PackParam, PackSegment, SegmentPack
 
 ENGAGEMENT = SegmentPack(

@@ -24,11 +24,11 @@ from sqlglot import exp
 from .compiler import CompiledRule, compile_rule
 from .errors import RuleError, SegmentConfigError, did_you_mean
 from .functions import CONTACTS_TABLE, EVENTS_TABLE, BuildContext, Feature, FunctionRegistry
-from .model import GroupDef, SegmentDef, check_segments, group_members
+from .definitions import GroupDef, SegmentDef, check_segments, group_members
 
 
 @dataclass
-class Plan:
+class SegmentQuery:
     """Everything needed to render the evaluation query for ``segments`` at ``as_of``."""
 
     as_of: datetime
@@ -133,17 +133,17 @@ def _on(alias: str) -> exp.Expression:
     return exp.EQ(this=exp.column("contact_key", alias), expression=exp.column("contact_key", "c"))
 
 
-def build_plan(
+def build_query(
     segments: Sequence[SegmentDef],
     groups: Mapping[str, GroupDef] | None,
     as_of: datetime,
     registry: FunctionRegistry,
     *,
     only: Sequence[str] | None = None,
-) -> Plan:
+) -> SegmentQuery:
     """Compile every segment, order them by dependency and check for cycles.
 
-    ``only`` restricts the plan to those segments plus what they need (their dependencies,
+    ``only`` restricts the query to those segments plus what they need (their dependencies,
     and every member of a group they belong to). Raises :class:`RuleError` (naming the
     segment) and :class:`SegmentConfigError`.
     """
@@ -227,7 +227,7 @@ def build_plan(
         if s.name in compiled:
             for name, f in compiled[s.name].features.items():
                 features.setdefault(name, f)
-    return Plan(
+    return SegmentQuery(
         as_of=as_of,
         segments=segments,
         groups=groups,
