@@ -24,7 +24,7 @@ from segsync import (
 )
 from segsync.config import load_config
 from segsync.plugins import PluginHost
-from segsync.runner import RunOptions, Runner
+from segsync.sync.runner import RunOptions, Runner
 
 
 class MemorySettings(ConnectorSettings):

@@ -20,8 +20,8 @@ import pytest
 
 from segsync.config import load_config
 from segsync.plugins import PluginHost
-from segsync.runner import RunOptions, RunSummary, Runner
 from segsync.store import Store
+from segsync.sync.runner import RunOptions, RunSummary, Runner
 from segsync_brevo.emulator import BrevoEmulator
 from segsync_mailchimp.emulator import MailchimpEmulator
 

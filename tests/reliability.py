@@ -34,9 +34,9 @@ from urllib.parse import urlencode
 from segsync.config import load_config
 from segsync.model import normalize_email
 from segsync.plugins import PluginHost
-from segsync.runner import Runner
 from segsync.scaffold import write_sample_data
 from segsync.store import Store
+from segsync.sync.runner import Runner
 from segsync.testing.faults import RandomFaults
 from segsync_brevo.emulator import BrevoEmulator
 from segsync_brevo.settings import DEFAULT_ATTRIBUTES

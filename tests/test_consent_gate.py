@@ -7,12 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from segsync import ContactChange, hookimpl, plan
+from segsync import ContactChange, hookimpl
 from segsync.config import ConfigError
 from segsync.consent import ConsentPolicy
 from segsync.plugins import DuplicateRegistration
 from segsync.store import Store
 from segsync.store.migrations import MIGRATIONS
+from segsync.sync.diff import DestinationDiff, PlannedChange
 
 from .consent_systems import ANN, BO, CONFIG, CY, SYSTEMS, SystemPlugin, reset_systems  # noqa: F401
 
@@ -58,15 +59,15 @@ def test_a_plugin_writing_an_opted_out_contact_through_the_connector_is_blocked_
 
 
 def test_a_planned_change_without_consent_never_reaches_any_hook(shop, monkeypatch) -> None:
-    real = plan.iter_changes
+    real = DestinationDiff.batches
 
-    def buggy(con, batch_size):
+    def buggy(diff, batch_size):
         # A planner bug: Bo (opted out) and Cy (no record at all) planned as subscribed adds.
-        for batch in real(con, batch_size):
+        for batch in real(diff, batch_size):
             yield batch
-        yield [plan.PlannedChange(ContactChange(key, "upsert", "subscribed"), "add", "h") for key in (BO, CY)]
+        yield [PlannedChange(ContactChange(key, "upsert", "subscribed"), "add", "h") for key in (BO, CY)]
 
-    monkeypatch.setattr(plan, "iter_changes", buggy)
+    monkeypatch.setattr(DestinationDiff, "batches", buggy)
     seen: list[str] = []
 
     class Observer:

@@ -437,19 +437,19 @@ def test_an_endless_generator_is_read_only_so_far(shop) -> None:
 
 
 def test_a_planned_change_that_cannot_be_rebuilt_is_rejected_alone(shop, monkeypatch) -> None:
-    from segsync import plan
+    from segsync.sync.diff import DestinationDiff
 
-    real = plan.iter_changes
+    real = DestinationDiff.batches
     deep: dict = {}
     for _ in range(70):
         deep = {"x": deep}
 
-    def deep_ann(con, batch_size):
-        for batch in real(con, batch_size):
+    def deep_ann(diff, batch_size):
+        for batch in real(diff, batch_size):
             yield [dataclasses.replace(p, change=dataclasses.replace(p.change, attributes={"deep": deep}))
                    if p.change.contact_key == ANN else p for p in batch]
 
-    monkeypatch.setattr(plan, "iter_changes", deep_ann)
+    monkeypatch.setattr(DestinationDiff, "batches", deep_ann)
     summary = shop.run(SystemPlugin())
     assert {n: set(SYSTEMS[n].contacts) for n in "abc"} == {n: {BO} for n in "abc"}
     assert {d.name: (d.status, d.records_written, d.records_rejected) for d in summary.destinations} == {

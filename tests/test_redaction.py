@@ -130,7 +130,7 @@ def test_a_connector_that_puts_secrets_in_its_errors_never_gets_them_printed_or_
     for name, output in outputs.items():
         assert API_KEY not in output and TOKEN not in output, name
     assert "RuntimeError: GET /consent?apikey=***&owner=c***@e***.com answered 401" in _unwrapped(sync.stdout)
-    assert "ERROR segsync.runner: plugin" in sync.stderr and "apikey=***&owner=c***@e***.com" in sync.stderr
+    assert "ERROR segsync.sync.pull: plugin" in sync.stderr and "apikey=***&owner=c***@e***.com" in sync.stderr
     summary = json.loads(as_json.stdout)
     leaky_source = next(s for s in summary["sources"] if s["name"] == "leaky")
     assert leaky_source["error"].endswith("RuntimeError: GET /consent?apikey=***&owner=c***@e***.com answered 401")

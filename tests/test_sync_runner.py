@@ -236,7 +236,7 @@ def test_secrets_never_reach_logs_or_reprs(project, monkeypatch, caplog) -> None
     project.write_config(project_config_with(project, '[connections.crm]\ntype = "memory"\nfail = true\n'))
     caplog.set_level(logging.DEBUG)
     from segsync.config import load_config
-    from segsync.runner import RunOptions, Runner
+    from segsync.sync.runner import RunOptions, Runner
 
     runner = Runner(load_config(project.root / "segsync.toml"), project.host())
     connectors = runner.connectors()
@@ -270,7 +270,7 @@ def test_secret_read_from_dotenv(project, monkeypatch) -> None:
     (project.root / ".env").write_text("SEGSYNC_CRM_API_KEY=from-dotenv\nSEGSYNC_OTHER_THING=1\n")
     project.write_config(project_config_with(project, '[connections.crm]\ntype = "memory"\n'))
     from segsync.config import load_config
-    from segsync.runner import Runner
+    from segsync.sync.runner import Runner
 
     runner = Runner(load_config(project.root / "segsync.toml"), project.host())
     assert runner.connectors()["crm"].settings.api_key.get_secret_value() == "from-dotenv"

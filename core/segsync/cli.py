@@ -29,11 +29,11 @@ from segsync.config import (
     store_problem,
 )
 from segsync.model import InvalidEmail, mask_email, normalize_email
-from segsync.plan import forget_rejections
+from segsync.sync.rejections import forget_rejections
 from segsync.plugins import PluginError, PluginHost
 from segsync.progress import Reporter
 from segsync.redaction import for_output
-from segsync.runner import RunOptions, Runner, RunSummary
+from segsync.sync.runner import RunOptions, Runner, RunSummary
 from segsync.segments import SegmentError
 from segsync.store import Store, StoreError, StoreLocked
 from segsync.store.status import describe, running_status

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import click
 
     from segsync.connector import Connector, ContactChange, WriteResult
-    from segsync.runner import RunSummary
+    from segsync.sync.summary import RunSummary
 
 hookspec = pluggy.HookspecMarker("segsync")
 
@@ -135,11 +135,11 @@ def segsync_push(
     :param run_id: the current run's id.
     :return: the :class:`~segsync.connector.WriteResult` of the batch.
 
-    Called by the runner for every batch of every destination, after the consent gate. The core
-    implements it (``trylast``) by calling ``connector.write(changes)``; a connector that
-    declares ``write_batch_size`` reports its write batches during that call and the runner
-    acknowledges them at once (see :class:`~segsync.connector.Connector`). Plugins wrap it with
-    ``@hookimpl(wrapper=True)`` to observe or time a push, or answer first with
+    Called by the push stage of a sync run for every batch of every destination, after the
+    consent gate. The core implements it (``trylast``) by calling ``connector.write(changes)``; a
+    connector that declares ``write_batch_size`` reports its write batches during that call and
+    the acknowledge stage commits them at once (see :class:`~segsync.connector.Connector`).
+    Plugins wrap it with ``@hookimpl(wrapper=True)`` to observe or time a push, or answer first with
     ``@hookimpl(tryfirst=True)`` returning their own result to veto a batch (return None to let
     the push happen).
 
@@ -164,7 +164,7 @@ def segsync_push(
 def segsync_run_finished(summary: RunSummary) -> None:
     """Observe the end of a sync run (succeeded, with-rejections, partial or failed).
 
-    :param summary: the run's :class:`~segsync.runner.RunSummary` (id, status, counts per
+    :param summary: the run's :class:`~segsync.sync.summary.RunSummary` (id, status, counts per
         phase and per destination, errors).
 
     Called once at the end of every non-dry run, after the run row is final. Exceptions raised

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from segsync.connector import Connector, ContactChange, WriteResult
     from segsync.consent.policies import ConsentPolicy
-    from segsync.runner import RunSummary
+    from segsync.sync.summary import RunSummary
     from segsync.segments import FunctionRegistry
     from segsync.segments.packs import SegmentPack
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segsync import plan
 from segsync.store import Store
 from segsync.store.migrations import MIGRATIONS
+from segsync.sync import rejections
 
 
 def _rejected(store: Store) -> list[tuple[str, str, str]]:
@@ -27,7 +27,7 @@ def test_migration_3_tells_gate_refusals_from_destination_ones(tmp_path: Path) -
         _reject(old, "brevo", "b@example.com", "consent gate: no valid opt-in")
     with Store(path) as store:
         assert _rejected(store) == [("brevo", "a@example.com", "destination"), ("brevo", "b@example.com", "gate")]
-        assert plan.remembered_rejections(store.con, "brevo") == 1
+        assert rejections.remembered_rejections(store.con, "brevo") == 1
 
 
 def test_a_new_fingerprint_forgets_the_destinations_refusals_only(tmp_path: Path) -> None:
@@ -36,24 +36,24 @@ def test_a_new_fingerprint_forgets_the_destinations_refusals_only(tmp_path: Path
         _reject(store, "mc", "c@example.com", "Invalid Resource")
         store.con.execute("INSERT INTO rejected VALUES ('brevo', 'b@example.com', 'h', 'consent gate: x', 1, now(), 'gate')")
         # A store from before fingerprints: the refusals are planned again once.
-        assert plan.renew_rejections(store.con, "brevo", "fp1") == 1
+        assert rejections.renew_rejections(store.con, "brevo", "fp1") == 1
         assert _rejected(store) == [("brevo", "b@example.com", "gate"), ("mc", "c@example.com", "destination")]
         _reject(store, "brevo", "a@example.com", "missing attribute")
-        assert plan.renew_rejections(store.con, "brevo", "fp1") == 0  # nothing changed: kept
-        assert plan.remembered_rejections(store.con, "brevo") == 1
-        assert plan.renew_rejections(store.con, "brevo", "fp2") == 1
-        assert plan.remembered_rejections(store.con, "brevo") == 0
+        assert rejections.renew_rejections(store.con, "brevo", "fp1") == 0  # nothing changed: kept
+        assert rejections.remembered_rejections(store.con, "brevo") == 1
+        assert rejections.renew_rejections(store.con, "brevo", "fp2") == 1
+        assert rejections.remembered_rejections(store.con, "brevo") == 0
         assert store.scalar("SELECT fingerprint FROM rejection_fingerprints WHERE destination = 'brevo'") == "fp2"
-        assert plan.forget_rejections(store.con, "mc") == 1
+        assert rejections.forget_rejections(store.con, "mc") == 1
         assert _rejected(store) == [("brevo", "b@example.com", "gate")]
 
 
 def test_the_fingerprint_hides_secret_values_and_follows_each_input() -> None:
-    base = plan.destination_fingerprint({"host": "h", "api_key": "**********"}, [["vip", None]], "attributes:A")
-    assert base == plan.destination_fingerprint({"api_key": "**********", "host": "h"}, [["vip", None]], "attributes:A")
+    base = rejections.destination_fingerprint({"host": "h", "api_key": "**********"}, [["vip", None]], "attributes:A")
+    assert base == rejections.destination_fingerprint({"api_key": "**********", "host": "h"}, [["vip", None]], "attributes:A")
     assert len({
         base,
-        plan.destination_fingerprint({"host": "h2", "api_key": "**********"}, [["vip", None]], "attributes:A"),
-        plan.destination_fingerprint({"host": "h", "api_key": "**********"}, [["vip", {"list": "VIP"}]], "attributes:A"),
-        plan.destination_fingerprint({"host": "h", "api_key": "**********"}, [["vip", None]], "attributes:A,B"),
+        rejections.destination_fingerprint({"host": "h2", "api_key": "**********"}, [["vip", None]], "attributes:A"),
+        rejections.destination_fingerprint({"host": "h", "api_key": "**********"}, [["vip", {"list": "VIP"}]], "attributes:A"),
+        rejections.destination_fingerprint({"host": "h", "api_key": "**********"}, [["vip", None]], "attributes:A,B"),
     }) == 4

@@ -1,9 +1,9 @@
-"""The subscription-status audit and the per-person views (``consent show``, ``consent export``).
+"""The per-person views of consent and its audit (``consent show``, ``consent export``).
 
 Every push that changes a destination's subscription status for a person is a row of
 ``status_changes``: run, destination, before and after, the ledger record (or suppression) that
-decided the new status, the policy, and the outcome (``acknowledged``, ``rejected``; ``blocked``
-rows come from the gate).
+decided the new status, the policy, and the outcome (``acknowledged``, ``rejected``: written by
+the acknowledge stage, :mod:`segsync.sync.ack`; ``blocked``: by the gate, :mod:`segsync.sync.gate`).
 """
 
 from __future__ import annotations
@@ -18,37 +18,6 @@ import duckdb
 from segsync.consent import rules
 from segsync.consent.policies import ConsentPolicy
 from segsync.consent.settings import ConsentSettings
-
-
-def record_pushes(
-    con: duckdb.DuckDBPyConnection,
-    destination: str,
-    run_id: int | None,
-    ok_keys: Iterable[str],
-    rejections: dict[str, str],
-) -> None:
-    """Audit the status-changing upserts of one pushed batch (``_diff`` and ``_effective_consent``
-    of the destination are current); called in the transaction that acknowledges them."""
-    keys = list(ok_keys)
-    outcomes = ["acknowledged"] * len(keys) + ["rejected"] * len(rejections)
-    reasons: list[str | None] = [None] * len(keys) + list(rejections.values())
-    keys += list(rejections)
-    if not keys:
-        return
-    con.execute(
-        f"""
-        INSERT INTO status_changes (run_id, destination, contact_key, channel, purpose, action,
-            before_status, after_status, ledger_id, suppression_id, policy, outcome, reason, changed_at)
-        SELECT $run, $dest, d.contact_key, 'email', 'marketing', d.action, d.previous_status, d.status,
-               e.ledger_id, e.suppression_id, e.policy, o.outcome, o.reason, now()
-        FROM (SELECT unnest($keys::VARCHAR[]) AS contact_key, unnest($outcomes::VARCHAR[]) AS outcome,
-                     unnest($reasons::VARCHAR[]) AS reason) o
-        JOIN _diff d USING (contact_key)
-        LEFT JOIN {rules.EFFECTIVE_TABLE} e USING (contact_key)
-        WHERE d.op = 'upsert' AND d.status IS DISTINCT FROM d.previous_status
-        """,
-        {"run": run_id, "dest": destination, "keys": keys, "outcomes": outcomes, "reasons": reasons},
-    )
 
 
 def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:

@@ -45,7 +45,7 @@ def segsync_register_commands(cli: click.Group) -> None:
     from segsync.consent.settings import load_settings
     from segsync.model import mask_email
     from segsync.redaction import for_output
-    from segsync.runner import Runner
+    from segsync.sync.runner import Runner
     from segsync.store import Store
 
     def read_store(ctx: Context) -> Store:

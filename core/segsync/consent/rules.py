@@ -27,9 +27,11 @@ implied consent expires; everything is inlined as quoted constants, never user t
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import duckdb
 from sqlglot import exp
@@ -52,7 +54,6 @@ SUPPRESSION_STATUS = {"bounce": "cleaned", "complaint": "complained"}
 # Destination statuses from most to least restrictive ("none": no consent on record).
 RESTRICTIVENESS = {"complained": 6, "cleaned": 5, "unsubscribed": 4, "none": 3, "pending": 2, "subscribed": 1}
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
-EFFECTIVE_TABLE = "_effective_consent"
 
 
 def _lit(value: str) -> str:
@@ -234,15 +235,90 @@ def combined_status_sql(
     """
 
 
-def materialize(
-    con: duckdb.DuckDBPyConnection,
-    policy: ConsentPolicy,
-    countries: Mapping[str, ConsentPolicy],
-    *,
-    as_of: datetime | None = None,
-    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
-) -> str:
-    """Create temp table ``_effective_consent`` (email/marketing); return a SELECT over it."""
-    sql = combined_status_sql(policy, countries, as_of=as_of, clock_skew=clock_skew)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {EFFECTIVE_TABLE} AS {sql}")
-    return f"SELECT contact_key, status, ledger_id, method FROM {EFFECTIVE_TABLE}"
+class Decision(NamedTuple):
+    """A contact's effective status for one destination and what decided it."""
+
+    status: str
+    ledger_id: int | None
+    suppression_id: int | None
+    policy: str | None
+
+
+NO_DECISION = Decision("none", None, None, None)  # no counted record and no suppression
+
+
+class EffectiveConsent:
+    """Effective email/marketing consent of every contact under each destination's policy,
+    built once per run (:meth:`build`) and handed to the diff, the gate and the acknowledgement.
+
+    It owns its temp tables (one per distinct policy, uniquely named so two can coexist);
+    other stages read them only through :meth:`status_sql` and :meth:`decisions`. After
+    :meth:`close` every read raises.
+    """
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, tables: dict[str, str], run_id: int | None) -> None:
+        self._con = con
+        self._tables = tables  # destination → its policy's table
+        self.run_id = run_id
+        self._open = True
+
+    @classmethod
+    def build(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        policies: Mapping[str, ConsentPolicy],
+        countries: Mapping[str, ConsentPolicy],
+        *,
+        as_of: datetime,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+        run_id: int | None = None,
+    ) -> EffectiveConsent:
+        """Derive consent for each destination of ``policies`` (destination → its policy), with
+        each contact's country policy in ``countries`` (the more restrictive wins). Destinations
+        sharing a policy share one table."""
+        number = next(cls._numbers)
+        by_policy: dict[str, str] = {}
+        tables: dict[str, str] = {}
+        for destination, policy in policies.items():
+            if policy.name not in by_policy:
+                table = f"_effective_consent_{number}_{len(by_policy)}"
+                sql = combined_status_sql(policy, countries, as_of=as_of, clock_skew=clock_skew)
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
+                by_policy[policy.name] = table
+            tables[destination] = by_policy[policy.name]
+        return cls(con, tables, run_id)
+
+    def _table(self, destination: str) -> str:
+        if not self._open:
+            raise RuntimeError(f"the effective consent of run {self.run_id} is closed; the run has ended")
+        if destination not in self._tables:
+            raise KeyError(f"no effective consent was built for destination {destination!r}")
+        return self._tables[destination]
+
+    def status_sql(self, destination: str) -> str:
+        """SQL selecting ``(contact_key, status, ledger_id, method)`` for ``destination``."""
+        return f"SELECT contact_key, status, ledger_id, method FROM {self._table(destination)}"
+
+    def decisions(self, destination: str, keys: Sequence[str]) -> dict[str, Decision]:
+        """The decision for each of ``keys`` that has one (absent: :data:`NO_DECISION`)."""
+        rows = self._con.execute(
+            f"SELECT contact_key, status, ledger_id, suppression_id, policy FROM {self._table(destination)} "
+            "WHERE contact_key IN (SELECT unnest(?::VARCHAR[]))",
+            [list(keys)],
+        ).fetchall()
+        return {r[0]: Decision(*r[1:]) for r in rows}
+
+    def close(self) -> None:
+        """Drop the tables (at the end of the run)."""
+        if self._open:
+            for table in set(self._tables.values()):
+                self._con.execute(f"DROP TABLE IF EXISTS {table}")
+            self._open = False
+
+    def __enter__(self) -> EffectiveConsent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -282,7 +282,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE rejected SET refused_by = 'gate' WHERE starts_with(reason, 'consent gate: ')",
             # The fingerprint of a destination (settings, segment mapping, the schema it
             # reports) its remembered refusals were made under: when it differs, they are
-            # planned again (segsync.plan.renew_rejections).
+            # planned again (segsync.sync.rejections.renew_rejections).
             """
             CREATE TABLE rejection_fingerprints (
                 destination VARCHAR PRIMARY KEY,

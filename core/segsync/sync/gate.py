@@ -1,21 +1,22 @@
-"""The consent gate: the core's last check between the diff and any connector's write.
+"""The gate stage: the core's consent check between the diff and any connector's write.
 
 The desired state already derives every status from effective consent, so the gate should never
 fire for what the planner produced; it is defence in depth against plugins (a ``segsync_push``
 implementation that injects, alters or disguises changes) and planner bugs. It is applied twice:
 
-1. the runner splits each planned batch before calling the ``segsync_push`` hook, so a blocked
-   change is never handed to any hook implementation;
+1. the push stage (:mod:`segsync.sync.push`) splits each planned batch before calling the
+   ``segsync_push`` hook, so a blocked change is never handed to any hook implementation;
 2. the connector object every hook implementation receives is a :class:`GatedConnector`, bound
    to that one batch. Its ``write`` reads each change it is given exactly once into a fresh,
    plain :class:`ContactChange` (:func:`plain_change`), checks those copies against the same
-   effective consent and against the batch the runner handed over, and gives the connector only
-   the copies. A change object that reads differently each time, or a dict mutated after the
-   check, therefore cannot change what the connector receives.
+   effective consent and against the batch the push stage handed over, and gives the connector
+   only the copies. A change object that reads differently each time, or a dict mutated after
+   the check, therefore cannot change what the connector receives.
 
-What reaches the runner's acknowledgements is settled by the gate too (:meth:`GatedConnector.settle`):
-only a change the connector itself answered ``ok`` is acknowledged; a hook that reports ``ok``
-for a change it never wrote gets it retried, never acknowledged.
+What reaches the acknowledgement (:mod:`segsync.sync.ack`) is settled by the gate too
+(:meth:`GatedConnector.settle`): only a change the connector itself answered ``ok`` is
+acknowledged; a hook that reports ``ok`` for a change it never wrote gets it retried, never
+acknowledged.
 
 Every block is recorded: a record error (phase ``gate``) and a ``status_changes`` row with
 outcome ``blocked``; every refused change is a record error naming the plugin and the field.
@@ -39,15 +40,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from itertools import islice
 from typing import Any
 
 from segsync.connector import Connector, ContactChange, Outcome, OutcomeReport, WriteResult
 from segsync.consent import suppression
-from segsync.consent.rules import EFFECTIVE_TABLE, OPT_OUT_STATUSES
+from segsync.consent.rules import NO_DECISION, OPT_OUT_STATUSES, EffectiveConsent
 from segsync.model import mask_email
 from segsync.store import Store
+from segsync.sync.diff import DestinationDiff
 
 OPS = ("upsert", "delete")
 # Attribute values deeper than this are refused: no single change may exhaust the stack.
@@ -144,37 +146,43 @@ class Blocked:
     suppression_id: int | None = None
 
 
-@dataclass
 class Gate:
-    """Checks changes for one destination against ``_effective_consent`` (see :mod:`.rules`)."""
+    """Checks the changes of one destination's diff against the effective consent of the run it
+    was planned in. It takes both from the stages that make them, and refuses a diff planned
+    against another run's consent: no stage can hand it a wrong answer by calling out of order.
+    """
 
-    store: Store
-    destination: str
-    run_id: int | None
-    blocked: list[Blocked] = field(default_factory=list)
-
-    def _effective(self, keys: list[str]) -> dict[str, tuple[str, int | None, int | None]]:
-        rows = self.store.con.execute(
-            f"SELECT contact_key, status, ledger_id, suppression_id FROM {EFFECTIVE_TABLE} "
-            "WHERE contact_key IN (SELECT unnest(?::VARCHAR[]))",
-            [keys],
-        ).fetchall()
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+    def __init__(self, store: Store, consent: EffectiveConsent, diff: DestinationDiff) -> None:
+        if not isinstance(consent, EffectiveConsent):
+            raise TypeError(f"the gate checks against an EffectiveConsent, not a {_type_name(consent)}")
+        if not isinstance(diff, DestinationDiff):
+            raise TypeError(f"the gate checks a DestinationDiff, not a {_type_name(diff)}")
+        if diff.consent is not consent:
+            raise ValueError(
+                f"the diff of {diff.destination!r} was planned against the effective consent of another "
+                f"run (run {diff.consent.run_id}, not {consent.run_id}); plan it again in this run"
+            )
+        self.store = store
+        self.consent = consent
+        self.diff = diff
+        self.destination = diff.destination
+        self.run_id = consent.run_id
+        self.blocked: list[Blocked] = []
 
     def split(self, changes: Sequence[ContactChange]) -> tuple[list[ContactChange], list[Blocked]]:
         """Changes that may pass and those blocked; ``changes`` must be plain (:func:`plain_change`)."""
         upserts = [c.contact_key for c in changes if c.op != "delete"]
-        effective = self._effective(upserts) if upserts else {}
+        effective = self.consent.decisions(self.destination, upserts) if upserts else {}
         erased = suppression.erased(self.store.con, upserts)
         allowed: list[ContactChange] = []
         blocked: list[Blocked] = []
         for change in changes:
-            status, ledger_id, suppression_id = effective.get(change.contact_key, ("none", None, None))
-            reason = _reason(change, status, change.contact_key in erased)
+            decision = effective.get(change.contact_key, NO_DECISION)
+            reason = _reason(change, decision.status, change.contact_key in erased)
             if reason is None:
                 allowed.append(change)
             else:
-                blocked.append(Blocked(change, reason, ledger_id, suppression_id))
+                blocked.append(Blocked(change, reason, decision.ledger_id, decision.suppression_id))
         return allowed, blocked
 
     def record(self, blocked: Iterable[Blocked], by: str) -> None:
@@ -227,7 +235,7 @@ def _reason(change: ContactChange, effective: str, erased: bool) -> str | None:
 
 @dataclass
 class Settled:
-    """The outcomes of one batch the runner may trust, and what went wrong on the way."""
+    """The outcomes of one batch the acknowledgement may trust, and what went wrong on the way."""
 
     result: WriteResult
     blocked: int  # changes a plugin wrote that the consent gate blocked
@@ -238,7 +246,7 @@ class GatedConnector:
     """What ``segsync_push`` implementations receive for one batch: the destination's connector,
     with a ``write`` that rebuilds and checks every change first. Everything else is delegated.
 
-    ``batch`` is the runner's own plain changes; the hook gets copies (:meth:`handed_over`), and
+    ``batch`` is the push stage's own plain changes; the hook gets copies (:meth:`handed_over`), and
     ``write`` passes on only changes equal to one of the batch, each at most once. ``caller``
     names the plugin calling ``write`` (the plugin host knows it); after :meth:`close` every
     ``write`` raises.
@@ -255,7 +263,7 @@ class GatedConnector:
         self._connector = connector
         self._gate = gate
         self._caller = caller
-        # The runner's acknowledgement of finished write batches (Connector.write_batch_size).
+        # The acknowledgement of finished write batches (Connector.write_batch_size).
         self._report = report
         self._batch: dict[str, ContactChange] = {}
         self._unfit: dict[str, Outcome] = {}  # planned changes that cannot be pushed at all
@@ -360,7 +368,7 @@ class GatedConnector:
                 self._refused.setdefault(key, f"{plugin} passed {what}")
 
     def _forward(self, passed: set[str]) -> OutcomeReport:
-        """Hand the runner each write batch the connector reports, trusting only its answers for
+        """Hand the acknowledgement each write batch the connector reports, trusting only its answers for
         changes it was given, each once (they are then its final answers)."""
         def forward(outcomes: Sequence[Outcome]) -> None:
             trusted = []

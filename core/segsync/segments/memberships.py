@@ -1,0 +1,58 @@
+"""The evaluate stage of a sync run: every segment's members at the run's ``as_of``.
+
+The segment engine (:mod:`.evaluate`) fills the connection's ``segment_membership`` table;
+:func:`evaluate_memberships` adds what a run needs around it (segments that cannot compile are
+held and keep their last membership, the snapshot of the run) and hands the diff stage a
+:class:`Memberships`, the only way the sync stages read that table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from .definitions import SegmentDef, SegmentsConfig
+from .evaluate import MEMBERSHIP_TABLE, evaluate, snapshot
+from .functions import FunctionRegistry
+from .validate import carry_over, validate
+
+
+@dataclass(frozen=True)
+class Memberships:
+    """Who is in which segment this run.
+
+    ``segments`` are every configured segment (held ones included: they carry their last
+    membership); ``sizes`` the evaluated ones' member counts; ``held`` segment → why it was not
+    evaluated.
+    """
+
+    segments: tuple[SegmentDef, ...] = ()
+    sizes: dict[str, int] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+
+    def members_sql(self) -> str:
+        """SQL selecting ``(segment, contact_key)`` of every member of ``segments``."""
+        return f"SELECT segment, contact_key FROM {MEMBERSHIP_TABLE}"
+
+
+def evaluate_memberships(
+    con: duckdb.DuckDBPyConnection,
+    config: SegmentsConfig,
+    as_of: datetime,
+    registry: FunctionRegistry,
+    run_id: int | None,
+) -> Memberships:
+    """Evaluate every segment of ``config`` at ``as_of``; snapshot them under ``run_id`` (none
+    in a dry run). A segment that cannot compile is held (named in ``held``), never evaluated
+    as empty: it keeps the membership of the last run that evaluated it."""
+    if not config.segments:
+        return Memberships()
+    checked = validate(config.segments, config.groups, as_of, registry)
+    sizes = evaluate(con, checked.segments, checked.groups, as_of, registry)
+    if run_id is not None:
+        snapshot(con, run_id, as_of)
+    carry_over(con, list(checked.held))
+    return Memberships(tuple(config.segments), sizes, dict(checked.held))
+

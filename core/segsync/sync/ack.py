@@ -1,0 +1,256 @@
+"""The acknowledge stage: what one destination answered, committed per write batch, and audited.
+
+For every settled batch (or write batch a connector reports while it writes) the
+:class:`Acknowledgement` commits, in one transaction: ``ok`` outcomes as the destination's new
+acknowledged state, memberships and external ids; refusals remembered in ``rejected`` (see
+:mod:`segsync.sync.rejections`) and as record errors; ``retryable`` and missing outcomes as
+retryable record errors (planned again next run); and the status-changing upserts in the
+``status_changes`` audit, with the ledger record or suppression that decided them. At the end
+(:meth:`Acknowledgement.finish`) it settles the destination's status and stores it with the run.
+
+Everything it writes comes from the planned changes the push stage hands over and the run's
+effective consent; it reads no other stage's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from segsync.consent.rules import NO_DECISION, EffectiveConsent
+from segsync.model import mask_email
+from segsync.redaction import redact
+from segsync.store import Store
+from segsync.sync.diff import DestinationDiff, PlannedChange
+from segsync.sync.gate import Blocked, Gate
+from segsync.sync.push import PushResult, WrittenBatch
+from segsync.sync.summary import DestinationReport
+
+
+class Acknowledgement:
+    """Acknowledges the outcomes of one destination's push in its run, into ``report``."""
+
+    def __init__(
+        self, store: Store, consent: EffectiveConsent, diff: DestinationDiff, report: DestinationReport
+    ) -> None:
+        if not isinstance(diff, DestinationDiff):
+            raise TypeError(f"acknowledgements are of a DestinationDiff, not a {type(diff).__name__}")
+        if diff.consent is not consent:
+            raise ValueError(f"the diff of {diff.destination!r} was planned against another run's consent")
+        self.store = store
+        self.consent = consent
+        self.diff = diff
+        self.destination = diff.destination
+        self.run_id = consent.run_id
+        self.report = report
+
+    def _check(self, diff: DestinationDiff) -> None:
+        if diff is not self.diff:
+            raise ValueError(f"outcomes of the diff of {diff.destination!r} handed to the acknowledgement "
+                             f"of another diff ({self.destination!r})")
+
+    def refused(self, gate: Gate, blocked: Sequence[Blocked], planned: Sequence[PlannedChange]) -> None:
+        """Planned changes the gate stopped: recorded, and remembered as rejected for their state
+        (like a destination's refusal) so they are not planned again until that state changes."""
+        self._check(gate.diff)
+        by_key = {p.change.contact_key: p for p in planned}
+        with self.store.transaction():
+            gate.record(blocked, by="planned change")
+            self._remember({b.change.contact_key: f"consent gate: {b.reason}" for b in blocked}, by_key,
+                           refused_by="gate")
+        self.report.records_blocked += len(blocked)
+        self.report.records_rejected += len(blocked)
+
+    def written(self, batch: WrittenBatch) -> None:
+        """Commit one batch's outcomes (a write batch, or what the gate settled for a batch)."""
+        if not isinstance(batch, WrittenBatch):
+            raise TypeError(f"the acknowledgement takes a WrittenBatch from the push stage, "
+                            f"not a {type(batch).__name__}")
+        self._check(batch.diff)
+        store, name, run_id, report = self.store, self.destination, self.run_id, self.report
+        by_key = {}
+        for outcome in batch.result.outcomes:
+            by_key.setdefault(outcome.contact_key, outcome)
+        planned = {p.change.contact_key: p for p in batch.planned}
+        ok_keys: list[str] = []
+        external_ids: dict[str, str] = {}
+        rejections: dict[str, str] = {}
+        with store.transaction():
+            for key in planned:
+                outcome = by_key.get(key)
+                if outcome is None:
+                    report.records_retrying += 1
+                    store.record_error(
+                        run_id=run_id, connection=name, phase="push", record=mask_email(key), field=None,
+                        reason="the connector returned no outcome for this record", retryable=True,
+                    )
+                elif outcome.status == "ok":
+                    ok_keys.append(key)
+                    if outcome.external_id:
+                        external_ids[key] = outcome.external_id
+                elif outcome.status == "rejected":
+                    report.records_rejected += 1
+                    rejections[key] = redact(outcome.reason or "rejected")  # stored in the audit
+                    store.record_error(
+                        run_id=run_id, connection=name, phase="push", record=mask_email(key),
+                        field=outcome.field, reason=outcome.reason or "rejected",
+                    )
+                else:
+                    report.records_retrying += 1
+                    store.record_error(
+                        run_id=run_id, connection=name, phase="push", record=mask_email(key),
+                        field=outcome.field, reason=outcome.reason or "retryable", retryable=True,
+                    )
+            self._remember(rejections, planned, refused_by="destination")
+            self._acknowledge(ok_keys, external_ids, planned)
+            self._audit(ok_keys, rejections, planned)
+        report.records_written += len(ok_keys)
+
+    def finish(self, pushed: PushResult) -> DestinationReport:
+        """Settle the destination's status from what was pushed and acknowledged; store it."""
+        if not isinstance(pushed, PushResult):
+            raise TypeError(f"finish takes the PushResult of the push stage, not a {type(pushed).__name__}")
+        self._check(pushed.diff)
+        report = self.report
+        report.write_calls += pushed.write_calls
+        report.records_blocked += pushed.blocked
+        if pushed.error is not None:
+            # What was not acknowledged before the failure is planned again next run.
+            report.status = "failed"
+            report.error = pushed.error
+            report.records_retrying += self.diff.total - report.records_written - report.records_rejected
+            self.store.record_error(run_id=self.run_id, connection=self.destination, phase="push",
+                                    record=self.destination, field=None, reason=pushed.error, retryable=True)
+        elif pushed.problems:
+            # A plugin broke the push contract: what it did right was written, the rest is not ok.
+            report.status = "partial" if report.records_written else "failed"
+            report.error = "; ".join(pushed.problems) + " (see `segsync runs --errors`)"
+        elif report.records_retrying:
+            # The system answered "later" for some records: the run did not finish its job.
+            report.status = "partial" if report.records_written else "failed"
+            report.error = (
+                f"{report.records_retrying} record(s) to retry on the next run (see `segsync runs --errors`)"
+            )
+        elif report.records_rejected:
+            # Refused records are not sent again until they or the destination change: the
+            # run finished, but not cleanly.
+            report.status = "with-rejections"
+            report.error = f"{report.records_rejected} record(s) rejected (see `segsync runs --errors`)"
+        self.store.record_destination(
+            run_id=self.run_id or 0,
+            destination=self.destination,
+            status=report.status,
+            write_calls=report.write_calls,
+            written=report.records_written,
+            rejected=report.records_rejected,
+            retrying=report.records_retrying,
+            error=report.error,
+        )
+        return report
+
+    # -- set-based writes of one batch ---------------------------------------------------------
+
+    def _remember(self, rejections: dict[str, str], planned: dict[str, PlannedChange], *, refused_by: str) -> None:
+        """Remember refused states (``refused_by``: ``destination`` or ``gate``), so the diff does
+        not plan them again while they hold."""
+        keys = [k for k in rejections if k in planned and planned[k].state_hash is not None]
+        if not keys:
+            return
+        self.store.con.execute(
+            """
+            INSERT INTO rejected (destination, contact_key, state_hash, reason, run_id, rejected_at, refused_by)
+            SELECT $dest, unnest($keys::VARCHAR[]), unnest($hashes::VARCHAR[]), unnest($reasons::VARCHAR[]),
+                   $run, now(), $by
+            ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
+                reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, rejected_at = EXCLUDED.rejected_at,
+                refused_by = EXCLUDED.refused_by
+            """,
+            {"dest": self.destination, "run": self.run_id, "keys": keys,
+             "hashes": [planned[k].state_hash for k in keys], "reasons": [rejections[k] for k in keys],
+             "by": refused_by},
+        )
+
+    def _acknowledge(self, ok_keys: list[str], external_ids: dict[str, str], planned: dict[str, PlannedChange]) -> None:
+        """The destination now holds what was planned for ``ok_keys``."""
+        if not ok_keys:
+            return
+        con = self.store.con
+        upserts = [planned[k] for k in ok_keys if planned[k].change.op == "upsert"]
+        deletes = [k for k in ok_keys if planned[k].change.op == "delete"]
+        params = {"dest": self.destination, "keys": ok_keys}
+        con.execute(
+            "DELETE FROM rejected WHERE destination = $dest AND contact_key IN (SELECT unnest($keys::VARCHAR[]))",
+            params,
+        )
+        if upserts:
+            con.execute(
+                """
+                INSERT INTO acknowledged (destination, contact_key, state_hash, status, run_id, acked_at)
+                SELECT $dest, unnest($keys::VARCHAR[]), unnest($hashes::VARCHAR[]), unnest($statuses::VARCHAR[]),
+                       $run, now()
+                ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
+                    status = EXCLUDED.status, run_id = EXCLUDED.run_id, acked_at = EXCLUDED.acked_at
+                """,
+                {"dest": self.destination, "run": self.run_id,
+                 "keys": [p.change.contact_key for p in upserts], "hashes": [p.state_hash for p in upserts],
+                 "statuses": [p.change.status for p in upserts]},
+            )
+        con.execute(
+            "DELETE FROM acknowledged_memberships WHERE destination = $dest "
+            "AND contact_key IN (SELECT unnest($keys::VARCHAR[]))",
+            params,
+        )
+        memberships = [(p.change.contact_key, tag) for p in upserts for tag in p.change.tags]
+        if memberships:
+            con.execute(
+                """
+                INSERT INTO acknowledged_memberships (destination, contact_key, segment, run_id, acked_at)
+                SELECT $dest, unnest($keys::VARCHAR[]), unnest($segments::VARCHAR[]), $run, now()
+                """,
+                {"dest": self.destination, "run": self.run_id,
+                 "keys": [k for k, _ in memberships], "segments": [s for _, s in memberships]},
+            )
+        if deletes:
+            con.execute(
+                "DELETE FROM acknowledged WHERE destination = $dest "
+                "AND contact_key IN (SELECT unnest($keys::VARCHAR[]))",
+                {"dest": self.destination, "keys": deletes},
+            )
+        if external_ids:
+            con.execute(
+                """
+                INSERT INTO identities (connection, external_id, contact_key, seen_at)
+                SELECT $dest, unnest($ids::VARCHAR[]), unnest($keys::VARCHAR[]), now()
+                ON CONFLICT (connection, external_id) DO UPDATE SET
+                    contact_key = EXCLUDED.contact_key, seen_at = EXCLUDED.seen_at
+                """,
+                {"dest": self.destination, "ids": list(external_ids.values()), "keys": list(external_ids)},
+            )
+
+    def _audit(self, ok_keys: list[str], rejections: dict[str, str], planned: dict[str, PlannedChange]) -> None:
+        """A ``status_changes`` row for each acknowledged or refused upsert that changes the
+        person's subscription status, with what decided the new status."""
+        rows = [(k, "acknowledged", None) for k in ok_keys] + [(k, "rejected", r) for k, r in rejections.items()]
+        rows = [(k, outcome, reason) for k, outcome, reason in rows
+                if planned[k].change.op == "upsert" and planned[k].change.status != planned[k].change.previous_status]
+        if not rows:
+            return
+        decisions = self.consent.decisions(self.destination, [k for k, _, _ in rows])
+        columns: dict[str, list] = {name: [] for name in (
+            "keys", "actions", "before", "after", "ledger", "suppression", "policy", "outcomes", "reasons")}
+        for key, outcome, reason in rows:
+            change, decision = planned[key].change, decisions.get(key, NO_DECISION)
+            for name, value in zip(columns, (key, planned[key].action, change.previous_status, change.status,
+                                             decision.ledger_id, decision.suppression_id, decision.policy,
+                                             outcome, reason)):
+                columns[name].append(value)
+        self.store.con.execute(
+            """
+            INSERT INTO status_changes (run_id, destination, contact_key, channel, purpose, action,
+                before_status, after_status, ledger_id, suppression_id, policy, outcome, reason, changed_at)
+            SELECT $run, $dest, unnest($keys::VARCHAR[]), 'email', 'marketing', unnest($actions::VARCHAR[]),
+                   unnest($before::VARCHAR[]), unnest($after::VARCHAR[]), unnest($ledger::BIGINT[]),
+                   unnest($suppression::BIGINT[]), unnest($policy::VARCHAR[]), unnest($outcomes::VARCHAR[]),
+                   unnest($reasons::VARCHAR[]), now()
+            """,
+            {"run": self.run_id, "dest": self.destination, **columns},
+        )

@@ -1,0 +1,116 @@
+"""The push stage: one destination's diff, batch by batch, through the ``segsync_push`` hook.
+
+For each batch of the :class:`~segsync.sync.diff.DestinationDiff` the :class:`~segsync.sync.gate.Gate`
+stops what consent does not allow before any hook sees it; the rest goes to the hook
+implementations with a :class:`~segsync.sync.gate.GatedConnector` bound to the batch (the core's
+own implementation, :mod:`segsync.default_plugins.push`, calls ``connector.write``). Every
+settled batch, and every write batch a connector reports while it writes
+(``Connector.write_batch_size``), goes to the acknowledgement at once, so a crash re-sends only
+what is still in flight. A plugin that raises stops this destination's push; what was not
+acknowledged by then is planned again on the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from segsync.connector import Connector, Outcome, WriteResult
+from segsync.plugins import PluginHost
+from segsync.progress import Reporter
+from segsync.sync.diff import DestinationDiff, PlannedChange
+from segsync.sync.gate import Blocked, Gate, GatedConnector
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class WrittenBatch:
+    """Planned changes of ``diff`` and the outcomes the gate settled for them."""
+
+    diff: DestinationDiff
+    planned: tuple[PlannedChange, ...]
+    result: WriteResult
+
+
+@dataclass
+class PushResult:
+    """What the push stage did for one destination (outcomes went to the acknowledgement)."""
+
+    diff: DestinationDiff
+    write_calls: int = 0
+    blocked: int = 0  # changes a plugin wrote that the consent gate blocked
+    problems: list[str] = field(default_factory=list)  # plugins that broke the push contract
+    error: str | None = None  # a plugin raised: nothing after that batch was pushed
+
+
+class Acknowledger(Protocol):
+    """What the push stage hands its outcomes to (:class:`segsync.sync.ack.Acknowledgement`)."""
+
+    def refused(self, gate: Gate, blocked: Sequence[Blocked], planned: Sequence[PlannedChange]) -> None: ...
+
+    def written(self, batch: WrittenBatch) -> None: ...
+
+
+def push(
+    diff: DestinationDiff,
+    gate: Gate,
+    connector: Connector,
+    host: PluginHost,
+    ack: Acknowledger,
+    reporter: Reporter,
+) -> PushResult:
+    """Push every batch of ``diff`` to ``connector`` through the hook; outcomes go to ``ack``."""
+    if gate.diff is not diff:
+        raise ValueError(f"the gate was built for the diff of {gate.destination!r}, not this one")
+    name = diff.destination
+    plugin = host.connector_plugin(connector.type_name)
+    pushed = PushResult(diff)
+    in_flight: dict[str, PlannedChange] = {}  # this batch's changes not yet acknowledged
+
+    def acknowledge(outcomes: Sequence[Outcome]) -> None:
+        # A finished write batch, reported during `write` (connectors with write_batch_size):
+        # committed now, so a crash re-sends only what is still in flight.
+        done = [in_flight.pop(o.contact_key) for o in outcomes if o.contact_key in in_flight]
+        if done:
+            ack.written(WrittenBatch(diff, tuple(done), WriteResult(list(outcomes), 0)))
+
+    with reporter.phase(f"push {name}", total=diff.total) as advance:
+        for planned_batch in diff.batches(connector.max_batch_size or DEFAULT_BATCH_SIZE):
+            allowed, blocked = gate.split([p.change for p in planned_batch])
+            if blocked:
+                ack.refused(gate, blocked, planned_batch)
+            blocked_keys = {b.change.contact_key for b in blocked}
+            batch = [p for p in planned_batch if p.change.contact_key not in blocked_keys]
+            if not batch:
+                advance(len(planned_batch))
+                continue
+            # Hooks get copies of the batch and a connector bound to it: only changes equal
+            # to the push stage's own, checked again, reach the connector (sync/gate.py).
+            gated = GatedConnector(connector, gate, [p.change for p in batch], host.calling_plugin,
+                                   report=acknowledge)
+            in_flight.clear()
+            in_flight.update((p.change.contact_key, p) for p in batch)
+            try:
+                result = host.push(gated, gated.handed_over(), gate.run_id)
+            except Exception as exc:
+                # What was not reported before the failure is planned again next run.
+                raiser = host.raised_by(exc, "segsync_push") or plugin
+                pushed.error = (
+                    f"plugin {raiser!r} (connection {name!r}) failed writing: {type(exc).__name__}: {exc}"
+                )
+                log.error(pushed.error)
+                break
+            finally:
+                gated.close()
+            settled = gated.settle(result)
+            pushed.blocked += settled.blocked
+            pushed.problems.extend(p for p in settled.problems if p not in pushed.problems)
+            pushed.write_calls += settled.result.calls
+            ack.written(WrittenBatch(diff, tuple(in_flight.values()), settled.result))
+            advance(len(planned_batch))
+    return pushed

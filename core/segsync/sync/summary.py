@@ -1,0 +1,99 @@
+"""What a sync run reports: per source, per destination and for the whole run.
+
+The stages fill these in; the runner (:mod:`segsync.sync.runner`) turns them into the run's
+status, stores the counts with the run and hands the summary to ``segsync_run_finished``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class SourceReport:
+    name: str
+    # ok | with-rejections (read, but some records were record errors) | failed (a file or
+    # the system could not be read: nothing after that point was loaded)
+    status: str = "ok"
+    loaded: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class DestinationReport:
+    name: str
+    # ok | with-rejections (all written but the records a system or the consent gate refused)
+    # | partial (some records retrying) | failed | skipped
+    status: str = "ok"
+    planned: dict[str, int] = field(default_factory=dict)
+    write_calls: int = 0
+    records_written: int = 0
+    records_rejected: int = 0
+    records_retrying: int = 0
+    records_blocked: int = 0  # stopped by the consent gate (also counted as rejected)
+    # Remembered rejections planned again because the destination changed (rejections.renew_rejections).
+    rejections_renewed: int = 0
+    error: str | None = None
+    sample: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    run_id: int | None
+    status: str  # succeeded | with-rejections | partial | failed | dry-run
+    as_of: datetime
+    dry_run: bool
+    sources: list[SourceReport] = field(default_factory=list)
+    segments: dict[str, int] = field(default_factory=dict)  # name → members at as_of
+    destinations: list[DestinationReport] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    # Pending erasures retried at the start of the run: connection, status, action, error.
+    erasures: list[dict[str, Any]] = field(default_factory=list)
+    # Segments that could not be evaluated → why; they kept their last membership.
+    segment_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.segment_errors) or any(s.status == "failed" for s in self.sources) or any(
+            d.status in ("failed", "partial") for d in self.destinations
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+
+def run_status(summary: RunSummary) -> str:
+    """succeeded only when nothing failed, is left to retry, or was rejected."""
+    parts = [*summary.sources, *summary.destinations]
+    failed = [p for p in parts if p.status in ("failed", "partial")]
+    if failed or summary.segment_errors:
+        # A segment that could not be evaluated is a part of the run that did not do its job.
+        return "failed" if parts and len(failed) == len(parts) else "partial"
+    if any(p.status == "with-rejections" for p in parts):
+        return "with-rejections"
+    return "succeeded"
+
+
+def run_counts(summary: RunSummary) -> dict[str, Any]:
+    """The counts stored with the run (``runs``, ``runs --json``)."""
+    return {
+        "segments": summary.segments,
+        "pull": {s.name: {"loaded": s.loaded, "rejected": s.rejected} for s in summary.sources},
+        "push": {
+            d.name: {
+                "planned": d.planned,
+                "written": d.records_written,
+                "rejected": d.records_rejected,
+                "retrying": d.records_retrying,
+                "blocked": d.records_blocked,
+                "renewed": d.rejections_renewed,
+                "write_calls": d.write_calls,
+            }
+            for d in summary.destinations
+        },
+    }
