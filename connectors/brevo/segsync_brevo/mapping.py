@@ -63,7 +63,7 @@ def contact_row(contact: dict[str, Any], reverse: dict[str, str], list_names: di
     blacklisted = bool(contact.get("emailBlacklisted"))
     row["external"] = {
         # In segsync's destination vocabulary, so the core can see a system drift back to
-        # mailable after an opt-out (plan.build_diff).
+        # mailable after an opt-out (segsync.sync.diff).
         "status": "unsubscribed" if blacklisted else "subscribed",
         "lists": sorted(list_names.get(i, str(i)) for i in contact.get("listIds") or []),
         "email_blacklisted": blacklisted,

@@ -320,5 +320,9 @@ class EffectiveConsent:
     def __enter__(self) -> EffectiveConsent:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self.close()
+        except duckdb.Error:
+            if exc_type is None:  # never hide the error that ended the block
+                raise

@@ -35,7 +35,7 @@ class PlannedChange:
     action: str  # add, update, unsubscribe, resubscribe or delete
     state_hash: str | None  # None for deletes
 
-    def sample(self) -> dict[str, Any]:
+    def masked(self) -> dict[str, Any]:
         """How ``sync --dry-run`` shows it (the address masked)."""
         return {
             "contact": mask_email(self.change.contact_key),
@@ -123,8 +123,12 @@ class DestinationDiff:
     def __enter__(self) -> DestinationDiff:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self.close()
+        except duckdb.Error:
+            if exc_type is None:  # never hide the error that ended the block
+                raise
 
     def __repr__(self) -> str:
         return f"<DestinationDiff {self.destination!r} of run {self.consent.run_id}: {self.counts}>"

@@ -219,7 +219,7 @@ class Runner:
         with DestinationDiff.build(store.con, connector.connection, memberships, consent) as diff:
             report.planned = diff.counts
             if options.dry_run:
-                report.sample = [planned.sample() for planned in diff.sample(options.sample_size)]
+                report.sample = [planned.masked() for planned in diff.sample(options.sample_size)]
                 return report
             if Capability.WRITE_CONTACTS not in connector.enabled_capabilities():
                 report.status = "skipped"

@@ -1,0 +1,190 @@
+"""The sync stages' hand-over objects on a tiny store: EffectiveConsent, DestinationDiff, the gate
+and the acknowledgement, each taking only what the stage before it made."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from segsync import Batch, ContactChange, Outcome, Stream, WriteResult
+from segsync.consent.policies import DEFAULT, STRICT_DOUBLE_OPT_IN
+from segsync.consent.rules import Decision, EffectiveConsent
+from segsync.segments import SegmentDef, SegmentsConfig
+from segsync.segments.functions import default_registry
+from segsync.segments.memberships import Memberships, evaluate_memberships
+from segsync.sync.ack import Acknowledgement
+from segsync.sync.diff import DestinationDiff, PlannedChange
+from segsync.sync.gate import Gate
+from segsync.sync.push import PushResult, WrittenBatch
+from segsync.sync.summary import DestinationReport
+
+from .conftest import rows
+
+AS_OF = datetime(2025, 1, 1, tzinfo=timezone.utc)
+ANN, BO, CY, GONE = "ann@example.com", "bo@example.com", "cy@example.com", "gone@example.com"
+
+
+@pytest.fixture
+def shop(store, ingestor):
+    """Ann opted in (form), Bo opted in then out, Cy has no consent; the destination "crm"
+    acknowledged Bo as subscribed and someone no longer in the store."""
+    ingestor.ingest(Batch(Stream.CONTACTS, None, rows=[
+        {"email": ANN, "first_name": "Ann"}, {"email": BO, "first_name": "Bo"}, {"email": CY, "first_name": "Cy"}]))
+    ingestor.ingest(Batch(Stream.CONSENT, None, rows=[
+        {"email": ANN, "status": "opted_in", "timestamp": "2024-01-01T00:00:00Z", "method": "form"},
+        {"email": BO, "status": "opted_in", "timestamp": "2024-01-01T00:00:00Z", "method": "form"},
+        {"email": BO, "status": "opted_out", "timestamp": "2024-02-01T00:00:00Z", "method": "email_link"}]))
+    for key in (BO, GONE):
+        store.con.execute("INSERT INTO acknowledged (destination, contact_key, state_hash, status, run_id, acked_at) "
+                          "VALUES ('crm', ?, 'old', 'subscribed', 1, now())", [key])
+    return store
+
+
+def _consent(store, run_id=1, **policies) -> EffectiveConsent:
+    return EffectiveConsent.build(store.con, policies or {"crm": DEFAULT}, {}, as_of=AS_OF, run_id=run_id)
+
+
+def _vip(store) -> Memberships:
+    config = SegmentsConfig(segments=[SegmentDef(name="vip", rule='attr.first_name == "Ann"')])
+    return evaluate_memberships(store.con, config, AS_OF, default_registry(), None)
+
+
+def _temp_tables(store) -> set[str]:
+    return {r[0] for r in rows(store, "SELECT table_name FROM duckdb_tables() WHERE temporary")}
+
+
+def test_a_diff_counts_its_changes_and_batches_them_opt_outs_first(shop) -> None:
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        assert diff.counts == {"add": 1, "delete": 1, "unsubscribe": 1} and diff.total == 3
+        batches = list(diff.batches(2))
+        assert [[(p.change.contact_key, p.action, p.change.op, p.change.status) for p in b] for b in batches] == [
+            [(BO, "unsubscribe", "upsert", "unsubscribed"), (GONE, "delete", "delete", "subscribed")],
+            [(ANN, "add", "upsert", "subscribed")],
+        ]
+        ann = batches[1][0]
+        assert (ann.change.tags, ann.change.tags_add, ann.change.consent_method) == (("vip",), ("vip",), "form")
+        assert ann.change.attributes["first_name"] == "Ann" and ann.state_hash is not None
+        assert batches[0][1].state_hash is None  # a delete brings no state
+        assert [p.masked() for p in diff.sample(1)] == [{
+            "contact": "b***@e***.com", "action": "unsubscribe", "status": "unsubscribed", "tags_add": [], "tags_remove": []}]
+
+
+def test_two_diffs_coexist_and_each_drops_only_its_own_tables(shop) -> None:
+    before = _temp_tables(shop)
+    consent = _consent(shop, crm=DEFAULT, files=DEFAULT)
+    crm = DestinationDiff.build(shop.con, "crm", Memberships(), consent)
+    files = DestinationDiff.build(shop.con, "files", Memberships(), consent)
+    assert (crm.counts, files.counts) == ({"add": 1, "delete": 1, "unsubscribe": 1}, {"add": 1})
+    crm.close()
+    assert [p.change.contact_key for b in files.batches(10) for p in b] == [ANN]
+    with pytest.raises(RuntimeError, match="^the diff of 'crm' is closed$"):
+        next(crm.batches(10))
+    files.close()
+    consent.close()
+    assert _temp_tables(shop) == before
+
+
+def test_effective_consent_is_built_once_per_policy_and_read_per_destination(shop) -> None:
+    before = _temp_tables(shop)
+    with _consent(shop, a=DEFAULT, b=DEFAULT, strict=STRICT_DOUBLE_OPT_IN) as consent:
+        assert len(_temp_tables(shop) - before) == 2  # a and b share the default policy's table
+        ledger = dict(rows(shop, "SELECT contact_key, max(id) FROM consent_ledger GROUP BY contact_key"))
+        assert consent.decisions("a", [ANN, BO, CY]) == {
+            ANN: Decision("subscribed", ledger[ANN], None, "default"),
+            BO: Decision("unsubscribed", ledger[BO], None, "default")}
+        # Ann's form opt-in was never confirmed: under the strict policy she has no consent.
+        assert consent.decisions("strict", [ANN]) == {}
+        with pytest.raises(KeyError, match="no effective consent was built for destination 'c'"):
+            consent.decisions("c", [ANN])
+    with pytest.raises(RuntimeError, match="^the effective consent of run 1 is closed; the run has ended$"):
+        consent.status_sql("a")
+
+
+def test_the_gate_decides_from_the_effective_consent_of_its_diff(shop) -> None:
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", Memberships(), consent) as diff:
+        gate = Gate(shop, consent, diff)
+        allowed, blocked = gate.split([ContactChange(k, "upsert", "subscribed") for k in (ANN, BO, CY)])
+        assert [c.contact_key for c in allowed] == [ANN]
+        bo_opt_out = rows(shop, "SELECT max(id) FROM consent_ledger WHERE contact_key = ?", [BO])[0][0]
+        assert [(b.change.contact_key, b.reason, b.ledger_id) for b in blocked] == [
+            (BO, "no consent to subscribe (effective status: unsubscribed)", bo_opt_out),
+            (CY, "no consent to subscribe (effective status: none)", None)]
+
+
+def test_the_gate_refuses_a_diff_planned_against_another_runs_consent(shop) -> None:
+    first, second = _consent(shop, run_id=1), _consent(shop, run_id=2)
+    diff = DestinationDiff.build(shop.con, "crm", Memberships(), first)
+    with pytest.raises(ValueError, match=r"^the diff of 'crm' was planned against the effective consent of "
+                                         r"another run \(run 1, not 2\); plan it again in this run$"):
+        Gate(shop, second, diff)
+    with pytest.raises(ValueError, match="^the diff of 'crm' was planned against another run's consent$"):
+        Acknowledgement(shop, second, diff, DestinationReport("crm"))
+
+
+def test_stages_called_out_of_order_are_type_errors(shop) -> None:
+    consent = _consent(shop)
+    diff = DestinationDiff.build(shop.con, "crm", Memberships(), consent)
+    with pytest.raises(TypeError, match="^the gate checks a DestinationDiff, not a NoneType$"):
+        Gate(shop, consent, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^the gate checks against an EffectiveConsent, not a str$"):
+        Gate(shop, "SELECT * FROM _effective_consent", diff)  # type: ignore[arg-type]
+    ack = Acknowledgement(shop, consent, diff, DestinationReport("crm"))
+    with pytest.raises(TypeError, match="^the acknowledgement takes a WrittenBatch from the push stage, not a WriteResult$"):
+        ack.written(WriteResult([Outcome.ok(ANN)], 1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="^finish takes the PushResult of the push stage, not a WriteResult$"):
+        ack.finish(WriteResult([], 0))  # type: ignore[arg-type]
+    other = DestinationDiff.build(shop.con, "files", Memberships(), _consent(shop, files=DEFAULT))
+    with pytest.raises(ValueError, match="^outcomes of the diff of 'files' handed to the acknowledgement of "
+                                         "another diff \\('crm'\\)$"):
+        ack.finish(PushResult(other))
+    assert rows(shop, "SELECT count(*) FROM run_destinations")[0][0] == 0  # nothing recorded on the way
+
+
+def test_a_write_batch_is_acknowledged_rejected_audited_and_retried_from_what_was_planned(shop) -> None:
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        planned = {p.change.contact_key: p for b in diff.batches(10) for p in b}
+        report = DestinationReport("crm")
+        ack = Acknowledgement(shop, consent, diff, report)
+        ack.written(WrittenBatch(diff, (planned[ANN], planned[BO], planned[GONE]), WriteResult(
+            [Outcome.ok(ANN, external_id="x-1"), Outcome.rejected(BO, "Invalid Resource", "email")], 1)))
+        assert (report.records_written, report.records_rejected, report.records_retrying) == (1, 1, 1)
+        assert rows(shop, "SELECT contact_key, state_hash, status FROM acknowledged WHERE destination = 'crm' "
+                          "ORDER BY contact_key") == [
+            (ANN, planned[ANN].state_hash, "subscribed"), (BO, "old", "subscribed"), (GONE, "old", "subscribed")]
+        assert rows(shop, "SELECT contact_key, segment FROM acknowledged_memberships") == [(ANN, "vip")]
+        assert rows(shop, "SELECT connection, external_id, contact_key FROM identities "
+                          "WHERE connection = 'crm'") == [("crm", "x-1", ANN)]
+        assert rows(shop, "SELECT contact_key, state_hash, reason, refused_by FROM rejected") == [
+            (BO, planned[BO].state_hash, "Invalid Resource", "destination")]
+        ledger = dict(rows(shop, "SELECT contact_key, max(id) FROM consent_ledger GROUP BY contact_key"))
+        assert rows(shop, "SELECT contact_key, action, before_status, after_status, ledger_id, policy, outcome, reason "
+                          "FROM status_changes ORDER BY contact_key") == [
+            (ANN, "add", None, "subscribed", ledger[ANN], "default", "acknowledged", None),
+            (BO, "unsubscribe", "subscribed", "unsubscribed", ledger[BO], "default", "rejected", "Invalid Resource")]
+        assert rows(shop, "SELECT record, field, reason, retryable FROM record_errors ORDER BY record") == [
+            ("b***@e***.com", "email", "Invalid Resource", False),
+            ("g***@e***.com", None, "the connector returned no outcome for this record", True)]
+        assert ack.finish(PushResult(diff, write_calls=1)) is report
+        assert (report.status, report.error, report.write_calls) == (
+            "partial", "1 record(s) to retry on the next run (see `segsync runs --errors`)", 1)
+        assert rows(shop, "SELECT destination, status, write_calls, records_written, records_rejected, "
+                          "records_retrying FROM run_destinations") == [("crm", "partial", 1, 1, 1, 1)]
+        # The next diff plans the retry and the changed state only: Ann is acknowledged, Bo's
+        # refused state is remembered.
+        again = DestinationDiff.build(shop.con, "crm", _vip(shop), consent)
+        assert again.counts == {"delete": 1}
+        again.close()
+
+
+def test_planned_changes_the_gate_blocked_are_remembered_as_its_refusals(shop) -> None:
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", Memberships(), consent) as diff:
+        report = DestinationReport("crm")
+        gate = Gate(shop, consent, diff)
+        bogus = PlannedChange(ContactChange(CY, "upsert", "subscribed"), "add", "h-cy")
+        _, blocked = gate.split([bogus.change])
+        Acknowledgement(shop, consent, diff, report).refused(gate, blocked, [bogus])
+        assert (report.records_blocked, report.records_rejected) == (1, 1)
+        assert rows(shop, "SELECT contact_key, state_hash, reason, refused_by FROM rejected") == [
+            (CY, "h-cy", "consent gate: no consent to subscribe (effective status: none)", "gate")]
+        assert rows(shop, "SELECT contact_key, after_status, outcome FROM status_changes") == [(CY, "subscribed", "blocked")]
