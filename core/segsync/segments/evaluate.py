@@ -1,7 +1,8 @@
 """Evaluation against a DuckDB store: memberships, snapshots, diffs, SQL display.
 
 Everything is set-based SQL; no contact is ever looked at in Python. Results live in
-connection-local temp tables so the runner can read them within the same connection:
+connection-local temp tables, read within the same connection (a sync run reads memberships
+only through the :class:`~segsync.segments.memberships.Memberships` its evaluate stage hands over):
 
 * ``segment_membership(segment VARCHAR, contact_key VARCHAR)`` — written by :func:`evaluate`
 * ``segment_diff(segment VARCHAR, contact_key VARCHAR, change VARCHAR)`` — written by
