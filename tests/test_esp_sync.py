@@ -7,10 +7,12 @@ and drives the real runner. Assertions read the emulators' own state and request
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timezone
 
-
 from segsync.consent import rules
+from segsync_mailchimp.mapping import subscriber_hash
 
 from .esp_fixtures import LIST_ID, EspProject, brevo, esp, mailchimp  # noqa: F401  (fixtures)
 
@@ -289,3 +291,66 @@ def test_a_destination_that_is_down_fails_the_run(esp: EspProject) -> None:
         history = store.runs()
     assert history[0]["status"] == "partial"
     assert {d["destination"]: d["status"] for d in history[0]["destinations"]} == {"mc": "ok", "brevo": "failed"}
+
+
+# -- 5. what Mailchimp sends is not always well formed -----------------------------------------
+
+
+GUS, HAL, IVY = "gus@example.com", "hal@example.com", "ivy@example.com"
+
+
+def test_one_malformed_member_is_one_record_error_and_the_others_load(esp: EspProject) -> None:
+    for email in (GUS, HAL, IVY):
+        esp.mc.state.seed_member(LIST_ID, email, merge_fields={"FNAME": email[:3].title()})
+    # Ivy's opt-in time is not a time: her consent cannot be read, the rest of her can.
+    esp.mc.state.serve_member_as(LIST_ID, IVY, timestamp_opt="yesterday")
+    run = esp.sync()
+    mc = run.source("mc")
+    assert (mc.status, mc.loaded, mc.rejected) == (
+        "with-rejections", {"contacts": 3, "consent": 2, "events": 0}, {"contacts": 0, "consent": 1, "events": 0})
+    assert mc.error == "1 record(s) rejected (see `segsync runs --errors`)"
+    # Never reported as a clean success, though every destination did its job.
+    assert run.summary.status == "with-rejections"
+    assert (run.dest("mc").status, run.dest("brevo").status) == ("ok", "ok")
+    with esp.store() as store:
+        errors = store.con.execute(
+            "SELECT connection, phase, record, field, reason FROM record_errors ORDER BY occurred_at").fetchall()
+        ledger = store.con.execute(
+            "SELECT contact_key, status, method FROM consent_ledger WHERE source = 'mc' ORDER BY contact_key").fetchall()
+    assert errors == [("mc", "pull:consent", f"member {subscriber_hash(IVY)}", "timestamp_opt",
+                       "not an ISO 8601 date-time: 'yesterday'")]
+    assert ledger == [(GUS, "opted_in", "form"), (HAL, "opted_in", "form")]
+    # The good members' opt-ins reached Brevo; Ivy, with no readable consent, was not added.
+    assert {k: v["emailBlacklisted"] for k, v in _brevo(esp).items()} == {ANN: False, BO: False, GUS: False, HAL: False}
+
+
+# -- 6. a generic API write to Mailchimp does not lift an opt-out ------------------------------
+
+
+def test_a_mailchimp_resubscribe_through_the_api_does_not_lift_an_opt_out(esp: EspProject) -> None:
+    esp.sync_until_quiet()
+    esp.append("consent.csv", f"ann@example.com,opted_out,{_now_iso()},email_link\n")
+    esp.sync()
+    assert (esp.mc_members()[ANN]["status"], _brevo(esp)[ANN]["emailBlacklisted"]) == ("unsubscribed", True)
+    # Another tool (or a plugin going around the gate) re-subscribes Ann through Mailchimp's
+    # API, after her opt-out: Mailchimp records the source "API - Generic" and a new opt-in time.
+    with esp.mc.state.lock:
+        member = esp.mc.state.member(LIST_ID, ANN)
+        member.status, member.source = "subscribed", "API - Generic"
+        member.timestamp_opt = member.last_changed = esp.mc.state.clock()
+    esp.wait_for_mailchimp_clock()
+    sync = subprocess.run([sys.executable, "-m", "segsync", "sync"], cwd=esp.root, capture_output=True,
+                          text=True, timeout=120)
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    with esp.store() as store:
+        pulled = store.con.execute(
+            "SELECT status, method FROM consent_ledger WHERE source = 'mc' AND contact_key = ? "
+            "ORDER BY recorded_at DESC LIMIT 1", [ANN]).fetchall()
+    # The API opt-in was read and kept as evidence, as method api, which lifts nothing ...
+    assert pulled == [("opted_in", "api")]
+    assert _effective(esp)[ANN] == "unsubscribed"
+    # ... so Ann stays blocklisted in Brevo, Mailchimp is set back to unsubscribed, and Bo is untouched.
+    assert _brevo(esp)[ANN]["emailBlacklisted"] is True
+    assert esp.mc_members()[ANN]["status"] == "unsubscribed"
+    assert esp.mc_members()[BO]["status"] == "subscribed"
+    assert _acked(esp, "mc")[ANN] == _acked(esp, "brevo")[ANN] == "unsubscribed"

@@ -124,12 +124,24 @@ class FileSlice:
     label: str = ""  # how record errors name the file; defaults to the path
 
 
+@dataclass(frozen=True)
+class RecordProblem:
+    """A pulled record the connector could not translate into a row (e.g. an API payload with a
+    field of the wrong shape): it becomes a record error naming ``record`` and ``field``."""
+
+    record: str
+    field: str
+    reason: str
+
+
 @dataclass
 class Batch:
     """One unit of pulled records plus the cursor that holds once they are committed.
 
     Exactly one of ``rows`` (canonical dicts, e.g. an API page) or ``file`` is set.
     ``record_ids`` optionally names each row for error messages (defaults to its position).
+    ``problems`` are the batch's records that could not be translated into rows (with ``rows``
+    only; see :mod:`segsync.payload`): each is a record error, counted as rejected.
     """
 
     stream: Stream
@@ -137,10 +149,13 @@ class Batch:
     rows: Sequence[Mapping[str, Any]] | None = None
     file: FileSlice | None = None
     record_ids: Sequence[str] | None = None
+    problems: Sequence[RecordProblem] = ()
 
     def __post_init__(self) -> None:
         if (self.rows is None) == (self.file is None):
             raise ValueError("a Batch holds either rows or a file, not both or neither")
+        if self.problems and self.rows is None:
+            raise ValueError("a Batch's problems go with its rows; a file's bad lines are found by the store")
 
 
 @dataclass(frozen=True)

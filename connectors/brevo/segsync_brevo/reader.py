@@ -6,18 +6,46 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from segsync import payload
 from segsync.connector import Batch, Stream
 
 from segsync_brevo.account import AccountDirectory
 from segsync_brevo.api import BrevoApi
 from segsync_brevo.limits import BLOCKED_PAGE_MAX, CONTACTS_PAGE_MAX, EVENTS_MAX_DAYS, EVENTS_PAGE_MAX
-from segsync_brevo.mapping import BLOCK_REASONS, contact_row, event_row
+from segsync_brevo.mapping import (
+    blocked_consent_row,
+    blocked_name,
+    blocklist_consent_row,
+    contact_name,
+    contact_row,
+    event_name,
+    event_row,
+)
 from segsync_brevo.settings import BrevoSettings
 
 
 def _ts(raw: str) -> datetime:
     value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _modified_at(item: Any, key: str) -> datetime | None:
+    """An item's ``key`` time for cursors and windows; None when it has none that parses (the
+    item's mapping then reports it, if it needs it)."""
+    try:
+        found = payload.timestamp(payload.record(item), key)
+    except payload.PayloadError:
+        return None
+    return found[1] if found else None
+
+
+def _after(item: Any, key: str, since: str | None, *, or_equal: bool = False) -> bool:
+    """Whether ``item`` is newer than an earlier pull's mark; an item without a readable time
+    is kept, so that its mapping reports it as a record error instead of dropping it."""
+    when = _modified_at(item, key)
+    if since is None or when is None:
+        return True
+    return when >= _ts(since) if or_equal else when > _ts(since)
 
 
 def _today() -> date:
@@ -64,24 +92,14 @@ class Reader:
         pages = self._contact_pages(since, int(cursor.get("offset", 0)))
         for items, offset in pages:
             for item in items:
-                if high is None or _ts(item["modifiedAt"]) > _ts(high):
+                modified = _modified_at(item, "modifiedAt")
+                if modified is not None and (high is None or modified > _ts(high)):
                     high = item["modifiedAt"]
             if consent:
-                rows = [
-                    {
-                        "email": c["email"],
-                        "channel": "email",
-                        "purpose": "marketing",
-                        "status": "opted_out",
-                        "timestamp": c["modifiedAt"],
-                        "method": "sync",
-                        "evidence": "Brevo contact emailBlacklisted=true",
-                    }
-                    for c in items
-                    if c.get("emailBlacklisted")
-                ]
+                rows, names, problems = payload.translate(items, blocklist_consent_row, contact_name)
             else:
-                rows = [contact_row(c, reverse, list_names) for c in items]
+                rows, names, problems = payload.translate(
+                    items, lambda c: contact_row(c, reverse, list_names), contact_name)
             last = len(items) < CONTACTS_PAGE_MAX
             next_cursor = (
                 {"modified_since": high}
@@ -91,7 +109,7 @@ class Reader:
             if consent:
                 # Consent also carries the transactional blocklist's own cursor.
                 next_cursor["blocked_since"] = cursor.get("blocked_since")
-            yield Batch(stream=stream, cursor=next_cursor, rows=rows)
+            yield Batch(stream=stream, cursor=next_cursor, rows=rows, record_ids=names, problems=problems)
             if last:
                 cursor = {**cursor, **next_cursor}
         if consent:
@@ -111,33 +129,21 @@ class Reader:
             )
             items = page.get("contacts") or []
             offset += len(items)
-            rows = []
-            for item in items:
-                # Days are the API's granularity; drop what an earlier pull already covered.
-                if since and _ts(item["blockedAt"]) <= _ts(since):
-                    continue
-                status, method = BLOCK_REASONS.get(item["reason"]["code"], ("opted_out", "sync"))
-                rows.append(
-                    {
-                        "email": item["email"],
-                        "channel": "email",
-                        "purpose": "marketing",
-                        "status": status,
-                        "timestamp": item["blockedAt"],
-                        "method": method,
-                        "evidence": f"Brevo transactional blocklist: {item['reason']['code']}"
-                        f" ({item['reason'].get('message', '')}), sender {item.get('senderEmail', '')}",
-                    }
-                )
-                if high is None or _ts(item["blockedAt"]) > _ts(high):
-                    high = item["blockedAt"]
+            # Days are the API's granularity; drop what an earlier pull already covered.
+            fresh = [item for item in items if _after(item, "blockedAt", since)]
+            rows, names, problems = payload.translate(fresh, blocked_consent_row, blocked_name)
+            for row in rows:
+                if high is None or _ts(row["timestamp"]) > _ts(high):
+                    high = row["timestamp"]
             done = len(items) < BLOCKED_PAGE_MAX or offset >= int(page.get("count") or 0)
-            if rows or done:
+            if rows or problems or done:
                 # Like contacts, the mark is only safe once every page of the window is in.
                 yield Batch(
                     stream=Stream.CONSENT,
                     cursor={**base, "blocked_since": high if done else since},
                     rows=rows,
+                    record_ids=names,
+                    problems=problems,
                 )
             if done:
                 return
@@ -159,17 +165,15 @@ class Reader:
             )
             items = page.get("events") or []
             offset += len(items)
-            rows = []
+            # Equal timestamps are pulled again: the store deduplicates on the stable id.
+            fresh = [item for item in items if _after(item, "date", since, or_equal=True)]
+            rows, names, problems = payload.translate(fresh, event_row, event_name)
             for item in items:
-                # Equal timestamps are pulled again: the store deduplicates on the stable id.
-                if since and _ts(item["date"]) < _ts(since):
-                    continue
-                row = event_row(item)
-                if row is not None:
-                    rows.append(row)
-                if high is None or _ts(item["date"]) > _ts(high):
+                when = _modified_at(item, "date")
+                if when is not None and (high is None or when > _ts(high)):
                     high = item["date"]
             done = len(items) < EVENTS_PAGE_MAX
-            yield Batch(stream=Stream.EVENTS, cursor={"since": high if done else since}, rows=rows)
+            yield Batch(stream=Stream.EVENTS, cursor={"since": high if done else since}, rows=rows,
+                        record_ids=names, problems=problems)
             if done:
                 return

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from segsync.connector import Stream
+from segsync.connector import RecordProblem, Stream
 
 
 
@@ -103,3 +103,33 @@ def test_events_have_stable_ids_and_canonical_types(emulator, connector):
     again = rows(connector.read(Stream.EVENTS, None))
     assert [r["id"] for r in again] == [r["id"] for r in first]
     assert len({r["id"] for r in first}) == 4
+
+
+def test_a_malformed_contact_is_a_record_problem_and_the_rest_of_its_page_loads(emulator, connector, monkeypatch):
+    for email in ("ann@example.com", "bob@example.com", "cy@example.com"):
+        emulator.state.seed_contact(email, blacklisted=email != "cy@example.com")
+    bob = emulator.state.contact("bob@example.com").id
+    real = connector.api.get_contacts
+
+    def with_bob_garbled(**query):
+        page = real(**query)
+        for contact in page["contacts"]:
+            if contact["email"] == "bob@example.com":
+                contact["listIds"], contact["modifiedAt"] = "oops", "soon"
+        return page
+
+    monkeypatch.setattr(connector.api, "get_contacts", with_bob_garbled)
+    contacts = list(connector.read(Stream.CONTACTS, None))
+    assert sorted(r["email"] for r in rows(contacts)) == ["ann@example.com", "cy@example.com", "owner@example.com"]
+    assert [p for b in contacts for p in b.problems] == [
+        RecordProblem(f"contact {bob}", "listIds", "not a list but text: 'oops'")]
+    assert [n for b in contacts for n in b.record_ids] == [
+        f"contact {emulator.state.contact(r['email']).id}" for r in rows(contacts)]
+    # The cursor still moves, to the newest readable modification time.
+    newest = max((c for c in emulator.state.contacts.values() if c.email != "bob@example.com"),
+                 key=lambda c: c.modified_at)
+    assert contacts[-1].cursor == {"modified_since": newest.to_json()["modifiedAt"]}
+    consent = [b for b in connector.read(Stream.CONSENT, None)]
+    assert [(r["email"], r["status"]) for r in rows(consent)] == [("ann@example.com", "opted_out")]
+    assert [p for b in consent for p in b.problems] == [
+        RecordProblem(f"contact {bob}", "modifiedAt", "not an ISO 8601 date-time: 'soon'")]

@@ -40,6 +40,14 @@ def test_bulk_import_with_invalid_rows(emulator, connector):
     assert ("GET", "/v3/contacts/attributes") in api_calls(emulator)
 
 
+def test_an_internationalized_domain_lands_in_its_punycode_form(emulator, connector):
+    # segsync's contact key holds the domain as punycode, the form Brevo accepts (README,
+    # "Addresses with non-ASCII characters"); a non-ASCII local part is refused (test above).
+    result = connector.write([change("ann@xn--bcher-kva.de", add=("vip",))])
+    assert [(o.contact_key, o.status) for o in result.outcomes] == [("ann@xn--bcher-kva.de", "ok")]
+    assert emulator.state.contact("ann@xn--bcher-kva.de") is not None
+
+
 def test_list_membership_diffs_use_add_and_remove(emulator, connector):
     a, b = emulator.state.add_list("a"), emulator.state.add_list("b")
     for n in range(160):

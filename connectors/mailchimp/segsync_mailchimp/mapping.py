@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from segsync import payload
+
 KNOWN_ATTRIBUTES = frozenset({
     "first_name", "last_name", "company", "job_title", "department", "industry",
     "company_size", "country", "timezone", "lifecycle_stage", "created_at",
@@ -20,6 +22,7 @@ CONSENT_STATUS = {
     "cleaned": "bounced",
     "pending": "pending",
 }
+NO_CONSENT_STATUSES = frozenset({"transactional", "archived"})
 
 EVENT_TYPES = {"open": "email.opened", "click": "email.clicked", "bounce": "email.bounced"}
 
@@ -40,58 +43,90 @@ def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode()).hexdigest()
 
 
-def _when(raw: str | None) -> datetime | None:
-    return datetime.fromisoformat(raw) if raw else None
+def member_name(member: Any, position: int) -> str:
+    """How record errors name a member: its Mailchimp id (the hash of its address), never the
+    address itself; its place in the page when it has neither."""
+    if isinstance(member, Mapping):
+        if isinstance(member.get("email_address"), str):
+            return f"member {subscriber_hash(member['email_address'])}"
+        if isinstance(member.get("id"), str) and member["id"]:
+            return f"member {member['id'][:64]}"
+    return f"member #{position + 1} of its page"
 
 
-def contact_row(member: Mapping[str, Any], tag_to_attribute: Mapping[str, str], segment_field: str | None) -> dict[str, Any]:
-    row: dict[str, Any] = {"email": member["email_address"]}
-    for tag, value in (member.get("merge_fields") or {}).items():
+def contact_row(member: Any, tag_to_attribute: Mapping[str, str], segment_field: str | None) -> dict[str, Any]:
+    """A member as a canonical contact row; :class:`PayloadError` names a field of the wrong shape."""
+    member = payload.record(member, "member")
+    email = payload.text(member, "email_address", required=True)
+    row: dict[str, Any] = {"email": email}
+    for tag, value in payload.obj(member, "merge_fields").items():
         if value in ("", None, {}) or tag == segment_field:
             continue
-        row[tag_to_attribute.get(tag, f"mailchimp_{tag.lower()}")] = value
+        row[tag_to_attribute.get(tag, f"mailchimp_{str(tag).lower()}")] = value
+    tags = []
+    for tag in payload.items(member, "tags"):
+        name = tag.get("name") if isinstance(tag, Mapping) else None
+        if not isinstance(name, str):
+            raise payload.PayloadError("tags", f"an entry is not an object with a name: {payload.show(tag)}")
+        tags.append(name)
     # Mailchimp's own view is recorded on the identity, not as attributes: status and tags are
     # written by segsync and must not echo back as attribute changes to every destination.
-    row["external_id"] = member.get("id") or subscriber_hash(member["email_address"])
+    row["external_id"] = payload.text(member, "id") or subscriber_hash(email)
     row["external"] = {
-        "status": member.get("status"),
-        "tags": sorted(t["name"] for t in member.get("tags") or ()),
+        "status": payload.text(member, "status"),
+        "tags": sorted(tags),
         # Sign-up time in this audience; not the contact's created_at (an import through
         # segsync would otherwise echo back as a change to every destination).
-        "timestamp_signup": member.get("timestamp_signup") or None,
+        "timestamp_signup": payload.text(member, "timestamp_signup"),
     }
     return row
 
 
-def consent_row(member: Mapping[str, Any], list_id: str) -> dict[str, Any] | None:
-    status = CONSENT_STATUS.get(member.get("status", ""))
-    if status is None:
+def consent_row(member: Any, list_id: str) -> dict[str, Any] | None:
+    """A member's consent as a canonical row (None for statuses that state none: transactional,
+    archived); :class:`PayloadError` names a field of the wrong shape or an unknown status."""
+    member = payload.record(member, "member")
+    email = payload.text(member, "email_address", required=True)
+    raw_status = payload.text(member, "status", required=True)
+    if raw_status in NO_CONSENT_STATUSES:
         return None
-    signup, opt = _when(member.get("timestamp_signup")), _when(member.get("timestamp_opt"))
-    source = member.get("source") or ""
+    status = CONSENT_STATUS.get(raw_status)
+    if status is None:
+        raise payload.PayloadError(
+            "status", f"unknown Mailchimp member status {payload.show(raw_status)}; one of "
+            + ", ".join(sorted({*CONSENT_STATUS, *NO_CONSENT_STATUSES})))
+    signup = payload.timestamp(member, "timestamp_signup")
+    opt = payload.timestamp(member, "timestamp_opt")
+    source = payload.text(member, "source") or ""
+    ip_opt = payload.text(member, "ip_opt") or ""
+    reason = payload.text(member, "unsubscribe_reason") or ""
+
+    def last_changed() -> str:
+        return payload.timestamp(member, "last_changed", required=True)[0]
+
     if status == "opted_in":
-        timestamp = member.get("timestamp_opt") or member.get("timestamp_signup") or member["last_changed"]
-        method = _opt_in_method(source, signup, opt, member.get("ip_opt") or "")
+        timestamp = (opt or signup or (last_changed(),))[0]
+        method = _opt_in_method(source, signup and signup[1], opt and opt[1], ip_opt)
     elif status == "pending":
         # A form's sign-up awaiting its confirmation mail; pending written through the API or an
         # import is that writer's request, not the person's.
-        timestamp = member.get("timestamp_signup") or member["last_changed"]
+        timestamp = signup[0] if signup else last_changed()
         method = "double_opt_in" if source_method(source) == "form" else source_method(source)
     elif status == "bounced":
-        timestamp, method = member["last_changed"], "bounce"
+        timestamp, method = last_changed(), "bounce"
     else:
-        reason = member.get("unsubscribe_reason") or ""
-        timestamp = member["last_changed"]
+        timestamp = last_changed()
         method = "email_link" if "unsubscribe link" in reason.lower() else "sync"
-    evidence = [f"mailchimp list {list_id} member {member['id']}", f"status {member.get('status')}"]
+    evidence = [f"mailchimp list {list_id} member {payload.text(member, 'id') or subscriber_hash(email)}",
+                f"status {raw_status}"]
     if source:
         evidence.append(f"source {source}")
-    if status == "opted_in" and member.get("ip_opt"):
-        evidence.append(f"opt-in IP {member['ip_opt']}")
-    if member.get("unsubscribe_reason"):
-        evidence.append(f"reason {member['unsubscribe_reason']}")
+    if status == "opted_in" and ip_opt:
+        evidence.append(f"opt-in IP {ip_opt}")
+    if reason:
+        evidence.append(f"reason {reason}")
     return {
-        "email": member["email_address"], "channel": "email", "purpose": "marketing",
+        "email": email, "channel": "email", "purpose": "marketing",
         "status": status, "timestamp": timestamp, "method": method, "evidence": "; ".join(evidence),
     }
 
@@ -115,31 +150,55 @@ def _opt_in_method(source: str, signup: datetime | None, opt: datetime | None, i
     return method
 
 
-def activity_events(email_row: Mapping[str, Any], campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
+def activity_name(row: Any, position: int) -> str:
+    """How record errors name a row of a campaign's email activity or unsubscribes."""
+    if isinstance(row, Mapping) and isinstance(row.get("email_id"), str) and row["email_id"]:
+        return f"campaign email {row['email_id'][:64]}"
+    if isinstance(row, Mapping) and isinstance(row.get("email_address"), str):
+        return f"campaign email {subscriber_hash(row['email_address'])}"
+    return f"campaign email #{position + 1} of its page"
+
+
+def activity_events(email_row: Any, campaign: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One recipient's opens, clicks and bounces of a campaign as canonical events; other
+    actions are skipped. :class:`PayloadError` names a field of the wrong shape."""
+    email_row = payload.record(email_row, "email activity")
+    email = payload.text(email_row, "email_address", required=True)
+    email_id = payload.text(email_row, "email_id", required=True)
     events = []
-    for act in email_row.get("activity") or ():
-        kind = EVENT_TYPES.get(act.get("action", ""))
+    for act in payload.items(email_row, "activity"):
+        act = payload.record(act, "activity")
+        action = payload.text(act, "action", prefix="activity.") or ""
+        kind = EVENT_TYPES.get(action)
         if kind is None:
             continue
+        when = payload.timestamp(act, "timestamp", required=True)[0]
+        url = payload.text(act, "url", prefix="activity.")
         properties: dict[str, Any] = {"campaign_id": campaign["id"], "list_id": campaign.get("list_id")}
-        if act.get("url"):
-            properties["url"] = act["url"]
-        if act.get("type"):
-            properties["bounce_type"] = act["type"]
+        if url:
+            properties["url"] = url
+        bounce_type = payload.text(act, "type", prefix="activity.")
+        if bounce_type:
+            properties["bounce_type"] = bounce_type
         events.append({
-            "email": email_row["email_address"], "type": kind, "timestamp": act["timestamp"],
-            "id": event_id(campaign["id"], email_row["email_id"], act["action"], act["timestamp"], act.get("url")),
+            "email": email, "type": kind, "timestamp": when,
+            "id": event_id(campaign["id"], email_id, action, when, url),
             "properties": properties,
         })
     return events
 
 
-def unsubscribe_event(row: Mapping[str, Any], campaign: Mapping[str, Any]) -> dict[str, Any]:
+def unsubscribe_event(row: Any, campaign: Mapping[str, Any], since: datetime | None = None) -> dict[str, Any] | None:
+    """An unsubscribe of a campaign's recipient as a canonical event (None: not after ``since``)."""
+    row = payload.record(row, "unsubscribe")
+    raw, when = payload.timestamp(row, "timestamp", required=True)
+    if since is not None and when <= since:
+        return None
     return {
-        "email": row["email_address"], "type": "email.unsubscribed", "timestamp": row["timestamp"],
-        "id": event_id(campaign["id"], row["email_id"], "unsubscribe", row["timestamp"]),
+        "email": payload.text(row, "email_address", required=True), "type": "email.unsubscribed", "timestamp": raw,
+        "id": event_id(campaign["id"], payload.text(row, "email_id", required=True), "unsubscribe", raw),
         "properties": {"campaign_id": campaign["id"], "list_id": campaign.get("list_id"),
-                       "reason": row.get("reason") or ""},
+                       "reason": payload.text(row, "reason") or ""},
     }
 
 

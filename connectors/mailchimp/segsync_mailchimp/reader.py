@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from segsync import payload
 from segsync.connector import Batch, Stream
 
 from segsync_mailchimp import mapping
@@ -77,12 +78,11 @@ class MemberReader:
                 shrunk = max(0, (total or new_total) - new_total)
                 offset = max(0, offset + len(members) - shrunk)
                 total = new_total
-                rows = [r for r in (to_row(m) for m in members) if r is not None]
+                rows, names, problems = payload.translate(members, to_row, mapping.member_name)
                 resume = {"since": since, "before": before, "offset": offset, "total": total,
                           "statuses": statuses[i:]}
                 if members:
-                    yield Batch(stream=stream, cursor=resume, rows=rows,
-                                record_ids=[f"member {mapping.subscriber_hash(r['email'])}" for r in rows])
+                    yield Batch(stream=stream, cursor=resume, rows=rows, record_ids=names, problems=problems)
                 if len(members) < PAGE or offset >= total:
                     break
             offset = 0
@@ -115,9 +115,10 @@ class ActivityReader:
                 page = self.api.call("email activity", lambda c: c.reports.get_email_activity_for_campaign(
                     campaign["id"], **query)) or {}
                 emails = page.get("emails") or []
-                rows = [e for row in emails for e in mapping.activity_events(row, campaign)]
-                if rows:
-                    yield Batch(stream=Stream.EVENTS, cursor=cursor, rows=rows)
+                rows, names, problems = payload.translate(
+                    emails, lambda row: mapping.activity_events(row, campaign), mapping.activity_name)
+                if rows or problems:
+                    yield Batch(stream=Stream.EVENTS, cursor=cursor, rows=rows, record_ids=names, problems=problems)
                 offset += len(emails)
                 if len(emails) < PAGE or offset >= int(page.get("total_items") or 0):
                     break
@@ -130,10 +131,10 @@ class ActivityReader:
             page = self.api.call("unsubscribes", lambda c: c.reports.get_unsubscribed_list_for_campaign(
                 campaign["id"], count=PAGE, offset=offset)) or {}
             items = page.get("unsubscribes") or []
-            rows = [mapping.unsubscribe_event(u, campaign) for u in items
-                    if bound is None or datetime.fromisoformat(u["timestamp"]) > bound]
-            if rows:
-                yield Batch(stream=Stream.EVENTS, cursor=cursor, rows=rows)
+            rows, names, problems = payload.translate(
+                items, lambda u: mapping.unsubscribe_event(u, campaign, bound), mapping.activity_name)
+            if rows or problems:
+                yield Batch(stream=Stream.EVENTS, cursor=cursor, rows=rows, record_ids=names, problems=problems)
             offset += len(items)
             if len(items) < PAGE or offset >= int(page.get("total_items") or 0):
                 break

@@ -133,6 +133,9 @@ class Ingestor:
                         line = ""
                     handle.write(line)
                     handle.write("\n")
+                # Records the connector could not translate: numbered after the rows.
+                for offset, problem in enumerate(batch.problems, start=len(batch.rows) + 1):
+                    self._bad.append((offset, problem.record, problem.field, problem.reason))
             try:
                 self._stage_jsonl(batch.stream, FileSlice(Path(name), "jsonl"), record_from_json=True)
                 # Materialize so the temporary file can go.

@@ -107,6 +107,8 @@ class Member:
     vip: bool = False
     unsubscribe_reason: str = ""
     web_id: int = 0
+    # Fields answered in place of the member's own (see MailchimpState.serve_member_as).
+    served_as: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -271,6 +273,15 @@ class EmulatorState:
             key = subscriber_hash(key) if "@" in key else key.lower()
             return self.audience(list_id).members.get(key)
 
+    def serve_member_as(self, list_id: str, email: str, **fields: Any) -> None:
+        """Answer this member's document with ``fields`` in place of its own (a field given as
+        ``...`` is left out): a malformed payload, for tests of what a client does with one."""
+        with self.lock:
+            member = self.member(list_id, email)
+            if member is None:
+                raise KeyError(email)
+            member.served_as = dict(fields)
+
     def tag_names(self, list_id: str, member: Member) -> list[str]:
         segments = self.audience(list_id).segments
         return sorted(segments[i].name for i in member.tags if i in segments)
@@ -294,6 +305,11 @@ class EmulatorState:
         }
         if m.status == "unsubscribed":
             doc["unsubscribe_reason"] = m.unsubscribe_reason
+        for name, value in m.served_as.items():
+            if value is ...:
+                doc.pop(name, None)
+            else:
+                doc[name] = value
         return doc
 
     # ------------------------------------------------------------------ endpoints
