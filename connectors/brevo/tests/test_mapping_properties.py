@@ -53,25 +53,28 @@ def _rows(contact):
     return mapping.contact_row(contact, REVERSE, LIST_NAMES), mapping.blocklist_consent_row(contact)
 
 
-@settings(max_examples=60)
-@given(contact=contacts())
-def test_a_well_formed_contact_maps_to_rows_the_store_takes(store, contact) -> None:
-    row, consent = _rows(contact)
-    assert row["email"] == contact["email"]
-    assert row["external_id"] == str(contact["id"])
-    assert row["external"]["email_blacklisted"] is contact["emailBlacklisted"]
-    assert row["external"]["lists"] == sorted(LIST_NAMES.get(i, str(i)) for i in contact["listIds"])
-    # Only a blocklisted contact says anything about consent (an opt-out); never an opt-in.
-    if contact["emailBlacklisted"]:
-        assert (consent["status"], consent["timestamp"], consent["method"]) == ("opted_out", contact["modifiedAt"], "sync")
-    else:
-        assert consent is None
+@settings(max_examples=15)
+@given(batch=st.lists(contacts(), min_size=1, max_size=25))
+def test_well_formed_contacts_map_to_rows_the_store_takes(store, batch) -> None:
+    rows, consents = [], []
+    for contact in batch:
+        row, consent = _rows(contact)
+        assert row["email"] == contact["email"]
+        assert row["external_id"] == str(contact["id"])
+        assert row["external"]["email_blacklisted"] is contact["emailBlacklisted"]
+        assert row["external"]["lists"] == sorted(LIST_NAMES.get(i, str(i)) for i in contact["listIds"])
+        # Only a blocklisted contact says anything about consent (an opt-out); never an opt-in.
+        if contact["emailBlacklisted"]:
+            assert (consent["status"], consent["timestamp"], consent["method"]) == (
+                "opted_out", contact["modifiedAt"], "sync")
+            consents.append(consent)
+        else:
+            assert consent is None
+        rows.append(row)
     ingestor = Ingestor(store.con, connection="brevo", run_id=None, event_types=EVENT_TYPES)
-    loaded = ingestor.ingest(Batch(Stream.CONTACTS, None, rows=[row]))
-    assert (loaded.rows, loaded.rejected, loaded.errors) == (1, 0, [])
-    if consent is not None:
-        loaded = ingestor.ingest(Batch(Stream.CONSENT, None, rows=[consent]))
-        assert (loaded.rows, loaded.rejected, loaded.errors) == (1, 0, [])
+    for stream, batch_rows in ((Stream.CONTACTS, rows), (Stream.CONSENT, consents)):
+        loaded = ingestor.ingest(Batch(stream, None, rows=batch_rows))
+        assert (loaded.rows, loaded.rejected, loaded.errors) == (len(batch_rows), 0, [])
 
 
 @settings(max_examples=150)
@@ -166,13 +169,17 @@ def test_any_event_payload_maps_or_names_a_field(event) -> None:
         assert row is None or row["type"] in {t for t, _ in mapping.EVENT_TYPES.values()}
 
 
-@settings(max_examples=40)
-@given(email=addresses, date=times, kind=st.sampled_from(list(mapping.EVENT_TYPES)), subject=st.text(max_size=30))
-def test_a_well_formed_event_maps_to_a_row_the_store_takes(store, email, date, kind, subject) -> None:
-    event = {"email": email, "date": date, "event": kind, "messageId": "<m1@example.com>", "subject": subject}
-    row = mapping.event_row(event)
-    assert (row["email"], row["timestamp"], row["type"]) == (email, date, mapping.EVENT_TYPES[kind][0])
-    assert row["id"] == mapping.event_id(event)
+@settings(max_examples=10)
+@given(batch=st.lists(st.tuples(addresses, times, st.sampled_from(list(mapping.EVENT_TYPES)), st.text(max_size=30)),
+                      min_size=1, max_size=25))
+def test_well_formed_events_map_to_rows_the_store_takes(store, batch) -> None:
+    rows = []
+    for number, (email, date, kind, subject) in enumerate(batch):
+        event = {"email": email, "date": date, "event": kind, "messageId": f"<m{number}@example.com>", "subject": subject}
+        row = mapping.event_row(event)
+        assert (row["email"], row["timestamp"], row["type"]) == (email, date, mapping.EVENT_TYPES[kind][0])
+        assert row["id"] == mapping.event_id(event)
+        rows.append(row)
     loaded = Ingestor(store.con, connection="brevo", run_id=None, event_types=EVENT_TYPES).ingest(
-        Batch(Stream.EVENTS, None, rows=[row]))
-    assert (loaded.rows, loaded.rejected, loaded.errors) == (1, 0, [])
+        Batch(Stream.EVENTS, None, rows=rows))
+    assert (loaded.rows, loaded.rejected, loaded.errors) == (len(rows), 0, [])
