@@ -21,7 +21,8 @@ from segsync import (
     WriteResult,
 )
 from segsync.store.ingest import REQUIRED_COLUMNS, Ingestor, missing_columns_message
-from segsync.store.sourcefile import SourceFileError, csv_header, extent, quote_ident, quote_literal, stage
+from segsync.store.sourcefile import SourceFileError, csv_header, extent, stage
+from segsync.store.sql import identifier, literal
 from segsync_files.audience import AudienceFile
 from segsync_files.cursor import file_state, rows_already_loaded
 
@@ -273,11 +274,11 @@ def _newest_timestamp(path: Path, format: FileFormat, column: str, rows: int) ->
             stage(con, path, "csv", "_file", last_line=rows + 1)
             if column not in [r[0] for r in con.execute("DESCRIBE _file").fetchall()]:
                 raise SourceFileError(f"{path}: timestamp_column {column!r} is not in the header")
-            value = f"try_cast({quote_ident(column)} AS TIMESTAMPTZ)"
+            value = f"try_cast({identifier(column)} AS TIMESTAMPTZ)"
         else:
             stage(con, path, "jsonl", "_file", last_line=rows)
             value = (
-                f"try_cast(CASE WHEN json_valid(line) THEN line::JSON ->> {quote_literal('$.' + column)} END "
+                f"try_cast(CASE WHEN json_valid(line) THEN line::JSON ->> {literal('$.' + column)} END "
                 "AS TIMESTAMPTZ)"
             )
         newest = con.execute(f"SELECT max({value}) FROM _file").fetchall()[0][0]

@@ -38,7 +38,7 @@ from segsync.model import mask_email
 from segsync.plugins import PluginHost
 from segsync.redaction import redact
 from segsync.store import Store
-from segsync.store.ingest import quote_ident
+from segsync.store.sql import identifier
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,9 @@ def _scrub(store: Store, key: str) -> int:
     for table, column, data_type in _text_columns(store):
         if table in _KEEP - {"suppressions"}:
             continue  # the erasure's own record: its address is cleared by _complete
-        cell = quote_ident(column)
+        cell = identifier(column)
         rows = store.con.execute(
-            f"UPDATE {quote_ident(table)} SET {cell} = regexp_replace({cell}::VARCHAR, $1, $2, 'g')"
+            f"UPDATE {identifier(table)} SET {cell} = regexp_replace({cell}::VARCHAR, $1, $2, 'g')"
             f"{'::JSON' if data_type == 'JSON' else ''} WHERE regexp_matches({cell}::VARCHAR, $1) RETURNING 1",
             [pattern, masked],
         ).fetchall()
@@ -159,7 +159,7 @@ def purge(store: Store, key: str) -> dict[str, int]:
         "WHERE column_name = 'contact_key' AND table_schema = 'main' AND table_catalog = current_database()"
     ).fetchall()]
     for table in sorted(set(tables) - _KEEP):
-        rows = con.execute(f'DELETE FROM "{table}" WHERE contact_key = ? RETURNING 1', [key]).fetchall()
+        rows = con.execute(f"DELETE FROM {identifier(table)} WHERE contact_key = ? RETURNING 1", [key]).fetchall()
         if rows:
             removed[table] = len(rows)
     errors = con.execute(

@@ -34,9 +34,8 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import duckdb
-from sqlglot import exp
-
 from segsync.consent.policies import DEFAULT, ConsentPolicy
+from segsync.store.sql import literal, literal_list
 
 # Ledger status → the status a destination should hold.
 DESTINATION_STATUS = {
@@ -56,21 +55,13 @@ RESTRICTIVENESS = {"complained": 6, "cleaned": 5, "unsubscribed": 4, "none": 3, 
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 
 
-def _lit(value: str) -> str:
-    return exp.Literal.string(value).sql("duckdb")
-
-
-def _in(values) -> str:
-    return ", ".join(_lit(v) for v in sorted(values)) or "NULL"
-
-
 def _interval(delta: timedelta) -> str:
     return f"to_microseconds({int(delta / timedelta(microseconds=1))})"
 
 
 def _case(column: str, mapping: Mapping[str, object], default: str = "NULL") -> str:
     whens = " ".join(
-        f"WHEN {_lit(k)} THEN {_lit(v) if isinstance(v, str) else v}" for k, v in mapping.items()
+        f"WHEN {literal(k)} THEN {literal(v) if isinstance(v, str) else v}" for k, v in mapping.items()
     )
     return f"CASE {column} {whens} ELSE {default} END"
 
@@ -108,20 +99,20 @@ def echo_ids_sql(
 
 
 def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until=None) -> str:
-    only = f" AND contact_key = {_lit(contact_key)}" if contact_key is not None else ""
+    only = f" AND contact_key = {literal(contact_key)}" if contact_key is not None else ""
     until = (
-        f" AND recorded_at <= {_lit(records_until.isoformat())}::TIMESTAMPTZ" if records_until else ""
+        f" AND recorded_at <= {literal(records_until.isoformat())}::TIMESTAMPTZ" if records_until else ""
     )
-    now = f"{_lit(as_of.isoformat())}::TIMESTAMPTZ" if as_of else "now()"
+    now = f"{literal(as_of.isoformat())}::TIMESTAMPTZ" if as_of else "now()"
     skew = _interval(clock_skew)
-    ch, pu = _lit(channel), _lit(purpose)
+    ch, pu = literal(channel), literal(purpose)
     counted = (
         "true" if policy.counted_opt_in_methods is None
-        else f"l.method IN ({_in(policy.counted_opt_in_methods)})"
+        else f"l.method IN ({literal_list(sorted(policy.counted_opt_in_methods))})"
     )
     if policy.implied:
         expiry = " ".join(
-            f"WHEN {_lit(m)} THEN l.t + {_interval(d)} > {now}" for m, d in sorted(policy.implied.items())
+            f"WHEN {literal(m)} THEN l.t + {_interval(d)} > {now}" for m, d in sorted(policy.implied.items())
         )
         counted = f"({counted}) AND (CASE l.method {expiry} ELSE true END)"
     severity = _case("status", {"complained": 3, "bounced": 2, "opted_out": 1}, "0")
@@ -132,7 +123,7 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
             FROM consent_ledger WHERE channel = {ch} AND purpose = {pu}{only}{until}
         ),
         pushes AS (
-            SELECT destination, contact_key, changed_at, after_status IN ({_in(MAILABLE)}) AS mailable
+            SELECT destination, contact_key, changed_at, after_status IN ({literal_list(sorted(MAILABLE))}) AS mailable
             FROM status_changes
             WHERE outcome = 'acknowledged' AND channel = {ch} AND purpose = {pu}{only}
         ),
@@ -149,14 +140,14 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
               AND (l.status <> 'opted_in' OR ({counted}))
         ),
         last_sticky AS (
-            SELECT * FROM counted WHERE status IN ({_in(STICKY)})
+            SELECT * FROM counted WHERE status IN ({literal_list(sorted(STICKY))})
             QUALIFY row_number() OVER (PARTITION BY contact_key ORDER BY t DESC, severity DESC, id DESC) = 1
         ),
         open AS (
             SELECT c.* FROM counted c LEFT JOIN last_sticky s ON s.contact_key = c.contact_key
             WHERE c.status IN ('opted_in', 'pending')
               AND (s.id IS NULL OR (
-                   c.method IN ({_in(policy.explicit_methods)})
+                   c.method IN ({literal_list(sorted(policy.explicit_methods))})
                    AND c.t > s.t + CASE WHEN c.source = s.source THEN to_microseconds(0) ELSE {skew} END))
             QUALIFY row_number() OVER (
                 PARTITION BY c.contact_key ORDER BY (c.status = 'opted_in') DESC, c.t DESC, c.id DESC) = 1
@@ -171,11 +162,11 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
 
 
 def _final(policy: ConsentPolicy, channel: str, contact_key: str | None) -> str:
-    only = f" AND contact_key = {_lit(contact_key)}" if contact_key is not None else ""
+    only = f" AND contact_key = {literal(contact_key)}" if contact_key is not None else ""
     return f"""
         , suppressed AS (
             SELECT contact_key, id, reason FROM suppressions
-            WHERE contact_key IS NOT NULL AND removed_at IS NULL AND channel IN ({_lit(channel)}, 'all'){only}
+            WHERE contact_key IS NOT NULL AND removed_at IS NULL AND channel IN ({literal(channel)}, 'all'){only}
             QUALIFY row_number() OVER (PARTITION BY contact_key ORDER BY created_at DESC, id DESC) = 1
         )
         SELECT coalesce(x.contact_key, d.contact_key) AS contact_key,
@@ -184,7 +175,7 @@ def _final(policy: ConsentPolicy, channel: str, contact_key: str | None) -> str:
                CASE WHEN x.id IS NULL THEN d.id END AS ledger_id,
                CASE WHEN x.id IS NULL THEN d.method END AS method,
                x.id AS suppression_id,
-               {_lit(policy.name)} AS policy
+               {literal(policy.name)} AS policy
         FROM decided d FULL OUTER JOIN suppressed x ON x.contact_key = d.contact_key
     """
 
@@ -215,15 +206,15 @@ def combined_status_sql(
     parts = [
         f"SELECT * FROM base",
         # Contacts of those countries without a row under the base policy: "none" there too.
-        f"SELECT c.contact_key, 'none', NULL, NULL, NULL, {_lit(policy.name)} FROM contacts c "
-        f"WHERE c.country IN ({_in(countries)}) AND NOT EXISTS "
+        f"SELECT c.contact_key, 'none', NULL, NULL, NULL, {literal(policy.name)} FROM contacts c "
+        f"WHERE c.country IN ({literal_list(sorted(countries))}) AND NOT EXISTS "
         f"(SELECT 1 FROM base b WHERE b.contact_key = c.contact_key)",
     ]
     for name, (p, codes) in sorted(by_policy.items()):
         parts.append(
             f"SELECT c.contact_key, coalesce(p.status, 'none'), p.ledger_id, p.method, p.suppression_id, "
-            f"{_lit(name)} FROM contacts c LEFT JOIN ({one(p)}) p ON p.contact_key = c.contact_key "
-            f"WHERE c.country IN ({_in(codes)})"
+            f"{literal(name)} FROM contacts c LEFT JOIN ({one(p)}) p ON p.contact_key = c.contact_key "
+            f"WHERE c.country IN ({literal_list(sorted(codes))})"
         )
     rank = _case("status", RESTRICTIVENESS, "0")
     return f"""

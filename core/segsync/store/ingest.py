@@ -33,11 +33,10 @@ from segsync.store.sourcefile import (
     BadLine,
     SourceFileError,
     nesting_depth,
-    quote_ident,
-    quote_literal,
     stage,
     too_deep_key,
 )
+from segsync.store.sql import identifier, literal, literal_list
 from segsync.model import (
     CONSENT_METHODS,
     DEFAULT_PURPOSE,
@@ -171,18 +170,18 @@ class Ingestor:
             raise SourceFileError(missing_columns_message(self._label(file), stream, missing, staged.columns))
         self._has_extras = bool(extras)
         selects = [
-            f"{quote_ident(columns[c]) if c in columns else 'NULL::VARCHAR'} AS {quote_ident(c)}"
+            f"{identifier(columns[c]) if c in columns else 'NULL::VARCHAR'} AS {identifier(c)}"
             for c in CANONICAL_COLUMNS[stream]
         ]
         selects.append(
-            f"{self._extras_json(extras, lambda c: f'to_json({quote_ident(c)})')} AS _extra"
+            f"{self._extras_json(extras, lambda c: f'to_json({identifier(c)})')} AS _extra"
         )
-        label = quote_literal(self._label(file))
+        label = literal(self._label(file))
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP VIEW _raw AS
             SELECT _row, {', '.join(selects)} FROM (SELECT _line - 1 AS _row, * FROM _file)
-            WHERE {self._row_filter(file, quote_ident)}
+            WHERE {self._row_filter(file, identifier)}
             """
         )
         self._add_record_label(f"{label} || ' line ' || (_row + 1)")
@@ -209,7 +208,7 @@ class Ingestor:
             "FROM _lines"
         )
         if file.newer_than is not None:
-            newer = self._newer_than(file, lambda c: f"(j ->> {quote_literal('$.' + _json_path_key(c))})")
+            newer = self._newer_than(file, lambda c: f"(j ->> {literal('$.' + _json_path_key(c))})")
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT _row, line FROM _json WHERE {newer}")
         keys = [
             row[0]
@@ -224,15 +223,15 @@ class Ingestor:
         for canonical in CANONICAL_COLUMNS[stream]:
             key = columns.get(canonical)
             if key is None:
-                selects.append(f"NULL AS {quote_ident(canonical)}")
+                selects.append(f"NULL AS {identifier(canonical)}")
             elif canonical in _JSON_COLUMNS:
-                selects.append(f"j -> {quote_literal('$.' + _json_path_key(key))} AS {quote_ident(canonical)}")
+                selects.append(f"j -> {literal('$.' + _json_path_key(key))} AS {identifier(canonical)}")
             else:
                 selects.append(
-                    f"j ->> {quote_literal('$.' + _json_path_key(key))} AS {quote_ident(canonical)}"
+                    f"j ->> {literal('$.' + _json_path_key(key))} AS {identifier(canonical)}"
                 )
         selects.append(
-            self._extras_json(extras, lambda k: f"j -> {quote_literal('$.' + _json_path_key(k))}")
+            self._extras_json(extras, lambda k: f"j -> {literal('$.' + _json_path_key(k))}")
             + " AS _extra"
         )
         self.con.execute(
@@ -246,7 +245,7 @@ class Ingestor:
         if record_from_json:
             self._add_record_label("_record_id")
         else:
-            self._add_record_label(f"{quote_literal(self._label(file))} || ' line ' || _row")
+            self._add_record_label(f"{literal(self._label(file))} || ' line ' || _row")
 
     def _drop_too_deep(self) -> None:
         """Lines nesting objects or arrays past :data:`MAX_JSON_DEPTH` become record errors and
@@ -283,7 +282,7 @@ class Ingestor:
         # Rows whose timestamp does not parse are kept: validation then names them.
         return (
             f"coalesce(try_cast({column_sql(column)} AS TIMESTAMPTZ) > "
-            f"{quote_literal(value)}::TIMESTAMPTZ, true)"
+            f"{literal(value)}::TIMESTAMPTZ, true)"
         )
 
     def _add_record_label(self, label_sql: str) -> None:
@@ -299,7 +298,7 @@ class Ingestor:
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _staged AS
-            SELECT {', '.join(quote_ident(c) for c in rest)}, {malformed}, {record_id}
+            SELECT {', '.join(identifier(c) for c in rest)}, {malformed}, {record_id}
             FROM _raw
             """
         )
@@ -356,7 +355,7 @@ class Ingestor:
         if not extras:
             return "'{}'::JSON"
         entries = ", ".join(
-            f"{{'k': {quote_literal(name)}, 'v': ({value_sql(col)})::JSON}}"
+            f"{{'k': {literal(name)}, 'v': ({value_sql(col)})::JSON}}"
             for name, col in extras.items()
         )
         return (
@@ -368,7 +367,7 @@ class Ingestor:
 
     def _resolve_emails(self) -> None:
         """Create ``_keys(raw, key, error)`` for every distinct address in ``_staged``."""
-        slow_tlds = ", ".join(quote_literal(t) for t in SLOW_PATH_TLDS)
+        slow_tlds = literal_list(SLOW_PATH_TLDS)
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _keys AS
@@ -432,16 +431,16 @@ class Ingestor:
 
     @staticmethod
     def _timestamp_check(column: str, *, required: bool) -> list[str]:
-        col = f"s.{quote_ident(column)}"
+        col = f"s.{identifier(column)}"
         checks = [
-            f"CASE WHEN {col} IS NOT NULL AND NOT regexp_matches({col}, {quote_literal(_ISO_WITH_OFFSET)}) "
-            f"THEN {{'field': {quote_literal(column)}, 'reason': 'not an ISO 8601 timestamp with a time zone (e.g. 2024-05-01T10:00:00Z): ' || {col}}} END",
-            f"CASE WHEN regexp_matches({col}, {quote_literal(_ISO_WITH_OFFSET)}) AND try_cast({col} AS TIMESTAMPTZ) IS NULL "
-            f"THEN {{'field': {quote_literal(column)}, 'reason': 'not a valid date/time: ' || {col}}} END",
+            f"CASE WHEN {col} IS NOT NULL AND NOT regexp_matches({col}, {literal(_ISO_WITH_OFFSET)}) "
+            f"THEN {{'field': {literal(column)}, 'reason': 'not an ISO 8601 timestamp with a time zone (e.g. 2024-05-01T10:00:00Z): ' || {col}}} END",
+            f"CASE WHEN regexp_matches({col}, {literal(_ISO_WITH_OFFSET)}) AND try_cast({col} AS TIMESTAMPTZ) IS NULL "
+            f"THEN {{'field': {literal(column)}, 'reason': 'not a valid date/time: ' || {col}}} END",
         ]
         if required:
             checks.append(
-                f"CASE WHEN NOT _malformed AND {col} IS NULL THEN {{'field': {quote_literal(column)}, 'reason': 'missing'}} END"
+                f"CASE WHEN NOT _malformed AND {col} IS NULL THEN {{'field': {literal(column)}, 'reason': 'missing'}} END"
             )
         return checks
 
@@ -457,7 +456,7 @@ class Ingestor:
 
     def _validate_contacts(self) -> None:
         def text(col: str) -> str:
-            return f"nullif(trim(s.{quote_ident(col)}), '') AS {quote_ident(col)}"
+            return f"nullif(trim(s.{identifier(col)}), '') AS {identifier(col)}"
 
         typed = ", ".join(
             [
@@ -503,7 +502,7 @@ class Ingestor:
         # value/currency/url/category: a top-level column wins over the same key inside
         # properties. Extracted once here, not once per check below.
         lifted = ", ".join(
-            f"coalesce(nullif(trim(p.{quote_ident(col)}), ''), p._props ->> {quote_literal('$.' + col)}) AS _{col}"
+            f"coalesce(nullif(trim(p.{identifier(col)}), ''), p._props ->> {literal('$.' + col)}) AS _{col}"
             for col in ("value", "currency", "url", "category")
         )
         self.con.execute(
@@ -546,13 +545,13 @@ class Ingestor:
         self._create_valid(typed, checks, source="_staged_events")
 
     def _validate_consent(self) -> None:
-        statuses = ", ".join(quote_literal(s.value) for s in ConsentStatus)
-        channels = ", ".join(quote_literal(c.value) for c in Channel)
-        methods = ", ".join(quote_literal(m) for m in CONSENT_METHODS)
+        statuses = literal_list(s.value for s in ConsentStatus)
+        channels = literal_list(c.value for c in Channel)
+        methods = literal_list(CONSENT_METHODS)
         typed = ", ".join(
             [
                 "coalesce(lower(nullif(trim(s.channel), '')), 'email') AS channel",
-                f"coalesce(lower(nullif(trim(s.purpose), '')), {quote_literal(DEFAULT_PURPOSE)}) AS purpose",
+                f"coalesce(lower(nullif(trim(s.purpose), '')), {literal(DEFAULT_PURPOSE)}) AS purpose",
                 "lower(trim(s.status)) AS status",
                 "try_cast(s.timestamp AS TIMESTAMPTZ) AS recorded_at",
                 "coalesce(lower(nullif(trim(s.method), '')), 'import') AS method",
@@ -563,7 +562,7 @@ class Ingestor:
             *self._common_checks(),
             "CASE WHEN NOT _malformed AND nullif(trim(s.status), '') IS NULL THEN {'field': 'status', 'reason': 'missing'} END",
             f"CASE WHEN nullif(trim(s.status), '') IS NOT NULL AND lower(trim(s.status)) NOT IN ({statuses}) "
-            f"THEN {{'field': 'status', 'reason': 'unknown status ' || s.status || '; one of ' || {quote_literal(', '.join(s.value for s in ConsentStatus))}}} END",
+            f"THEN {{'field': 'status', 'reason': 'unknown status ' || s.status || '; one of ' || {literal(', '.join(s.value for s in ConsentStatus))}}} END",
             f"CASE WHEN nullif(trim(s.channel), '') IS NOT NULL AND lower(trim(s.channel)) NOT IN ({channels}) "
             "THEN {'field': 'channel', 'reason': 'unknown channel ' || s.channel} END",
             f"CASE WHEN nullif(trim(s.method), '') IS NOT NULL AND lower(trim(s.method)) NOT IN ({methods}) "

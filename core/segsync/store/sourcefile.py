@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
-from sqlglot import exp
+
+from segsync.store.sql import identifier, literal
 
 # A record (CSV line, JSONL line, API record as JSON) holds at most this many bytes. DuckDB's
 # reader keeps buffers of 16 times the longest line; later stages hold whole records in memory.
@@ -88,14 +89,6 @@ class Extent:
     @property
     def unfinished(self) -> bool:
         return self.size > self.complete_bytes
-
-
-def quote_literal(value: str) -> str:
-    return exp.Literal.string(value).sql("duckdb")
-
-
-def quote_ident(name: str) -> str:
-    return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
 # -- the complete part of a file ---------------------------------------------------------------
@@ -314,7 +307,7 @@ def _create_empty(con, table: str, format: FileFormat, columns: list[str]) -> No
     cols = ["line"] if format == "jsonl" else columns
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT NULL::BIGINT AS _line, "
-        + ", ".join(f"NULL::VARCHAR AS {quote_ident(c)}" for c in cols)
+        + ", ".join(f"NULL::VARCHAR AS {identifier(c)}" for c in cols)
         + " WHERE false"
     )
 
@@ -324,14 +317,14 @@ def _reader(path: Path, format: FileFormat, columns: list[str], delimiter: str, 
         # chr(31) as the delimiter: JSON text never holds a raw 0x1F (it must be escaped), and
         # lines with control bytes never reach this reader.
         return (
-            f"read_csv({quote_literal(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false, "
+            f"read_csv({literal(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false, "
             f"delim = chr(31), quote = '', escape = '', auto_detect = false, strict_mode = true, "
             f"max_line_size = {max_line})"
         )
-    struct = ", ".join(f"{quote_literal(c)}: 'VARCHAR'" for c in columns)
+    struct = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in columns)
     return (
-        f"read_csv({quote_literal(str(path))}, columns = {{{struct}}}, header = true, "
-        f"delim = {quote_literal(delimiter)}, quote = '\"', escape = '\"', auto_detect = false, "
+        f"read_csv({literal(str(path))}, columns = {{{struct}}}, header = true, "
+        f"delim = {literal(delimiter)}, quote = '\"', escape = '\"', auto_detect = false, "
         f"strict_mode = true, null_padding = false, max_line_size = {max_line})"
     )
 
@@ -344,7 +337,7 @@ def _bulk(con, region: _Region, format: FileFormat, table: str, columns: list[st
     of what loading does.
     """
     source = _reader(region.path, format, columns, delimiter, max_line=MAX_RECORD_BYTES)
-    every_column = ", ".join(f"count({quote_ident(c)})" for c in (columns or ["line"]))
+    every_column = ", ".join(f"count({identifier(c)})" for c in (columns or ["line"]))
     scratch = duckdb.connect()
     try:
         rows = scratch.execute(f"SELECT count(*), {every_column} FROM {source}").fetchall()[0][0]
@@ -377,16 +370,16 @@ def _line_by_line(con, region: _Region, format: FileFormat, table: str, columns:
                 for line, text in _jsonl_lines(region, bad):
                     out.write(f"{line}\x1f{text}\n")
         if format == "csv":
-            struct = ", ".join(f"{quote_literal(c)}: 'VARCHAR'" for c in ["_line", *columns])
+            struct = ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ["_line", *columns])
             source = (
-                f"read_csv({quote_literal(staging)}, columns = {{{struct}}}, header = true, delim = ',', "
+                f"read_csv({literal(staging)}, columns = {{{struct}}}, header = true, delim = ',', "
                 f"quote = '\"', escape = '\"', auto_detect = false, new_line = '\\n', "
                 f"max_line_size = {2 * MAX_RECORD_BYTES + 64 * (len(columns) + 2)})"
             )
-            select = "_line::BIGINT AS _line, " + ", ".join(quote_ident(c) for c in columns)
+            select = "_line::BIGINT AS _line, " + ", ".join(identifier(c) for c in columns)
         else:
             source = (
-                f"read_csv({quote_literal(staging)}, columns = {{'_line': 'BIGINT', 'line': 'VARCHAR'}}, "
+                f"read_csv({literal(staging)}, columns = {{'_line': 'BIGINT', 'line': 'VARCHAR'}}, "
                 "header = false, delim = chr(31), quote = '', escape = '', auto_detect = false, "
                 f"new_line = '\\n', max_line_size = {MAX_RECORD_BYTES + 64})"
             )

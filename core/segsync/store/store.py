@@ -17,6 +17,7 @@ from segsync.redaction import redact
 from segsync.store.lock import StoreLocked, WriterLock, wait_for_writer, writer_active, writer_pid
 from segsync.store.status import RunStatus, describe, read_status
 from segsync.store.migrations import MIGRATIONS, Migration
+from segsync.store.sql import identifier, literal
 
 
 class StoreError(RuntimeError):
@@ -151,8 +152,6 @@ class Store:
         """
         if self.read_only or not isinstance(self.path, Path):
             raise RuntimeError("only a store opened for writing on a file can be rewritten")
-        from segsync.store.ingest import quote_ident, quote_literal
-
         fresh = self._sibling(".rewrite")
         for leftover in (fresh, self._sibling(".rewrite.wal")):
             leftover.unlink(missing_ok=True)  # a half-written copy from a crashed rewrite
@@ -161,11 +160,11 @@ class Store:
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
             "AND NOT temporary ORDER BY table_name").fetchall()]
         self.con.execute("CHECKPOINT")
-        self.con.execute(f"ATTACH {quote_literal(str(fresh))} AS segsync_rewrite")
+        self.con.execute(f"ATTACH {literal(str(fresh))} AS segsync_rewrite")
         try:
-            self.con.execute(f"COPY FROM DATABASE {quote_ident(database)} TO segsync_rewrite")
+            self.con.execute(f"COPY FROM DATABASE {identifier(database)} TO segsync_rewrite")
             for table in tables:  # never swap in a copy that lost anything
-                old, new = (self.scalar(f"SELECT count(*) FROM {quote_ident(db)}.main.{quote_ident(table)}")
+                old, new = (self.scalar(f"SELECT count(*) FROM {identifier(db)}.main.{identifier(table)}")
                             for db in (database, "segsync_rewrite"))
                 if old != new:
                     raise RuntimeError(f"rewriting the store copied {new} of {old} rows of {table}")

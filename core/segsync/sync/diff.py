@@ -25,6 +25,7 @@ from segsync.connector import ContactChange
 from segsync.consent.rules import OPT_OUT_STATUSES, EffectiveConsent
 from segsync.model import KNOWN_ATTRIBUTES, mask_email
 from segsync.segments.memberships import Memberships
+from segsync.store.sql import identifier, literal, literal_list
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,10 @@ class DestinationDiff:
         so opt-outs reach every system that has the person. Statuses come from the effective
         consent under the destination's own policy.
         """
-        opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
+        opt_outs = literal_list(OPT_OUT_STATUSES)
         attrs = ", ".join(
-            f"'{a}': strftime(c.{a}, '%Y-%m-%dT%H:%M:%SZ')" if a == "created_at" else f"'{a}': c.{a}"
+            f"{literal(a)}: strftime(c.{identifier(a)}, '%Y-%m-%dT%H:%M:%SZ')" if a == "created_at"
+            else f"{literal(a)}: c.{identifier(a)}"
             for a in KNOWN_ATTRIBUTES
         )
         self._con.execute(
@@ -240,7 +242,7 @@ class DestinationDiff:
         has drifted: the opt-out is planned again. A state the destination (or the gate) refused
         is not planned again (``rejected``).
         """
-        opt_outs = ", ".join(f"'{s}'" for s in OPT_OUT_STATUSES)
+        opt_outs = literal_list(OPT_OUT_STATUSES)
         self._con.execute(
             f"""
             CREATE TEMP TABLE {self._table} AS
