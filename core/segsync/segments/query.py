@@ -2,7 +2,8 @@
 
 Shape of the query (each step a subquery of the next)::
 
-    base    contacts LEFT JOIN (one GROUP BY over events: every event feature, deduplicated)
+    base    contacts LEFT JOIN (GROUP BYs over events: every event feature, deduplicated;
+                              see event_aggregates)
                      LEFT JOIN (each joined feature, e.g. latest consent)
     rows    base + row features (hashes, NTILE ranks over all contacts)
     level 0 + membership columns m_<i> of segments that depend on no other segment; for
@@ -23,8 +24,9 @@ from sqlglot import exp
 
 from .compiler import CompiledRule, compile_rule
 from .errors import RuleError, SegmentConfigError, did_you_mean
-from .functions import CONTACTS_TABLE, EVENTS_TABLE, BuildContext, Feature, FunctionRegistry
 from .definitions import GroupDef, SegmentDef, check_segments, group_members
+from .event_aggregates import event_aggregates
+from .functions import CONTACTS_TABLE, Feature, FunctionRegistry
 
 
 @dataclass
@@ -94,9 +96,10 @@ class SegmentQuery:
         cols += [exp.column(c, "c") for c in sorted(contact_cols)]
         base = exp.select().from_(exp.to_table(CONTACTS_TABLE).as_("c"))
         events = [f for f in feats if f.stage == "event"]
-        if events:
-            cols += [exp.column(f.name, "ev") for f in events]
-            base = base.join(self._events(events).subquery("ev"), on=_on("ev"), join_type="left")
+        for n, query in enumerate(event_aggregates(events, self.as_of)):
+            alias = f"ev{n}"
+            cols += [exp.column(c, alias) for c in query.named_selects if c != "contact_key"]
+            base = base.join(query.subquery(alias), on=_on(alias), join_type="left")
         for n, f in enumerate(f for f in feats if f.stage == "joined"):
             alias = f"j{n}"
             cols.append(exp.column("value", alias).as_(f.name))
@@ -106,27 +109,6 @@ class SegmentQuery:
         if not rows:
             return base
         return exp.select(exp.Star(), *rows).from_(base.subquery("base"))
-
-    def _events(self, events: list[Feature]) -> exp.Select:
-        ctx = BuildContext(self.as_of)
-        conds: list[exp.Expression] = [
-            exp.LTE(this=exp.column("occurred_at"), expression=ctx.as_of_literal())
-        ]
-        # Prune the scan when every feature names its types / has a window: a rule set about
-        # emails never reads page views, a 90-day rule set never reads last year.
-        if all(f.event_types is not None for f in events):
-            types = sorted(set().union(*(f.event_types for f in events)))  # type: ignore[arg-type]
-            conds.append(exp.In(this=exp.column("type"),
-                                expressions=[exp.Literal.string(t) for t in types]))
-        if all(f.since is not None for f in events):
-            since = min(f.since for f in events)  # type: ignore[type-var]
-            conds.append(exp.GT(this=exp.column("occurred_at"), expression=ctx.timestamp(since)))
-        return (
-            exp.select("contact_key", *[f.expr.copy().as_(f.name) for f in events])
-            .from_(EVENTS_TABLE)
-            .where(exp.and_(*conds))
-            .group_by("contact_key")
-        )
 
 
 def _on(alias: str) -> exp.Expression:
