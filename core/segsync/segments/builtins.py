@@ -79,12 +79,9 @@ def event_feature(
 
 
 def _campaign_key() -> exp.Expression:
-    campaign = exp.JSONExtractScalar(
-        this=exp.column("properties"),
-        expression=exp.JSONPath(expressions=[exp.JSONPathRoot(), exp.JSONPathKey(this="campaign_id")]),
-    )
-    event = exp.DPipe(this=exp.column("source"), expression=exp.column("source_event_id"))
-    return exp.func("COALESCE", campaign, event)
+    # properties.campaign_id, or the event itself when it names none; extracted from the JSON
+    # once, at ingestion (store migration 4), rather than per open and click per evaluation.
+    return exp.column("campaign_key")
 
 
 def zero_if_null(feature: Feature) -> exp.Expression:

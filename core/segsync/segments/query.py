@@ -25,7 +25,7 @@ from sqlglot import exp
 from .compiler import CompiledRule, compile_rule
 from .errors import RuleError, SegmentConfigError, did_you_mean
 from .definitions import GroupDef, SegmentDef, check_segments, group_members
-from .event_aggregates import event_aggregates
+from .event_aggregates import CONTACT_ID, event_aggregates
 from .functions import CONTACTS_TABLE, Feature, FunctionRegistry
 
 
@@ -98,8 +98,8 @@ class SegmentQuery:
         events = [f for f in feats if f.stage == "event"]
         for n, query in enumerate(event_aggregates(events, self.as_of)):
             alias = f"ev{n}"
-            cols += [exp.column(c, alias) for c in query.named_selects if c != "contact_key"]
-            base = base.join(query.subquery(alias), on=_on(alias), join_type="left")
+            cols += [exp.column(c, alias) for c in query.named_selects if c != CONTACT_ID]
+            base = base.join(query.subquery(alias), on=_on(alias, CONTACT_ID), join_type="left")
         for n, f in enumerate(f for f in feats if f.stage == "joined"):
             alias = f"j{n}"
             cols.append(exp.column("value", alias).as_(f.name))
@@ -111,8 +111,8 @@ class SegmentQuery:
         return exp.select(exp.Star(), *rows).from_(base.subquery("base"))
 
 
-def _on(alias: str) -> exp.Expression:
-    return exp.EQ(this=exp.column("contact_key", alias), expression=exp.column("contact_key", "c"))
+def _on(alias: str, key: str = "contact_key") -> exp.Expression:
+    return exp.EQ(this=exp.column(key, alias), expression=exp.column(key, "c"))
 
 
 def build_query(

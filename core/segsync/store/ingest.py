@@ -687,10 +687,14 @@ class Ingestor:
         self.con.execute(
             """
             INSERT INTO events (contact_key, type, occurred_at, source, source_event_id, value,
-                                currency, url, category, properties, run_id)
-            SELECT contact_key, type, occurred_at, $source, source_event_id, value, currency, url,
-                   category, properties, $run
-            FROM _checked c
+                                currency, url, category, properties, run_id,
+                                campaign_key, contact_id)
+            SELECT c.contact_key, type, occurred_at, $source, source_event_id, value, currency, url,
+                   category, properties, $run,
+                   -- typed columns segment evaluation reads (store migration 4)
+                   coalesce(properties ->> '$.campaign_id', $source || source_event_id),
+                   k.contact_id
+            FROM _checked c JOIN contacts k ON k.contact_key = c.contact_key
             WHERE len(_errors) = 0 AND NOT EXISTS (
                 SELECT 1 FROM events e
                 WHERE e.source = $source AND e.source_event_id = c.source_event_id

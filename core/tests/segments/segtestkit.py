@@ -64,7 +64,12 @@ _seq = iter(range(1, 1_000_000))
 def add_event(con, key, type_, at, value=None, url=None, category=None, properties=None):
     con.execute(
         "INSERT INTO events (contact_key, type, occurred_at, source, source_event_id, value, "
-        "url, category, properties) VALUES (?, ?, ?, 'test', ?, ?, ?, ?, ?)",
+        "url, category, properties, campaign_key, contact_id) "
+        # The typed columns as ingestion writes them (store migration 4).
+        "SELECT v.*, coalesce(properties ->> '$.campaign_id', source || source_event_id), "
+        "(SELECT contact_id FROM contacts c WHERE c.contact_key = v.contact_key) "
+        "FROM (VALUES (?, ?, ?::TIMESTAMPTZ, 'test', ?, ?, ?, ?, ?::JSON)) "
+        "v(contact_key, type, occurred_at, source, source_event_id, value, url, category, properties)",
         [key, type_, at, str(next(_seq)), value, url, category, json.dumps(properties or {})],
     )
 
