@@ -91,8 +91,10 @@ def migrate(con: duckdb.DuckDBPyConnection, versions: range) -> float:
     t0 = time.perf_counter()
     for m in MIGRATIONS:
         if m.version in versions:
+            con.execute("BEGIN")  # one transaction per migration, as the store applies them
             for stmt in m.statements:
                 con.execute(stmt)
+            con.execute("COMMIT")
     return time.perf_counter() - t0
 
 

@@ -691,7 +691,7 @@ class Ingestor:
                                 campaign_key, contact_id)
             SELECT c.contact_key, type, occurred_at, $source, source_event_id, value, currency, url,
                    category, properties, $run,
-                   -- typed columns segment evaluation reads (store migration 4)
+                   -- typed columns segment evaluation reads (store migrations 4 and 5)
                    coalesce(properties ->> '$.campaign_id', $source || source_event_id),
                    k.contact_id
             FROM _checked c JOIN contacts k ON k.contact_key = c.contact_key

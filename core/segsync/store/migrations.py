@@ -300,19 +300,26 @@ MIGRATIONS: tuple[Migration, ...] = (
             # address, bench/RESULTS-segments.md). The address stays the key everywhere else.
             "CREATE SEQUENCE contact_id",
             "ALTER TABLE contacts ADD COLUMN contact_id BIGINT DEFAULT nextval('contact_id')",
-            "ALTER TABLE contacts ALTER COLUMN contact_id SET NOT NULL",
             # properties.campaign_id, or the event itself when it names none: what open_rate
             # and click_rate count once, read per open and click on every evaluation.
             "ALTER TABLE events ADD COLUMN campaign_key VARCHAR",
             "ALTER TABLE events ADD COLUMN contact_id BIGINT",
             "UPDATE events SET "
             "campaign_key = coalesce(properties ->> '$.campaign_id', source || source_event_id)",
-            # Ingestion writes both. NOT NULL, so a writer that forgets campaign_key fails rather
-            # than skewing rates; contact_id stays NULL only for an event without a contact row,
-            # which evaluation never read.
-            "ALTER TABLE events ALTER COLUMN campaign_key SET NOT NULL",
+            # Ingestion writes both. contact_id stays NULL only for an event without a contact
+            # row, which evaluation never read.
             "UPDATE events SET contact_id = c.contact_id FROM contacts c "
             "WHERE c.contact_key = events.contact_key",
+        ),
+    ),
+    Migration(
+        5,
+        "contacts.contact_id and events.campaign_key NOT NULL",
+        (
+            # A writer that forgets campaign_key fails rather than skewing rates. (A migration
+            # of its own: DuckDB refuses a constraint in the transaction that filled the column.)
+            "ALTER TABLE contacts ALTER COLUMN contact_id SET NOT NULL",
+            "ALTER TABLE events ALTER COLUMN campaign_key SET NOT NULL",
         ),
     ),
 )

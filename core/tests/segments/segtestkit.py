@@ -65,7 +65,7 @@ def add_event(con, key, type_, at, value=None, url=None, category=None, properti
     con.execute(
         "INSERT INTO events (contact_key, type, occurred_at, source, source_event_id, value, "
         "url, category, properties, campaign_key, contact_id) "
-        # The typed columns as ingestion writes them (store migration 4).
+        # The typed columns as ingestion writes them (store migrations 4 and 5).
         "SELECT v.*, coalesce(properties ->> '$.campaign_id', source || source_event_id), "
         "(SELECT contact_id FROM contacts c WHERE c.contact_key = v.contact_key) "
         "FROM (VALUES (?, ?, ?::TIMESTAMPTZ, 'test', ?, ?, ?, ?, ?::JSON)) "
