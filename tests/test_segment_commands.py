@@ -216,3 +216,20 @@ def test_demo_shows_segments_groups_and_overlap(tmp_path: Path) -> None:
     assert "Segments as of" in out and "engaged-high" in out
     assert "Group engagement (300 contacts, exclusive): inactive" in out
     assert "Overlap (shares of each segment's size)" in out and "cart-recovery" in out
+
+
+def test_a_store_from_an_older_version_is_named_until_a_sync_upgrades_it(segmented) -> None:
+    from segsync.store import Store
+    from segsync.store.migrations import MIGRATIONS
+
+    Store(segmented.root / "store.duckdb", migrations=MIGRATIONS[:3]).close()
+    host = segmented.host()
+    host.add_commands(cli)
+    result = CliRunner().invoke(cli, ["--config", str(segmented.root / "segsync.toml"),
+                                      "segments", "list"], obj=host)
+    assert result.exit_code == 2, result.output  # a usage error, not a traceback
+    assert isinstance(result.exception, SystemExit)
+    assert (f"has schema version 3, this segsync needs {MIGRATIONS[-1].version}: run `segsync "
+            "sync` (or any command that writes) once to upgrade it") in result.output
+    segmented.run(as_of=at(FEB_10))
+    assert json.loads(invoke(segmented, "list", "--json", "--as-of", FEB_10))[0]["size"] == 1

@@ -35,7 +35,7 @@ from segsync.progress import Reporter
 from segsync.redaction import for_output
 from segsync.sync.runner import RunOptions, Runner, RunSummary
 from segsync.segments import SegmentError
-from segsync.store import Store, StoreError, StoreLocked
+from segsync.store import Store, StoreError, StoreLocked, StoreOutdated
 from segsync.store.status import describe, running_status
 
 console = Console()
@@ -539,6 +539,8 @@ def _store_problems(config: ProjectConfig) -> list[str]:
         Store(config.store_path, read_only=True).close()
     except StoreLocked:
         pass  # a sync holds it: it is a store
+    except StoreOutdated:
+        pass  # an older segsync's store: the next sync upgrades it
     except StoreError as exc:
         return [str(exc)]
     return []

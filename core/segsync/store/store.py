@@ -24,6 +24,10 @@ class StoreError(RuntimeError):
     """The store file cannot be opened: not a DuckDB database, truncated, unreadable."""
 
 
+class StoreOutdated(StoreError):
+    """Opened read-only, the store has migrations pending that only a writer can apply."""
+
+
 class Store:
     """A DuckDB database holding segsync's tables.
 
@@ -62,7 +66,9 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"the store {self.path} cannot be opened: {exc}") from None
         self._connect()
-        if not read_only:
+        if read_only:
+            self._refuse_outdated(migrations)
+        else:
             self.migrate(migrations)
             if self.rewrite_pending():
                 # An erasure committed its deletes but the process died before the file was
@@ -220,6 +226,21 @@ class Store:
                 )
             applied.append(migration.version)
         return applied
+
+    def _refuse_outdated(self, migrations: tuple[Migration, ...]) -> None:
+        # A reader cannot migrate, and this version's queries read what the pending migrations
+        # add (e.g. the typed event columns): say so rather than fail on a missing column.
+        latest = max((m.version for m in migrations), default=0)
+        has_table = self.scalar(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND table_name = 'schema_migrations'")
+        version = self.schema_version() if has_table else 0
+        if version < latest:
+            self.close()
+            raise StoreOutdated(
+                f"the store {self.path} has schema version {version}, this segsync needs "
+                f"{latest}: run `segsync sync` (or any command that writes) once to upgrade it"
+            )
 
     def schema_version(self) -> int:
         return self.scalar("SELECT coalesce(max(version), 0) FROM schema_migrations")
