@@ -37,17 +37,20 @@ class Feature:
 
     * ``contact`` — ``expr`` is a column of ``contacts`` (``alias`` is the column name).
     * ``event`` — ``expr`` is an aggregate over the contact's ``events`` rows with
-      ``occurred_at <= as_of`` (one shared GROUP BY). ``event_types`` lists the types the
+      ``occurred_at <= as_of``, normally with a FILTER. ``event_types`` lists the types the
       aggregate's FILTER admits (None: any type) and ``since`` the earliest instant it looks
-      at (None: all history); the engine uses both to prune the scan.
+      at (None: all history); the engine uses both, and the FILTER itself, to read only the
+      rows some feature needs, and computes ``COUNT(DISTINCT key) FILTER (…)`` on those rows
+      alone (see ``event_aggregates``).
     * ``joined`` — ``expr`` is a SELECT yielding ``contact_key`` and ``value``, at most one row
       per contact, LEFT JOINed to contacts.
     * ``row`` — ``expr`` is computed over the joined per-contact row (may read contact columns
       and event/joined features, may use window functions over all contacts, not other row
       features).
 
-    Rules read the feature through :meth:`ref`. Contacts without events or joined rows see
-    NULL in event/joined features: builders must COALESCE where NULL is not the meaning.
+    Rules read the feature through :meth:`ref`. Contacts without a matching event (or joined
+    row) may see NULL rather than 0 in event/joined features: builders must COALESCE where
+    NULL is not the meaning.
     """
 
     stage: FeatureStage
