@@ -89,7 +89,7 @@ def segsync_register_segment_packs(register: Callable[[Any], None]) -> None:
 
     Called when a project file with a ``[packs]`` table is loaded. The core registers its
     standard packs (engagement, lifecycle, value, triggers) through this hook
-    (``segsync.segments.packs.standard``).
+    (``segsync.default_plugins.segment_packs``).
 
     Example::
 
@@ -192,7 +192,7 @@ def segsync_register_consent_policies(register: Callable[[Any], None]) -> None:
     Called when a sync run, ``segsync consent show`` or another consent command reads the
     ``[consent]`` table of ``segsync.toml``, which picks a policy for the project, per
     connection and per contact country. The core registers ``default``,
-    ``strict_double_opt_in`` and ``casl`` through this hook (``segsync.consent.policies``).
+    ``strict_double_opt_in`` and ``casl`` through this hook (``segsync.default_plugins.consent_policies``).
 
     Example::
 

@@ -42,10 +42,10 @@ ENTRY_POINT_GROUP = "segsync"
 DEFAULT_PLUGINS = (
     "segsync.default_plugins.event_types",
     "segsync.default_plugins.push",
-    "segsync.segments.builtins",
-    "segsync.segments.packs.standard",
+    "segsync.default_plugins.segment_functions",
+    "segsync.default_plugins.segment_packs",
     "segsync.segments.commands",
-    "segsync.consent.policies",
+    "segsync.default_plugins.consent_policies",
     "segsync.consent.commands",
 )
 

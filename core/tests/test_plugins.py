@@ -207,3 +207,32 @@ def test_register_commands_hook_adds_a_cli_command() -> None:
 
     PluginHost(load_entry_points=False, extra_plugins=[Plugin()]).add_commands(root)
     assert CliRunner().invoke(root, ["hello"]).output == "hello from a plugin\n"
+
+
+def test_the_cores_own_hook_implementations_live_in_default_plugins() -> None:
+    """Built-in behaviour is registered like a third party's, from segsync.default_plugins; the
+    CLI's command registrations are the CLI's own (issue 10 moves them into segsync/cli/)."""
+    import ast
+    from pathlib import Path
+
+    from segsync.plugins import DEFAULT_PLUGINS
+
+    core = Path(__file__).resolve().parents[1] / "segsync"
+    command_modules = {"segments/commands.py", "consent/commands.py"}
+    implementing = set()
+    for path in core.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any(
+                "hookimpl" in ast.unparse(d) for d in node.decorator_list
+            ):
+                implementing.add(path.relative_to(core).as_posix())
+    outside = sorted(
+        p for p in implementing
+        if not p.startswith(("default_plugins/", "cli/")) and p not in command_modules
+    )
+    assert outside == []
+    assert sorted(m for m in DEFAULT_PLUGINS if not m.startswith("segsync.default_plugins.")
+                  and not m.endswith(".commands") and not m.startswith("segsync.cli")) == []
+    assert {"default_plugins/segment_functions.py", "default_plugins/segment_packs.py",
+            "default_plugins/consent_policies.py", "default_plugins/event_types.py"} <= implementing

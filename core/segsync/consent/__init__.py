@@ -1,14 +1,14 @@
 """The consent engine: effective consent, policies, suppressions, erasure and the audit views.
 
 See docs/consent.md for the rules in plain words. Everything here is registered or called by the
-core: policies through ``segsync_register_consent_policies`` (built-ins in :mod:`.policies`),
+core: policies through ``segsync_register_consent_policies`` (built-ins in :mod:`segsync.default_plugins.consent_policies`),
 CLI commands through ``segsync_register_commands`` (:mod:`.commands`). A sync run builds one
 :class:`~segsync.consent.rules.EffectiveConsent` and hands it to its diff, its consent gate
 (:mod:`segsync.sync.gate`) and its acknowledgement (:mod:`segsync.sync.ack`, which audits every
 status change; :mod:`.audit` shows that audit per person).
 """
 
-from segsync.consent.policies import CASL, DEFAULT, STRICT_DOUBLE_OPT_IN, ConsentPolicy
+from segsync.consent.policies import DEFAULT, ConsentPolicy
 from segsync.consent.rules import effective_status_sql
 
-__all__ = ["CASL", "DEFAULT", "STRICT_DOUBLE_OPT_IN", "ConsentPolicy", "effective_status_sql"]
+__all__ = ["DEFAULT", "ConsentPolicy", "effective_status_sql"]

@@ -2,8 +2,10 @@
 
 A policy never runs Python per contact: it says which records count, which opt-ins are explicit
 enough to lift a sticky opt-out, and how long implied consent lasts; :mod:`.rules` compiles that
-into one SQL statement over the ledger. Built-ins are registered through the same
-``segsync_register_consent_policies`` hook a third party uses (this module is a default plugin).
+into one SQL statement over the ledger. ``DEFAULT`` is the engine's fallback when nothing is
+configured; :mod:`segsync.default_plugins.consent_policies` defines the other built-ins and
+registers all of them through the same ``segsync_register_consent_policies`` hook a third party
+uses.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from segsync.model import CONSENT_METHODS
-from segsync.plugins import hookimpl
 
 # The methods that carry the person's own consent: they filled in a form, or confirmed a double
 # opt-in. Only these lift a sticky opt-out. ``api`` is not one: a system's generic API source is
@@ -64,25 +65,3 @@ DEFAULT = ConsentPolicy(
     "Opt-out, complaint and hard bounce are sticky; only the person's own newer opt-in (a form or "
     "a double opt-in confirmation) lifts them. Pending and no record are not consent.",
 )
-STRICT_DOUBLE_OPT_IN = ConsentPolicy(
-    "strict_double_opt_in",
-    "As default, but only confirmed (double opt-in) opt-ins are consent; other opt-ins count as "
-    "no record.",
-    explicit_methods=CONFIRMED_METHODS,
-    counted_opt_in_methods=CONFIRMED_METHODS,
-)
-# CASL s. 10(10): implied consent from an existing business relationship lasts two years from a
-# purchase and six months from an inquiry. 730 and 183 days: the statute's years and months.
-CASL = ConsentPolicy(
-    "casl",
-    "Canada's CASL: as default, plus implied consent from a purchase (2 years) or an inquiry "
-    "(6 months) that expires on its own.",
-    implied={"purchase": timedelta(days=730), "inquiry": timedelta(days=183)},
-)
-BUILT_IN = (DEFAULT, STRICT_DOUBLE_OPT_IN, CASL)
-
-
-@hookimpl
-def segsync_register_consent_policies(register):
-    for policy in BUILT_IN:
-        register(policy)

@@ -1,4 +1,5 @@
-"""The standard segment functions, registered through the same hook plugins use.
+"""The standard segment functions; :mod:`segsync.default_plugins.segment_functions` registers them
+through the same hook plugins use.
 
 Event-type conventions the shortcuts rely on (see docs/rules.md): ``email.sent``,
 ``email.opened``, ``email.clicked``, ``order.completed`` (``value`` = order total),
@@ -24,8 +25,6 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
-
-from segsync.plugins import hookimpl
 
 from . import ast
 from .functions import EVENTS_TABLE, Attribute, BuildContext, Built, Feature, Param, SegmentFunction
@@ -344,7 +343,7 @@ def _buyer_rank_fn(name: str, metric: str, doc: str, example: str) -> SegmentFun
     return SegmentFunction(name, (_WINDOW,), "number", doc, build, example)
 
 
-def _functions() -> list[SegmentFunction]:
+def standard_functions() -> list[SegmentFunction]:
     w = _WINDOW
     return [
         SegmentFunction(
@@ -441,10 +440,3 @@ def _functions() -> list[SegmentFunction]:
                        "Quintile 1..5 of order value among buyers (5 = highest); missing for "
                        "non-buyers.", "buyer_monetary(365d) >= 4"),
     ]
-
-
-@hookimpl
-def segsync_register_segment_functions(register) -> None:  # noqa: ANN001 - pluggy hook
-    """Register the standard functions (this module is the built-in plugin)."""
-    for fn in _functions():
-        register(fn)

@@ -258,9 +258,12 @@ class FunctionRegistry:
 
 
 def default_registry() -> FunctionRegistry:
-    """A registry holding the standard functions (see :mod:`segsync.segments.builtins`)."""
-    from .builtins import segsync_register_segment_functions
+    """A registry holding the standard functions (see :mod:`segsync.segments.builtins`), for
+    callers without a plugin host; a host registers them through
+    :mod:`segsync.default_plugins.segment_functions`."""
+    from .builtins import standard_functions
 
     registry = FunctionRegistry()
-    segsync_register_segment_functions(registry.register)
+    for fn in standard_functions():
+        registry.register(fn)
     return registry

@@ -12,7 +12,7 @@ from segsync.config import ConfigError, load_config
 from segsync.plugins import DuplicateRegistration, PluginHost
 from segsync.segments import evaluate
 from segsync.segments.packs import PackError, PackParam, PackSegment, SegmentPack, expand_packs
-from segsync.segments.packs.standard import ENGAGEMENT, LIFECYCLE, PACKS, TRIGGERS, VALUE
+from segsync.default_plugins.segment_packs import ENGAGEMENT, LIFECYCLE, PACKS, TRIGGERS, VALUE
 
 STANDARD = {p.name: p for p in PACKS}
 
@@ -167,7 +167,7 @@ def test_duplicate_pack_names_are_rejected_naming_both_plugins() -> None:
     host.register(ClashingPlugin(), name="webinar-pack")
     with pytest.raises(DuplicateRegistration) as err:
         host.segment_packs()
-    assert "'segsync.segments.packs.standard'" in str(err.value)
+    assert "'segsync.default_plugins.segment_packs'" in str(err.value)
     assert "'webinar-pack'" in str(err.value)
 
 

@@ -82,7 +82,7 @@ def test_bad_registrations():
 
 
 def test_builtins_register_through_the_pluggy_hook():
-    from segsync.segments import builtins
+    from segsync.default_plugins import segment_functions as builtins
 
     class Spec:
         @pluggy.HookspecMarker("segsync")

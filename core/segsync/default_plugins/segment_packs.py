@@ -16,8 +16,8 @@ from typing import Any
 
 from segsync.plugins import hookimpl
 
-from ..definitions import GroupDef
-from . import PackParam, PackSegment, SegmentPack
+from segsync.segments import GroupDef
+from segsync.segments.packs import PackParam, PackSegment, SegmentPack
 
 ENGAGEMENT = SegmentPack(
     name="engagement",
