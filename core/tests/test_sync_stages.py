@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 import pytest
 
 from segsync import Batch, ContactChange, Outcome, Stream, WriteResult
-from segsync.consent.policies import DEFAULT, STRICT_DOUBLE_OPT_IN
+from segsync.consent.policies import DEFAULT
+from segsync.default_plugins.consent_policies import STRICT_DOUBLE_OPT_IN
 from segsync.consent.rules import Decision, EffectiveConsent
 from segsync.segments import SegmentDef, SegmentsConfig
 from segsync.segments.functions import default_registry
