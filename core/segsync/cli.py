@@ -22,8 +22,8 @@ from segsync.config import (
     ConfigError,
     ConnectionConfig,
     ProjectConfig,
-    connection_settings,
     env_prefix,
+    instantiate_connection,
     load_config,
     secret_fields,
     store_problem,
@@ -36,6 +36,7 @@ from segsync.redaction import for_output
 from segsync.sync.runner import RunOptions, Runner, RunSummary
 from segsync.segments import SegmentError
 from segsync.store import Store, StoreError, StoreLocked, StoreOutdated
+from segsync.store import dicts as store_dicts
 from segsync.store.status import describe, running_status
 
 console = Console()
@@ -394,20 +395,16 @@ def contacts_show(ctx: Context, email: str, as_json: bool, event_limit: int) -> 
 
 
 def _contact_record(store: Store, key: str, event_limit: int) -> dict[str, Any] | None:
-    cur = store.con.execute("SELECT * FROM contacts WHERE contact_key = ?", [key])
-    names = [d[0] for d in cur.description]
-    rows = cur.fetchall()
+    rows = store_dicts(store.con, "SELECT * FROM contacts WHERE contact_key = ?", [key])
     if not rows:
         return None
-    row = dict(zip(names, rows[0]))
+    row = rows[0]
     attributes = {k: v for k, v in row.items()
                   if k not in ("contact_key", "custom", "first_seen_at", "updated_at", "updated_by") and v is not None}
     attributes.update(json.loads(row["custom"] or "{}"))
 
     def dicts(sql: str, params: list[Any]) -> list[dict[str, Any]]:
-        c = store.con.execute(sql, params)
-        cols = [d[0] for d in c.description]
-        return [dict(zip(cols, r)) for r in c.fetchall()]
+        return store_dicts(store.con, sql, params)
 
     return {
         "email": key,
@@ -547,10 +544,10 @@ def _store_problems(config: ProjectConfig) -> list[str]:
 
 
 def _consent_problems(config: ProjectConfig, host: PluginHost) -> list[str]:
-    from segsync.consent.settings import load_settings
+    from segsync.config import consent_settings
 
     try:
-        load_settings(config, host.consent_policies())
+        consent_settings(config, host.consent_policies())
     except ConfigError as exc:
         return [str(exc)]
     return []
@@ -574,8 +571,7 @@ def _connection_problems(
             if failure is not None:
                 return [f"plugin {failure.name!r} failed to load: {failure.error}"]
             raise ConfigError(f"no connector of type {conn.type!r} installed")
-        settings = connection_settings(types[conn.type], conn, config.project_dir)
-        instance = types[conn.type](conn.name, settings, config.project_dir)
+        instance = instantiate_connection(types[conn.type], conn, config.project_dir)
         try:
             problems = instance.check()
             if fix and problems:

@@ -1,12 +1,27 @@
-"""The project file (``segsync.toml``) and each connection's settings.
+"""The project file (``segsync.toml``), each connection's settings and the consent settings.
 
 A project is a folder holding ``segsync.toml``; paths in it are relative to that folder. The
 whole file is one pydantic model, :class:`ProjectFile`: an unknown table or key anywhere is an
 error naming its TOML path and the closest known key. Each ``[connections.NAME]`` table names a
 connector ``type`` plus that connector's non-secret settings (checked against the connector's
-own ``Settings`` model once the plugins are loaded); ``pull``/``push`` say whether the runner
-reads from it and writes to it. Secrets (settings typed ``SecretStr``) come only from the
-environment or the project's ``.env``, as ``SEGSYNC_<NAME>_<FIELD>``, never from the file.
+own ``Settings`` model: by :func:`load_config` when the connector is installed, in full by
+:func:`connection_settings`); ``pull``/``push`` say whether the runner reads from it and writes
+to it. Secrets (settings typed ``SecretStr``) come only from the environment or the project's
+``.env``, as ``SEGSYNC_<NAME>_<FIELD>``, never from the file. ``[packs.NAME]`` tables are
+checked against the packs the plugin host offers.
+
+``[consent]`` says which policy applies where, and the clock-skew allowance
+(:func:`consent_settings` resolves the names against the installed policies)::
+
+    [consent]
+    policy = "default"            # the project's policy (default: "default")
+    clock_skew_seconds = 300      # see docs/consent.md, "Clocks"
+
+    [consent.connections]         # a connection's own policy replaces the project's for it
+    brevo = "strict_double_opt_in"
+
+    [consent.countries]           # a contact's country adds its policy: the stricter result wins
+    CA = "casl"
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,6 +42,7 @@ from pydantic_settings import SettingsConfigDict
 
 from segsync import redaction
 from segsync.connector import Connector, ConnectorSettings
+from segsync.consent.policies import DEFAULT, DEFAULT_CLOCK_SKEW, ConsentPolicy
 from segsync.segments import GroupDef, SegmentDef, SegmentError, SegmentsConfig
 from segsync.segments.packs import SegmentPack, expand_packs
 
@@ -87,10 +104,12 @@ CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 
 class ConsentTable(_Table):
     """``[consent]``: policy names (resolved against the installed policies by
-    :func:`segsync.consent.settings.load_settings`) and the clock-skew allowance."""
+    :func:`consent_settings`) and the clock-skew allowance."""
 
-    policy: str = "default"
-    clock_skew_seconds: float = Field(default=300.0, ge=0, le=MAX_CLOCK_SKEW_SECONDS)
+    policy: str = DEFAULT.name
+    clock_skew_seconds: float = Field(
+        default=DEFAULT_CLOCK_SKEW.total_seconds(), ge=0, le=MAX_CLOCK_SKEW_SECONDS
+    )
     connections: dict[str, str] = Field(default_factory=dict)
     countries: dict[CountryCode, str] = Field(default_factory=dict)
 
@@ -141,6 +160,41 @@ class ProjectConfig:
         return self.path.parent
 
 
+@dataclass(frozen=True)
+class ConsentSettings:
+    """``[consent]`` resolved against the installed policies."""
+
+    policy: ConsentPolicy = DEFAULT
+    connections: Mapping[str, ConsentPolicy] = field(default_factory=dict)
+    countries: Mapping[str, ConsentPolicy] = field(default_factory=dict)
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW
+
+    def for_connection(self, connection: str | None) -> ConsentPolicy:
+        if connection is None:
+            return self.policy
+        return self.connections.get(connection, self.policy)
+
+
+def consent_settings(config: ProjectConfig | None, policies: Mapping[str, ConsentPolicy]) -> ConsentSettings:
+    """Resolve ``[consent]`` (its shape is checked with the rest of the file by
+    :class:`ProjectFile`) against ``policies``, the installed ones."""
+    table = config.consent if config else ConsentTable()
+    where = f"{config.path}: consent" if config else "consent"
+
+    def policy(name: str, what: str) -> ConsentPolicy:
+        if name not in policies:
+            raise ConfigError(f"{where}.{what}: no consent policy {name!r} "
+                              f"(installed: {', '.join(sorted(policies))})")
+        return policies[name]
+
+    return ConsentSettings(
+        policy(table.policy, "policy"),
+        {name: policy(value, f"connections.{name}") for name, value in table.connections.items()},
+        {code: policy(value, f"countries.{code}") for code, value in table.countries.items()},
+        timedelta(seconds=table.clock_skew_seconds),
+    )
+
+
 def find_config(explicit: str | Path | None = None) -> Path:
     candidate = Path(explicit or os.environ.get("SEGSYNC_CONFIG") or DEFAULT_CONFIG)
     if candidate.is_dir():
@@ -176,12 +230,19 @@ def load_config(
         name: ConnectionConfig(name, table.type, table.options, table.pull, table.push)
         for name, table in parsed.connections.items()
     }
+    if host is not None:
+        problems = _unknown_settings(connections, host)
+        if problems:
+            raise _config_error(config_path, problems)
     declared, groups = list(parsed.segments), dict(parsed.groups)
     if parsed.packs:
         if packs is None:
             if host is None:
                 raise TypeError("load_config() needs the plugin host (or packs) to expand [packs]")
             packs = host.segment_packs()
+        problems = _unknown_packs(parsed.packs, packs)
+        if problems:
+            raise _config_error(config_path, problems)
         declared, groups = _with_packs(config_path, parsed.packs, declared, groups, packs)
     try:
         segments = SegmentsConfig(segments=declared, groups=groups)
@@ -312,17 +373,16 @@ def _describe(error: Mapping[str, Any], raw: Any) -> str:
     where = _toml_path(loc, raw) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        known = _known_keys(loc[:-1])
         is_table = isinstance(error.get("input"), dict)
-        what = "unknown table" if is_table and len(loc) == 1 else "unknown key"
-        hint = _did_you_mean(str(loc[-1]), known)
-        if not hint and known:
-            hint = f" (known: {', '.join(sorted(known))})"
-        return f"{where}: {what}{hint}"
+        what = "table" if is_table and len(loc) == 1 else "key"
+        return f"{where}: {_unknown(what, str(loc[-1]), _known_keys(loc[:-1]))}"
     if kind in _EXPECTED:
         return f"{where}: expected {_EXPECTED[kind]}, not {_toml_type(error.get('input'))}"
     if kind == "missing":
         return f"{where}: missing (required)"
+    if loc[:2] == ("consent", "countries") and loc[-1] == "[key]":
+        code = where.removesuffix(".[key]")
+        return f"{code}: not a country code (two capital letters, ISO 3166-1, e.g. CA)"
     return f"{where}: {_plain_message(error['msg'])}"
 
 
@@ -379,12 +439,54 @@ def _plain(exc: Exception) -> str:
     return str(exc)
 
 
+def _unknown(what: str, name: str, known: Any) -> str:
+    """``unknown key; did you mean 'x'?``, or the known names when none is close."""
+    hint = _did_you_mean(name, known)
+    if not hint and known:
+        hint = f" (known: {', '.join(sorted(known))})"
+    return f"unknown {what}{hint}"
+
+
 def _did_you_mean(name: str, candidates: Any) -> str:
     match = difflib.get_close_matches(name, sorted(candidates), n=1)
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
 # -- packs and connections ---------------------------------------------------------------------
+
+
+def _unknown_settings(connections: Mapping[str, ConnectionConfig], host: PluginHost) -> list[str]:
+    """``connections.NAME.KEY: unknown key`` for each key the connection's connector has no
+    setting for; a connector that is not installed is the runner's to report."""
+    from segsync.plugins import PluginError
+
+    try:
+        types = host.connector_types()
+    except PluginError:  # a broken plugin: the command that needs connectors says so
+        return []
+    problems = []
+    for name, connection in connections.items():
+        cls = types.get(connection.type)
+        if cls is None:
+            continue
+        fields = cls.Settings.model_fields
+        for key in connection.options:
+            if key not in fields:
+                problems.append(f"connections.{name}.{key}: {_unknown('key', key, fields)}")
+    return problems
+
+
+def _unknown_packs(tables: Mapping[str, Any], packs: Mapping[str, SegmentPack]) -> list[str]:
+    """``packs.NAME: unknown table`` and ``packs.NAME.KEY: unknown key`` problems."""
+    problems = []
+    for name, table in tables.items():
+        if name not in packs:
+            problems.append(f"packs.{name}: {_unknown('table', name, packs)}")
+            continue
+        for key in table:
+            if key not in packs[name].keys():
+                problems.append(f"packs.{name}.{key}: {_unknown('key', key, packs[name].keys())}")
+    return problems
 
 
 def _with_packs(
@@ -426,6 +528,15 @@ def _is_secret(annotation: Any) -> bool:
 
 def secret_fields(settings_cls: type[ConnectorSettings]) -> list[str]:
     return [n for n, f in settings_cls.model_fields.items() if _is_secret(f.annotation)]
+
+
+def instantiate_connection(
+    connector_cls: type[Connector], connection: ConnectionConfig, project_dir: Path
+) -> Connector:
+    """The connector instance for ``connection``, with its settings read by
+    :func:`connection_settings`; the caller closes it."""
+    return connector_cls(connection.name, connection_settings(connector_cls, connection, project_dir),
+                         project_dir)
 
 
 def connection_settings(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from segsync.config import ConfigError, load_config
+from segsync.config import ConfigError, consent_settings, load_config
 from segsync.plugins import PluginHost
 from segsync.store import Store, StoreError
 
@@ -100,7 +101,7 @@ def test_the_error_message_has_one_line_per_problem(tmp_path: Path) -> None:
     ('[consent]\nclock_skew_seconds = true\n',
      "consent.clock_skew_seconds: expected a number, not a boolean"),
     ('[consent.countries]\nca = "casl"\n',
-     "consent.countries.ca.[key]: String should match pattern '^[A-Z]{2}$'"),
+     "consent.countries.ca: not a country code (two capital letters, ISO 3166-1, e.g. CA)"),
     ('[[segments]]\nname = "a"\nrule = "opens(30d) > 1"\n[[segments]]\nrule = "x() > 1"\n',
      "segments[1].name: missing (required)"),
     ('[connections.Shop]\ntype = "files"\n',
@@ -182,3 +183,87 @@ def test_packs_come_from_the_host_passed_in(tmp_path: Path, monkeypatch: pytest.
     assert "engaged-high" in [s.name for s in config.segments.segments]
     with pytest.raises(TypeError, match="needs the plugin host"):
         load_config(tmp_path / "segsync.toml")
+
+
+# One case per table of segsync.toml: a misspelt key (or table) is named by its TOML path, with
+# the closest known name. The plugin host checks what only plugins know: connector settings and
+# packs.
+FULL = VALID.replace('catch_all = "rest"', 'catch_all = "rest"\n\n[packs.engagement]\nwindow = "30d"') + """
+[segments.destinations.shop]
+tag = "rest"
+
+[consent.connections]
+shop = "default"
+
+[consent.countries]
+CA = "casl"
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("[store]", "[stor]", "stor: unknown table; did you mean 'store'?"),
+    ('path = "store.duckdb"', 'pth = "store.duckdb"', "store.pth: unknown key; did you mean 'path'?"),
+    ('contacts = "contacts.csv"', 'contats = "contacts.csv"',
+     "connections.shop.contats: unknown key; did you mean 'contacts'?"),
+    ('rule = "opens', 'rul = "opens', "segments.vip.rul: unknown key; did you mean 'rule'?"),
+    ('tag = "rest"', 'tga = "rest"', "segments.rest.destinations.shop.tga: unknown key; did you mean 'tag'?"),
+    ('catch_all = "rest"', 'catch_al = "rest"', "groups.tiers.catch_al: unknown key; did you mean 'catch_all'?"),
+    ("[packs.engagement]", "[packs.engagment]", "packs.engagment: unknown table; did you mean 'engagement'?"),
+    ('window = "30d"', 'windw = "30d"', "packs.engagement.windw: unknown key; did you mean 'window'?"),
+    ('policy = "default"', 'polcy = "default"', "consent.polcy: unknown key; did you mean 'policy'?"),
+    ('shop = "default"', 'shpo = "default"',
+     "consent.connections.shpo: 'shpo' is not a connection; did you mean 'shop'?"),
+    ('CA = "casl"', 'ca = "casl"',
+     "consent.countries.ca: not a country code (two capital letters, ISO 3166-1, e.g. CA)"),
+])
+def test_each_table_refuses_an_unknown_key_naming_it_and_the_closest(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    host = PluginHost()
+    path = write(tmp_path, FULL)
+    assert load_config(path, host).connections["shop"].options == {"contacts": "contacts.csv"}
+    assert FULL.count(old) == 1
+    write(tmp_path, FULL.replace(old, new))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, host)
+    assert str(caught.value) == f"{path}: {expected}"
+
+
+def test_unknown_keys_far_from_any_known_one_list_the_known_ones(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL.replace('contacts = "contacts.csv"', 'contacts = "contacts.csv"\nzzz = 1'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, PluginHost())
+    assert str(caught.value) == (
+        f"{path}: connections.shop.zzz: unknown key (known: consent, consent_columns, contacts, "
+        "contacts_columns, events, events_columns, incremental, output, timestamp_column)"
+    )
+
+
+def test_consent_settings_resolve_policy_names_and_name_an_unknown_one(tmp_path: Path) -> None:
+    host = PluginHost(load_entry_points=False)
+    config = load_config(write(tmp_path, FULL.replace('CA = "casl"', 'CA = "casl"\nUS = "default"')), host)
+    settings = consent_settings(config, host.consent_policies())
+    assert (settings.policy.name, settings.clock_skew) == ("default", timedelta(minutes=5))
+    assert {k: p.name for k, p in settings.connections.items()} == {"shop": "default"}
+    assert {k: p.name for k, p in settings.countries.items()} == {"CA": "casl", "US": "default"}
+    assert settings.for_connection("shop").name == "default"
+    config = load_config(write(tmp_path, FULL.replace('CA = "casl"', 'CA = "casel"')), host)
+    with pytest.raises(ConfigError) as caught:
+        consent_settings(config, host.consent_policies())
+    assert str(caught.value) == (
+        f"{config.path}: consent.countries.CA: no consent policy 'casel' "
+        "(installed: casl, default, strict_double_opt_in)"
+    )
+
+
+def test_only_the_cli_builds_a_plugin_host() -> None:
+    """Plugins load once per command: whatever needs the host (load_config for [packs] and
+    connector settings) is handed the CLI's."""
+    core = Path(__file__).resolve().parents[1] / "segsync"
+    building = sorted(
+        path.relative_to(core).as_posix()
+        for path in core.rglob("*.py")
+        if "PluginHost(" in path.read_text(encoding="utf-8").replace("class PluginHost(", "")
+    )
+    assert len(building) == 1, building
+    assert building[0] == "cli.py" or building[0].startswith("cli/"), building

@@ -166,3 +166,13 @@ def test_store_methods_with_more_than_two_parameters_take_keywords_only() -> Non
             if loose:
                 offenders.append(f"{owner.__name__}.{name}: {', '.join(loose)}")
     assert offenders == []
+
+
+def test_dicts_returns_every_row_keyed_by_column(tmp_path: Path) -> None:
+    from segsync.store import dicts
+
+    with Store(tmp_path / "s.duckdb") as store:
+        assert dicts(store.con, "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, NULL ORDER BY a") == [
+            {"a": 1, "b": "x"}, {"a": 2, "b": None},
+        ]
+        assert dicts(store.con, "SELECT * FROM cursors WHERE connection = ?", ["none"]) == []

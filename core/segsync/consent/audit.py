@@ -15,19 +15,14 @@ from typing import Any
 
 import duckdb
 
+from segsync.config import ConsentSettings
 from segsync.consent import rules
 from segsync.consent.policies import ConsentPolicy
-from segsync.consent.settings import ConsentSettings
-
-
-def _dicts(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+from segsync.store.store import dicts
 
 
 def _ledger(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
-    return _dicts(con, "SELECT id, channel, purpose, status, recorded_at, ingested_at, source, method, "
+    return dicts(con, "SELECT id, channel, purpose, status, recorded_at, ingested_at, source, method, "
                        "evidence, run_id FROM consent_ledger WHERE contact_key = ? ORDER BY recorded_at, id", [key])
 
 
@@ -56,7 +51,7 @@ def show(
         policies = [policy] + ([country_policy] if country_policy and country_policy is not policy else [])
         results = []
         for p in policies:
-            rows = _dicts(con, rules.effective_status_sql(
+            rows = dicts(con, rules.effective_status_sql(
                 p, channel=channel, purpose=purpose, as_of=as_of, clock_skew=settings.clock_skew,
                 contact_key=key), [])
             row = rows[0] if rows else {"status": "none", "ledger_id": None, "suppression_id": None}
@@ -76,9 +71,9 @@ def show(
         "SELECT destination FROM status_changes WHERE contact_key = ?", [key, key]).fetchall()})
     per_destination = []
     for destination in known:
-        acked = _dicts(con, "SELECT status, acked_at, run_id FROM acknowledged "
+        acked = dicts(con, "SELECT status, acked_at, run_id FROM acknowledged "
                             "WHERE destination = ? AND contact_key = ?", [destination, key])
-        last = _dicts(con, "SELECT run_id, action, before_status, after_status, ledger_id, suppression_id, "
+        last = dicts(con, "SELECT run_id, action, before_status, after_status, ledger_id, suppression_id, "
                            "policy, outcome, reason, changed_at FROM status_changes "
                            "WHERE destination = ? AND contact_key = ? ORDER BY changed_at DESC, id DESC LIMIT 1",
                       [destination, key])
@@ -93,22 +88,22 @@ def show(
         "email": key,
         "ledger": ledger,
         "effective": effective,
-        "suppressions": _dicts(con, "SELECT id, channel, reason, source, note, created_at, removed_at, removed_by "
+        "suppressions": dicts(con, "SELECT id, channel, reason, source, note, created_at, removed_at, removed_by "
                                     "FROM suppressions WHERE contact_key = ? ORDER BY created_at, id", [key]),
         "destinations": per_destination,
     }
 
 
 def _suppression(con: duckdb.DuckDBPyConnection, suppression_id: int) -> dict[str, Any] | None:
-    rows = _dicts(con, "SELECT id, channel, reason, source, note, created_at FROM suppressions WHERE id = ?",
+    rows = dicts(con, "SELECT id, channel, reason, source, note, created_at FROM suppressions WHERE id = ?",
                   [suppression_id])
     return rows[0] if rows else None
 
 
 def export(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any] | None:
     """Everything the store holds about one person, for an access request (GDPR Art. 15)."""
-    contact = _dicts(con, "SELECT * FROM contacts WHERE contact_key = ?", [key])
-    suppressions = _dicts(con, "SELECT id, channel, reason, source, note, created_at, removed_at, removed_by, "
+    contact = dicts(con, "SELECT * FROM contacts WHERE contact_key = ?", [key])
+    suppressions = dicts(con, "SELECT id, channel, reason, source, note, created_at, removed_at, removed_by, "
                                "removal_note FROM suppressions WHERE contact_key = ? ORDER BY id", [key])
     if not contact and not suppressions:
         return None
@@ -119,13 +114,13 @@ def export(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any] | None:
         attributes["custom"] = json.loads(row["custom"] or "{}")
 
     def identities() -> list[dict[str, Any]]:
-        rows = _dicts(con, "SELECT connection, external_id, properties, seen_at FROM identities "
+        rows = dicts(con, "SELECT connection, external_id, properties, seen_at FROM identities "
                            "WHERE contact_key = ? ORDER BY connection", [key])
         for r in rows:
             r["properties"] = json.loads(r["properties"] or "{}")
         return rows
 
-    events = _dicts(con, "SELECT type, occurred_at, source, source_event_id, value, currency, url, category, "
+    events = dicts(con, "SELECT type, occurred_at, source, source_event_id, value, currency, url, category, "
                          "properties, run_id FROM events WHERE contact_key = ? ORDER BY occurred_at", [key])
     for e in events:
         e["properties"] = json.loads(e["properties"] or "{}")
@@ -136,18 +131,18 @@ def export(con: duckdb.DuckDBPyConnection, key: str) -> dict[str, Any] | None:
         "events": events,
         "consent_ledger": _ledger(con, key),
         "suppressions": suppressions,
-        "segment_history": _dicts(
+        "segment_history": dicts(
             con, "SELECT s.run_id, s.segment, s.as_of FROM segment_snapshots s WHERE s.contact_key = ? "
                  "ORDER BY s.run_id, s.segment", [key]),
         "destinations": {
-            "acknowledged": _dicts(con, "SELECT destination, status, acked_at, run_id FROM acknowledged "
+            "acknowledged": dicts(con, "SELECT destination, status, acked_at, run_id FROM acknowledged "
                                         "WHERE contact_key = ? ORDER BY destination", [key]),
-            "memberships": _dicts(con, "SELECT destination, segment, acked_at, run_id FROM acknowledged_memberships "
+            "memberships": dicts(con, "SELECT destination, segment, acked_at, run_id FROM acknowledged_memberships "
                                        "WHERE contact_key = ? ORDER BY destination, segment", [key]),
-            "status_changes": _dicts(con, "SELECT run_id, destination, action, before_status, after_status, "
+            "status_changes": dicts(con, "SELECT run_id, destination, action, before_status, after_status, "
                                           "ledger_id, suppression_id, policy, outcome, reason, changed_at "
                                           "FROM status_changes WHERE contact_key = ? ORDER BY changed_at, id", [key]),
-            "rejected": _dicts(con, "SELECT destination, reason, rejected_at, run_id FROM rejected "
+            "rejected": dicts(con, "SELECT destination, reason, rejected_at, run_id FROM rejected "
                                     "WHERE contact_key = ? ORDER BY destination", [key]),
         },
     }

@@ -42,7 +42,7 @@ def _json(data: Any) -> None:
 def segsync_register_commands(cli: click.Group) -> None:
     from segsync.cli import Context, console, pass_ctx
     from segsync.consent import audit, erasure, suppression
-    from segsync.consent.settings import load_settings
+    from segsync.config import consent_settings
     from segsync.model import mask_email
     from segsync.redaction import for_output
     from segsync.sync.runner import Runner
@@ -164,7 +164,7 @@ def segsync_register_commands(cli: click.Group) -> None:
         """The ledger, effective status per channel and purpose, and each destination's state."""
         key = _keys((email,))[0]
         config = ctx.config()
-        settings = load_settings(config, ctx.host.consent_policies())
+        settings = consent_settings(config, ctx.host.consent_policies())
         with read_store(ctx) as store:
             data = audit.show(store.con, key, settings, destinations=list(config.connections))
         if as_json:

@@ -23,6 +23,8 @@ from segsync.model import CONSENT_METHODS
 # subscribed. docs/consent.md maps each connector's sources onto these methods.
 EXPLICIT_METHODS = frozenset({"form", "double_opt_in"})
 CONFIRMED_METHODS = frozenset({"double_opt_in"})
+# How far apart two systems' clocks may be (docs/consent.md, "Clocks"); [consent] clock_skew_seconds.
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class PolicyError(ValueError):

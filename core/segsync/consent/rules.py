@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import duckdb
-from segsync.consent.policies import DEFAULT, ConsentPolicy
+from segsync.consent.policies import DEFAULT, DEFAULT_CLOCK_SKEW, ConsentPolicy
 from segsync.store.sql import literal, literal_list
 
 # Ledger status → the status a destination should hold.
@@ -52,7 +52,6 @@ OPT_OUT_STATUSES = ("unsubscribed", "cleaned", "complained")
 SUPPRESSION_STATUS = {"bounce": "cleaned", "complaint": "complained"}
 # Destination statuses from most to least restrictive ("none": no consent on record).
 RESTRICTIVENESS = {"complained": 6, "cleaned": 5, "unsubscribed": 4, "none": 3, "pending": 2, "subscribed": 1}
-DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _interval(delta: timedelta) -> str:

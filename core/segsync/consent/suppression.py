@@ -12,6 +12,8 @@ from typing import Any
 
 import duckdb
 
+from segsync.store.store import dicts
+
 REASONS = ("opt_out", "bounce", "complaint", "legal", "erasure", "other")
 CHANNELS = ("email", "sms", "all")
 
@@ -79,14 +81,13 @@ def remove(
 
 
 def entries(con: duckdb.DuckDBPyConnection, *, include_removed: bool = False) -> list[dict[str, Any]]:
-    cur = con.execute(
+    return dicts(
+        con,
         "SELECT id, contact_key, address_hash, channel, reason, source, note, created_at, removed_at, "
         "removed_by, removal_note FROM suppressions "
         + ("" if include_removed else "WHERE removed_at IS NULL ")
-        + "ORDER BY created_at, id"
+        + "ORDER BY created_at, id",
     )
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
 def erased(con: duckdb.DuckDBPyConnection, keys: Iterable[str]) -> set[str]:

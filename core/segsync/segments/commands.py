@@ -87,10 +87,9 @@ def destinations(config: ProjectConfig, host: PluginHost) -> list[str]:
         if cls is None:
             continue
         try:
-            from segsync.config import connection_settings
+            from segsync.config import instantiate_connection
 
-            connector = cls(name, connection_settings(cls, connection, config.project_dir),
-                            config.project_dir)
+            connector = instantiate_connection(cls, connection, config.project_dir)
             try:
                 writes = bool(connector.enabled_capabilities() & WRITE_CAPABILITIES)
             finally:

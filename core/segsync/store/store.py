@@ -395,6 +395,13 @@ class Store:
         ]
 
 
+def dicts(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    """Every row of ``sql`` as a dict keyed by column name."""
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
 def _fsync_directory(directory: Path) -> None:
     """Make a rename or unlink in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)

@@ -23,11 +23,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from segsync.config import ConfigError, ProjectConfig, connection_settings
+from segsync.config import (
+    ConfigError,
+    ConsentSettings,
+    ProjectConfig,
+    consent_settings,
+    instantiate_connection,
+)
 from segsync.connector import READ_CAPABILITIES, WRITE_CAPABILITIES, Capability, Connector
 from segsync.consent import erasure
 from segsync.consent.rules import EffectiveConsent
-from segsync.consent.settings import ConsentSettings, load_settings
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
 from segsync.segments.memberships import Memberships, evaluate_memberships
@@ -82,8 +87,7 @@ class Runner:
                     f"connection {name!r}: no connector of type {connection.type!r} "
                     f"(installed: {known}); install its package, e.g. pip install segsync-{connection.type}"
                 )
-            settings = connection_settings(cls, connection, self.config.project_dir)
-            instances[name] = cls(name, settings, self.config.project_dir)
+            instances[name] = instantiate_connection(cls, connection, self.config.project_dir)
         return instances
 
     def _pulls(self, name: str, connector: Connector) -> bool:
@@ -102,7 +106,7 @@ class Runner:
         options = options or RunOptions()
         as_of = options.as_of or datetime.now(timezone.utc)
         connectors = self.connectors()
-        consent = load_settings(self.config, self.host.consent_policies())
+        consent = consent_settings(self.config, self.host.consent_policies())
         store = Store(self.config.store_path)
         self.reporter.listeners.append(_publish_to(store))
         try:

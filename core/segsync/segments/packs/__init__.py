@@ -91,6 +91,11 @@ class SegmentPack:
             values[key] = _check(self.name, known[key], value)
         return values
 
+    def keys(self) -> list[str]:
+        """The keys a ``[packs.NAME]`` table may hold: the parameters, ``enabled`` and
+        ``destinations``."""
+        return [*(p.name for p in self.params), *_RESERVED]
+
     def templates(self, values: Mapping[str, Any]) -> list[PackSegment]:
         return [*self.segments, *(self.dynamic(values) if self.dynamic else ())]
 
