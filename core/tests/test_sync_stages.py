@@ -9,8 +9,8 @@ import pytest
 
 from segsync import Batch, ContactChange, Outcome, Stream, WriteResult
 from segsync.consent.policies import DEFAULT
-from segsync.default_plugins.consent_policies import STRICT_DOUBLE_OPT_IN
 from segsync.consent.rules import Decision, EffectiveConsent
+from segsync.default_plugins.consent_policies import STRICT_DOUBLE_OPT_IN
 from segsync.segments import SegmentDef, SegmentsConfig
 from segsync.segments.functions import default_registry
 from segsync.segments.memberships import Memberships, evaluate_memberships

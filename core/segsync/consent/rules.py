@@ -47,6 +47,8 @@ DESTINATION_STATUS = {
 }
 STICKY = ("opted_out", "bounced", "complained")
 MAILABLE = ("subscribed", "pending")
+# The ledger statuses that give a mailable destination status.
+LEDGER_MAILABLE = tuple(k for k, v in DESTINATION_STATUS.items() if v in MAILABLE)
 OPT_OUT_STATUSES = ("unsubscribed", "cleaned", "complained")
 # Suppression reason → destination status.
 SUPPRESSION_STATUS = {"bounce": "cleaned", "complaint": "complained"}
@@ -130,7 +132,7 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
             SELECT l.id FROM l ASOF JOIN pushes p
               ON p.destination = l.source AND p.contact_key = l.contact_key
              AND l.ingested_at >= p.changed_at
-            WHERE p.mailable = (l.status IN ('opted_in', 'pending'))
+            WHERE p.mailable = (l.status IN ({literal_list(LEDGER_MAILABLE)}))
               AND l.t <= p.changed_at + {skew}
         ),
         counted AS (
@@ -144,7 +146,7 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
         ),
         open AS (
             SELECT c.* FROM counted c LEFT JOIN last_sticky s ON s.contact_key = c.contact_key
-            WHERE c.status IN ('opted_in', 'pending')
+            WHERE c.status IN ({literal_list(LEDGER_MAILABLE)})
               AND (s.id IS NULL OR (
                    c.method IN ({literal_list(sorted(policy.explicit_methods))})
                    AND c.t > s.t + CASE WHEN c.source = s.source THEN to_microseconds(0) ELSE {skew} END))

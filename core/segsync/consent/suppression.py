@@ -12,10 +12,12 @@ from typing import Any
 
 import duckdb
 
+from segsync.model import Channel
 from segsync.store.store import dicts
 
 REASONS = ("opt_out", "bounce", "complaint", "legal", "erasure", "other")
-CHANNELS = ("email", "sms", "all")
+# "all": every channel.
+CHANNELS = (*(c.value for c in Channel), "all")
 
 
 def salt(con: duckdb.DuckDBPyConnection) -> str:

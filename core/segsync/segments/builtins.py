@@ -409,7 +409,8 @@ def standard_functions() -> list[SegmentFunction]:
                  "conversion_rate(90d) > 0.02"),
         SegmentFunction(
             "consentable", (Param("channel", "channel"),), "bool",
-            "The latest marketing consent for the channel, as of as_of, is opted_in.",
+            "The consent engine's status for the channel (default policy, marketing) at as_of is "
+            "subscribed: sticky opt-outs, echoes and suppressions applied; pending is not consent.",
             _build_consentable, 'consentable("email")',
         ),
         SegmentFunction(

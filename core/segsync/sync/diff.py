@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from segsync.connector import ContactChange
-from segsync.consent.rules import OPT_OUT_STATUSES, EffectiveConsent
+from segsync.consent.rules import MAILABLE, OPT_OUT_STATUSES, EffectiveConsent
 from segsync.model import KNOWN_ATTRIBUTES, mask_email
 from segsync.segments.memberships import Memberships
 from segsync.store.sql import identifier, literal, literal_list
@@ -255,7 +255,7 @@ class DestinationDiff:
                 SELECT i.contact_key, i.properties ->> '$.status' AS reported
                 FROM identities i JOIN acked a USING (contact_key)
                 WHERE i.connection = $dest AND a.status IN ({opt_outs})
-                  AND i.properties ->> '$.status' IN ('subscribed', 'pending')
+                  AND i.properties ->> '$.status' IN ({literal_list(MAILABLE)})
             ),
             changed AS (
                 SELECT d.contact_key, 'upsert' AS op, d.status, d.consent_method, d.attributes, d.custom, d.tags,
