@@ -6,15 +6,15 @@ event up to ``as_of``; DuckDB then plans each ``COUNT(DISTINCT key) FILTER (…)
 over *all* those rows with the FILTER as a grouping key (57% of an evaluation at 1M contacts /
 20M events, bench/RESULTS-segments.md). So the aggregation is split:
 
-* plain aggregates: one GROUP BY contact_key over the rows some FILTER admits (the FILTERs
+* plain aggregates: one GROUP BY contact over the rows some FILTER admits (the FILTERs
   OR-ed into the WHERE, so rows no feature reads are dropped before hashing);
-* unique counts, per key expression: one GROUP BY (contact_key, key) over the rows their
+* unique counts, per key expression: one GROUP BY (contact, key) over the rows their
   FILTERs admit, with a flag per feature (did any of the key's rows pass its FILTER), then a
   count of flagged keys per contact. That is ``COUNT(DISTINCT key) FILTER (cond)`` exactly
   (NULL keys excluded as there), computed on the few pre-filtered rows.
 
-Both group by ``contact_id``, the integer the store gives each person (migration 4): hashing
-an integer is half the cost of hashing the address. Each query yields ``contact_id`` and its
+Both group by ``contact_id``, the integer the store gives each person (migration 4), not by
+the address: hashing an integer is half the cost. Each query yields ``contact_id`` and its
 features, one row per contact that has a row to aggregate; contacts without one get NULL
 (builders COALESCE, see ``Feature``).
 """
