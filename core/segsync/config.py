@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -43,11 +43,10 @@ from pydantic_settings import SettingsConfigDict
 from segsync import redaction
 from segsync.connector import Connector, ConnectorSettings
 from segsync.consent.policies import DEFAULT, DEFAULT_CLOCK_SKEW, ConsentPolicy
+from segsync.plugins import PluginError, PluginHost
 from segsync.segments import GroupDef, SegmentDef, SegmentError, SegmentsConfig
 from segsync.segments.packs import SegmentPack, expand_packs
 
-if TYPE_CHECKING:
-    from segsync.plugins import PluginHost
 
 DEFAULT_CONFIG = "segsync.toml"
 DEFAULT_STORE = "segsync.duckdb"
@@ -458,8 +457,6 @@ def _did_you_mean(name: str, candidates: Any) -> str:
 def _unknown_settings(connections: Mapping[str, ConnectionConfig], host: PluginHost) -> list[str]:
     """``connections.NAME.KEY: unknown key`` for each key the connection's connector has no
     setting for; a connector that is not installed is the runner's to report."""
-    from segsync.plugins import PluginError
-
     try:
         types = host.connector_types()
     except PluginError:  # a broken plugin: the command that needs connectors says so

@@ -37,6 +37,7 @@ from segsync.store.sourcefile import (
     too_deep_key,
 )
 from segsync.store.sql import identifier, literal, literal_list
+from segsync.store.store import dicts
 from segsync.model import (
     CONSENT_METHODS,
     DEFAULT_PURPOSE,
@@ -603,13 +604,11 @@ class Ingestor:
                 """,
                 [self.run_id, self.connection, f"pull:{stream.value}"],
             )
-            result.errors = [
-                {"record": r[0], "field": r[1], "reason": r[2]}
-                for r in self.con.execute(
-                    f"SELECT first(_record), first(field), first(reason) FROM ({errors}) "
-                    "GROUP BY _row ORDER BY _row LIMIT 20"
-                ).fetchall()
-            ]
+            result.errors = dicts(
+                self.con,
+                f"SELECT first(_record) AS record, first(field) AS field, first(reason) AS reason "
+                f"FROM ({errors}) GROUP BY _row ORDER BY _row LIMIT 20",
+            )
         return result
 
     def _count(self, table: str) -> int:

@@ -354,45 +354,34 @@ class Store:
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """Run history, newest first, each with its destinations."""
-        rows = self.con.execute(
+        runs = dicts(
+            self.con,
             "SELECT id, started_at, finished_at, status, as_of, options, counts FROM runs "
             "ORDER BY id DESC LIMIT ?",
             [limit],
-        ).fetchall()
-        dests = self.con.execute(
+        )
+        by_run: dict[int, list[dict[str, Any]]] = {}
+        for d in dicts(
+            self.con,
             "SELECT run_id, destination, status, write_calls, records_written, records_rejected, "
             "records_retrying, error FROM run_destinations WHERE run_id >= ? ORDER BY destination",
-            [rows[-1][0] if rows else 0],
-        ).fetchall()
-        by_run: dict[int, list[dict[str, Any]]] = {}
-        for d in dests:
-            by_run.setdefault(d[0], []).append(
-                {
-                    "destination": d[1],
-                    "status": d[2],
-                    "write_calls": d[3],
-                    "records_written": d[4],
-                    "records_rejected": d[5],
-                    "records_retrying": d[6],
-                    "error": d[7],
-                }
-            )
+            [runs[-1]["id"] if runs else 0],
+        ):
+            by_run.setdefault(d.pop("run_id"), []).append(d)
         # Opened read-only, the store has no writer (see __init__): a run still marked running
         # died without finishing; the next writer marks it so too (start_run).
         orphaned = self.read_only and isinstance(self.path, Path) and not writer_active(self.path)
-        return [
-            {
-                "id": r[0],
-                "started_at": r[1].isoformat(),
-                "finished_at": r[2].isoformat() if r[2] else None,
-                "status": "crashed" if orphaned and r[3] == "running" else r[3],
-                "as_of": r[4].isoformat(),
-                "options": json.loads(r[5]),
-                "counts": json.loads(r[6]),
-                "destinations": by_run.get(r[0], []),
-            }
-            for r in rows
-        ]
+        for run in runs:
+            run.update(
+                started_at=run["started_at"].isoformat(),
+                finished_at=run["finished_at"].isoformat() if run["finished_at"] else None,
+                status="crashed" if orphaned and run["status"] == "running" else run["status"],
+                as_of=run["as_of"].isoformat(),
+                options=json.loads(run["options"]),
+                counts=json.loads(run["counts"]),
+                destinations=by_run.get(run["id"], []),
+            )
+        return runs
 
 
 def dicts(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from segsync.consent.rules import EffectiveConsent
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
 from segsync.segments.memberships import Memberships, evaluate_memberships
-from segsync.store import Store
+from segsync.store import Store, dicts
 from segsync.sync.ack import Acknowledgement
 from segsync.sync.diff import DestinationDiff
 from segsync.sync.gate import Gate
@@ -179,14 +179,12 @@ class Runner:
             return summary
         summary.status = run_status(summary)
         assert summary.run_id is not None
-        summary.errors = [
-            {"connection": r[0], "phase": r[1], "record": r[2], "field": r[3], "reason": r[4]}
-            for r in store.con.execute(
-                "SELECT connection, phase, record, field, reason FROM record_errors "
-                "WHERE run_id = ? ORDER BY occurred_at LIMIT 20",
-                [summary.run_id],
-            ).fetchall()
-        ]
+        summary.errors = dicts(
+            store.con,
+            "SELECT connection, phase, record, field, reason FROM record_errors "
+            "WHERE run_id = ? ORDER BY occurred_at LIMIT 20",
+            [summary.run_id],
+        )
         store.finish_run(run_id=summary.run_id, status=summary.status, counts=run_counts(summary))
         self.host.run_finished(summary)
         return summary
