@@ -135,3 +135,33 @@ def test_in_segment(store):
     assert sizes == {"engaged": 1, "us": 2, "engaged-non-us": 0}
     sizes = evaluate(store, [*segs[:2], SegmentDef(name="x", rule='in_segment("us") or in_segment("engaged")')], {}, AS_OF)
     assert sizes["x"] == 2
+
+
+def test_consentable_is_the_consent_engines_status_not_the_latest_ledger_row() -> None:
+    """docs/rules.md: the default policy's `subscribed`, at as_of; suppressions as they are now."""
+    from segtestkit import add_contact, create_store
+
+    con = create_store()
+    t = lambda days: AS_OF - timedelta(days=days)  # noqa: E731
+
+    def ledger(key: str, status: str, at: datetime, method: str) -> None:
+        con.execute(
+            "INSERT INTO consent_ledger (contact_key, channel, purpose, status, recorded_at, source, "
+            "method, ingested_at) VALUES (?, 'email', 'marketing', ?, ?, 'crm', ?, ?)",
+            [key, status, at, method, at],
+        )
+
+    for key in ("ann@x.com", "bea@x.com", "cat@x.com", "dee@x.com", "eva@x.com"):
+        add_contact(con, key)
+    ledger("ann@x.com", "opted_in", t(30), "form")
+    ledger("ann@x.com", "opted_out", t(20), "form")
+    ledger("ann@x.com", "opted_in", t(10), "api")  # the latest row, but not the person's own
+    ledger("bea@x.com", "pending", t(10), "double_opt_in")
+    ledger("cat@x.com", "opted_in", t(10), "form")
+    con.execute("INSERT INTO suppressions (contact_key, address_hash, channel, reason, source, created_at) "
+                "VALUES ('cat@x.com', 'h', 'all', 'other', 'test', ?)", [AS_OF + timedelta(days=1)])
+    ledger("dee@x.com", "opted_in", t(10), "form")
+    ledger("eva@x.com", "opted_in", t(30), "form")
+    ledger("eva@x.com", "opted_out", t(20), "form")
+    ledger("eva@x.com", "opted_in", t(10), "form")  # her own newer opt-in lifts it
+    assert members(con, 'consentable("email")') == {"dee@x.com", "eva@x.com"}
