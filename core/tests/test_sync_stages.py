@@ -31,14 +31,15 @@ def shop(store, ingestor):
     """Ann opted in (form), Bo opted in then out, Cy has no consent; the destination "crm"
     acknowledged Bo as subscribed and someone no longer in the store."""
     ingestor.ingest(Batch(Stream.CONTACTS, None, rows=[
-        {"email": ANN, "first_name": "Ann"}, {"email": BO, "first_name": "Bo"}, {"email": CY, "first_name": "Cy"}]))
+        {"email": ANN, "first_name": "Ann"}, {"email": BO, "first_name": "Bo"},
+        {"email": CY, "first_name": "Cy"}]))
     ingestor.ingest(Batch(Stream.CONSENT, None, rows=[
         {"email": ANN, "status": "opted_in", "timestamp": "2024-01-01T00:00:00Z", "method": "form"},
         {"email": BO, "status": "opted_in", "timestamp": "2024-01-01T00:00:00Z", "method": "form"},
         {"email": BO, "status": "opted_out", "timestamp": "2024-02-01T00:00:00Z", "method": "email_link"}]))
     for key in (BO, GONE):
-        store.con.execute("INSERT INTO acknowledged (destination, contact_key, state_hash, status, run_id, acked_at) "
-                          "VALUES ('crm', ?, 'old', 'subscribed', 1, now())", [key])
+        store.con.execute("INSERT INTO acknowledged (destination, contact_key, state_hash, status, run_id, "
+                          "acked_at) VALUES ('crm', ?, 'old', 'subscribed', 1, now())", [key])
     return store
 
 
@@ -68,7 +69,8 @@ def test_a_diff_counts_its_changes_and_batches_them_opt_outs_first(shop) -> None
         assert ann.change.attributes["first_name"] == "Ann" and ann.state_hash is not None
         assert batches[0][1].state_hash is None  # a delete brings no state
         assert [p.masked() for p in diff.sample(1)] == [{
-            "contact": "b***@e***.com", "action": "unsubscribe", "status": "unsubscribed", "tags_add": [], "tags_remove": []}]
+            "contact": "b***@e***.com", "action": "unsubscribe", "status": "unsubscribed",
+            "tags_add": [], "tags_remove": []}]
 
 
 def test_two_diffs_coexist_and_each_drops_only_its_own_tables(shop) -> None:
@@ -131,7 +133,8 @@ def test_stages_called_out_of_order_are_type_errors(shop) -> None:
     with pytest.raises(TypeError, match="^the gate checks against an EffectiveConsent, not a str$"):
         Gate(shop, "SELECT * FROM _effective_consent", diff)  # type: ignore[arg-type]
     ack = Acknowledgement(shop, consent, diff, DestinationReport("crm"))
-    with pytest.raises(TypeError, match="^the acknowledgement takes a WrittenBatch from the push stage, not a WriteResult$"):
+    with pytest.raises(TypeError, match="^the acknowledgement takes a WrittenBatch from the push stage, "
+                                        "not a WriteResult$"):
         ack.written(WriteResult([Outcome.ok(ANN)], 1))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="^finish takes the PushResult of the push stage, not a WriteResult$"):
         ack.finish(WriteResult([], 0))  # type: ignore[arg-type]
@@ -159,10 +162,11 @@ def test_a_write_batch_is_acknowledged_rejected_audited_and_retried_from_what_wa
         assert rows(shop, "SELECT contact_key, state_hash, reason, refused_by FROM rejected") == [
             (BO, planned[BO].state_hash, "Invalid Resource", "destination")]
         ledger = dict(rows(shop, "SELECT contact_key, max(id) FROM consent_ledger GROUP BY contact_key"))
-        assert rows(shop, "SELECT contact_key, action, before_status, after_status, ledger_id, policy, outcome, reason "
-                          "FROM status_changes ORDER BY contact_key") == [
+        assert rows(shop, "SELECT contact_key, action, before_status, after_status, ledger_id, policy, outcome, "
+                          "reason FROM status_changes ORDER BY contact_key") == [
             (ANN, "add", None, "subscribed", ledger[ANN], "default", "acknowledged", None),
-            (BO, "unsubscribe", "subscribed", "unsubscribed", ledger[BO], "default", "rejected", "Invalid Resource")]
+            (BO, "unsubscribe", "subscribed", "unsubscribed", ledger[BO], "default", "rejected",
+             "Invalid Resource")]
         assert rows(shop, "SELECT record, field, reason, retryable FROM record_errors ORDER BY record") == [
             ("b***@e***.com", "email", "Invalid Resource", False),
             ("g***@e***.com", None, "the connector returned no outcome for this record", True)]
@@ -188,4 +192,5 @@ def test_planned_changes_the_gate_blocked_are_remembered_as_its_refusals(shop) -
         assert (report.records_blocked, report.records_rejected) == (1, 1)
         assert rows(shop, "SELECT contact_key, state_hash, reason, refused_by FROM rejected") == [
             (CY, "h-cy", "consent gate: no consent to subscribe (effective status: none)", "gate")]
-        assert rows(shop, "SELECT contact_key, after_status, outcome FROM status_changes") == [(CY, "subscribed", "blocked")]
+        assert rows(shop, "SELECT contact_key, after_status, outcome FROM status_changes") == [
+            (CY, "subscribed", "blocked")]

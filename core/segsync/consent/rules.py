@@ -290,8 +290,10 @@ class EffectiveConsent:
         return self._tables[destination]
 
     def status_sql(self, destination: str) -> str:
-        """SQL selecting ``(contact_key, status, ledger_id, method)`` for ``destination``."""
-        return f"SELECT contact_key, status, ledger_id, method FROM {self._table(destination)}"
+        """SQL selecting ``(contact_key, status, ledger_id, method, suppression_id, policy)`` for
+        ``destination``: one row per contact with a decision."""
+        return (f"SELECT contact_key, status, ledger_id, method, suppression_id, policy "
+                f"FROM {self._table(destination)}")
 
     def decisions(self, destination: str, keys: Sequence[str]) -> dict[str, Decision]:
         """The decision for each of ``keys`` that has one (absent: :data:`NO_DECISION`)."""

@@ -14,9 +14,10 @@ effective consent; it reads no other stage's tables.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
-from segsync.consent.rules import NO_DECISION, EffectiveConsent
+from segsync.consent.rules import EffectiveConsent
 from segsync.model import mask_email
 from segsync.redaction import redact
 from segsync.store import Store
@@ -28,6 +29,8 @@ from segsync.sync.summary import DestinationReport
 
 class Acknowledgement:
     """Acknowledges the outcomes of one destination's push in its run, into ``report``."""
+
+    _numbers = itertools.count(1)
 
     def __init__(
         self, store: Store, consent: EffectiveConsent, diff: DestinationDiff, report: DestinationReport
@@ -42,6 +45,8 @@ class Acknowledgement:
         self.destination = diff.destination
         self.run_id = consent.run_id
         self.report = report
+        # This batch's answers, staged once for the set-based writes (private, unique per object).
+        self._batch = f"_acknowledging_{next(self._numbers)}"
 
     def _check(self, diff: DestinationDiff) -> None:
         if diff is not self.diff:
@@ -55,8 +60,9 @@ class Acknowledgement:
         by_key = {p.change.contact_key: p for p in planned}
         with self.store.transaction():
             gate.record(blocked, by="planned change")
-            self._remember({b.change.contact_key: f"consent gate: {b.reason}" for b in blocked}, by_key,
-                           refused_by="gate")
+            self._stage([(by_key[b.change.contact_key], "rejected", f"consent gate: {b.reason}", None)
+                         for b in blocked if b.change.contact_key in by_key])
+            self._remember(refused_by="gate")
         self.report.records_blocked += len(blocked)
         self.report.records_rejected += len(blocked)
 
@@ -100,9 +106,11 @@ class Acknowledgement:
                         run_id=run_id, connection=name, phase="push", record=mask_email(key),
                         field=outcome.field, reason=outcome.reason or "retryable", retryable=True,
                     )
-            self._remember(rejections, planned, refused_by="destination")
-            self._acknowledge(ok_keys, external_ids, planned)
-            self._audit(ok_keys, rejections, planned)
+            self._stage([(planned[k], "ok", None, external_ids.get(k)) for k in ok_keys]
+                        + [(planned[k], "rejected", reason, None) for k, reason in rejections.items()])
+            self._remember(refused_by="destination")
+            self._acknowledge()
+            self._audit()
         report.records_written += len(ok_keys)
 
     def finish(self, pushed: PushResult) -> DestinationReport:
@@ -145,112 +153,100 @@ class Acknowledgement:
             retrying=report.records_retrying,
             error=report.error,
         )
+        self.store.con.execute(f"DROP TABLE IF EXISTS {self._batch}")
         return report
 
     # -- set-based writes of one batch ---------------------------------------------------------
 
-    def _remember(self, rejections: dict[str, str], planned: dict[str, PlannedChange], *, refused_by: str) -> None:
+    def _stage(self, answers: Sequence[tuple[PlannedChange, str, str | None, str | None]]) -> None:
+        """Stage ``(planned change, outcome, reason, external id)`` rows (outcome ``ok`` or
+        ``rejected``) as this batch's table, which the writes below read."""
+        self.store.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {self._batch} AS
+            SELECT unnest($keys::VARCHAR[]) AS contact_key, unnest($ops::VARCHAR[]) AS op,
+                   unnest($actions::VARCHAR[]) AS action, unnest($statuses::VARCHAR[]) AS status,
+                   unnest($previous::VARCHAR[]) AS previous_status, unnest($hashes::VARCHAR[]) AS state_hash,
+                   unnest($tags::VARCHAR[][]) AS tags, unnest($outcomes::VARCHAR[]) AS outcome,
+                   unnest($reasons::VARCHAR[]) AS reason, unnest($external_ids::VARCHAR[]) AS external_id
+            """,
+            {"keys": [p.change.contact_key for p, *_ in answers], "ops": [p.change.op for p, *_ in answers],
+             "actions": [p.action for p, *_ in answers], "statuses": [p.change.status for p, *_ in answers],
+             "previous": [p.change.previous_status for p, *_ in answers],
+             "hashes": [p.state_hash for p, *_ in answers], "tags": [list(p.change.tags) for p, *_ in answers],
+             "outcomes": [a[1] for a in answers], "reasons": [a[2] for a in answers],
+             "external_ids": [a[3] for a in answers]},
+        )
+
+    def _remember(self, *, refused_by: str) -> None:
         """Remember refused states (``refused_by``: ``destination`` or ``gate``), so the diff does
         not plan them again while they hold."""
-        keys = [k for k in rejections if k in planned and planned[k].state_hash is not None]
-        if not keys:
-            return
         self.store.con.execute(
-            """
+            f"""
             INSERT INTO rejected (destination, contact_key, state_hash, reason, run_id, rejected_at, refused_by)
-            SELECT $dest, unnest($keys::VARCHAR[]), unnest($hashes::VARCHAR[]), unnest($reasons::VARCHAR[]),
-                   $run, now(), $by
+            SELECT $dest, contact_key, state_hash, reason, $run, now(), $by
+            FROM {self._batch} WHERE outcome = 'rejected' AND state_hash IS NOT NULL
             ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
                 reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, rejected_at = EXCLUDED.rejected_at,
                 refused_by = EXCLUDED.refused_by
             """,
-            {"dest": self.destination, "run": self.run_id, "keys": keys,
-             "hashes": [planned[k].state_hash for k in keys], "reasons": [rejections[k] for k in keys],
-             "by": refused_by},
+            {"dest": self.destination, "run": self.run_id, "by": refused_by},
         )
 
-    def _acknowledge(self, ok_keys: list[str], external_ids: dict[str, str], planned: dict[str, PlannedChange]) -> None:
-        """The destination now holds what was planned for ``ok_keys``."""
-        if not ok_keys:
-            return
-        con = self.store.con
-        upserts = [planned[k] for k in ok_keys if planned[k].change.op == "upsert"]
-        deletes = [k for k in ok_keys if planned[k].change.op == "delete"]
-        params = {"dest": self.destination, "keys": ok_keys}
+    def _acknowledge(self) -> None:
+        """The destination now holds what was planned for the ``ok`` answers."""
+        con, batch = self.store.con, self._batch
+        params = {"dest": self.destination, "run": self.run_id}
+        dest = {"dest": self.destination}
+        ok = f"SELECT contact_key FROM {batch} WHERE outcome = 'ok'"
+        con.execute(f"DELETE FROM rejected WHERE destination = $dest AND contact_key IN ({ok})", dest)
         con.execute(
-            "DELETE FROM rejected WHERE destination = $dest AND contact_key IN (SELECT unnest($keys::VARCHAR[]))",
+            f"""
+            INSERT INTO acknowledged (destination, contact_key, state_hash, status, run_id, acked_at)
+            SELECT $dest, contact_key, state_hash, status, $run, now()
+            FROM {batch} WHERE outcome = 'ok' AND op = 'upsert'
+            ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
+                status = EXCLUDED.status, run_id = EXCLUDED.run_id, acked_at = EXCLUDED.acked_at
+            """,
             params,
         )
-        if upserts:
-            con.execute(
-                """
-                INSERT INTO acknowledged (destination, contact_key, state_hash, status, run_id, acked_at)
-                SELECT $dest, unnest($keys::VARCHAR[]), unnest($hashes::VARCHAR[]), unnest($statuses::VARCHAR[]),
-                       $run, now()
-                ON CONFLICT (destination, contact_key) DO UPDATE SET state_hash = EXCLUDED.state_hash,
-                    status = EXCLUDED.status, run_id = EXCLUDED.run_id, acked_at = EXCLUDED.acked_at
-                """,
-                {"dest": self.destination, "run": self.run_id,
-                 "keys": [p.change.contact_key for p in upserts], "hashes": [p.state_hash for p in upserts],
-                 "statuses": [p.change.status for p in upserts]},
-            )
+        con.execute(f"DELETE FROM acknowledged_memberships WHERE destination = $dest AND contact_key IN ({ok})",
+                    dest)
         con.execute(
-            "DELETE FROM acknowledged_memberships WHERE destination = $dest "
-            "AND contact_key IN (SELECT unnest($keys::VARCHAR[]))",
+            f"""
+            INSERT INTO acknowledged_memberships (destination, contact_key, segment, run_id, acked_at)
+            SELECT $dest, contact_key, unnest(tags), $run, now()
+            FROM {batch} WHERE outcome = 'ok' AND op = 'upsert'
+            """,
             params,
         )
-        memberships = [(p.change.contact_key, tag) for p in upserts for tag in p.change.tags]
-        if memberships:
-            con.execute(
-                """
-                INSERT INTO acknowledged_memberships (destination, contact_key, segment, run_id, acked_at)
-                SELECT $dest, unnest($keys::VARCHAR[]), unnest($segments::VARCHAR[]), $run, now()
-                """,
-                {"dest": self.destination, "run": self.run_id,
-                 "keys": [k for k, _ in memberships], "segments": [s for _, s in memberships]},
-            )
-        if deletes:
-            con.execute(
-                "DELETE FROM acknowledged WHERE destination = $dest "
-                "AND contact_key IN (SELECT unnest($keys::VARCHAR[]))",
-                {"dest": self.destination, "keys": deletes},
-            )
-        if external_ids:
-            con.execute(
-                """
-                INSERT INTO identities (connection, external_id, contact_key, seen_at)
-                SELECT $dest, unnest($ids::VARCHAR[]), unnest($keys::VARCHAR[]), now()
-                ON CONFLICT (connection, external_id) DO UPDATE SET
-                    contact_key = EXCLUDED.contact_key, seen_at = EXCLUDED.seen_at
-                """,
-                {"dest": self.destination, "ids": list(external_ids.values()), "keys": list(external_ids)},
-            )
+        con.execute(
+            f"DELETE FROM acknowledged WHERE destination = $dest AND contact_key IN ({ok} AND op = 'delete')", dest
+        )
+        con.execute(
+            f"""
+            INSERT INTO identities (connection, external_id, contact_key, seen_at)
+            SELECT $dest, external_id, contact_key, now()
+            FROM {batch} WHERE outcome = 'ok' AND external_id IS NOT NULL
+            ON CONFLICT (connection, external_id) DO UPDATE SET
+                contact_key = EXCLUDED.contact_key, seen_at = EXCLUDED.seen_at
+            """,
+            dest,
+        )
 
-    def _audit(self, ok_keys: list[str], rejections: dict[str, str], planned: dict[str, PlannedChange]) -> None:
+    def _audit(self) -> None:
         """A ``status_changes`` row for each acknowledged or refused upsert that changes the
         person's subscription status, with what decided the new status."""
-        rows = [(k, "acknowledged", None) for k in ok_keys] + [(k, "rejected", r) for k, r in rejections.items()]
-        rows = [(k, outcome, reason) for k, outcome, reason in rows
-                if planned[k].change.op == "upsert" and planned[k].change.status != planned[k].change.previous_status]
-        if not rows:
-            return
-        decisions = self.consent.decisions(self.destination, [k for k, _, _ in rows])
-        columns: dict[str, list] = {name: [] for name in (
-            "keys", "actions", "before", "after", "ledger", "suppression", "policy", "outcomes", "reasons")}
-        for key, outcome, reason in rows:
-            change, decision = planned[key].change, decisions.get(key, NO_DECISION)
-            for name, value in zip(columns, (key, planned[key].action, change.previous_status, change.status,
-                                             decision.ledger_id, decision.suppression_id, decision.policy,
-                                             outcome, reason)):
-                columns[name].append(value)
         self.store.con.execute(
-            """
+            f"""
             INSERT INTO status_changes (run_id, destination, contact_key, channel, purpose, action,
                 before_status, after_status, ledger_id, suppression_id, policy, outcome, reason, changed_at)
-            SELECT $run, $dest, unnest($keys::VARCHAR[]), 'email', 'marketing', unnest($actions::VARCHAR[]),
-                   unnest($before::VARCHAR[]), unnest($after::VARCHAR[]), unnest($ledger::BIGINT[]),
-                   unnest($suppression::BIGINT[]), unnest($policy::VARCHAR[]), unnest($outcomes::VARCHAR[]),
-                   unnest($reasons::VARCHAR[]), now()
+            SELECT $run, $dest, b.contact_key, 'email', 'marketing', b.action, b.previous_status, b.status,
+                   e.ledger_id, e.suppression_id, e.policy,
+                   CASE b.outcome WHEN 'ok' THEN 'acknowledged' ELSE 'rejected' END, b.reason, now()
+            FROM {self._batch} b
+            LEFT JOIN ({self.consent.status_sql(self.destination)}) e USING (contact_key)
+            WHERE b.op = 'upsert' AND b.status IS DISTINCT FROM b.previous_status
             """,
-            {"run": self.run_id, "dest": self.destination, **columns},
+            {"run": self.run_id, "dest": self.destination},
         )

@@ -1,8 +1,9 @@
 """One sync run: the stages in order, and the run's status.
 
 ```
-sources ──pull──▶ store ──evaluate──▶ Memberships ──diff──▶ DestinationDiff ──gate──▶ push ──▶ ack
-                                   EffectiveConsent ──┘            │              (per write batch)
+sources ─pull─▶ store ─evaluate─▶ Memberships ──────────┐
+                  └─consent engine─▶ EffectiveConsent ──┴─diff─▶ DestinationDiff
+                                                                 └─gate─▶ push ─▶ ack  (per destination)
 ```
 
 Each stage is a module of this package (``segments.memberships`` for evaluate, the segment
