@@ -25,7 +25,7 @@ from segsync.model import (
     mask_email,
     normalize_email,
 )
-from segsync.plugins import hookimpl
+from segsync.hookspecs import hookimpl
 
 __all__ = [
     "Attributes",

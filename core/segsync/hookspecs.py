@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from segsync.sync.summary import RunSummary
 
 hookspec = pluggy.HookspecMarker("segsync")
+# Plugins mark their implementations with it (also ``segsync.hookimpl``); it lives beside the
+# specifications so that the core's own plugins need not import the plugin host.
+hookimpl = pluggy.HookimplMarker("segsync")
 
 
 @hookspec

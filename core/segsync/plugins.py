@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from segsync import hookspecs
+from segsync.hookspecs import hookimpl  # re-exported: plugins import it from here
 
 if TYPE_CHECKING:
     import click
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-hookimpl = pluggy.HookimplMarker("segsync")
-
 ENTRY_POINT_GROUP = "segsync"
 
 DEFAULT_PLUGINS = (
@@ -44,9 +43,17 @@ DEFAULT_PLUGINS = (
     "segsync.default_plugins.push",
     "segsync.default_plugins.segment_functions",
     "segsync.default_plugins.segment_packs",
-    "segsync.segments.commands",
     "segsync.default_plugins.consent_policies",
-    "segsync.consent.commands",
+    # The CLI's commands, added through segsync_register_commands like a third party's.
+    "segsync.cli.project",
+    "segsync.cli.sync",
+    "segsync.cli.runs",
+    "segsync.cli.contacts",
+    "segsync.cli.segments",
+    "segsync.cli.consent",
+    "segsync.cli.plugins",
+    "segsync.cli.check",
+    "segsync.cli.rejections",
 )
 
 

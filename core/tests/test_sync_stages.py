@@ -12,7 +12,7 @@ from segsync.consent.policies import DEFAULT
 from segsync.consent.rules import Decision, EffectiveConsent
 from segsync.default_plugins.consent_policies import STRICT_DOUBLE_OPT_IN
 from segsync.segments import SegmentDef, SegmentsConfig
-from segsync.segments.functions import default_registry
+from segsync.segments.builtins import default_registry
 from segsync.segments.memberships import Memberships, evaluate_memberships
 from segsync.sync.ack import Acknowledgement
 from segsync.sync.diff import DestinationDiff, PlannedChange

@@ -2,7 +2,7 @@
 
 See docs/consent.md for the rules in plain words. Everything here is registered or called by the
 core: policies through ``segsync_register_consent_policies`` (built-ins in :mod:`segsync.default_plugins.consent_policies`),
-CLI commands through ``segsync_register_commands`` (:mod:`.commands`). A sync run builds one
+its commands live in the CLI (:mod:`segsync.cli.consent`). A sync run builds one
 :class:`~segsync.consent.rules.EffectiveConsent` and hands it to its diff, its consent gate
 (:mod:`segsync.sync.gate`) and its acknowledgement (:mod:`segsync.sync.ack`, which audits every
 status change; :mod:`.audit` shows that audit per person).

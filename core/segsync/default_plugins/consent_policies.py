@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from segsync.consent.policies import CONFIRMED_METHODS, DEFAULT, ConsentPolicy
-from segsync.plugins import hookimpl
+from segsync.hookspecs import hookimpl
 
 STRICT_DOUBLE_OPT_IN = ConsentPolicy(
     "strict_double_opt_in",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segsync.plugins import hookimpl
+from segsync.hookspecs import hookimpl
 
 EVENT_TYPES = {
     "email.sent": "A marketing email was sent; properties: campaign_id, subject",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segsync.plugins import hookimpl
+from segsync.hookspecs import hookimpl
 
 
 @hookimpl(trylast=True)

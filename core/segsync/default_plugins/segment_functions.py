@@ -6,7 +6,7 @@ with; this module only hands them to the registry.
 
 from __future__ import annotations
 
-from segsync.plugins import hookimpl
+from segsync.hookspecs import hookimpl
 from segsync.segments.builtins import standard_functions
 
 

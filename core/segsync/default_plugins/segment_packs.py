@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from segsync.plugins import hookimpl
+from segsync.hookspecs import hookimpl
 
 from segsync.segments import GroupDef
 from segsync.segments.packs import PackParam, PackSegment, SegmentPack

@@ -15,6 +15,7 @@ Public API::
 """
 
 from .ast import to_text
+from .builtins import default_registry
 from .compiler import CompiledRule, compile_rule
 from .errors import FunctionRegistryError, RuleError, SegmentConfigError, SegmentError
 from .evaluate import MembershipDiff, compile_sql, diff, diff_sql, evaluate, snapshot
@@ -27,7 +28,6 @@ from .functions import (
     FunctionRegistry,
     Param,
     SegmentFunction,
-    default_registry,
 )
 from .definitions import GroupDef, Representation, SegmentDef, SegmentsConfig, check_segments
 from .parser import parse

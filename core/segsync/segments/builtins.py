@@ -27,7 +27,16 @@ import sqlglot
 from sqlglot import exp
 
 from . import ast
-from .functions import EVENTS_TABLE, Attribute, BuildContext, Built, Feature, Param, SegmentFunction
+from .functions import (
+    EVENTS_TABLE,
+    Attribute,
+    BuildContext,
+    Built,
+    Feature,
+    FunctionRegistry,
+    Param,
+    SegmentFunction,
+)
 
 SENT, OPENED, CLICKED = "email.sent", "email.opened", "email.clicked"
 ORDER, PAGE_VIEW, PRODUCT_VIEW = "order.completed", "page.viewed", "product.viewed"
@@ -441,3 +450,12 @@ def standard_functions() -> list[SegmentFunction]:
                        "Quintile 1..5 of order value among buyers (5 = highest); missing for "
                        "non-buyers.", "buyer_monetary(365d) >= 4"),
     ]
+
+
+def default_registry() -> FunctionRegistry:
+    """A registry holding the standard functions, for callers without a plugin host; a host
+    registers them through :mod:`segsync.default_plugins.segment_functions`."""
+    registry = FunctionRegistry()
+    for fn in standard_functions():
+        registry.register(fn)
+    return registry

@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 import duckdb
 from sqlglot import exp
 
+from .builtins import default_registry
 from .errors import SegmentConfigError
-from .functions import BuildContext, FunctionRegistry, default_registry
+from .functions import BuildContext, FunctionRegistry
 from .definitions import GroupDef, SegmentDef
 from .query import build_query
 

@@ -8,9 +8,10 @@ from datetime import datetime
 
 import duckdb
 from . import ast
+from .builtins import default_registry
 from .errors import SegmentConfigError
 from .evaluate import _aware, _resolve
-from .functions import FunctionRegistry, default_registry
+from .functions import FunctionRegistry
 from .definitions import GroupDef, SegmentDef, group_members
 from .query import build_query
 

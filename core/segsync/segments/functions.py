@@ -256,14 +256,3 @@ class FunctionRegistry:
     def names(self) -> list[str]:
         return sorted(self._functions)
 
-
-def default_registry() -> FunctionRegistry:
-    """A registry holding the standard functions (see :mod:`segsync.segments.builtins`), for
-    callers without a plugin host; a host registers them through
-    :mod:`segsync.default_plugins.segment_functions`."""
-    from .builtins import standard_functions
-
-    registry = FunctionRegistry()
-    for fn in standard_functions():
-        registry.register(fn)
-    return registry

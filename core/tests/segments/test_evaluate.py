@@ -207,7 +207,7 @@ def test_naive_as_of_is_rejected(store):
 
 
 def test_many_segments_share_one_feature_scan(store):
-    from segsync.segments.functions import default_registry
+    from segsync.segments.builtins import default_registry
     from segsync.segments.query import build_query
 
     segs = [SegmentDef(name=f"s{i}", rule=f"opens(30d) >= {i} and spend(365d) > {i}") for i in range(20)]

@@ -1,39 +1,34 @@
 """``segsync segments …``: inspect segments against the store, read-only.
 
-A built-in plugin: the commands are added through ``segsync_register_commands`` like any
-third party's. Sizes and members come from evaluating the project's segments at ``--as-of``
-(default now) on a read-only connection; evaluation only creates TEMP tables.
+Sizes and members come from evaluating the project's segments at ``--as-of`` (default now) on
+a read-only connection; evaluation only creates TEMP tables.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import click
-from rich import box
-from rich.table import Table
 
-from segsync.cli import Context, _parse_time, console, pass_ctx
-from segsync.config import ConfigError, ProjectConfig, load_config
-from segsync.connector import WRITE_CAPABILITIES
-from segsync.model import InvalidEmail, normalize_email
-from segsync.plugins import PluginHost, hookimpl
-from segsync.store import Store
+from segsync.cli.context import Context, pass_ctx
+from segsync.cli.options import as_of_option, json_option
+from segsync.cli.output import console, echo_json
+from segsync.cli.store import read_store
+from segsync.hookspecs import hookimpl
 
-from . import SegmentDef, SegmentError, compile_sql, evaluate, explain
-from . import insights
-from .errors import did_you_mean
-from .definitions import group_members
+if TYPE_CHECKING:
+    from segsync.config import ProjectConfig
+    from segsync.plugins import PluginHost
+    from segsync.segments import SegmentDef
+    from segsync.segments.insights import Overlap
+    from segsync.store import Store
 
-_AS_OF = click.option(
-    "--as-of", "as_of", callback=lambda ctx, param, value: _parse_time(value),
-    help="Evaluate as of this instant (ISO 8601 with a zone; default: now).",
-)
-_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_AS_OF = as_of_option("Evaluate as of this instant (ISO 8601 with a zone; default: now).")
+_JSON = json_option("Machine-readable output.")
 
 
 @dataclass
@@ -50,27 +45,31 @@ class Evaluated:
         return list(self.config.segments.segments)
 
     def segment(self, name: str) -> SegmentDef:
-        for s in self.segments:
-            if s.name == name:
-                return s
-        names = [s.name for s in self.segments]
-        raise click.ClickException(
-            f"no segment {name!r}{did_you_mean(name, names)} (segments: {', '.join(names) or 'none'})"
-        )
+        return find_segment(self.config, name, listing=True)
 
 
-def project_config(ctx: Context) -> ProjectConfig:
-    # Packs come from this process's host, so in-process plugins' packs are found too.
-    return load_config(ctx.config_path, ctx.host)
+def find_segment(config: ProjectConfig, name: str, *, listing: bool = False) -> SegmentDef:
+    """The segment ``name``; else a usage error suggesting the closest name (``listing``: and
+    naming every segment)."""
+    from segsync.segments.errors import did_you_mean
+
+    names = [s.name for s in config.segments.segments]
+    for s in config.segments.segments:
+        if s.name == name:
+            return s
+    every = f" (segments: {', '.join(names) or 'none'})" if listing else ""
+    raise click.ClickException(f"no segment {name!r}{did_you_mean(name, names)}{every}")
 
 
 @contextmanager
-def evaluated(config: ProjectConfig, host: PluginHost, as_of: datetime | None) -> Iterator[Evaluated]:
+def evaluated(ctx: Context, config: ProjectConfig, as_of: datetime | None) -> Iterator[Evaluated]:
+    from segsync.segments import SegmentError, evaluate
+
     at = as_of or datetime.now(timezone.utc)
-    with Store(config.store_path, read_only=True) as store:
+    with read_store(ctx, config.store_path) as store:
         try:
             sizes = evaluate(store.con, config.segments.segments, config.segments.groups, at,
-                             host.segment_registry())
+                             ctx.host.segment_registry())
         except SegmentError as exc:
             raise click.ClickException(str(exc)) from None
         yield Evaluated(config, store, at, sizes)
@@ -78,6 +77,9 @@ def evaluated(config: ProjectConfig, host: PluginHost, as_of: datetime | None) -
 
 def destinations(config: ProjectConfig, host: PluginHost) -> list[str]:
     """The connections a sync pushes to (what the connector can write, unless push = false)."""
+    from segsync.config import ConfigError, instantiate_connection
+    from segsync.connector import WRITE_CAPABILITIES
+
     types = host.connector_types()
     out = []
     for name, connection in config.connections.items():
@@ -87,8 +89,6 @@ def destinations(config: ProjectConfig, host: PluginHost) -> list[str]:
         if cls is None:
             continue
         try:
-            from segsync.config import instantiate_connection
-
             connector = instantiate_connection(cls, connection, config.project_dir)
             try:
                 writes = bool(connector.enabled_capabilities() & WRITE_CAPABILITIES)
@@ -105,8 +105,12 @@ def _rule_line(segment: SegmentDef) -> str:
     return " ".join(segment.rule.split()) if segment.rule else "(catch-all)"
 
 
-def print_overview(ev: Evaluated, host: PluginHost) -> None:
+def print_overview(ev: Evaluated) -> None:
     """Segments with group and size, then each group's split, then flagged overlaps."""
+    from rich.table import Table
+
+    from segsync.segments.definitions import group_members
+
     table = Table(title=f"Segments as of {ev.as_of:%Y-%m-%d %H:%M} UTC", title_justify="left")
     table.add_column("segment", no_wrap=True)
     table.add_column("group", no_wrap=True)
@@ -114,17 +118,19 @@ def print_overview(ev: Evaluated, host: PluginHost) -> None:
     table.add_column("rule")
     for s in ev.segments:
         table.add_row(s.name, s.group or "-", str(ev.sizes.get(s.name, 0)), _rule_line(s))
-    console.print(table)
+    console().print(table)
     groups = ev.config.segments.groups
     members = group_members(ev.segments, groups)
     for gname, group in groups.items():
         names = [s.name for s in members[gname]] + ([group.catch_all] if group.catch_all else [])
         total = sum(ev.sizes.get(n, 0) for n in names)
         split = ", ".join(f"{n} {ev.sizes.get(n, 0)}" for n in names)
-        console.print(f"Group {gname} ({total} contacts, exclusive): {split}", markup=False)
+        console().print(f"Group {gname} ({total} contacts, exclusive): {split}", markup=False)
 
 
-def print_overlap(rows: list[insights.Overlap]) -> None:
+def print_overlap(rows: list[Overlap]) -> None:
+    from rich.table import Table
+
     table = Table(title="Overlap (shares of each segment's size)", title_justify="left")
     table.add_column("segment a", no_wrap=True)
     table.add_column("segment b", no_wrap=True)
@@ -139,10 +145,12 @@ def print_overlap(rows: list[insights.Overlap]) -> None:
         else:
             note = ""
         table.add_row(o.a, o.b, str(o.both), f"{o.share_of_a:.1%}", f"{o.share_of_b:.1%}", note)
-    console.print(table)
+    console().print(table)
 
 
-def overlap_rows(ev: Evaluated, host: PluginHost, names: tuple[str, ...] = ()) -> list[insights.Overlap]:
+def overlap_rows(ev: Evaluated, host: PluginHost, names: tuple[str, ...] = ()) -> list[Overlap]:
+    from segsync.segments import insights
+
     chosen = [ev.segment(n) for n in names] if names else ev.segments
     return insights.overlap(ev.store.con, chosen, ev.sizes, destinations(ev.config, host))
 
@@ -161,14 +169,14 @@ def segments_group() -> None:
 @pass_ctx
 def list_segments(ctx: Context, as_of: datetime | None, as_json: bool) -> None:
     """Every segment with its group, rule and size."""
-    with evaluated(project_config(ctx), ctx.host, as_of) as ev:
+    with evaluated(ctx, ctx.config(), as_of) as ev:
         if as_json:
-            click.echo(json.dumps([
+            echo_json([
                 {"name": s.name, "group": s.group, "rule": s.rule, "size": ev.sizes.get(s.name, 0)}
                 for s in ev.segments
-            ], indent=2))
+            ])
             return
-        print_overview(ev, ctx.host)
+        print_overview(ev)
 
 
 @segments_group.command("show")
@@ -180,7 +188,9 @@ def list_segments(ctx: Context, as_of: datetime | None, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, name: str, as_of: datetime | None, limit: int, show_sql: bool, dialect: str) -> None:
     """A segment's definition, size and a sample of its members."""
-    with evaluated(project_config(ctx), ctx.host, as_of) as ev:
+    from segsync.segments import compile_sql, insights
+
+    with evaluated(ctx, ctx.config(), as_of) as ev:
         s = ev.segment(name)
         echo = click.echo  # plain lines: definitions and SQL must not be re-wrapped
         echo(f"{s.name}" + (f" — {s.description}" if s.description else ""))
@@ -212,15 +222,17 @@ def show(ctx: Context, name: str, as_of: datetime | None, limit: int, show_sql: 
 @pass_ctx
 def preview(ctx: Context, name: str, as_of: datetime | None, limit: int, as_json: bool) -> None:
     """Who would be in a segment at --as-of, and how that differs from the latest run."""
-    with evaluated(project_config(ctx), ctx.host, as_of) as ev:
+    from segsync.segments import insights
+
+    with evaluated(ctx, ctx.config(), as_of) as ev:
         s = ev.segment(name)
         change = insights.change_since_last_run(ev.store.con, s.name)
         sample = insights.members(ev.store.con, s.name, limit)
     size = ev.sizes.get(s.name, 0)
     if as_json:
-        click.echo(json.dumps({"name": s.name, "as_of": ev.as_of.isoformat(), "size": size,
-                               "since_run": change.run_id, "entries": change.entries,
-                               "exits": change.exits, "sample": sample}, indent=2))
+        echo_json({"name": s.name, "as_of": ev.as_of.isoformat(), "size": size,
+                   "since_run": change.run_id, "entries": change.entries,
+                   "exits": change.exits, "sample": sample})
         return
     click.echo(f"{s.name} as of {ev.as_of.isoformat()}: {size} contacts")
     if change.run_id is not None:
@@ -238,10 +250,12 @@ def preview(ctx: Context, name: str, as_of: datetime | None, limit: int, as_json
 @pass_ctx
 def members_cmd(ctx: Context, name: str, as_of: datetime | None, as_json: bool) -> None:
     """Every member's email address, one per line (--json: an array)."""
-    with evaluated(project_config(ctx), ctx.host, as_of) as ev:
+    from segsync.segments import insights
+
+    with evaluated(ctx, ctx.config(), as_of) as ev:
         keys = insights.members(ev.store.con, ev.segment(name).name)
     if as_json:
-        click.echo(json.dumps(keys, indent=2))
+        echo_json(keys)
     else:
         for key in keys:
             click.echo(key)
@@ -254,13 +268,16 @@ def members_cmd(ctx: Context, name: str, as_of: datetime | None, as_json: bool) 
 @pass_ctx
 def explain_cmd(ctx: Context, name: str, email: str, as_of: datetime | None) -> None:
     """Why EMAIL is (not) in a segment: every predicate of the rule with its value."""
+    from segsync.model import InvalidEmail, normalize_email
+    from segsync.segments import SegmentError, explain
+
     try:
         key = normalize_email(email)
     except InvalidEmail as exc:
         raise click.BadParameter(f"{email!r}: {exc}") from None
-    config = project_config(ctx)
-    with Store(config.store_path, read_only=True) as store:
-        segment = _find(config, name)
+    config = ctx.config()
+    with read_store(ctx, config.store_path) as store:
+        segment = find_segment(config, name)
         try:
             result = explain(store.con, segment, key, as_of or datetime.now(timezone.utc),
                              segments=config.segments.segments, groups=config.segments.groups,
@@ -268,14 +285,6 @@ def explain_cmd(ctx: Context, name: str, email: str, as_of: datetime | None) -> 
         except SegmentError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(result.format())
-
-
-def _find(config: ProjectConfig, name: str) -> SegmentDef:
-    names = [s.name for s in config.segments.segments]
-    for s in config.segments.segments:
-        if s.name == name:
-            return s
-    raise click.ClickException(f"no segment {name!r}{did_you_mean(name, names)}")
 
 
 @segments_group.command("overlap")
@@ -286,15 +295,15 @@ def _find(config: ProjectConfig, name: str) -> SegmentDef:
 def overlap_cmd(ctx: Context, names: tuple[str, ...], as_of: datetime | None, as_json: bool) -> None:
     """Pairwise overlap of NAMES (default: all segments); flags overlapping segments that are
     not exclusive and are sent to the same destination."""
-    with evaluated(project_config(ctx), ctx.host, as_of) as ev:
+    with evaluated(ctx, ctx.config(), as_of) as ev:
         rows = overlap_rows(ev, ctx.host, names)
     if as_json:
-        click.echo(json.dumps([
+        echo_json([
             {"a": o.a, "b": o.b, "both": o.both, "share_of_a": o.share_of_a,
              "share_of_b": o.share_of_b, "exclusive": o.exclusive,
              "shared_destinations": list(o.shared_destinations), "flagged": o.flagged}
             for o in rows
-        ], indent=2))
+        ])
         return
     print_overlap(rows)
 
@@ -305,17 +314,22 @@ def overlap_cmd(ctx: Context, names: tuple[str, ...], as_of: datetime | None, as
 @pass_ctx
 def history_cmd(ctx: Context, name: str, as_json: bool) -> None:
     """Size, entries and exits of a segment per sync run (from the stored snapshots)."""
-    config = project_config(ctx)
-    with Store(config.store_path, read_only=True) as store:
+    from rich.table import Table
+
+    from segsync.segments import insights
+    from segsync.segments.errors import did_you_mean
+
+    config = ctx.config()
+    with read_store(ctx, config.store_path) as store:
         rows = insights.history(store.con, name)
     if not rows:
         known = [s.name for s in config.segments.segments]
         raise click.ClickException(f"no run has evaluated segment {name!r}{did_you_mean(name, known)}")
     if as_json:
-        click.echo(json.dumps([
+        echo_json([
             {"run_id": r.run_id, "as_of": r.as_of.isoformat(), "size": r.size,
              "entries": r.entries, "exits": r.exits} for r in rows
-        ], indent=2))
+        ])
         return
     table = Table(title=f"{name} per run", title_justify="left")
     for col in ("run", "as of", "size", "entries", "exits"):
@@ -323,7 +337,7 @@ def history_cmd(ctx: Context, name: str, as_json: bool) -> None:
     for r in rows:
         table.add_row(str(r.run_id), f"{r.as_of:%Y-%m-%d %H:%M}", str(r.size),
                       f"+{r.entries}", f"-{r.exits}")
-    console.print(table)
+    console().print(table)
 
 
 @segments_group.command("report")
@@ -335,15 +349,20 @@ def history_cmd(ctx: Context, name: str, as_json: bool) -> None:
 def report_cmd(ctx: Context, names: tuple[str, ...], as_of: datetime | None, window: str, as_json: bool) -> None:
     """Per segment: sends, open, click, conversion, unsubscribe and bounce rates, and revenue
     per email, of its current members over the window."""
+    from rich import box
+    from rich.table import Table
+
+    from segsync.segments import insights
+
     try:
         span = insights.parse_window(window)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--window") from None
-    with evaluated(project_config(ctx), ctx.host, as_of) as ev:
+    with evaluated(ctx, ctx.config(), as_of) as ev:
         chosen = [ev.segment(n).name for n in names] or [s.name for s in ev.segments]
         rows = insights.report(ev.store.con, chosen, ev.as_of, span)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        echo_json([r.to_dict() for r in rows])
         return
     # Nine columns: a light box keeps them readable in an 80-column terminal.
     table = Table(title=f"Segment performance, {window} to {ev.as_of:%Y-%m-%d %H:%M} UTC "
@@ -358,7 +377,7 @@ def report_cmd(ctx: Context, names: tuple[str, ...], as_of: datetime | None, win
                       *(_percent(d[k]) for k in ("open_rate", "click_rate", "conversion_rate",
                                                  "unsubscribe_rate", "bounce_rate")),
                       f"{d['revenue_per_email']:.2f}")
-    console.print(table)
+    console().print(table)
 
 
 def _percent(rate: float) -> str:

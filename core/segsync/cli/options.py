@@ -1,0 +1,31 @@
+"""Options and argument parsing shared by the commands."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 instant with a zone (``Z`` or an offset), in UTC; None stays None."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone; add Z or an offset")
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is out of range in UTC") from None
+
+
+def as_of_option(help: str):
+    return click.option("--as-of", "as_of", callback=lambda ctx, param, value: parse_time(value), help=help)
+
+
+def json_option(help: str | None = None):
+    return click.option("--json", "as_json", is_flag=True, help=help)
