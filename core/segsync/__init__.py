@@ -1,31 +1,20 @@
 """segsync: contacts, behaviour and consent in one place, every connected system in step.
 
-The public API for plugin authors is re-exported here; everything else is internal.
+The public API for plugin authors is re-exported here (imported on first use, so that importing
+any part of segsync stays cheap); everything else is internal.
 """
 
-from segsync.connector import (
-    Batch,
-    Capability,
-    ConnectorSettings,
-    Connector,
-    ContactChange,
-    FileSlice,
-    Outcome,
-    OutcomeReport,
-    Stream,
-    WriteResult,
-)
-from segsync.model import (
-    Attributes,
-    ConsentRecord,
-    ConsentStatus,
-    Contact,
-    Event,
-    InvalidEmail,
-    mask_email,
-    normalize_email,
-)
 from segsync.hookspecs import hookimpl
+from segsync.lazy import lazy_exports
+
+_CONNECTOR = ("Batch", "Capability", "ConnectorSettings", "Connector", "ContactChange", "FileSlice",
+              "Outcome", "OutcomeReport", "Stream", "WriteResult")
+_MODEL = ("Attributes", "ConsentRecord", "ConsentStatus", "Contact", "Event", "InvalidEmail",
+          "mask_email", "normalize_email")
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(_CONNECTOR, "segsync.connector"),
+    **dict.fromkeys(_MODEL, "segsync.model"),
+})
 
 __all__ = [
     "Attributes",

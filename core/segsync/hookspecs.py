@@ -114,7 +114,9 @@ def segsync_register_commands(cli: click.Group) -> None:
 
     :param cli: the root ``click`` group; add with ``@cli.command()`` or ``cli.add_command``.
 
-    Called once when the CLI starts (``segsync --help`` lists plugin commands).
+    Called once when the CLI starts (``segsync --help`` lists plugin commands), so every command
+    imports the module that implements it: import heavy libraries inside the commands that use
+    them (as the built-in commands in ``segsync/cli/`` do).
 
     Example::
 

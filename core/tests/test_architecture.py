@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import importlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,12 +58,16 @@ def _import_nodes_of(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
     yield from _import_nodes(node)
 
 
-def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
+def imported_modules(path: Path, name: str, known: set[str],
+                     lazy: dict[str, dict[str, str]] | None = None) -> set[str]:
     """The modules ``path`` (module ``name``) imports, as absolute names.
 
-    ``from a.b import c`` names module ``a.b.c`` when that is a module, else ``a.b`` (where the
-    name ``c`` is defined); relative imports are resolved against the module's package.
+    ``from a.b import c`` names module ``a.b.c`` when that is a module, else the module that
+    defines ``c``: ``a.b`` itself, or, when ``a.b`` re-exports ``c`` lazily (``lazy``: package
+    → name → module, see ``segsync.lazy``), the module it is imported from. Relative imports are
+    resolved against the module's package.
     """
+    lazy = lazy or {}
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -78,7 +84,10 @@ def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
             base = node.module or ""
         for alias in node.names:
             candidate = f"{base}.{alias.name}"
-            found.add(candidate if candidate in known else base)
+            if candidate in known:
+                found.add(candidate)
+            else:
+                found.add(lazy.get(base, {}).get(alias.name, base))
     return found
 
 
@@ -87,10 +96,20 @@ def product_modules(source_root: Path, top: Path) -> dict[str, Path]:
             if "tests" not in p.relative_to(source_root).parts}
 
 
+def lazy_exports(modules: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """Package → the names it re-exports lazily → the module defining each."""
+    found = {}
+    for name, path in modules.items():
+        if path.name == "__init__.py" and "lazy_exports(" in path.read_text(encoding="utf-8"):
+            found[name] = importlib.import_module(name).__lazy_exports__
+    return found
+
+
 def import_graph(source_root: Path = CORE, top: Path = PACKAGE) -> dict[str, set[str]]:
     modules = product_modules(source_root, top)
     known = set(modules)
-    return {name: imported_modules(path, name, known) & known - {name}
+    lazy = lazy_exports(modules)
+    return {name: imported_modules(path, name, known, lazy) & known - {name}
             for name, path in modules.items()}
 
 
@@ -104,30 +123,39 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_checker_finds_circles_through_function_level_and_relative_imports(tmp_path: Path) -> None:
-    pkg = tmp_path / "pkg"
+def test_the_checker_finds_circles_through_function_level_relative_and_lazy_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pkg = tmp_path / "circle_demo"
     (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
+    # ``from .. import run`` below imports circle_demo.top, where the package takes ``run`` from.
+    (pkg / "__init__.py").write_text(
+        "from segsync.lazy import lazy_exports\n"
+        "__getattr__, __dir__ = lazy_exports(__name__, {'run': 'circle_demo.top'})\n"
+    )
     (pkg / "sub" / "__init__.py").write_text("from .leaf import VALUE\n")
     (pkg / "sub" / "leaf.py").write_text(
         "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from pkg.top import Hidden\n"  # never runs: no edge
+        "if TYPE_CHECKING:\n    from circle_demo.top import Hidden\n"  # never runs: no edge
         "VALUE = 1\n"
-        "def late():\n    from ..top import run\n    return run\n"  # runs when called: an edge
+        "def late():\n    from .. import run\n    return run\n"  # runs when called: an edge
     )
-    (pkg / "top.py").write_text("from pkg.sub import VALUE\ndef run():\n    pass\n")
+    (pkg / "top.py").write_text("from circle_demo.sub import VALUE\ndef run():\n    pass\n")
     graph = import_graph(tmp_path, pkg)
     assert graph == {
-        "pkg": set(),
-        "pkg.sub": {"pkg.sub.leaf"},
-        "pkg.sub.leaf": {"pkg.top"},
-        "pkg.top": {"pkg.sub"},
+        "circle_demo": set(),
+        "circle_demo.sub": {"circle_demo.sub.leaf"},
+        "circle_demo.sub.leaf": {"circle_demo.top"},
+        "circle_demo.top": {"circle_demo.sub"},
     }
     circle = find_circle(graph)
     assert circle is not None and len(circle) == 4 and circle[0] == circle[-1]
-    assert set(circle) == {"pkg.sub", "pkg.sub.leaf", "pkg.top"}
+    assert set(circle) == {"circle_demo.sub", "circle_demo.sub.leaf", "circle_demo.top"}
     (pkg / "sub" / "leaf.py").write_text("VALUE = 1\n")
     assert find_circle(import_graph(tmp_path, pkg)) is None
+    for name in [m for m in sys.modules if m == "circle_demo" or m.startswith("circle_demo.")]:
+        del sys.modules[name]  # the package exists only in this test
 
 
 def test_no_import_circles_in_segsync() -> None:

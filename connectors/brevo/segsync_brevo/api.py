@@ -24,10 +24,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from segsync_brevo.limits import LISTS_PAGE_MAX
 from segsync_brevo.pacing import RatePacer, reset_seconds
+from segsync_brevo.settings import DEFAULT_HOST
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "https://api.brevo.com/v3"
 T = TypeVar("T")
 # Most look-ups while a create whose answer was lost in transport may still land (see _settle).
 SETTLE_LOOKUPS = 8

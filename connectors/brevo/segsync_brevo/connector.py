@@ -17,11 +17,7 @@ from segsync.connector import (
     WriteResult,
 )
 
-from segsync_brevo.account import AccountDirectory
-from segsync_brevo.api import BrevoApi, BrevoApiError
-from segsync_brevo.reader import Reader
 from segsync_brevo.settings import BrevoSettings
-from segsync_brevo.writer import Writer
 
 
 class BrevoConnector(Connector):
@@ -36,6 +32,12 @@ class BrevoConnector(Connector):
     write_batch_size: ClassVar[int | None] = max_batch_size
 
     def __init__(self, connection: str, settings: BrevoSettings, project_dir: Path) -> None:
+        # The client factory: the SDK loads with the first client, not with the connector class.
+        from segsync_brevo.account import AccountDirectory
+        from segsync_brevo.api import BrevoApi
+        from segsync_brevo.reader import Reader
+        from segsync_brevo.writer import Writer
+
         super().__init__(connection, settings, project_dir)
         self.api = BrevoApi(
             settings.api_key,
@@ -49,6 +51,8 @@ class BrevoConnector(Connector):
         self._writer = Writer(self.api, settings, self.directory, poll_seconds=settings.import_poll_seconds)
 
     def check(self) -> list[str]:
+        from segsync_brevo.api import BrevoApiError
+
         problems: list[str] = []
         try:
             missing = self.directory.missing_attributes()

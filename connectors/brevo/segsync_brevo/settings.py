@@ -7,8 +7,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from segsync.connector import ConnectorSettings
 
-from segsync_brevo.api import DEFAULT_HOST
 from segsync_brevo.limits import IMPORT_MAX_BYTES, IMPORT_SAFE_BYTES
+
+# Defined here, not in api.py: the settings (and the connector class) must not import the SDK.
+DEFAULT_HOST = "https://api.brevo.com/v3"
 
 # Canonical attribute -> Brevo contact attribute. FIRSTNAME/LASTNAME exist in every Brevo
 # account; the others are created by `segsync check --fix` when missing.

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 from pydantic import Field, field_validator
 
 from segsync import (
@@ -20,11 +19,10 @@ from segsync import (
     Stream,
     WriteResult,
 )
-from segsync.store.ingest import REQUIRED_COLUMNS, Ingestor, missing_columns_message
-from segsync.store.sourcefile import SourceFileError, csv_header, extent, stage
-from segsync.store.sql import identifier, literal
 from segsync_files.audience import AudienceFile
-from segsync_files.cursor import file_state, rows_already_loaded
+
+# The store's readers (DuckDB, sqlglot) are imported where files are read: `segsync plugins`
+# and `segsync --help` load this class without reading anything.
 
 FileFormat = Literal["csv", "jsonl"]
 
@@ -185,6 +183,9 @@ class FilesConnector(Connector):
 
     def _check_header(self, stream: Stream, path: Path) -> list[str]:
         """The header must name (or map) every column a row of ``stream`` needs."""
+        from segsync.store.ingest import REQUIRED_COLUMNS, Ingestor, missing_columns_message
+        from segsync.store.sourcefile import csv_header
+
         columns = getattr(self.settings, f"{stream.value}_columns")
         header, _ = csv_header(path)
         mapped, _ = Ingestor._column_map(stream, header, columns)
@@ -194,6 +195,9 @@ class FilesConnector(Connector):
         return []
 
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
+        from segsync.store.sourcefile import SourceFileError
+        from segsync_files.cursor import rows_already_loaded
+
         missing = self._missing(stream)
         if missing:
             raise SourceFileError(missing)
@@ -224,6 +228,9 @@ class FilesConnector(Connector):
         A last line without its line break may still be written: it is neither counted nor
         fingerprinted, so the cursor never moves past it (the store reports it as held back).
         """
+        from segsync.store.sourcefile import extent
+        from segsync_files.cursor import file_state
+
         complete = extent(path)
         header = 1 if self._format(path) == "csv" else 0
         return max(complete.lines - header, 0), file_state(complete, max(complete.lines - header, 0))
@@ -267,6 +274,11 @@ class FilesConnector(Connector):
 
 def _newest_timestamp(path: Path, format: FileFormat, column: str, rows: int) -> str | None:
     """The newest parseable ``column`` value among the first ``rows`` rows (bad lines skip)."""
+    import duckdb
+
+    from segsync.store.sourcefile import SourceFileError, stage
+    from segsync.store.sql import identifier, literal
+
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")

@@ -31,16 +31,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import mailchimp_marketing
-import requests
-from mailchimp_marketing.api_client import ApiClientError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from segsync.http_budget import HttpBudget
 
 from segsync_mailchimp.settings import MailchimpSettings
+
+if TYPE_CHECKING:
+    from mailchimp_marketing.api_client import ApiClientError
 
 log = logging.getLogger(__name__)
 ACCOUNT_CONNECTIONS = 10  # Mailchimp: "10 simultaneous connections" per user, else 429
@@ -125,6 +125,9 @@ class MailchimpApi:
     """The SDK client plus retries, the connection cap and a call counter."""
 
     def __init__(self, settings: MailchimpSettings) -> None:
+        # The SDK (and requests) load with the first client, not with the connector class.
+        import mailchimp_marketing
+
         self.settings = settings
         self.client = mailchimp_marketing.Client(
             {
@@ -202,6 +205,9 @@ class MailchimpApi:
             wait(running)  # never leave requests running behind an error
 
     def _attempt(self, fn: Callable[[Any], T]) -> T | None:
+        import requests
+        from mailchimp_marketing.api_client import ApiClientError
+
         with self._slots, self.budget.slot() as slot:
             with self._count_lock:
                 self.calls += 1

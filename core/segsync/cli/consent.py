@@ -8,11 +8,22 @@ from pathlib import Path
 import click
 
 from segsync.cli.context import Context, pass_ctx
-from segsync.cli.options import json_option
+from segsync.cli.options import LazyChoice, json_option
 from segsync.cli.output import console, echo_json
 from segsync.cli.store import read_store, write_store
-from segsync.consent.suppression import CHANNELS, REASONS
 from segsync.hookspecs import hookimpl
+
+
+def _channels() -> tuple[str, ...]:
+    from segsync.consent.suppression import CHANNELS
+
+    return CHANNELS
+
+
+def _reasons() -> list[str]:
+    from segsync.consent.suppression import REASONS
+
+    return [r for r in REASONS if r != "erasure"]  # erasure: only `segsync forget` records it
 
 
 def _keys(emails: tuple[str, ...], file: Path | None = None) -> list[str]:
@@ -43,8 +54,8 @@ def suppress() -> None:
 
 @suppress.command("add")
 @click.argument("emails", nargs=-1)
-@click.option("--channel", type=click.Choice(CHANNELS), default="email", show_default=True)
-@click.option("--reason", type=click.Choice([r for r in REASONS if r != "erasure"]),
+@click.option("--channel", type=LazyChoice(_channels), default="email", show_default=True)
+@click.option("--reason", type=LazyChoice(_reasons),
               default="opt_out", show_default=True)
 @click.option("--note", help="Free text kept with the entry (e.g. a ticket number).")
 @click.option("--source", default="cli", show_default=True, help="Who asked for it.")
@@ -64,7 +75,7 @@ def suppress_add(ctx: Context, emails, channel, reason, note, source) -> None:
 
 @suppress.command("remove")
 @click.argument("emails", nargs=-1)
-@click.option("--channel", type=click.Choice(CHANNELS), help="Only this channel's entries.")
+@click.option("--channel", type=LazyChoice(_channels), help="Only this channel's entries.")
 @click.option("--note", help="Why (kept with the entry).")
 @click.option("--by", "removed_by", default="cli", show_default=True)
 @pass_ctx

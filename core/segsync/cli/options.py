@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
 import click
@@ -29,3 +30,20 @@ def as_of_option(help: str):
 
 def json_option(help: str | None = None):
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+class LazyChoice(click.Choice):
+    """A :class:`click.Choice` whose values come from ``load()`` when first needed (parsing or
+    a command's help), so defining the command does not import the module that holds them."""
+
+    def __init__(self, load: Callable[[], Iterable[str]], case_sensitive: bool = True) -> None:
+        self._load = load
+        super().__init__((), case_sensitive)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._load())
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        pass  # click.Choice.__init__ assigns it; the values are load()'s

@@ -8,7 +8,14 @@ its commands live in the CLI (:mod:`segsync.cli.consent`). A sync run builds one
 status change; :mod:`.audit` shows that audit per person).
 """
 
-from segsync.consent.policies import DEFAULT, ConsentPolicy
-from segsync.consent.rules import effective_status_sql
+from segsync.lazy import lazy_exports
+
+# Imported on first use: the CLI and the plugin host import parts of this package (policies,
+# suppression constants) without the rule engine (DuckDB, sqlglot).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "DEFAULT": "segsync.consent.policies",
+    "ConsentPolicy": "segsync.consent.policies",
+    "effective_status_sql": "segsync.consent.rules",
+})
 
 __all__ = ["DEFAULT", "ConsentPolicy", "effective_status_sql"]

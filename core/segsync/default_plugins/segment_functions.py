@@ -7,10 +7,13 @@ with; this module only hands them to the registry.
 from __future__ import annotations
 
 from segsync.hookspecs import hookimpl
-from segsync.segments.builtins import standard_functions
 
 
 @hookimpl
 def segsync_register_segment_functions(register) -> None:  # noqa: ANN001 - pluggy hook
+    # Imported here, not when the plugin host loads this module: `segsync --help` never
+    # compiles a rule (and so never imports sqlglot).
+    from segsync.segments.builtins import standard_functions
+
     for fn in standard_functions():
         register(fn)

@@ -13,7 +13,7 @@ rendered as rule literals (durations, numbers, quoted strings), then the rules a
 any other. So a parameter can never change a rule's shape, and nothing reaches SQL as text.
 
 Packs are registered through the ``segsync_register_segment_packs(register)`` hook; the
-standard ones live in :mod:`segsync.default_plugins.segment_packs`.
+standard ones live in :mod:`.standard` (registered by :mod:`segsync.default_plugins.segment_packs`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,59 @@
+"""``segsync`` starts without importing what its commands do not need.
+
+Start-up figures are in bench/RESULTS-startup.md (``bench/startup.py``); here, the imports a
+command pays for are checked, not timed: a command runs in a fresh interpreter with every
+installed connector loaded, and the modules it imported are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+# What `segsync --help` must not import: the store, the rule engine, the settings machinery,
+# the terminal tables and the connectors' SDKs.
+HEAVY = ("duckdb", "sqlglot", "pydantic_settings", "rich", "mailchimp_marketing", "sib_api_v3_sdk")
+SDKS = ("mailchimp_marketing", "sib_api_v3_sdk")
+
+# What the console script runs, then the modules it left imported.
+PROGRAM = """
+import json, sys
+from segsync.cli import main
+sys.argv = ["segsync", *sys.argv[1:]]
+status = 0
+try:
+    main()
+except SystemExit as exit:
+    status = exit.code
+print("MODULES " + json.dumps(sorted(sys.modules)))
+sys.exit(status)
+"""
+
+
+def imported_by(*args: str, cwd=None) -> tuple[str, set[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSYNC_")}  # every plugin
+    done = subprocess.run([sys.executable, "-c", PROGRAM, *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    output, _, modules = done.stdout.rpartition("MODULES ")
+    return output, set(json.loads(modules))
+
+
+def test_help_imports_no_heavy_library_with_every_connector_loaded() -> None:
+    output, modules = imported_by("--help")
+    # Every connector's plugin was loaded (their commands could be listed) ...
+    assert {"segsync_files", "segsync_mailchimp", "segsync_brevo"} <= modules
+    for command in ("sync", "runs", "contacts", "segments", "consent", "suppress", "forget",
+                    "plugins", "check", "retry-rejected", "init", "demo"):
+        assert f"\n  {command} " in output
+    # ... and none of the heavy libraries was imported.
+    assert sorted(modules & set(HEAVY)) == []
+
+
+def test_plugins_lists_every_connector_without_their_sdks() -> None:
+    output, modules = imported_by("plugins", "--json")
+    types = {t for plugin in json.loads(output) for t in plugin["connector_types"]}
+    assert {"files", "mailchimp", "brevo"} <= types
+    assert sorted(modules & set(SDKS)) == []
