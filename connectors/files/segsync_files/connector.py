@@ -74,7 +74,9 @@ class FilesConnector(Connector):
         }
     )
     Settings = FilesSettings
-    max_batch_size = None  # one atomic rewrite of the audience per run
+    # No limit: the push stage hands over the whole diff in one write, one atomic rewrite of
+    # the audience per run (a limit would rewrite every file once per batch).
+    max_batch_size = None
 
     settings: FilesSettings
 

@@ -8,12 +8,17 @@ settled batch, and every write batch a connector reports while it writes
 (``Connector.write_batch_size``), goes to the acknowledgement at once, so a crash re-sends only
 what is still in flight. A plugin that raises stops this destination's push; what was not
 acknowledged by then is planned again on the next run.
+
+A batch holds at most ``Connector.max_batch_size`` changes. A connector without that limit
+(``None``, e.g. the files destination, which rewrites its audience atomically) gets the whole
+diff as one batch: one write call per run, acknowledged once after it. The diff is still read
+and gated page by page, so per-change work stays the same whatever the batch size.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +30,8 @@ from segsync.sync.gate import Blocked, Gate, GatedConnector
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 10_000
+# Changes read from the diff and gated at a time when the connector sets no max_batch_size.
+PAGE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -80,14 +86,9 @@ def push(
             ack.written(WrittenBatch(diff, tuple(done), WriteResult(list(outcomes), 0)))
 
     with reporter.phase(f"push {name}", total=diff.total) as advance:
-        for planned_batch in diff.batches(connector.max_batch_size or DEFAULT_BATCH_SIZE):
-            allowed, blocked = gate.split([p.change for p in planned_batch])
-            if blocked:
-                ack.refused(gate, blocked, planned_batch)
-            blocked_keys = {b.change.contact_key for b in blocked}
-            batch = [p for p in planned_batch if p.change.contact_key not in blocked_keys]
+        for batch, planned_count in _gated_batches(diff, gate, ack, connector.max_batch_size):
             if not batch:
-                advance(len(planned_batch))
+                advance(planned_count)
                 continue
             # Hooks get copies of the batch and a connector bound to it: only changes equal
             # to the push stage's own, checked again, reach the connector (sync/gate.py).
@@ -112,5 +113,28 @@ def push(
             pushed.problems.extend(p for p in settled.problems if p not in pushed.problems)
             pushed.write_calls += settled.result.calls
             ack.written(WrittenBatch(diff, tuple(in_flight.values()), settled.result))
-            advance(len(planned_batch))
+            advance(planned_count)
     return pushed
+
+
+def _gated_batches(
+    diff: DestinationDiff, gate: Gate, ack: Acknowledger, max_batch_size: int | None
+) -> Iterator[tuple[list[PlannedChange], int]]:
+    """The batches to push: the planned changes the gate lets through, at most
+    ``max_batch_size`` a batch (None: all of them in one), each with how many planned changes
+    it settles (those the gate stopped included: they go to ``ack`` as they are found)."""
+    batch: list[PlannedChange] = []
+    planned_count = 0
+    for page in diff.batches(max_batch_size or PAGE_SIZE):
+        planned_count += len(page)
+        _, blocked = gate.split([p.change for p in page])
+        if blocked:
+            ack.refused(gate, blocked, page)
+            blocked_keys = {b.change.contact_key for b in blocked}
+            page = [p for p in page if p.change.contact_key not in blocked_keys]
+        batch.extend(page)
+        if max_batch_size is not None:
+            yield batch, planned_count
+            batch, planned_count = [], 0
+    if max_batch_size is None and planned_count:
+        yield batch, planned_count
