@@ -36,6 +36,7 @@ from typing import NamedTuple
 import duckdb
 from segsync.consent.policies import DEFAULT, DEFAULT_CLOCK_SKEW, ConsentPolicy
 from segsync.store.sql import literal, literal_list
+from segsync.store.temp_tables import OwnsTempTables
 
 # Ledger status → the status a destination should hold.
 DESTINATION_STATUS = {
@@ -239,7 +240,7 @@ class Decision(NamedTuple):
 NO_DECISION = Decision("none", None, None, None)  # no counted record and no suppression
 
 
-class EffectiveConsent:
+class EffectiveConsent(OwnsTempTables):
     """Effective email/marketing consent of every contact under each destination's policy,
     built once per run (:meth:`build`) and handed to the diff, the gate and the acknowledgement.
 
@@ -304,19 +305,5 @@ class EffectiveConsent:
         ).fetchall()
         return {r[0]: Decision(*r[1:]) for r in rows}
 
-    def close(self) -> None:
-        """Drop the tables (at the end of the run)."""
-        if self._open:
-            for table in set(self._tables.values()):
-                self._con.execute(f"DROP TABLE IF EXISTS {table}")
-            self._open = False
-
-    def __enter__(self) -> EffectiveConsent:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        try:
-            self.close()
-        except duckdb.Error:
-            if exc_type is None:  # never hide the error that ended the block
-                raise
+    def _owned_tables(self) -> set[str]:
+        return set(self._tables.values())

@@ -26,6 +26,7 @@ from segsync.consent.rules import MAILABLE, OPT_OUT_STATUSES, EffectiveConsent
 from segsync.model import KNOWN_ATTRIBUTES, mask_email
 from segsync.segments.memberships import Memberships
 from segsync.store.sql import identifier, literal, literal_list
+from segsync.store.temp_tables import OwnsTempTables
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class PlannedChange:
         }
 
 
-class DestinationDiff:
+class DestinationDiff(OwnsTempTables):
     """The planned changes of one destination in one run. Build it with :meth:`build`.
 
     ``consent`` is the run's effective consent it was planned against (the gate and the
@@ -114,22 +115,8 @@ class DestinationDiff:
         """The first ``size`` planned changes (``sync --dry-run``)."""
         return next(self.batches(size), [])
 
-    def close(self) -> None:
-        """Drop the diff's tables."""
-        if self._open:
-            for table in (self._table, self._desired, self._memberships, self._member_attributes):
-                self._con.execute(f"DROP TABLE IF EXISTS {table}")
-            self._open = False
-
-    def __enter__(self) -> DestinationDiff:
-        return self
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        try:
-            self.close()
-        except duckdb.Error:
-            if exc_type is None:  # never hide the error that ended the block
-                raise
+    def _owned_tables(self) -> tuple[str, ...]:
+        return (self._table, self._desired, self._memberships, self._member_attributes)
 
     def __repr__(self) -> str:
         return f"<DestinationDiff {self.destination!r} of run {self.consent.run_id}: {self.counts}>"
