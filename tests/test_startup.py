@@ -16,6 +16,13 @@ import sys
 # the terminal tables and the connectors' SDKs.
 HEAVY = ("duckdb", "sqlglot", "pydantic_settings", "rich", "mailchimp_marketing", "sib_api_v3_sdk")
 SDKS = ("mailchimp_marketing", "sib_api_v3_sdk")
+# What listing the connector types must not import either: each connector's API client, readers
+# and writers (and the retry library behind them) load with the first connection, not the class.
+CONNECTOR_INTERNALS = (
+    "tenacity",
+    "segsync_mailchimp.api", "segsync_mailchimp.reader", "segsync_mailchimp.writer",
+    "segsync_brevo.api", "segsync_brevo.reader", "segsync_brevo.writer", "segsync_brevo.account",
+)
 
 # What the console script runs, then the modules it left imported.
 PROGRAM = """
@@ -57,3 +64,11 @@ def test_plugins_lists_every_connector_without_their_sdks() -> None:
     types = {t for plugin in json.loads(output) for t in plugin["connector_types"]}
     assert {"files", "mailchimp", "brevo"} <= types
     assert sorted(modules & set(SDKS)) == []
+
+
+def test_plugins_leaves_connector_internals_unimported_in_text_and_json() -> None:
+    for args in (("plugins",), ("plugins", "--json")):
+        output, modules = imported_by(*args)
+        assert "mailchimp" in output and "brevo" in output
+        assert {"segsync_mailchimp.connector", "segsync_brevo.connector"} <= modules
+        assert sorted(modules & set(CONNECTOR_INTERNALS)) == [], args

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from segsync.connector import (
     Batch,
@@ -19,10 +19,14 @@ from segsync.connector import (
 )
 
 from segsync_mailchimp import mapping
-from segsync_mailchimp.api import MailchimpApi, MailchimpError
-from segsync_mailchimp.reader import ActivityReader, MemberReader
+from segsync_mailchimp.limits import BATCH_MAX
 from segsync_mailchimp.settings import MailchimpSettings
-from segsync_mailchimp.writer import BATCH_MAX, Writer
+
+if TYPE_CHECKING:
+    # The API client, readers and writer (and with them the SDK, tenacity and a thread pool) are
+    # imported by the methods that use them: `segsync plugins` and `--help` only need the class.
+    from segsync_mailchimp.api import MailchimpApi
+    from segsync_mailchimp.writer import Writer
 
 
 class MailchimpConnector(Connector):
@@ -48,10 +52,14 @@ class MailchimpConnector(Connector):
     @property
     def api(self) -> MailchimpApi:
         if self._api is None:
+            from segsync_mailchimp.api import MailchimpApi
+
             self._api = MailchimpApi(self.settings)
         return self._api
 
     def check(self) -> list[str]:
+        from segsync_mailchimp.api import MailchimpError
+
         try:
             self.api.call("ping", lambda c: c.ping.get())
             audience = self.api.call("get audience", lambda c: c.lists.get_list(
@@ -79,6 +87,8 @@ class MailchimpConnector(Connector):
         return self._schema
 
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
+        from segsync_mailchimp.reader import ActivityReader, MemberReader
+
         if stream is Stream.EVENTS:
             return ActivityReader(self.api, self.settings).read(cursor)
         if stream is Stream.CONTACTS:
@@ -95,6 +105,8 @@ class MailchimpConnector(Connector):
         if not changes:
             return WriteResult(outcomes=[], calls=0)
         if self._writer is None:
+            from segsync_mailchimp.writer import Writer
+
             self._writer = Writer(self.api, self.settings)
         return self._writer.write(changes, report)
 

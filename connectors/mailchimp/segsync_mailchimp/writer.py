@@ -31,12 +31,12 @@ from segsync.connector import ContactChange, Outcome, OutcomeReport, WriteResult
 from segsync.model import mask_email
 
 from segsync_mailchimp.api import MailchimpApi, MailchimpError
+from segsync_mailchimp.limits import BATCH_MAX
 from segsync_mailchimp.mapping import merge_fields_for, subscriber_hash
 from segsync_mailchimp.settings import MailchimpSettings
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 500
 SUPPRESSED = frozenset({"unsubscribed", "cleaned", "complained"})
 CONFIRMED_METHODS = frozenset({"double_opt_in"})
 # segsync status -> Mailchimp status (complaints are unsubscribes there; "none" handled apart).
