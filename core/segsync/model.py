@@ -145,7 +145,10 @@ def _utc(value: datetime) -> datetime:
 class Attributes(BaseModel):
     """Typed attributes; anything else lives in ``custom``."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # defer_build (here and below): a model's validator is built on its first use, not at import;
+    # every command's start imports this module (the built-in consent policies use its constants)
+    # and most never validate a contact.
+    model_config = ConfigDict(defer_build=True, extra="forbid", str_strip_whitespace=True)
 
     first_name: str | None = None
     last_name: str | None = None
@@ -184,7 +187,7 @@ class Attributes(BaseModel):
 
 
 class Contact(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     email: str = Field(description="contact key: the normalized email address")
     attributes: Attributes = Field(default_factory=Attributes)
@@ -199,7 +202,7 @@ class Contact(BaseModel):
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     email: str
     type: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -217,7 +220,7 @@ class Event(BaseModel):
 
 
 class ConsentRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     email: str
     channel: Channel = Channel.EMAIL
