@@ -92,7 +92,9 @@ class ConnectorSettings(BaseSettings):
     project's ``.env``. The runner builds the settings with :func:`segsync.config.connection_settings`.
     """
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+    # defer_build: listing connector types (`segsync plugins`) imports every settings class;
+    # each builds its validator when a connection is first configured, not at import.
+    model_config = SettingsConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     @classmethod
     def settings_customise_sources(
