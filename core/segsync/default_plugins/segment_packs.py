@@ -8,10 +8,6 @@ host loads this module: `segsync --help` never expands a pack.
 from __future__ import annotations
 
 from segsync.hookspecs import hookimpl
-from segsync.lazy import lazy_exports
-
-__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(
-    ("ENGAGEMENT", "LIFECYCLE", "VALUE", "TRIGGERS", "PACKS"), "segsync.segments.packs.standard"))
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from segsync.config import ConfigError, load_config
 from segsync.plugins import DuplicateRegistration, PluginHost
 from segsync.segments import evaluate
 from segsync.segments.packs import PackError, PackParam, PackSegment, SegmentPack, expand_packs
-from segsync.default_plugins.segment_packs import ENGAGEMENT, LIFECYCLE, PACKS, TRIGGERS, VALUE
+from segsync.segments.packs.standard import ENGAGEMENT, LIFECYCLE, PACKS, TRIGGERS, VALUE
 
 STANDARD = {p.name: p for p in PACKS}
 
