@@ -11,7 +11,7 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-# The per-account HTTP slot files (segsync.http_budget) of test runs go to a folder of this run,
+# The per-account HTTP slot files (segsync.http.budget) of test runs go to a folder of this run,
 # inherited by the processes tests start; not to the machine's shared one.
 if "SEGSYNC_HTTP_BUDGET_DIR" not in os.environ:
     import tempfile

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from segsync.http_budget import HttpBudget
+from segsync.http import HttpBudget
 
 
 def test_threads_never_hold_more_than_the_slots(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_another_process_on_the_same_account_shares_the_slots(tmp_path: Path) ->
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from segsync.http_budget import HttpBudget
+        from segsync.http import HttpBudget
         budget = HttpBudget("http://127.0.0.1:1/3.0", "key-1", 2, root=Path({str(tmp_path)!r}))
         with budget.slot(), budget.slot():
             print("holding", flush=True)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import sib_api_v3_sdk
 import urllib3
 from pydantic import SecretStr
-from segsync.http_budget import HttpBudget
+from segsync.http import HttpBudget
 from sib_api_v3_sdk.rest import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
@@ -206,7 +206,7 @@ class BrevoApi:
         """``find()``, repeated while a create sent at ``sent`` may still land.
 
         A request the client gave up on holds its server connection until Brevo answers; like
-        :class:`~segsync.http_budget.HttpBudget`, we allow it one more read timeout after ours,
+        :class:`~segsync.http.budget.HttpBudget`, we allow it one more read timeout after ours,
         so it is assumed finished ``2 × timeout`` after it was sent. Until then the name is
         looked up at growing intervals (0.25 s, doubling), at most :data:`SETTLE_LOOKUPS` times.
         ``sent`` None (the server answered, e.g. a 5xx): one look-up.

@@ -52,7 +52,7 @@ class BrevoSettings(ConnectorSettings):
     max_connections: int = Field(
         10, ge=1, le=50,
         description="Simultaneous requests per Brevo account, shared by every connection and "
-        "process using the same key (segsync.http_budget); a request given up after a timeout "
+        "process using the same key (segsync.http.budget); a request given up after a timeout "
         "counts for one more timeout",
     )
     import_max_bytes: int = Field(IMPORT_SAFE_BYTES, gt=0, le=IMPORT_MAX_BYTES)

@@ -13,7 +13,7 @@ It makes the SDK's behaviour explicit and uniform:
   prefix, so a ``host`` override never contains that word (checked by the settings).
 * Requests go through ``requests``' module-level functions (one connection per call); a
   semaphore keeps at most ``max_connections`` of this connection in flight, and every request
-  takes one of the account's 10 slots (:mod:`segsync.http_budget`, shared with every other
+  takes one of the account's 10 slots (:mod:`segsync.http.budget`, shared with every other
   connection and process using the same key), held on after a read timeout until the server
   has plausibly finished the abandoned request (``abandoned_hold``)
   and a thread pool of the same size runs write batches in parallel (:meth:`MailchimpApi.window`).
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from segsync.http_budget import HttpBudget
+from segsync.http import HttpBudget
 
 from segsync_mailchimp.settings import MailchimpSettings
 

@@ -39,7 +39,7 @@ class MailchimpSettings(ConnectorSettings):
     max_connections: int = Field(
         default=10, ge=1, le=10,
         description="parallel requests of this connection; every connection and process using the "
-        "same account shares Mailchimp's 10 (segsync.http_budget)",
+        "same account shares Mailchimp's 10 (segsync.http.budget)",
     )
     abandoned_hold: float | None = Field(
         default=None, ge=0,

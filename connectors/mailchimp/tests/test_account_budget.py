@@ -1,6 +1,6 @@
 """Mailchimp's 10 simultaneous connections are per account: every connection and process using
 one API key shares them, and a request given up after a timeout still counts until the server
-has plausibly finished it (segsync.http_budget)."""
+has plausibly finished it (segsync.http.budget)."""
 
 from __future__ import annotations
 
