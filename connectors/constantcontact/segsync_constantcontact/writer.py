@@ -272,12 +272,15 @@ class Writer:
                         seen[address] = contact
                 if wanted <= set(seen):
                     break
-        errors = "; ".join(str(e) for e in done.get("activity_errors") or [])[:200]
+        status = done.get("status") or {}
+        counts = ", ".join(f"{status[k]} {k}" for k in ("error_count", "correctable_count") if status.get(k))
         for change in needed:
             contact = seen.get(change.contact_key) or self._find(change.contact_key)
             if contact is None:
-                w.reject(change, "Constant Contact's import did not take this contact"
-                         + (f" ({errors})" if errors else ""), "email")
+                # The activity's errors name rows in a format Constant Contact does not document;
+                # the contact's absence after a completed import is what says it was refused.
+                w.reject(change, "Constant Contact's import did not take this address"
+                         + (f" (the import reported {counts})" if counts else ""), "email")
                 continue
             w.ids[change.contact_key] = contact["contact_id"]
             email = contact.get("email_address") or {}

@@ -105,7 +105,7 @@ class ConstantContactEmulator:
     client_secret = property(lambda self: self.state.client_secret)
 
     def start(self) -> ConstantContactEmulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="constantcontact-emulator",
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="constantcontact-emulator",
                                         daemon=True)
         self._thread.start()
         return self
