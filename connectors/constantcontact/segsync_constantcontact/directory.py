@@ -49,6 +49,10 @@ class Directory:
                                       CUSTOM_FIELDS_PAGE_MAX, "custom_fields.list")
         return self._fields
 
+    def forget_custom_fields(self) -> None:
+        """Read the custom fields afresh next time (someone may have created one)."""
+        self._fields = None
+
     def missing_custom_fields(self) -> list[str]:
         have = self.custom_fields()
         return sorted(set(self.settings.custom_fields().values()) - set(have))
