@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 from pydantic import SecretStr
-from segsync.http import HttpError, RatePacer, RetryPolicy, new_session
+from segsync.http import RatePacer, new_session, safe_error
 
 from segsync_constantcontact.limits import ACTIVITY_DONE_STATES
 from segsync_constantcontact.settings import ConstantContactSettings
@@ -84,9 +84,9 @@ class ConstantContactApi:
         self.pacer = SteadyPacer(settings.requests_per_second, sleep=sleep)
         self.session = new_session(
             settings.host,
-            retry=RetryPolicy(attempts=settings.max_attempts),
-            timeout=settings.timeout_seconds,
-            max_connections=4,
+            retry=settings.retry_policy(),
+            timeout=settings.timeout,
+            max_connections=settings.max_connections,
             pacer=self.pacer,
             name="constantcontact",
             sleep=sleep,
@@ -155,8 +155,8 @@ class ConstantContactApi:
             token = self._token
             try:
                 response = self.session.request(method, path, params=params, json=json, endpoint=endpoint)
-            except HttpError as exc:  # pragma: no cover - the session returns answers
-                raise ConstantContactError(exc.status, str(exc)) from None
+            except requests.RequestException as exc:  # still failing after the policy's attempts
+                raise ConstantContactError(0, f"Constant Contact API {method} {path}: {safe_error(exc)}") from None
             if response.status_code == 401 and attempt == 1 and self.can_refresh:
                 self._refresh(token)
                 continue

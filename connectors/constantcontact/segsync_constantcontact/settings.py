@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from segsync.connector import ConnectorSettings
+from segsync.http import HttpSettings
 
 from segsync_constantcontact.limits import IMPORT_MAX_BYTES, REQUESTS_PER_SECOND
 
@@ -23,7 +23,7 @@ DEFAULT_ATTRIBUTES: dict[str, str] = {
 CUSTOM_FIELD_PREFIX = "cf:"
 
 
-class ConstantContactSettings(ConnectorSettings):
+class ConstantContactSettings(HttpSettings):
     access_token: SecretStr = Field(description="OAuth2 access token, sent as a Bearer token")
     refresh_token: SecretStr | None = Field(
         None, description="OAuth2 refresh token: with client_id (and client_secret) a 401 for an "
@@ -41,8 +41,8 @@ class ConstantContactSettings(ConnectorSettings):
         default_factory=dict,
         description="Canonical or custom attribute -> import column (first_name, …) or custom field "
         "as cf:<name>")
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_attempts: int = Field(6, ge=1, description="Tries per request on 429/5xx/timeouts")
+    max_connections: int = Field(
+        4, ge=1, description="Simultaneous requests of this connection (no more than a second's worth)")
     requests_per_second: float = Field(
         REQUESTS_PER_SECOND, gt=0, description="Most requests a second (the API key's limit)")
     import_max_bytes: int = Field(IMPORT_MAX_BYTES - 64 * 1024, gt=0, le=IMPORT_MAX_BYTES)

@@ -25,7 +25,7 @@ def make_connector(emulator, tmp_path: Path):
 
     def make(**overrides) -> ConstantContactConnector:
         fields = {"access_token": SecretStr(emulator.access_token), "host": emulator.url,
-                  "token_url": emulator.token_url, "timeout_seconds": 5.0, "requests_per_second": 1000.0,
+                  "token_url": emulator.token_url, "timeout": 5.0, "requests_per_second": 1000.0,
                   "activity_poll_seconds": 0.02, **overrides}
         connector = ConstantContactConnector("constantcontact", ConstantContactSettings(**fields), tmp_path)
         made.append(connector)

@@ -72,3 +72,12 @@ def test_activities_are_asynchronous_and_polled_until_done(emulator, connector) 
     polls = emulator.requests("GET", "/v3/activities/")
     assert len(polls) >= 2
     assert emulator.state.by_email("ann@example.com") is not None
+
+
+def test_a_connection_that_keeps_dropping_leaves_the_changes_retryable(emulator, make_connector) -> None:
+    connector = make_connector(max_attempts=2, retry_wait_initial=0.01)
+    emulator.add_fault(path="/v3/activities/contacts_json_import", kind="reset", times=2)
+    [outcome] = connector.write([ContactChange("ann@example.com", "upsert", "subscribed", {})]).outcomes
+    assert outcome.status == "retryable"
+    assert outcome.reason.startswith("Constant Contact API POST /activities/contacts_json_import: ")
+    assert emulator.state.by_email("ann@example.com") is None

@@ -172,7 +172,7 @@ def test_an_address_the_import_refuses_is_rejected_by_name(emulator, connector) 
 
 
 def test_a_failing_step_leaves_its_changes_retryable_and_the_others_done(emulator, make_connector) -> None:
-    connector = make_connector(max_attempts=2)
+    connector = make_connector(max_attempts=2, retry_wait_initial=0.01)
     emulator.state.seed_contact("ann@example.com")
     emulator.add_fault(path="/v3/activities/contacts_json_import", status=503, times=2)
     result = connector.write([change("ann@example.com", "unsubscribed"), change("new@example.com")])
