@@ -81,3 +81,35 @@ def test_a_connection_that_keeps_dropping_leaves_the_changes_retryable(emulator,
     assert outcome.status == "retryable"
     assert outcome.reason.startswith("Constant Contact API POST /activities/contacts_json_import: ")
     assert emulator.state.by_email("ann@example.com") is None
+
+
+def test_under_random_faults_every_change_lands_or_is_retried_and_a_rerun_finishes(tmp_path) -> None:
+    from pydantic import SecretStr
+    from segsync.testing.faults import RandomFaults
+
+    from segsync_constantcontact import ConstantContactConnector, ConstantContactSettings
+
+    faults = RandomFaults(0.3, kinds=("429", "5xx", "reset"), seed=7, retry_after=0.01)
+    with ConstantContactEmulator(activity_delay=0.01, rate_limit=RateLimit(per_second=None),
+                                 random_faults=faults) as emu:
+        connector = ConstantContactConnector("cc", ConstantContactSettings(
+            access_token=SecretStr(emu.access_token), host=emu.url, requests_per_second=1000,
+            activity_poll_seconds=0.01, retry_wait_initial=0.01, retry_wait_max=0.05), tmp_path)
+        changes = [ContactChange(f"p{n}@example.com", "upsert", "subscribed", {"first_name": f"P{n}"},
+                                 tags_add=("vip",) if n % 2 else ()) for n in range(20)]
+        pending = changes
+        for _ in range(3):
+            outcomes = connector.write(pending).outcomes
+            assert {o.status for o in outcomes} <= {"ok", "retryable"}
+            retry = {o.contact_key for o in outcomes if o.status == "retryable"}
+            pending = [c for c in pending if c.contact_key in retry]
+            if not pending:
+                break
+        connector.close()
+        assert pending == [] and sum(faults.injected.values()) > 0
+        vip = next(t for t, tag in emu.state.tags.items() if tag["name"] == "vip")
+        for n in range(20):
+            contact = emu.state.by_email(f"p{n}@example.com")
+            assert contact["first_name"] == f"P{n}"
+            assert contact["taggings"] == ([vip] if n % 2 else [])
+        assert len(emu.state.contacts) == 20 and len(emu.state.tags) == 1

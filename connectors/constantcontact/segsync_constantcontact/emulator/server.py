@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -37,15 +38,17 @@ class LogEntry:
 @dataclass
 class Fault:
     """Fail ``times`` requests whose method and path match (after letting ``skip`` through):
-    answer ``status`` (a 429 carries ``Retry-After: retry_after``), or ``reset`` the connection."""
+    answer ``status`` (with ``Retry-After: retry_after`` when set), ``reset`` the connection, or
+    hold the request ``delay`` seconds (``timeout``) and then carry it out."""
 
     path: str
     method: str | None = None
     status: int = 503
-    kind: str = "status"  # status | reset
+    kind: str = "status"  # status | reset | timeout
     times: int = 1
     skip: int = 0
     retry_after: float | None = None
+    delay: float = 5.0
     fired: int = field(default=0, init=False)
 
 
@@ -132,8 +135,6 @@ class ConstantContactEmulator:
             return [e for e in self.log if (method is None or e.method == method) and e.path.startswith(path)]
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
-        import re
-
         with self._lock:
             for fault in self.faults:
                 if fault.fired < fault.times and (fault.method in (None, method)) and re.search(fault.path, path):
@@ -149,7 +150,7 @@ class ConstantContactEmulator:
         if kind == "reset":
             return Fault(path, kind="reset")
         if kind == "timeout":
-            return Fault(path, kind="timeout", retry_after=self.random_faults.timeout_delay)
+            return Fault(path, kind="timeout", delay=self.random_faults.timeout_delay)
         return Fault(path, status=status, retry_after=self.random_faults.retry_after if status == 429 else None)
 
     def _record(self, entry: LogEntry) -> None:
@@ -195,7 +196,7 @@ def _handler(emulator: ConstantContactEmulator) -> type[BaseHTTPRequestHandler]:
                     reset_connection(self.connection)
                     return
                 if fault.kind == "timeout":
-                    time.sleep(fault.retry_after or 5.0)  # then answer: the work is done
+                    time.sleep(fault.delay)  # then carry it out: the work is done, the answer late
                 else:
                     headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                     return self._send(entry, fault.status, [{"error_key": "injected_fault",
