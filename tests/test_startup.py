@@ -22,6 +22,8 @@ CONNECTOR_INTERNALS = (
     "tenacity",
     "segsync_mailchimp.api", "segsync_mailchimp.reader", "segsync_mailchimp.writer",
     "segsync_brevo.api", "segsync_brevo.reader", "segsync_brevo.writer", "segsync_brevo.account",
+    "segsync_constantcontact.api", "segsync_constantcontact.reader", "segsync_constantcontact.writer",
+    "segsync_constantcontact.directory",
 )
 
 # What the console script runs, then the modules it left imported.

@@ -6,10 +6,14 @@ default or a bound by declaring the field again (Mailchimp caps ``max_connection
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from segsync.connector import ConnectorSettings
-from segsync.http.retry import RetryPolicy
+
+if TYPE_CHECKING:  # the policy (and tenacity) loads with the first session, not with the settings
+    from segsync.http.retry import RetryPolicy
 
 
 class HttpSettings(ConnectorSettings):
@@ -20,5 +24,7 @@ class HttpSettings(ConnectorSettings):
     max_connections: int = Field(default=10, ge=1, description="simultaneous requests of this connection")
 
     def retry_policy(self) -> RetryPolicy:
+        from segsync.http.retry import RetryPolicy
+
         return RetryPolicy(attempts=self.max_attempts, wait_initial=self.retry_wait_initial,
                            wait_max=self.retry_wait_max)
