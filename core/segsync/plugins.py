@@ -54,6 +54,7 @@ DEFAULT_PLUGINS = (
     "segsync.cli.plugins",
     "segsync.cli.check",
     "segsync.cli.rejections",
+    "segsync.cli.new",
 )
 
 

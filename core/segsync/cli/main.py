@@ -27,6 +27,7 @@ USER_ERRORS = (
     ("segsync.store.lock", "StoreLocked"),
     ("segsync.plugins", "PluginError"),
     ("segsync.segments.errors", "SegmentError"),
+    ("segsync.generator", "GeneratorError"),
     ("builtins", "FileNotFoundError"),
 )
 
