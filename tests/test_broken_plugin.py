@@ -59,9 +59,11 @@ def test_plugins_and_check_show_the_failure(project, broken_plugin, monkeypatch)
     monkeypatch.chdir(project.root)
     listed = CliRunner().invoke(cli, ["plugins", "--json"])
     assert listed.exit_code == 0
+    # Shown as broken, with its error and what is known of its distribution: not as missing.
     assert [p for p in json.loads(listed.stdout) if p["name"] == "acme"] == [{
-        "name": "acme", "distribution": "segsync-acme", "version": None, "hooks": [],
-        "connector_types": [], "error": REASON,
+        "name": "acme", "status": "broken", "distribution": "segsync-acme", "version": "0.3",
+        "installed_from": {"kind": "index", "url": None}, "hooks": [], "connector_types": [],
+        "capabilities": {}, "error": REASON,
     }]
     checked = CliRunner().invoke(cli, ["check"])
     assert checked.exit_code == 1

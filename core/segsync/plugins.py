@@ -13,7 +13,6 @@ import importlib
 import itertools
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from segsync import hookspecs
+from segsync.distributions import BUILT_IN, IN_PROCESS, InstallSource, install_source, normalize_name
 from segsync.hookspecs import hookimpl  # re-exported: plugins import it from here
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ DEFAULT_PLUGINS = (
     "segsync.cli.check",
     "segsync.cli.rejections",
     "segsync.cli.new",
+    "segsync.cli.install",
 )
 
 
@@ -75,6 +76,8 @@ class PluginLoadFailure:
     name: str
     distribution: str | None
     error: str
+    version: str | None = None
+    installed_from: InstallSource | None = None
 
     def message(self) -> str:
         dist = f" (distribution {self.distribution})" if self.distribution else ""
@@ -88,6 +91,9 @@ class PluginInfo:
     version: str
     hooks: list[str]
     connector_types: list[str] = field(default_factory=list)
+    # Connector type → its declared capabilities (values of segsync.Capability), sorted.
+    capabilities: dict[str, list[str]] = field(default_factory=dict)
+    installed_from: InstallSource | None = None
 
 
 @dataclass
@@ -113,10 +119,12 @@ class PluginHost:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.failures: list[PluginLoadFailure] = []
-        self._distributions: dict[str, tuple[str, str]] = {}
+        # Plugin name → (distribution, version, where it was installed from: read from the
+        # distribution's metadata only when asked, by plugins()).
+        self._distributions: dict[str, tuple[str, str, InstallSource | metadata.Distribution | None]] = {}
         for module_name in DEFAULT_PLUGINS:
             self.pm.register(importlib.import_module(module_name), name=module_name)
-            self._distributions[module_name] = ("segsync", _version("segsync"))
+            self._distributions[module_name] = ("segsync", _version("segsync"), BUILT_IN)
         if load_entry_points:
             self._load_entry_points()
         for plugin in extra_plugins:
@@ -141,18 +149,17 @@ class PluginHost:
             if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
                 continue
             dist_name = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
             except Exception as exc:  # one broken plugin must not stop the others
-                failure = PluginLoadFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}")
+                failure = PluginLoadFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}",
+                                            version, install_source(ep.dist))
                 self.failures.append(failure)
                 log.warning(failure.message())
                 continue
-            self._distributions[ep.name] = (
-                dist_name or ep.name,
-                ep.dist.version if ep.dist else "unknown",
-            )
+            self._distributions[ep.name] = (dist_name or ep.name, version or "unknown", ep.dist)
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register an in-process plugin (tests, embedding applications).
@@ -166,7 +173,7 @@ class PluginHost:
                         if self.pm.get_plugin(n) is None and not self.pm.is_blocked(n))
         registered = self.pm.register(plugin, name=name)
         assert registered is not None
-        self._distributions.setdefault(registered, ("(in-process)", ""))
+        self._distributions.setdefault(registered, ("(in-process)", "", IN_PROCESS))
         self.pm.check_pending()
         self._connectors = self._event_types = self._segment_functions = None
         self._segment_packs = None
@@ -209,11 +216,11 @@ class PluginHost:
         """The load failure of the plugin that would have provided connector ``type_name``:
         by convention its entry point is named after the type and its distribution is
         ``segsync-<type>`` (how the repository's own connectors and third parties name them)."""
-        wanted = _normalize(type_name)
+        wanted = normalize_name(type_name)
         for failure in self.failures:
-            names = {_normalize(failure.name)}
+            names = {normalize_name(failure.name)}
             if failure.distribution:
-                names.add(_normalize(failure.distribution).removeprefix("segsync-"))
+                names.add(normalize_name(failure.distribution).removeprefix("segsync-"))
             if wanted in names:
                 return failure
         return None
@@ -329,20 +336,22 @@ class PluginHost:
     # -- introspection -----------------------------------------------------------------------
 
     def plugins(self) -> list[PluginInfo]:
-        types_by_plugin: dict[str, list[str]] = {}
+        capabilities_by_plugin: dict[str, dict[str, list[str]]] = {}
         self.connector_types()
         assert self._connectors is not None
         for type_name, reg in self._connectors.items():
-            types_by_plugin.setdefault(reg.plugin, []).append(type_name)
+            # In the enum's order (reads, then writes), as the contract lists them.
+            declared = sorted(getattr(reg.value, "capabilities", ()), key=lambda c: list(type(c)).index(c))
+            capabilities_by_plugin.setdefault(reg.plugin, {})[type_name] = [c.value for c in declared]
         infos = []
         for name, plugin in self.pm.list_name_plugin():
             if plugin is None:
                 continue
-            dist, version = self._distributions.get(name, ("(unknown)", ""))
+            dist, version, origin = self._distributions.get(name, ("(unknown)", "", None))
+            source = origin if isinstance(origin, InstallSource | None) else install_source(origin)
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
-            infos.append(
-                PluginInfo(name, dist, version, hooks, sorted(types_by_plugin.get(name, [])))
-            )
+            capabilities = dict(sorted(capabilities_by_plugin.get(name, {}).items()))
+            infos.append(PluginInfo(name, dist, version, hooks, list(capabilities), capabilities, source))
         return sorted(infos, key=lambda p: p.name)
 
 
@@ -351,11 +360,6 @@ def _connector_type_name(cls: Any) -> str:
     if not isinstance(name, str) or not name:
         raise PluginError(f"connector class {cls!r} has no type_name")
     return name
-
-
-def _normalize(name: str) -> str:
-    """A distribution or entry-point name as pip compares them (PEP 503)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _version(dist: str) -> str:

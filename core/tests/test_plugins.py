@@ -185,8 +185,11 @@ def test_plugins_json_command_shape(entry_points) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     good = next(p for p in data if p["name"] == "good")
-    assert set(good) == {"name", "distribution", "version", "hooks", "connector_types"}
+    assert set(good) == {"name", "status", "distribution", "version", "installed_from", "hooks",
+                         "connector_types", "capabilities"}
     assert good["connector_types"] == ["echo"]
+    # An entry point without a distribution (as here) has no install source to show.
+    assert (good["status"], good["installed_from"], good["capabilities"]) == ("loaded", None, {"echo": []})
 
 
 def test_register_commands_hook_adds_a_cli_command() -> None:

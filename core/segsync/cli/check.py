@@ -104,13 +104,14 @@ def _connection_problems(
     host: PluginHost, types: dict[str, Any], config: ProjectConfig, conn: ConnectionConfig, fix: bool
 ) -> list[str]:
     from segsync.config import ConfigError, instantiate_connection
+    from segsync.distributions import missing_connector
 
     try:
         if conn.type not in types:
             failure = host.failure_for(conn.type)
             if failure is not None:
                 return [f"plugin {failure.name!r} failed to load: {failure.error}"]
-            raise ConfigError(f"no connector of type {conn.type!r} installed")
+            raise ConfigError(missing_connector(conn.type, types))
         instance = instantiate_connection(types[conn.type], conn, config.project_dir)
         try:
             problems = instance.check()

@@ -86,10 +86,15 @@ def _add_emulated_connection(host: PluginHost, config: ProjectConfig, type_name:
     secrets go into this process's environment, where settings look for them.
     """
     from segsync.config import ConnectionConfig, env_prefix, secret_fields
+    from segsync.distributions import missing_connector
 
-    connector_cls = host.connector_types().get(type_name)
+    types = host.connector_types()
+    connector_cls = types.get(type_name)
     if connector_cls is None:
-        raise click.ClickException(f"no connector of type {type_name!r} is installed")
+        failure = host.failure_for(type_name)
+        if failure is not None:
+            raise click.ClickException(f"--with {type_name}: {failure.message()}")
+        raise click.ClickException(f"--with {type_name}: {missing_connector(type_name, types)}")
     settings = connector_cls.start_emulator(stack)
     if settings is None:
         raise click.ClickException(f"the {type_name} connector ships no emulator")

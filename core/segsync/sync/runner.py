@@ -34,6 +34,7 @@ from segsync.config import (
 from segsync.connector import READ_CAPABILITIES, WRITE_CAPABILITIES, Capability, Connector
 from segsync.consent import erasure
 from segsync.consent.rules import EffectiveConsent
+from segsync.distributions import missing_connector
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
 from segsync.segments.memberships import Memberships, evaluate_memberships
@@ -83,11 +84,7 @@ class Runner:
                                      f"{failure.name!r} failed to load: {failure.error}")
                 continue
             if cls is None:
-                known = ", ".join(sorted(types)) or "none installed"
-                raise ConfigError(
-                    f"connection {name!r}: no connector of type {connection.type!r} "
-                    f"(installed: {known}); install its package, e.g. pip install segsync-{connection.type}"
-                )
+                raise ConfigError(f"connection {name!r}: {missing_connector(connection.type, types)}")
             instances[name] = instantiate_connection(cls, connection, self.config.project_dir)
         return instances
 
