@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
 from typing import Any
 
 import click
@@ -59,6 +60,10 @@ def uninstall(ctx: Context, packages: tuple[str, ...], yes: bool) -> None:
     """
     if any(normalize_name(p) == "segsync" for p in packages):
         raise click.UsageError("segsync cannot uninstall itself; use pip uninstall segsync")
+    missing = [p for p in packages if not _installed(p)]
+    if missing:
+        click.echo(f"error: not installed: {', '.join(missing)} (segsync plugins lists what is)", err=True)
+        sys.exit(EXIT_FAILED)
     _run_pip(ctx, ["uninstall", *(["--yes"] * yes), *packages])
 
 
@@ -79,6 +84,14 @@ def _run_pip(ctx: Context, args: list[str]) -> None:
         click.echo(f"No segsync plugin was {'added or changed' if args[0] == 'install' else 'removed'}.")
     if any(after[name]["status"] == "broken" and before.get(name) != after[name] for name in after):
         sys.exit(EXIT_FAILED)
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _plugins_in_a_new_process() -> list[dict[str, Any]]:
