@@ -7,7 +7,6 @@ without importing pip.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -103,6 +102,8 @@ def connector_distribution(type_name: str) -> tuple[str, bool]:
 def missing_connector(type_name: str, installed: Iterable[str]) -> str:
     """Why connector ``type_name`` is unavailable and the exact command that installs it (after
     the closest installed type, when the name looks like a typo of one)."""
+    import difflib  # only for this message: segsync's start does without it
+
     distribution, known = connector_distribution(type_name)
     types = sorted(installed)
     close = difflib.get_close_matches(type_name, types, n=1)

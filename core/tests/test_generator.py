@@ -23,6 +23,7 @@ CONNECTOR_FILES = [
     "segsync_acme/connector.py",
     "segsync_acme/emulator.py",
     "segsync_acme/settings.py",
+    "segsync_acme/stubs.py",
     "tests/conftest.py",
     "tests/test_conformance.py",
     "tests/test_connector.py",
@@ -50,7 +51,7 @@ def test_a_connector_project_has_every_part(tmp_path: Path) -> None:
     result = new("connector", "acme", "--dir", str(target))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == (
-        f"Created {target}/ (9 files): connector type 'acme', distribution segsync-acme.")
+        f"Created {target}/ (10 files): connector type 'acme', distribution segsync-acme.")
     assert files_under(target) == CONNECTOR_FILES
     pyproject = (target / "pyproject.toml").read_text(encoding="utf-8")
     assert 'name = "segsync-acme"' in pyproject
@@ -170,7 +171,7 @@ def test_stubs_name_the_capability_they_stand_for(tmp_path: Path) -> None:
                  "--dir", str(tmp_path / "p"))
     assert result.exit_code == 0, result.output
     source = (tmp_path / "p/segsync_acme/connector.py").read_text(encoding="utf-8")
-    assert 'raise _not_implemented(f"read_{stream.value}", "read")' in source
-    assert 'raise _not_implemented("write_consent", "write")' in source
+    assert 'raise not_implemented(f"read_{stream.value}", "AcmeConnector.read")' in source
+    assert 'raise not_implemented("write_consent", "AcmeConnector.write")' in source
     assert "# write_consent: `change.status` unsubscribed/cleaned/complained" in source
     assert "write_memberships" not in source
