@@ -9,6 +9,7 @@ against the emulator the template ships, none excused as not implemented.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,10 @@ from .test_new_and_install import junit_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs/examples/acme"
+GUIDE = ROOT / "docs/writing-a-connector.md"
 CAPABILITIES = ("read_contacts", "write_contacts", "write_memberships", "write_consent")
+# A fenced block the guide takes from a file follows a line naming it.
+QUOTE = re.compile(r"<!-- quoted from (?P<path>\S+) -->\n```python\n(?P<code>.*?)```\n", re.S)
 
 
 def test_the_example_connector_passes_the_generated_projects_tests(tmp_path: Path) -> None:
@@ -49,3 +53,10 @@ def test_the_example_connector_passes_the_generated_projects_tests(tmp_path: Pat
         "test_example.test_reading_pages_through_everything_and_resumes_after_the_cursor",
     }
 
+
+
+def test_the_guide_quotes_the_example_as_it_is() -> None:
+    quotes = QUOTE.findall(GUIDE.read_text(encoding="utf-8"))
+    assert {path for path, _ in quotes} == {"docs/examples/acme/connector.py"}
+    # The quotes, in order, are the whole file: the guide cuts it only at blank lines.
+    assert "\n".join(code for _, code in quotes) == (EXAMPLE / "connector.py").read_text(encoding="utf-8")

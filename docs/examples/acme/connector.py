@@ -100,6 +100,8 @@ class AcmeConnector(Connector):
         becomes Acme's own ``unsubscribed``) and the contact's segments as Acme tags."""
         if not changes:
             return WriteResult([], calls=0)  # writing nothing makes no call
+        from segsync.http import raise_for_status
+
         body = {"contacts": [
             {"email": c.contact_key, "attributes": dict(c.attributes), "status": c.status,
              "tags": sorted(c.tags)}
@@ -112,8 +114,6 @@ class AcmeConnector(Connector):
             # Still failing after the session's retries: the next run sends them again.
             reason = f"Acme answered HTTP {response.status_code}"
             return WriteResult([Outcome.retryable(c.contact_key, reason) for c in changes], calls)
-        from segsync.http import raise_for_status
-
         results = {r["email"]: r for r in raise_for_status(response, "contacts.batch").json()["results"]}
         return WriteResult([_outcome(c, results.get(c.contact_key)) for c in changes], calls)
 
