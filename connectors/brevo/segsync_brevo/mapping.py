@@ -36,12 +36,39 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def blacklist_target(status: str) -> bool | None:
-    """The emailBlacklisted value a subscription status calls for (None: leave it alone)."""
+def blacklist_target(status: str, previous: str | None = None) -> bool | None:
+    """The emailBlacklisted value a subscription status calls for (None: leave it alone).
+
+    Brevo mails every contact that is not blocklisted, so consent withdrawn from a mailable
+    contact (``none`` after ``subscribed`` or ``pending``) blocklists it, as Mailchimp's
+    connector unsubscribes it.
+    """
     if status in BLACKLISTED_STATUSES:
         return True
     if status == "subscribed":
         return False
+    if status == "none" and previous in MAILABLE_STATUSES:
+        return True
+    return None
+
+
+MAILABLE_STATUSES = frozenset({"subscribed", "pending"})
+
+
+def no_consent_refusal(status: str, previous: str | None) -> str | None:
+    """Why a new contact must not be added to Brevo at all, or None.
+
+    Brevo has neither a "no consent" nor a "pending" state: a contact it holds is mailed unless
+    blocklisted, so a new contact without a confirmed opt-in stays out (blocklisting it instead
+    would read back as an opt-out the person never made).
+    """
+    if previous is not None:
+        return None
+    if status == "none":
+        return "no marketing consent on record; the contact is not added to Brevo"
+    if status == "pending":
+        return ("the opt-in is not confirmed yet and Brevo has no pending state; the contact is "
+                "added once it is confirmed")
     return None
 
 

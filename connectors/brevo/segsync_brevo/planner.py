@@ -26,7 +26,7 @@ from segsync.connector import ContactChange
 
 from segsync_brevo.account import AccountDirectory
 from segsync_brevo.limits import LIST_MEMBERS_PER_CALL
-from segsync_brevo.mapping import blacklist_target, valid_email
+from segsync_brevo.mapping import blacklist_target, no_consent_refusal, valid_email
 from segsync_brevo.outcomes import Outcomes
 from segsync_brevo.settings import BrevoSettings
 
@@ -98,12 +98,16 @@ class Planner:
             if change.op == "delete":
                 plan.deletes.append((index, email))
                 continue
+            refusal = no_consent_refusal(change.status, change.previous_status)
+            if refusal:
+                outcomes.reject([index], refusal, "status")
+                continue
             attrs = self._attributes(index, change, attribute_names, outcomes)
             adds, removes = self._lists(index, change, outcomes, attrs)
             if outcomes.failed(index):
                 continue
             new = change.previous_status is None
-            target = blacklist_target(change.status)
+            target = blacklist_target(change.status, change.previous_status)
             before = bool(blacklist_target(change.previous_status or "none"))
             flip = not new and target is not None and target != before
             if new or attrs:

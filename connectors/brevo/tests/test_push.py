@@ -90,6 +90,39 @@ def test_blocklist_push_both_directions(emulator, connector):
     ]
 
 
+def test_a_new_contact_without_a_confirmed_opt_in_is_not_added(emulator, connector):
+    # Brevo mails every contact it holds unless blocklisted: "none" or "pending" must not land.
+    result = connector.write([
+        change("none@example.com", status="none", attributes={"first_name": "N"}),
+        change("pending@example.com", status="pending", attributes={"first_name": "P"}),
+        change("yes@example.com", status="subscribed"),
+    ])
+    assert [(o.contact_key, o.status, o.field) for o in result.outcomes] == [
+        ("none@example.com", "rejected", "status"),
+        ("pending@example.com", "rejected", "status"),
+        ("yes@example.com", "ok", None),
+    ]
+    assert result.outcomes[0].reason == "no marketing consent on record; the contact is not added to Brevo"
+    assert emulator.state.contact("none@example.com") is None
+    assert emulator.state.contact("pending@example.com") is None
+    assert emulator.state.contact("yes@example.com").email_blacklisted is False
+
+
+def test_consent_withdrawn_from_a_mailable_contact_blocklists_it(emulator, connector):
+    emulator.state.seed_contact("was-in@example.com")
+    emulator.state.seed_contact("was-pending@example.com")
+    emulator.state.seed_contact("was-out@example.com", blacklisted=True)
+    result = connector.write([
+        change("was-in@example.com", status="none", previous="subscribed"),
+        change("was-pending@example.com", status="none", previous="pending"),
+        change("was-out@example.com", status="none", previous="unsubscribed"),
+    ])
+    assert [o.status for o in result.outcomes] == ["ok", "ok", "ok"]
+    assert emulator.state.contact("was-in@example.com").email_blacklisted is True
+    assert emulator.state.contact("was-pending@example.com").email_blacklisted is True
+    assert emulator.state.contact("was-out@example.com").email_blacklisted is True
+
+
 def test_delete_including_405(emulator, connector):
     emulator.state.seed_contact("gone@example.com")
     emulator.clear_log()
