@@ -20,6 +20,7 @@ from segsync.testing.service import (
     ServiceAdapter,
 )
 from segsync_mailchimp.emulator import MailchimpEmulator
+from segsync_mailchimp.reader import PAGE
 
 from .conftest import LIST_ID, MERGE_FIELDS
 
@@ -43,10 +44,9 @@ class SteppedClock:
 
 
 class MailchimpAudience(ServiceAdapter):
-    page_size = 1000  # the reader's page (the API's maximum)
-
-    def __init__(self, emulator: MailchimpEmulator, clock: SteppedClock) -> None:
+    def __init__(self, emulator: MailchimpEmulator, clock: SteppedClock, page_size: int = PAGE) -> None:
         self.emulator, self.clock = emulator, clock
+        self.page_size = page_size  # the reader's page (the API's maximum unless a test lowers it)
 
     def contact(self, key: str) -> RemoteContact | None:
         member = self.emulator.state.member(LIST_ID, key)
@@ -77,23 +77,31 @@ class MailchimpAudience(ServiceAdapter):
         self.clock.step()
 
 
+def audience_with_stepped_clock(emulator: MailchimpEmulator, monkeypatch: pytest.MonkeyPatch,
+                                page_size: int = PAGE) -> MailchimpAudience:
+    clock = SteppedClock()
+    emulator.state.clock = clock
+    monkeypatch.setattr("segsync_mailchimp.reader.now_utc", clock)
+    return MailchimpAudience(emulator, clock, page_size)
+
+
+def seed(emulator: MailchimpEmulator) -> None:
+    now = emulator.state.clock()
+    emulator.state.seed_member(LIST_ID, "ann@example.com", "subscribed", merge_fields={"FNAME": "Ann"},
+                               last_changed=now - timedelta(days=2))
+    emulator.state.seed_member(LIST_ID, "bo@example.com", "unsubscribed", last_changed=now - timedelta(days=2))
+    emulator.state.seed_campaign(LIST_ID, "c1", now - timedelta(days=1), ["ann@example.com"])
+    emulator.state.record_activity("c1", "ann@example.com", "open", now - timedelta(hours=20))
+
+
 class TestMailchimpConformance(ConnectorConformance):
     @pytest.fixture(autouse=True)
     def _seed(self, emulator) -> None:
-        now = emulator.state.clock()
-        emulator.state.seed_member(LIST_ID, "ann@example.com", "subscribed", merge_fields={"FNAME": "Ann"},
-                                   last_changed=now - timedelta(days=2))
-        emulator.state.seed_member(LIST_ID, "bo@example.com", "unsubscribed", last_changed=now - timedelta(days=2))
-        campaign = emulator.state.seed_campaign(LIST_ID, "c1", now - timedelta(days=1), ["ann@example.com"])
-        emulator.state.record_activity(campaign.campaign_id if hasattr(campaign, "campaign_id") else "c1",
-                                       "ann@example.com", "open", now - timedelta(hours=20))
+        seed(emulator)
 
     @pytest.fixture
     def service(self, emulator: MailchimpEmulator, monkeypatch: pytest.MonkeyPatch) -> MailchimpAudience:
-        clock = SteppedClock()
-        emulator.state.clock = clock
-        monkeypatch.setattr("segsync_mailchimp.reader.now_utc", clock)
-        return MailchimpAudience(emulator, clock)
+        return audience_with_stepped_clock(emulator, monkeypatch)
 
     @pytest.fixture
     def sample_changes(self) -> list[ContactChange]:

@@ -154,7 +154,7 @@ class ConnectorConformance:
             assert isinstance(value, SecretStr)
             raw = value.get_secret_value()
             for text in (repr(settings), str(settings), repr(connector), settings.model_dump_json()):
-                assert raw not in text, f"secret {name} visible in {text[:80]!r}"
+                assert raw not in text, f"secret {name} visible (expected masked): …{_excerpt(text, raw)}…"
 
     def test_check_returns_a_list_of_problems(self, connector: Connector) -> None:
         problems = connector.check()
