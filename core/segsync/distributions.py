@@ -7,7 +7,6 @@ without importing pip.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,6 +54,8 @@ def install_source(dist: metadata.Distribution | None) -> InstallSource | None:
     there is no distribution to ask."""
     if dist is None:
         return None
+    import json  # when a listing asks, not at every start
+
     try:
         text = dist.read_text("direct_url.json")
     except OSError:
