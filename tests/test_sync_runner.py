@@ -278,8 +278,21 @@ def test_secret_read_from_dotenv(project, monkeypatch) -> None:
 
 def test_unknown_connector_type_names_the_installed_ones(project) -> None:
     project.write_config(project_config_with(project, '[connections.esp]\ntype = "mailchimpp"\n'))
-    with pytest.raises(ConfigError, match=r"no connector of type 'mailchimpp' \(installed: files, memory\)"):
+    with pytest.raises(ConfigError) as error:
         project.run()
+    # The installed types, then the distribution to install and the exact command.
+    assert str(error.value) == (
+        "connection 'esp': no connector of type 'mailchimpp' (installed: files, memory); by the "
+        "naming convention its distribution is segsync-mailchimpp: segsync install segsync-mailchimpp")
+
+
+def test_a_first_party_type_not_installed_names_its_distribution(project) -> None:
+    project.write_config(project_config_with(project, '[connections.crm]\ntype = "hubspot"\n'))
+    with pytest.raises(ConfigError) as error:
+        project.run()
+    assert str(error.value) == (
+        "connection 'crm': no connector of type 'hubspot' (installed: files, memory); it comes with "
+        "the distribution segsync-hubspot: segsync install segsync-hubspot")
 
 
 def test_opt_outs_are_pushed_before_other_changes(project, monkeypatch) -> None:

@@ -62,3 +62,17 @@ def test_a_typo_of_an_installed_type_is_pointed_out_first() -> None:
         "no connector of type 'mailchimpp' (installed: files, mailchimp); did you mean "
         "'mailchimp'? If not, by the naming convention its distribution is segsync-mailchimpp: "
         "segsync install segsync-mailchimpp")
+
+
+def test_demo_with_a_type_nobody_provides_says_what_to_install(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from segsync.cli import cli
+
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "demo"), "--contacts", "5",
+                                      "--with", "acme"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "Error: --with acme: no connector of type 'acme' (installed: ")
+    assert result.output.splitlines()[-1].endswith(
+        "); by the naming convention its distribution is segsync-acme: segsync install segsync-acme")
