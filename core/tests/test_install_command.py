@@ -114,3 +114,12 @@ def test_a_plugin_that_broke_fails_the_install(pip) -> None:
     assert result.exit_code == 1
     assert result.stdout == (
         "! plugin files (segsync-files 0.1.0) is installed but broken: ImportError: no module named acme_sdk\n")
+
+
+def test_credentials_in_a_package_url_are_not_printed(pip) -> None:
+    url = "git+https://ann:ghp_s3cretToken42@git.example.com/acme/segsync-acme.git"
+    pip.after = [row("files")]
+    result = invoke("install", url)
+    assert pip.commands == [[*PIP, "install", url]]  # pip gets it as given ...
+    assert "ghp_s3cretToken42" not in result.output  # ... but it is never shown
+    assert result.stderr == f"Running: {' '.join(PIP)} install git+https://***@git.example.com/acme/segsync-acme.git\n"

@@ -70,7 +70,7 @@ def uninstall(ctx: Context, packages: tuple[str, ...], yes: bool) -> None:
 def _run_pip(ctx: Context, args: list[str]) -> None:
     before = _index(plugin_rows(ctx.host))
     command = [sys.executable, "-m", "pip", *args]
-    click.echo(f"Running: {' '.join(command)}", err=True)
+    click.echo(f"Running: {' '.join(_shown(arg) for arg in command)}", err=True)
     done = subprocess.run(command)
     if done.returncode != 0:
         click.echo(f"error: pip {args[0]} failed (exit code {done.returncode}); see its output above",
@@ -84,6 +84,15 @@ def _run_pip(ctx: Context, args: list[str]) -> None:
         click.echo(f"No segsync plugin was {'added or changed' if args[0] == 'install' else 'removed'}.")
     if any(after[name]["status"] == "broken" and before.get(name) != after[name] for name in after):
         sys.exit(EXIT_FAILED)
+
+
+def _shown(arg: str) -> str:
+    """A command-line argument as printed: a URL without the credentials it may carry."""
+    if "://" not in arg:
+        return arg
+    from segsync.http import safe_url
+
+    return safe_url(arg)
 
 
 def _installed(distribution: str) -> bool:
