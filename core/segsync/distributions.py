@@ -2,7 +2,12 @@
 install for a connector type nobody provides, with the exact command.
 
 Reading ``direct_url.json`` needs only :mod:`importlib.metadata`: ``segsync plugins`` shows it
-without importing pip.
+without importing pip. Its format (the Direct URL Data Structure,
+https://packaging.python.org/specifications/direct-url-data-structure/): a ``url`` and exactly
+one of ``vcs_info`` (a repository), ``archive_info`` (an sdist or a wheel) or ``dir_info`` (a
+local folder; ``"editable": true`` for a development install); installers write it only for
+what was not installed by name from an index, and must strip credentials from ``url`` (we strip
+any left, too).
 """
 
 from __future__ import annotations
