@@ -3,11 +3,13 @@
 The example is the project ``segsync new connector acme`` writes, with its connector written:
 docs/examples/acme/connector.py replaces the generated stubs, docs/examples/acme/test_example.py
 joins the generated tests, and the whole project's tests (the conformance kit among them) run
-against the emulator the template ships, none excused as not implemented.
+against the emulator the template ships, none excused as not implemented. Installed, it then
+runs in `segsync demo --with acme` like any destination.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .test_new_and_install import junit_outcomes
+from .scratch_env import make_scratch_env
+from .test_new_and_install import OFFLINE, junit_outcomes, ok
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "docs/examples/acme"
@@ -40,13 +43,19 @@ SCENARIOS = (
 QUOTE = re.compile(r"<!-- quoted from (?P<path>\S+) -->\n```python\n(?P<code>.*?)```\n", re.S)
 
 
-def test_the_example_connector_passes_the_generated_projects_tests(tmp_path: Path) -> None:
+def example_project(tmp_path: Path) -> Path:
+    """The generated project with the example's connector and tests in place of the stubs."""
     project = tmp_path / "segsync-acme"
     args = [arg for c in CAPABILITIES for arg in ("--capability", c)]
     subprocess.run([sys.executable, "-m", "segsync", "new", "connector", "acme", *args, "--dir", str(project)],
                    check=True, capture_output=True, timeout=120)
     shutil.copy(EXAMPLE / "connector.py", project / "segsync_acme/connector.py")
     shutil.copy(EXAMPLE / "test_example.py", project / "tests/test_example.py")
+    return project
+
+
+def test_the_example_connector_passes_the_generated_projects_tests(tmp_path: Path) -> None:
+    project = example_project(tmp_path)
 
     report = tmp_path / "report.xml"
     env = {**os.environ, "PYTHONPATH": str(project)}
@@ -71,6 +80,28 @@ def test_the_example_connector_passes_the_generated_projects_tests(tmp_path: Pat
         "test_example.test_a_refused_contact_is_rejected_naming_the_field",
         "test_example.test_reading_pages_through_everything_and_resumes_after_the_cursor",
     }
+
+
+def test_the_example_syncs_in_the_demo_against_its_emulator(tmp_path: Path) -> None:
+    """Installed, the example is a destination like any other: `segsync demo --with acme`
+    starts its emulator (start_emulator), pushes the demo's audience to it in one write, then
+    reads it back and has nothing left to write."""
+    env = make_scratch_env(tmp_path / "env")
+    ok(env.segsync("install", *OFFLINE, "-e", str(example_project(tmp_path))))
+    demo = tmp_path / "demo"
+    shown = ok(env.segsync("demo", "--dir", str(demo), "--contacts", "30", "--with", "acme"))
+    assert "  + acme: a local emulator at http://127.0.0.1:" in shown
+    second, first = json.loads(ok(env.segsync("runs", "--json", cwd=demo)))
+    pushed = {d["destination"]: d for d in first["destinations"]}
+    audience = pushed["newsletter"]["records_written"]
+    assert audience > 0
+    assert pushed["acme"] == {"destination": "acme", "status": "ok", "write_calls": 1, "records_written": audience,
+                              "records_rejected": 0, "records_retrying": 0, "error": None}
+    assert second["status"] == "succeeded"
+    assert second["counts"]["pull"]["acme"] == {"loaded": {"contacts": audience}, "rejected": {"contacts": 0}}
+    assert [d for d in second["destinations"] if d["destination"] == "acme"] == [
+        {"destination": "acme", "status": "ok", "write_calls": 0, "records_written": 0, "records_rejected": 0,
+         "records_retrying": 0, "error": None}]
 
 
 def test_the_guide_quotes_the_example_as_it_is() -> None:
