@@ -5,12 +5,16 @@ One ``write`` gets at most 500 changes (the most contact ids one activity takes)
 
 1. Opt-outs (``unsubscribed``, ``cleaned``, ``complained``): ``PUT /contacts/{id}`` with
    ``permission_to_send`` ``unsubscribed`` (a PUT replaces every property it omits, so the
-   contact is read first and its properties sent back). Constant Contact has no bulk unsubscribe.
+   contact is read first and its properties sent back); someone not in Constant Contact is
+   created unsubscribed (``POST /contacts``). Constant Contact has no bulk unsubscribe.
 2. ``subscribed``: one ``contacts_json_import`` into the audience list. New contacts get
-   ``implicit`` permission; an existing contact's permission is left as it is, so someone the
-   contact unsubscribed is never made mailable again by segsync (they are reported rejected).
-3. ``none``/``pending`` (consent ended, or awaiting confirmation): the contact is taken off the
-   audience list; nobody is created.
+   ``implicit`` permission; an import leaves an existing contact's permission as it is. A
+   contact the *account* unsubscribed (segsync, for want of consent) is given permission again
+   by ``PUT`` (``explicit`` when the consent is the person's own, else ``implicit``); one the
+   *contact* unsubscribed is never made mailable again by segsync (reported rejected).
+3. ``none``/``pending`` (no consent, or awaiting confirmation): an existing contact is
+   unsubscribed by the account (``opt_out_source`` ``Account``: the account may add them back
+   once they consent); nobody is created.
 4. Segment memberships: ``contacts_taggings_add/remove`` (or ``add/remove_list_memberships``),
    one activity per distinct set of tags and 500 contacts.
 5. Deletions: one ``contact_delete`` activity.
@@ -41,15 +45,22 @@ from segsync_constantcontact.mapping import import_row
 from segsync_constantcontact.settings import CUSTOM_FIELD_PREFIX, ConstantContactSettings
 
 OPT_OUTS = frozenset({"unsubscribed", "cleaned", "complained"})
+NO_CONSENT = frozenset({"none", "pending"})
+MAILABLE = frozenset({"explicit", "implicit"})  # permissions Constant Contact sends to
 # Who asks for the opt-out, as Constant Contact's update_source: a person's unsubscribe or
 # complaint is the contact's own (Constant Contact then lets only them opt back in); a bounce
-# is the account's.
-UPDATE_SOURCE = {"unsubscribed": "Contact", "complained": "Contact", "cleaned": "Account"}
+# and a missing consent are the account's (it may add the contact back).
+UPDATE_SOURCE = {"unsubscribed": "Contact", "complained": "Contact", "cleaned": "Account",
+                 "none": "Account", "pending": "Account"}
 OPT_OUT_REASON = {
     "unsubscribed": "Unsubscribed in a connected system (segsync)",
     "complained": "Marked an email as spam in a connected system (segsync)",
     "cleaned": "Hard bounce in a connected system (segsync)",
+    "none": "No marketing consent on record (segsync)",
+    "pending": "Sign-up not confirmed yet (segsync)",
 }
+# Consent methods that are the person's own (docs/consent.md): their re-subscription is explicit.
+OWN_CONSENT = frozenset({"form", "double_opt_in"})
 # Contact properties a PUT must send back (it nulls omitted ones), and their documented
 # maximum lengths (the import's email column: 50 characters).
 PROPERTIES = ("first_name", "last_name", "job_title", "company_name", "birthday_month", "birthday_day",
@@ -103,12 +114,12 @@ class Writer:
         upserts = [c for c in changes if c.op != "delete"]
         opt_outs = [c for c in upserts if c.status in OPT_OUTS]
         subscribed = [c for c in upserts if c.status == "subscribed"]
-        held_back = [c for c in upserts if c.status not in OPT_OUTS and c.status != "subscribed"]
+        held_back = [c for c in upserts if c.status in NO_CONSENT]
         for change in upserts:
             self._validate(w, change)
         self._step(w, opt_outs, self._unsubscribe)
         self._step(w, subscribed, self._import)
-        self._step(w, held_back, self._hold_back)
+        self._step(w, held_back, self._unsubscribe)
         self._step(w, upserts, self._segments)
         self._step(w, deletes, self._delete)
         return WriteResult(w.outcomes(), self.api.calls - before)
@@ -176,32 +187,64 @@ class Writer:
             w.ids[change.contact_key] = contact["contact_id"]
         return contact
 
-    # -- 1. opt-outs ----------------------------------------------------------------------
+    # -- 1. opt-outs (and 3. no consent) --------------------------------------------------
 
     def _unsubscribe(self, w: _Write, changes: list[ContactChange]) -> None:
         for change in changes:
             contact = self._get(w, change, INCLUDE_FOR_PUT)
             if contact is None:
-                continue  # not in Constant Contact: nobody there to mail
+                if change.status in OPT_OUTS:
+                    self._create_unsubscribed(w, change)
+                continue  # without consent, nobody is created
             email = contact.get("email_address") or {}
-            body: dict[str, Any] = {p: contact[p] for p in PROPERTIES if contact.get(p) not in (None, "")}
-            body.update(self._properties(change))
-            custom = self._custom_values(change, contact.get("custom_fields") or [])
-            if custom is not None:
-                body["custom_fields"] = custom
-            unchanged = all(contact.get(k) == v for k, v in self._properties(change).items()) and custom is None
-            if email.get("permission_to_send") == "unsubscribed" and unchanged:
+            body = self._put_body(change, contact)
+            unchanged = (all(contact.get(k) == v for k, v in self._properties(change).items())
+                         and "custom_fields" not in body)
+            permission = email.get("permission_to_send")
+            # Only a mailable contact is unsubscribed for want of consent: one awaiting Constant
+            # Contact's own confirmation (pending_confirmation) or without permission keeps it.
+            opt_out = permission != "unsubscribed" and (change.status in OPT_OUTS or permission in MAILABLE)
+            if not opt_out and unchanged:
                 continue  # already as asked: a replayed batch changes nothing
             body["email_address"] = {"address": email.get("address") or change.contact_key,
-                                     "permission_to_send": "unsubscribed",
-                                     "opt_out_reason": OPT_OUT_REASON[change.status]}
-            body["update_source"] = UPDATE_SOURCE[change.status]
+                                     "permission_to_send": "unsubscribed" if opt_out else permission}
+            if opt_out:
+                body["email_address"]["opt_out_reason"] = OPT_OUT_REASON[change.status]
+            body["update_source"] = UPDATE_SOURCE[change.status] if opt_out else "Account"
             try:
                 self.api.call("PUT", f"/contacts/{contact['contact_id']}", json=body, endpoint="contacts.put")
             except ConstantContactError as exc:
                 if exc.status != 400:
                     raise
                 w.reject(change, str(exc))
+
+    def _create_unsubscribed(self, w: _Write, change: ContactChange) -> None:
+        """Create someone who opted out elsewhere as unsubscribed: an import (by segsync or any
+        other tool) leaves an existing contact's permission alone, so they stay unmailable."""
+        body: dict[str, Any] = {**self._properties(change), "create_source": "Account",
+                                "email_address": {"address": change.contact_key,
+                                                  "permission_to_send": "unsubscribed"}}
+        try:
+            created = self.api.call("POST", "/contacts", json=body, endpoint="contacts.create") or {}
+        except ConstantContactError as exc:
+            if exc.status != 409:
+                raise
+            # Created meanwhile (another run, or a create whose answer was lost): next run
+            # finds it and unsubscribes it.
+            w.retry([change], str(exc))
+            return
+        if isinstance(created.get("contact_id"), str):
+            w.ids[change.contact_key] = created["contact_id"]
+
+    def _put_body(self, change: ContactChange, contact: Mapping[str, Any]) -> dict[str, Any]:
+        """The contact's properties with the change's (a PUT nulls what it omits), and its custom
+        fields when the change sets one."""
+        body: dict[str, Any] = {p: contact[p] for p in PROPERTIES if contact.get(p) not in (None, "")}
+        body.update(self._properties(change))
+        custom = self._custom_values(change, contact.get("custom_fields") or [])
+        if custom is not None:
+            body["custom_fields"] = custom
+        return body
 
     def _properties(self, change: ContactChange) -> dict[str, Any]:
         return {column: value for column, value in import_row(change.contact_key, change.attributes,
@@ -284,23 +327,27 @@ class Writer:
                 continue
             w.ids[change.contact_key] = contact["contact_id"]
             email = contact.get("email_address") or {}
-            if email.get("permission_to_send") == "unsubscribed":
-                by = "the contact" if email.get("opt_out_source") == "Contact" else "the account"
-                w.reject(change, f"unsubscribed in Constant Contact (by {by}); Constant Contact lets only "
+            if email.get("permission_to_send") != "unsubscribed":
+                continue
+            if email.get("opt_out_source") == "Contact":
+                w.reject(change, "unsubscribed in Constant Contact by the contact; Constant Contact lets only "
                                  "the contact opt back in (its sign-up form or a resubscribe email)")
+            else:
+                self._resubscribe(w, change, audience)
 
-    # -- 3. consent ended: off the audience list -------------------------------------------
-
-    def _hold_back(self, w: _Write, changes: list[ContactChange]) -> None:
-        present = [c for c in changes if self._get(w, c, "list_memberships") is not None]
-        if not present:
+    def _resubscribe(self, w: _Write, change: ContactChange, audience: str) -> None:
+        """Give a contact the account unsubscribed its permission back, into the audience list."""
+        contact = self._get(w, change, INCLUDE_FOR_PUT)
+        if contact is None:
+            w.retry([change], "the contact disappeared from Constant Contact during the write")
             return
-        audience = self.directory.list_id(self.settings.audience_list)
-        for part in _chunks(present, ACTIVITY_MAX_CONTACT_IDS):
-            self.api.activity("/activities/remove_list_memberships",
-                              {"source": {"contact_ids": [w.ids[c.contact_key] for c in part]},
-                               "list_ids": [audience]},
-                              endpoint="activities.remove_list_memberships")
+        body = self._put_body(change, contact)
+        body["email_address"] = {"address": (contact.get("email_address") or {}).get("address") or change.contact_key,
+                                 "permission_to_send": "explicit" if change.consent_method in OWN_CONSENT
+                                 else "implicit"}
+        body["list_memberships"] = sorted({*(contact.get("list_memberships") or []), audience})
+        body["update_source"] = "Account"
+        self.api.call("PUT", f"/contacts/{contact['contact_id']}", json=body, endpoint="contacts.put")
 
     # -- 4. segments -----------------------------------------------------------------------
 
@@ -312,7 +359,7 @@ class Writer:
             if not (change.tags_add or change.tags_remove):
                 continue
             if change.contact_key not in w.ids and self._get(w, change, "list_memberships") is None:
-                if change.tags_add and change.status not in OPT_OUTS:
+                if change.tags_add and change.status == "subscribed":
                     w.reject(change, "not in Constant Contact, so its segments cannot be set")
                 continue
             # An unsubscribed contact cannot join a list (Constant Contact refuses it).

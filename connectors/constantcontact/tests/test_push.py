@@ -102,9 +102,17 @@ def test_opt_outs_are_written_before_anything_else(emulator, connector) -> None:
     assert writes[0].startswith("/v3/contacts/") and "/v3/activities/contacts_json_import" in writes[1:]
 
 
-def test_an_opt_out_for_someone_not_in_constant_contact_creates_nobody(emulator, connector) -> None:
-    result = connector.write([change("ghost@example.com", "unsubscribed")])
-    assert result.outcomes[0].status == "ok" and emulator.state.by_email("ghost@example.com") is None
+def test_an_opt_out_for_someone_not_in_constant_contact_creates_them_unsubscribed(emulator, connector) -> None:
+    result = connector.write([change("ghost@example.com", "unsubscribed", {"first_name": "Gh"})])
+    ghost = emulator.state.by_email("ghost@example.com")
+    assert result.outcomes[0].status == "ok" and result.outcomes[0].external_id == ghost["contact_id"]
+    assert (ghost["email_address"]["permission_to_send"], ghost["first_name"]) == ("unsubscribed", "Gh")
+    # A later import by another tool leaves them unmailable.
+    audience = emulator.state.add_list("other tool")["list_id"]
+    connector.api.activity("/activities/contacts_json_import",
+                           {"import_data": [{"email": "ghost@example.com"}], "list_ids": [audience]},
+                           endpoint="other")
+    assert ghost["email_address"]["permission_to_send"] == "unsubscribed" and ghost["list_memberships"] == []
 
 
 def test_a_contact_who_unsubscribed_is_never_made_mailable_again(emulator, connector) -> None:
@@ -112,18 +120,39 @@ def test_a_contact_who_unsubscribed_is_never_made_mailable_again(emulator, conne
     result = connector.write([change("bo@example.com", attributes={"first_name": "Bo"}, consent_method="api")])
     [outcome] = result.outcomes
     assert outcome.status == "rejected"
-    assert outcome.reason.startswith("unsubscribed in Constant Contact (by the contact)")
+    assert outcome.reason == ("unsubscribed in Constant Contact by the contact; Constant Contact lets only the "
+                              "contact opt back in (its sign-up form or a resubscribe email)")
     bo = emulator.state.by_email("bo@example.com")
     assert bo["email_address"]["permission_to_send"] == "unsubscribed" and bo["list_memberships"] == []
 
 
-def test_consent_ended_takes_the_contact_off_the_audience_list_and_creates_nobody(emulator, connector) -> None:
+def test_without_consent_a_mailable_contact_is_unsubscribed_by_the_account_and_nobody_is_created(
+        emulator, connector) -> None:
     emulator.state.seed_contact("cy@example.com", lists=("segsync",))
+    waiting = emulator.state.seed_contact("wy@example.com", permission="pending_confirmation", opt_in_source="Contact")
     result = connector.write([change("cy@example.com", "none", previous_status="subscribed"),
-                              change("zed@example.com", "pending")])
-    assert [o.status for o in result.outcomes] == ["ok", "ok"]
+                              change("zed@example.com", "pending", tags_add=("vip",)),
+                              change("wy@example.com", "pending")])
+    assert [o.status for o in result.outcomes] == ["ok", "ok", "ok"]
+    email = emulator.state.by_email("cy@example.com")["email_address"]
+    assert (email["permission_to_send"], email["opt_out_source"], email["opt_out_reason"]) == (
+        "unsubscribed", "Account", "No marketing consent on record (segsync)")
     assert emulator.state.by_email("cy@example.com")["list_memberships"] == []
     assert emulator.state.by_email("zed@example.com") is None
+    # Constant Contact's own confirmation under way is left alone.
+    assert waiting["email_address"]["permission_to_send"] == "pending_confirmation"
+    assert [e.path for e in emulator.requests("PUT")] == [f"/v3/contacts/{emulator.state.by_email('cy@example.com')['contact_id']}"]
+
+
+def test_consent_given_again_restores_a_contact_the_account_unsubscribed(emulator, connector) -> None:
+    emulator.state.seed_contact("cy@example.com", permission="unsubscribed", opt_out_source="Account",
+                                first_name="Cy")
+    [outcome] = connector.write([change("cy@example.com", previous_status="none", consent_method="double_opt_in",
+                                        tags_add=("vip",))]).outcomes
+    assert outcome.status == "ok"
+    cy = emulator.state.by_email("cy@example.com")
+    assert cy["email_address"]["permission_to_send"] == "explicit"
+    assert (_lists(emulator, cy), _tags(emulator, cy), cy["first_name"]) == (["segsync"], ["vip"], "Cy")
 
 
 def test_deletes_remove_the_contact_and_a_missing_one_is_already_gone(emulator, connector) -> None:

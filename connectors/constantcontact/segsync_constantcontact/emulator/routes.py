@@ -146,6 +146,11 @@ def get_contacts(state, query, body, match) -> Answer:
     return 200, out
 
 
+@route("POST", "/contacts")
+def post_contact(state, query, body, match) -> Answer:
+    return 201, state.view(state.post_contact(_object(body)), set())
+
+
 @route("GET", "/contacts/(?P<id>[^/]+)")
 def get_contact(state, query, body, match) -> Answer:
     contact = state.contacts.get(match["id"])

@@ -33,6 +33,7 @@ class LogEntry:
     status: int = 0  # 0: no answer (connection reset)
     fault: str | None = None
     body: Any = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass

@@ -209,6 +209,28 @@ class ConstantContactState:
             out[sub] = list(contact.get(sub) or [])
         return out
 
+    def post_contact(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            source = body.get("create_source")
+            if source not in ("Contact", "Account"):
+                raise ApiError(400, "create_source.invalid", "create_source must be Contact or Account.")
+            email = body.get("email_address") or {}
+            address = email.get("address")
+            if not isinstance(address, str) or not EMAIL.match(address) or len(address) > 80:
+                raise ApiError(400, "email_address.address.invalid", "The email address is not valid.")
+            if (found := self.by_email(address)) is not None and not found.get("deleted_at"):
+                raise ApiError(409, "conflict", "A contact with this email address already exists.")
+            permission = email.get("permission_to_send") or "implicit"
+            if permission not in PERMISSIONS:
+                raise ApiError(400, "permission_to_send.invalid", f"Unknown permission {permission}.")
+            contact = self._create(address, "implicit" if permission == "unsubscribed" else permission, source=source)
+            if permission == "unsubscribed":
+                self._unsubscribe(contact, source, None)
+            for prop in PROPERTIES:
+                if body.get(prop) is not None:
+                    contact[prop] = body[prop]
+            return contact
+
     def put_contact(self, contact_id: str, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             contact = self.contacts.get(contact_id)
