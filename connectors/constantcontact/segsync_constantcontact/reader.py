@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +61,8 @@ class Reader:
             # The saved cursor expired: walk the whole window again.
             yield from self._walk(stream, params, None, since, high, mark, to_row)
 
-    def _walk(self, stream, params, start, since, high, mark, to_row) -> Iterator[Batch]:
+    def _walk(self, stream: Stream, params: dict[str, Any], start: str | None, since: str | None,
+              high: str | None, mark: datetime | None, to_row: Callable[[Any], Any]) -> Iterator[Batch]:
         for items, nxt in self.api.pages("/contacts", "contacts", params, endpoint="contacts.list", start=start):
             # updated_after is "after": an item at the mark itself was read before.
             fresh = [item for item in items if (found := updated_at(item)) is None or mark is None or found[1] > mark]
@@ -74,7 +75,7 @@ class Reader:
                       else {"updated_after": since, "next": nxt, "high_water": high})
             yield Batch(stream=stream, cursor=cursor, rows=rows, record_ids=names, problems=problems)
 
-    def _to_row(self, stream: Stream):
+    def _to_row(self, stream: Stream) -> Callable[[Any], Any]:
         if stream is Stream.CONSENT:
             return consent_row
         reverse = {column: attribute for attribute, column in self.settings.import_columns().items()}

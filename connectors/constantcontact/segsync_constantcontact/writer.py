@@ -114,12 +114,11 @@ class Writer:
         upserts = [c for c in changes if c.op != "delete"]
         opt_outs = [c for c in upserts if c.status in OPT_OUTS]
         subscribed = [c for c in upserts if c.status == "subscribed"]
-        held_back = [c for c in upserts if c.status in NO_CONSENT]
-        for change in upserts:
-            self._validate(w, change)
+        without_consent = [c for c in upserts if c.status in NO_CONSENT]
+        self._step(w, upserts, self._validate)
         self._step(w, opt_outs, self._unsubscribe)
         self._step(w, subscribed, self._import)
-        self._step(w, held_back, self._unsubscribe)
+        self._step(w, without_consent, self._unsubscribe)
         self._step(w, upserts, self._segments)
         self._step(w, deletes, self._delete)
         return WriteResult(w.outcomes(), self.api.calls - before)
@@ -137,7 +136,11 @@ class Writer:
 
     # -- checks before anything is sent ------------------------------------------------------
 
-    def _validate(self, w: _Write, change: ContactChange) -> None:
+    def _validate(self, w: _Write, changes: list[ContactChange]) -> None:
+        for change in changes:
+            self._check(w, change)
+
+    def _check(self, w: _Write, change: ContactChange) -> None:
         values = {"email": change.contact_key, **{
             column: change.attributes.get(attribute) for attribute, column in self.columns.items()}}
         for column, value in values.items():
