@@ -137,13 +137,19 @@ class ConnectorConformance:
 
     def test_declares_a_type_name_capabilities_and_settings(self, connector: Connector) -> None:
         cls = type(connector)
-        assert isinstance(cls.type_name, str) and cls.type_name.isidentifier()
-        assert cls.capabilities and all(isinstance(c, Capability) for c in cls.capabilities)
-        assert issubclass(cls.Settings, ConnectorSettings)
-        assert connector.enabled_capabilities() <= cls.capabilities
-        assert cls.max_batch_size is None or cls.max_batch_size > 0
-        assert cls.write_batch_size is None or cls.write_batch_size > 0
-        assert isinstance(connector.write_concurrency, int) and connector.write_concurrency >= 1
+        assert isinstance(cls.type_name, str) and cls.type_name.isidentifier(), (
+            f"type_name is {getattr(cls, 'type_name', None)!r}; expected a Python identifier")
+        assert cls.capabilities and all(isinstance(c, Capability) for c in cls.capabilities), (
+            f"capabilities are {cls.capabilities!r}; expected a non-empty set of Capability")
+        assert issubclass(cls.Settings, ConnectorSettings), (
+            f"Settings is {cls.Settings!r}; expected a ConnectorSettings subclass")
+        assert connector.enabled_capabilities() <= cls.capabilities, (
+            f"enabled_capabilities() adds {sorted(c.value for c in connector.enabled_capabilities() - cls.capabilities)}, "
+            "which the class does not declare")
+        assert cls.max_batch_size is None or cls.max_batch_size > 0, f"max_batch_size is {cls.max_batch_size}"
+        assert cls.write_batch_size is None or cls.write_batch_size > 0, f"write_batch_size is {cls.write_batch_size}"
+        assert isinstance(connector.write_concurrency, int) and connector.write_concurrency >= 1, (
+            f"write_concurrency is {connector.write_concurrency!r}; expected an int of at least 1")
 
     def test_secrets_are_secretstr_and_masked_everywhere(self, connector: Connector) -> None:
         settings = connector.settings
@@ -151,14 +157,15 @@ class ConnectorConformance:
             value = getattr(settings, name)
             if value is None:
                 continue
-            assert isinstance(value, SecretStr)
+            assert isinstance(value, SecretStr), f"secret setting {name} is a {type(value).__name__}; expected SecretStr"
             raw = value.get_secret_value()
             for text in (repr(settings), str(settings), repr(connector), settings.model_dump_json()):
                 assert raw not in text, f"secret {name} visible (expected masked): …{_excerpt(text, raw)}…"
 
     def test_check_returns_a_list_of_problems(self, connector: Connector) -> None:
         problems = connector.check()
-        assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+        assert isinstance(problems, list) and all(isinstance(p, str) for p in problems), (
+            f"check() returned {problems!r}; expected a list of strings")
         assert problems == [], f"check() reports problems against the test set-up: {problems}"
 
     # -- reading -------------------------------------------------------------------------------
@@ -174,8 +181,12 @@ class ConnectorConformance:
                 if STREAM_CAPABILITY[stream] not in enabled:
                     continue
                 for batch in _read_all(connector, stream):
-                    assert batch.stream is stream
-                    json.dumps(batch.cursor)  # cursors are stored as JSON
+                    assert batch.stream is stream, f"read({stream.value}) yielded a {batch.stream} batch"
+                    try:
+                        json.dumps(batch.cursor)  # cursors are stored as JSON
+                    except (TypeError, ValueError) as exc:
+                        pytest.fail(f"{stream.value}: cursor {batch.cursor!r} is not JSON ({exc}); "
+                                    "expected a JSON-serialisable value")
                     result = ingestor.ingest(batch)
                     assert result.rejected == 0, f"{stream.value}: {result.errors}"
 
@@ -205,7 +216,7 @@ class ConnectorConformance:
         outcomes, calls = [], 0
         for start in range(0, len(changes), size):
             result = connector.write(changes[start:start + size])
-            assert isinstance(result, WriteResult)
+            assert isinstance(result, WriteResult), f"write returned {type(result).__name__}; expected a WriteResult"
             outcomes.extend(result.outcomes)
             calls += result.calls
         return WriteResult(outcomes, calls)
@@ -234,13 +245,16 @@ class ConnectorConformance:
         first = {o.contact_key: o.status for o in self._write(connector, sample_changes).outcomes}
         second = {o.contact_key: o.status for o in self._write(connector, sample_changes).outcomes}
         # A crashed run re-sends what was not acknowledged: that must be harmless.
-        assert {k for k, v in first.items() if v == "ok"} <= {k for k, v in second.items() if v == "ok"}
+        lost = sorted(k for k, v in first.items() if v == "ok" and second.get(k) != "ok")
+        assert not lost, (f"re-sending changes answered ok once was answered "
+                          f"{[(k, second.get(k)) for k in lost]}; expected ok again")
 
     def test_writing_nothing_makes_no_call(self, connector: Connector) -> None:
         if not connector.enabled_capabilities() & WRITE_CAPABILITIES:
             pytest.skip("the connector does not write")
         result = connector.write([])
-        assert (result.outcomes, result.calls) == ([], 0)
+        assert (result.outcomes, result.calls) == ([], 0), (
+            f"write([]) answered {result.outcomes} with {result.calls} calls; expected nothing and no call")
 
     def test_write_batches_are_reported_once_each_from_the_calling_thread(
         self, connector: Connector, sample_changes: list[ContactChange]
@@ -257,12 +271,16 @@ class ConnectorConformance:
             sample_changes, report=lambda outcomes: reports.append((list(outcomes), threading.current_thread()))
         )
         assert reports, "write(changes, report=...) never reported"
-        assert all(thread is threading.current_thread() for _, thread in reports)
-        assert all(0 < len(outcomes) <= connector.write_batch_size for outcomes, _ in reports)
+        threads = {t.name for _, t in reports if t is not threading.current_thread()}
+        assert not threads, f"reported from threads {sorted(threads)}; expected the thread that called write"
+        sizes = [len(outcomes) for outcomes, _ in reports]
+        assert all(0 < n <= connector.write_batch_size for n in sizes), (
+            f"reports of {sizes} outcomes; expected 1 to write_batch_size ({connector.write_batch_size}) each")
         reported = [o for outcomes, _ in reports for o in outcomes]
         assert len({o.contact_key for o in reported}) == len(reported), "a contact was reported twice"
         assert sorted(reported, key=lambda o: o.contact_key) == sorted(
-            {o.contact_key: o for o in result.outcomes}.values(), key=lambda o: o.contact_key)
+            {o.contact_key: o for o in result.outcomes}.values(), key=lambda o: o.contact_key), (
+            "the reported outcomes differ from those write returned; expected the same final outcomes")
 
     # -- secrets -------------------------------------------------------------------------------
 
