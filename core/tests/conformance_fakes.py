@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -249,3 +249,48 @@ class FakeServiceAdapter(ServiceAdapter):
 
     def refused_changes(self) -> Sequence[ContactChange]:
         return [ContactChange("conformance.refused@example.com", "upsert", "subscribed", {})]
+
+
+class OptsOutWithATag(FakeCrm):
+    """Marks an unsubscribe with a tag and leaves the contact subscribed (mailable)."""
+
+    def apply(self, change: ContactChange, exists: bool) -> None:
+        if change.status == "unsubscribed":
+            change = replace(change, status="subscribed", tags=(*change.tags, "unsubscribed"),
+                             tags_add=(*change.tags_add, "unsubscribed"))
+        super().apply(change, exists)
+
+
+class SubscribesEveryone(FakeCrm):
+    """Creates a contact without consent as subscribed."""
+
+    def answer(self, change: ContactChange, exists: bool) -> Outcome:
+        if change.op == "upsert" and change.status in ("none", "pending"):
+            change = replace(change, status="subscribed")
+        return super().answer(change, exists)
+
+
+class NeverRetries(FakeCrm):
+    def call(self, method: str, path: str, apply: Callable[[], T]) -> T:
+        self.calls += 1
+        return self.service.request(method, path, apply)
+
+
+class RetriesPastItsLimit(FakeCrm):
+    def call(self, method: str, path: str, apply: Callable[[], T]) -> T:
+        while True:
+            self.calls += 1
+            try:
+                return self.service.request(method, path, apply)
+            except HttpError as error:
+                if error.status < 429:
+                    raise
+                time.sleep(self.wait(error, 1))
+
+
+class AcceptsEverything(FakeCrm):
+    """Answers ok for a record the service refused."""
+
+    def answer(self, change: ContactChange, exists: bool) -> Outcome:
+        outcome = super().answer(change, exists)
+        return Outcome.ok(change.contact_key) if outcome.status == "rejected" else outcome

@@ -65,6 +65,26 @@ class TestLogsItsKey(KitRun):
 
 class TestAnswersForTheWrongKey(KitRun):
     connector_class = fakes.AnswersForTheWrongKey
+
+
+class TestOptsOutWithATag(KitRun):
+    connector_class = fakes.OptsOutWithATag
+
+
+class TestSubscribesEveryone(KitRun):
+    connector_class = fakes.SubscribesEveryone
+
+
+class TestNeverRetries(KitRun):
+    connector_class = fakes.NeverRetries
+
+
+class TestRetriesPastItsLimit(KitRun):
+    connector_class = fakes.RetriesPastItsLimit
+
+
+class TestAcceptsEverything(KitRun):
+    connector_class = fakes.AcceptsEverything
 '''
 
 
@@ -144,3 +164,46 @@ def test_a_connector_that_answers_for_the_wrong_key_fails_the_outcome_check(pyte
     ]
     assert ("write answered for keys not in the batch: ['ann@example.com'], and not for: ['bo@example.com']; "
             "expected exactly one outcome per change") in failed["test_write_answers_exactly_once_per_change"]
+
+
+
+def test_a_connector_that_opts_out_with_a_tag_fails_the_opt_out_check(pytester: pytest.Pytester) -> None:
+    failed, _, _ = run_kit(pytester, "TestOptsOutWithATag")
+    assert sorted(failed) == ["test_unsubscribe_lands_as_the_services_own_opt_out"]
+    assert ("unsubscribe: the service holds status subscribed, tags ['unsubscribed'], attributes "
+            "{'first_name': 'Ada'}; expected status opted_out (the service's own opt-out, which no campaign "
+            "can override)") in failed["test_unsubscribe_lands_as_the_services_own_opt_out"]
+
+
+def test_a_connector_that_subscribes_without_consent_fails_the_consent_check(pytester: pytest.Pytester) -> None:
+    failed, _, _ = run_kit(pytester, "TestSubscribesEveryone")
+    assert sorted(failed) == ["test_no_consent_never_becomes_subscribed"]
+    message = failed["test_no_consent_never_becomes_subscribed"]
+    assert ("no consent: status 'none' (previous None) was answered ok and the service holds status subscribed, "
+            "tags [], attributes {'first_name': 'Ada'}; expected no contact or not_subscribed or opted_out; "
+            "status 'pending' (previous None) was answered ok") in message
+    assert "status 'none' (previous 'unsubscribed') was answered ok and the service holds status subscribed" in message
+
+
+def test_a_connector_that_never_retries_fails_the_retry_checks(pytester: pytest.Pytester) -> None:
+    failed, _, _ = run_kit(pytester, "TestNeverRetries")
+    assert sorted(failed) == ["test_429_and_5xx_are_retried_within_the_declared_attempts",
+                              "test_retry_hint_of_a_429_is_honoured"]
+    assert ("retries: with 2 failures ([429, 503]) before success and 3 attempts declared, the connector answered "
+            "retryable (HTTP 429) after requests answered [429]; expected it to retry until the write landed (ok)"
+            ) in failed["test_429_and_5xx_are_retried_within_the_declared_attempts"]
+
+
+def test_a_connector_that_retries_past_its_limit_fails_the_attempts_check(pytester: pytest.Pytester) -> None:
+    failed, _, _ = run_kit(pytester, "TestRetriesPastItsLimit")
+    assert sorted(failed) == ["test_429_and_5xx_are_retried_within_the_declared_attempts"]
+    assert ("retries: with every one of its 3 declared attempts answered 503, the connector answered ok after "
+            "requests answered [503, 503, 503, 200, 200]; expected retryable with a reason after exactly 3 attempts"
+            ) in failed["test_429_and_5xx_are_retried_within_the_declared_attempts"]
+
+
+def test_a_connector_that_answers_ok_for_a_refused_record_fails_the_refusal_check(pytester: pytest.Pytester) -> None:
+    failed, _, _ = run_kit(pytester, "TestAcceptsEverything")
+    assert sorted(failed) == ["test_a_batch_with_refused_records_reports_each"]
+    assert ("refusals: expected each refused record rejected with a reason, got "
+            "conformance.refused@example.com: ok") in failed["test_a_batch_with_refused_records_reports_each"]
