@@ -31,16 +31,16 @@ class Account:
         """Mapped properties (and the segment property, when used) the account lacks."""
         wanted = list(dict.fromkeys(self.settings.hubspot_properties().values()))
         if self.uses_property:
-            wanted.append(self.settings.segment_property)
+            wanted.append(self.settings.segment_attribute)
         return [name for name in wanted if name not in self.properties()]
 
     @property
     def uses_property(self) -> bool:
-        return self.settings.segment_mode in ("property", "both")
+        return self.settings.segments_as in ("attribute", "both")
 
     @property
     def uses_lists(self) -> bool:
-        return self.settings.segment_mode in ("lists", "both")
+        return self.settings.segments_as in ("lists", "both")
 
     def problem(self, values: Mapping[str, str]) -> tuple[str, str] | None:
         """(property, reason) when HubSpot would refuse ``values``, checked before sending:
@@ -62,7 +62,7 @@ class Account:
 
     def ensure_options(self, segments: Iterable[str]) -> None:
         """Add segments missing from the segment property's options (``create_options``)."""
-        definition = self.properties().get(self.settings.segment_property)
+        definition = self.properties().get(self.settings.segment_attribute)
         if definition is None or not self.settings.create_options:
             return
         options = [o for o in definition.get("options") or [] if isinstance(o, Mapping)]
@@ -74,15 +74,15 @@ class Account:
             {"label": name, "value": name, "displayOrder": len(options) + i, "hidden": False}
             for i, name in enumerate(missing)
         ]
-        self.properties()[self.settings.segment_property] = self.api.set_options(self.settings.segment_property, merged)
+        self.properties()[self.settings.segment_attribute] = self.api.set_options(self.settings.segment_attribute, merged)
 
-    def create_segment_property(self) -> None:
+    def create_segment_attribute(self) -> None:
         created = self.api.create_property({
-            "name": self.settings.segment_property, "label": "segsync segments", "type": "enumeration",
+            "name": self.settings.segment_attribute, "label": "segsync segments", "type": "enumeration",
             "fieldType": "checkbox", "groupName": SEGMENT_PROPERTY_GROUP, "options": [],
             "description": "Segments segsync computed for this contact",
         })
-        self.properties()[self.settings.segment_property] = created
+        self.properties()[self.settings.segment_attribute] = created
 
     # -- lists -----------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ class HubSpotConnector(Connector):
             missing = self.account.missing_properties()
             problems = [
                 f"HubSpot contact property {name} is missing; "
-                + ("`segsync check --fix` creates it" if name == self.settings.segment_property
+                + ("`segsync check --fix` creates it" if name == self.settings.segment_attribute
                    else "map the attribute to another property (attribute_mapping) or create it in HubSpot")
                 for name in missing
             ]
@@ -61,9 +61,9 @@ class HubSpotConnector(Connector):
 
     def fix(self) -> list[str]:
         """Create the segment property (only ever called by `segsync check --fix`)."""
-        if self.account.uses_property and self.settings.segment_property in self.account.missing_properties():
-            self.account.create_segment_property()
-            return [f"created HubSpot contact property {self.settings.segment_property} (multiple checkboxes)"]
+        if self.account.uses_property and self.settings.segment_attribute in self.account.missing_properties():
+            self.account.create_segment_attribute()
+            return [f"created HubSpot contact property {self.settings.segment_attribute} (multiple checkboxes)"]
         return []
 
     def schema_version(self) -> str:
@@ -87,4 +87,4 @@ class HubSpotConnector(Connector):
         emulator.state.add_segment_property("segsync_segments")
         emulator.start()
         stack.callback(emulator.stop)
-        return {"access_token": emulator.access_token, "host": emulator.url, "segment_mode": "both"}
+        return {"access_token": emulator.access_token, "host": emulator.url, "segments_as": "both"}

@@ -65,7 +65,7 @@ class Writer:
         for change in changes:
             values = hubspot_properties(change.attributes, mapping)
             if self.account.uses_property:
-                values[self.settings.segment_property] = checkbox_value(change.tags)
+                values[self.settings.segment_attribute] = checkbox_value(change.tags)
             problem = self.account.problem(values)
             if problem is not None:
                 name, reason = problem

@@ -23,7 +23,7 @@ path = "segsync.duckdb"
 [connections.hubspot]
 type = "hubspot"
 host = "{url}"
-segment_mode = "both"
+segments_as = "both"
 subscription_id = 1
 retry_wait_initial = 0.01
 
