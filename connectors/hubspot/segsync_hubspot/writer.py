@@ -27,6 +27,7 @@ from segsync_hubspot.mapping import checkbox_value, hubspot_properties
 from segsync_hubspot.settings import HubSpotSettings
 
 OPT_OUTS = frozenset({"unsubscribed", "cleaned", "complained"})
+NO_CONSENT = frozenset({"none", "pending"})
 
 
 class Writer:
@@ -123,16 +124,25 @@ class Writer:
             self._call(emails, failed, "unsubscribe from all email", self.api.unsubscribe_from_all, emails)
 
     def _subscribe(self, changes: list[ContactChange], failed: dict[str, Outcome]) -> None:
+        """The configured subscription type: SUBSCRIBED for contacts given consent, and back to
+        NOT_SPECIFIED (no consent on record) for subscribed ones whose consent is gone. Not
+        UNSUBSCRIBED: that would be an opt-out the person did not make, read back as one."""
         subscription = self.settings.subscription_id
         if subscription is None:
             return
-        chosen = [c.contact_key for c in changes if c.status == "subscribed" and c.previous_status != "subscribed"]
-        if not chosen:
+        wanted = {c.contact_key: "SUBSCRIBED" for c in changes
+                  if c.status == "subscribed" and c.previous_status != "subscribed"}
+        wanted |= {c.contact_key: "NOT_SPECIFIED" for c in changes
+                   if c.status in NO_CONSENT and c.previous_status == "subscribed"}
+        if not wanted:
             return
-        inputs = [{"subscriberIdString": email, "channel": "EMAIL", "statusState": "SUBSCRIBED",
-                   "subscriptionId": subscription, "legalBasis": self.settings.legal_basis,
-                   "legalBasisExplanation": "Consent recorded by segsync"} for email in chosen]
-        self._call(chosen, failed, f"subscribe to subscription {subscription}", self.api.write_statuses, inputs)
+        inputs = []
+        for email, state in wanted.items():
+            item = {"subscriberIdString": email, "channel": "EMAIL", "statusState": state, "subscriptionId": subscription}
+            if state == "SUBSCRIBED":
+                item |= {"legalBasis": self.settings.legal_basis, "legalBasisExplanation": "Consent recorded by segsync"}
+            inputs.append(item)
+        self._call(list(wanted), failed, f"subscription {subscription}", self.api.write_statuses, inputs)
 
     # -- 3. lists --------------------------------------------------------------------------
 

@@ -157,6 +157,12 @@ def test_consenting_contacts_are_subscribed_only_with_a_subscription_type(emulat
                                      "legalBasisExplanation": "Consent recorded by segsync"}]}
     assert emulator.state.statuses["bo@example.com"]["1"].status == "SUBSCRIBED"
     assert "cy@example.com" not in emulator.state.statuses
+    # Consent gone: no consent on record for the type (not an opt-out the person did not make).
+    connector.write([ContactChange("bo@example.com", "upsert", "none", {}, previous_status="subscribed")])
+    assert emulator.requests("POST", "statuses/batch/write")[-1].body == {"inputs": [
+        {"subscriberIdString": "bo@example.com", "channel": "EMAIL", "statusState": "NOT_SPECIFIED", "subscriptionId": 1}]}
+    assert emulator.state.statuses["bo@example.com"]["1"].status == "NOT_SPECIFIED"
+    assert "bo@example.com" not in emulator.state.opted_out_of_all
 
 
 def test_delete_is_a_gdpr_delete_for_known_and_unknown_addresses(emulator, connector) -> None:

@@ -42,6 +42,7 @@ class LogEntry:
     status: int  # 0: no answer (reset)
     body: Any
     fault: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Fault:
     method: str | None = None
     times: int = 1
     delay: float = 2.0
+    retry_after: float | None = None  # a 429's window reset (X-HubSpot-RateLimit-Interval-Milliseconds)
     fired: int = field(default=0, init=False)
 
     def matches(self, method: str, path: str) -> bool:
@@ -155,29 +157,34 @@ class HubSpotEmulator:
                     and (path is None or re.search(path, e.path))]
 
     def _take_fault(self, method: str, path: str) -> tuple[str, int, float] | None:
-        """(kind, status, delay) of the fault this request meets, scripted ones first."""
+        """(kind, status, delay or a 429's retry hint) of the fault this request meets, scripted
+        ones first."""
         with self._lock:
             for fault in self.faults:
                 if fault.fired < fault.times and fault.matches(method, path):
                     fault.fired += 1
-                    return fault.kind, fault.status if fault.kind == "status" else 0, fault.delay
+                    if fault.kind == "status":
+                        return fault.kind, fault.status, fault.retry_after or 0.0
+                    return fault.kind, 0, fault.delay
         drawn = self.random_faults.draw() if self.random_faults is not None else None
         if drawn is None:
             return None
         kind, status = drawn
-        delay = self.random_faults.timeout_delay  # type: ignore[union-attr]
-        return ("status", status, 0.0) if kind in ("429", "5xx") else (kind, 0, delay)
+        if kind in ("429", "5xx"):
+            return "status", status, self.random_faults.retry_after  # type: ignore[union-attr]
+        return kind, 0, self.random_faults.timeout_delay  # type: ignore[union-attr]
 
     def _record(self, entry: LogEntry) -> None:
         with self._lock:
             self.log.append(entry)
 
-    def rate_headers(self, remaining: int) -> dict[str, str]:
+    def rate_headers(self, remaining: int, window: float | None = None) -> dict[str, str]:
         if self.general is None:
             return {}
         self.daily_used += 1
+        window = self.general.window if window is None else window
         return {RATE_LIMIT_MAX: str(self.general.limit), RATE_LIMIT_REMAINING: str(remaining),
-                RATE_LIMIT_INTERVAL: str(int(self.general.window * 1000)), RATE_LIMIT_DAILY: str(DAILY_MAX),
+                RATE_LIMIT_INTERVAL: str(int(window * 1000)), RATE_LIMIT_DAILY: str(DAILY_MAX),
                 RATE_LIMIT_DAILY_REMAINING: str(max(0, DAILY_MAX - self.daily_used))}
 
 
@@ -263,8 +270,9 @@ def _handler(emulator: HubSpotEmulator) -> type[BaseHTTPRequestHandler]:
                         # client has given up, as a slow server would.
                         emulator._record(entry)
                         time.sleep(delay)
-                    elif status == 429:
-                        return self._send(entry, 429, rate_limited("TEN_SECONDLY_ROLLING"), emulator.rate_headers(0))
+                    elif status == 429:  # the window reported is the hint, as HubSpot's headers give it
+                        return self._send(entry, 429, rate_limited("TEN_SECONDLY_ROLLING"),
+                                          emulator.rate_headers(0, delay or None))
                     else:
                         return self._send(entry, status, error_body(status, "INTERNAL_ERROR",
                                                                     f"injected HTTP {status}"))
