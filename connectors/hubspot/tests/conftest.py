@@ -16,6 +16,11 @@ TOKEN = "pat-na1-3f2c9a7e-41b5-4d0e-9c1a-5b8e2d7f6a90"
 
 
 @pytest.fixture
+def token() -> str:
+    return TOKEN
+
+
+@pytest.fixture
 def emulator() -> Iterator[HubSpotEmulator]:
     # A 1-second window instead of HubSpot's 10 s keeps rate-limit tests short; the limits'
     # shapes (rolling window, headers, the search's own per-second limit) are HubSpot's.

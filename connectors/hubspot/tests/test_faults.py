@@ -11,8 +11,6 @@ from segsync_hubspot import HubSpotConnector, HubSpotSettings
 from segsync_hubspot.emulator import HubSpotEmulator
 from segsync_hubspot.writer import AccessRefused
 
-from .conftest import TOKEN
-
 UPSERT = "/crm/v3/objects/contacts/batch/upsert"
 
 
@@ -47,9 +45,9 @@ def test_failures_past_the_attempts_leave_changes_retryable_with_hubspots_answer
         "retryable", "HubSpot unsubscribe from all email failed for a***@e***.com: HTTP 500: injected HTTP 500")
 
 
-def test_the_ten_second_window_is_paced_from_hubspots_headers_without_429s(tmp_path) -> None:
-    with HubSpotEmulator(access_token=TOKEN, ten_secondly=3, window_ms=300) as emulator:
-        connector = HubSpotConnector("hubspot", HubSpotSettings(access_token=SecretStr(TOKEN), host=emulator.url),
+def test_the_ten_second_window_is_paced_from_hubspots_headers_without_429s(token, tmp_path) -> None:
+    with HubSpotEmulator(access_token=token, ten_secondly=3, window_ms=300) as emulator:
+        connector = HubSpotConnector("hubspot", HubSpotSettings(access_token=SecretStr(token), host=emulator.url),
                                      tmp_path)
         for i in range(7):
             assert connector.write([_change(f"p{i}@example.com")]).outcomes[0].status == "ok"
@@ -59,11 +57,11 @@ def test_the_ten_second_window_is_paced_from_hubspots_headers_without_429s(tmp_p
     assert connector.api.session.pacer.waits >= 2
 
 
-def test_searches_over_hubspots_per_second_limit_are_retried(tmp_path) -> None:
-    with HubSpotEmulator(access_token=TOKEN, search_per_second=1) as emulator:
+def test_searches_over_hubspots_per_second_limit_are_retried(token, tmp_path) -> None:
+    with HubSpotEmulator(access_token=token, search_per_second=1) as emulator:
         for i in range(5):
             emulator.state.add_contact(f"p{i}@example.com")
-        settings = HubSpotSettings(access_token=SecretStr(TOKEN), host=emulator.url, page_size=3,
+        settings = HubSpotSettings(access_token=SecretStr(token), host=emulator.url, page_size=3,
                                    search_requests_per_second=100, retry_wait_initial=0.3)
         connector = HubSpotConnector("hubspot", settings, tmp_path)
         rows = [r for b in connector.read(Stream.CONTACTS, None) for r in b.rows]
@@ -74,7 +72,7 @@ def test_searches_over_hubspots_per_second_limit_are_retried(tmp_path) -> None:
     assert limited and {e.path for e in limited} == {"/crm/v3/objects/contacts/search"}
 
 
-def test_a_refused_token_is_reported_without_the_token(emulator, make_connector) -> None:
+def test_a_refused_token_is_reported_without_the_token(emulator, make_connector, token) -> None:
     wrong = "pat-na1-00000000-dead-beef-0000-000000000000"
     connector = make_connector(access_token=SecretStr(wrong))
     (problem,) = connector.check()
@@ -82,5 +80,5 @@ def test_a_refused_token_is_reported_without_the_token(emulator, make_connector)
                        "This API supports OAuth 2.0 authentication.")
     with pytest.raises(AccessRefused) as refused:
         connector.write([_change()])
-    assert wrong not in str(refused.value) and TOKEN not in str(refused.value)
+    assert wrong not in str(refused.value) and token not in str(refused.value)
     assert all(e.status == 401 for e in emulator.log)

@@ -177,7 +177,7 @@ def test_delete_is_a_gdpr_delete_for_known_and_unknown_addresses(emulator, conne
         {"objectId": "gone@example.com", "idProperty": "email"}]
 
 
-def test_without_enterprise_scopes_the_per_contact_subscription_endpoints_are_used(tmp_path) -> None:
+def test_without_enterprise_scopes_the_per_contact_subscription_endpoints_are_used(token, tmp_path) -> None:
     """HubSpot's batch subscription endpoints need Marketing Hub Enterprise; refused them (403),
     the connector reads and writes consent one contact at a time instead of failing."""
     from pydantic import SecretStr
@@ -186,13 +186,12 @@ def test_without_enterprise_scopes_the_per_contact_subscription_endpoints_are_us
     from segsync_hubspot import HubSpotConnector, HubSpotSettings
     from segsync_hubspot.emulator import HubSpotEmulator
 
-    from .conftest import TOKEN
 
-    with HubSpotEmulator(access_token=TOKEN, batch_subscriptions=False) as emulator:
+    with HubSpotEmulator(access_token=token, batch_subscriptions=False) as emulator:
         emulator.state.add_contact("ann@example.com")
         emulator.state.add_contact("bo@example.com")
         wide = emulator.state.unsubscribe_all("bo@example.com")
-        settings = HubSpotSettings(access_token=SecretStr(TOKEN), host=emulator.url, subscription_id=1)
+        settings = HubSpotSettings(access_token=SecretStr(token), host=emulator.url, subscription_id=1)
         connector = HubSpotConnector("hubspot", settings, tmp_path)
         rows = [r for b in connector.read(Stream.CONSENT, None) for r in b.rows]
         result = connector.write([

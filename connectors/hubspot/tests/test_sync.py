@@ -14,8 +14,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .conftest import TOKEN
-
 PROJECT = """
 [store]
 path = "segsync.duckdb"
@@ -40,12 +38,12 @@ rule = 'attr.lead_status == "NEW" and attr.lifecycle_stage != "customer"'
 
 
 def _segsync(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "SEGSYNC_PLUGINS": "hubspot", "SEGSYNC_HUBSPOT_ACCESS_TOKEN": TOKEN, **env}
+    full_env = {**os.environ, "SEGSYNC_PLUGINS": "hubspot", **env}
     return subprocess.run([sys.executable, "-m", "segsync", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=300)
 
 
-def test_buyer_stage_segments_come_from_the_crm_and_go_back_to_it(emulator, tmp_path: Path) -> None:
+def test_buyer_stage_segments_come_from_the_crm_and_go_back_to_it(emulator, token: str, tmp_path: Path) -> None:
     state = emulator.state
     state.add_contact("ann@example.com", {"firstname": "Ann", "lifecyclestage": "customer"})
     state.add_contact("bo@example.com", {"firstname": "Bo", "lifecyclestage": "lead", "hs_lead_status": "NEW"})
@@ -56,7 +54,7 @@ def test_buyer_stage_segments_come_from_the_crm_and_go_back_to_it(emulator, tmp_
     state.unsubscribe_all("dee@example.com")
     (tmp_path / "segsync.toml").write_text(textwrap.dedent(PROJECT.format(url=emulator.url)))
 
-    first = _segsync(["sync", "--json"], tmp_path)
+    first = _segsync(["sync", "--json"], tmp_path, SEGSYNC_HUBSPOT_ACCESS_TOKEN=token)
     assert first.returncode == 0, first.stderr + first.stdout
     # Rules over the CRM's attributes: ann and dee are customers, bo a new lead. cy has no consent
     # and is not written at all (only subscribed contacts are added anywhere); dee, opted out in
@@ -69,11 +67,11 @@ def test_buyer_stage_segments_come_from_the_crm_and_go_back_to_it(emulator, tmp_
     assert state.statuses["dee@example.com"]["1"].status == "UNSUBSCRIBED"
     assert state.member_emails("new-leads") == {"bo@example.com"}
 
-    shown = _segsync(["segments", "list", "--json"], tmp_path)
+    shown = _segsync(["segments", "list", "--json"], tmp_path, SEGSYNC_HUBSPOT_ACCESS_TOKEN=token)
     sizes = {s["name"]: s["size"] for s in json.loads(shown.stdout)}
     assert sizes == {"customers": 2, "new-leads": 2}
 
-    again = _segsync(["sync", "--json"], tmp_path)
+    again = _segsync(["sync", "--json"], tmp_path, SEGSYNC_HUBSPOT_ACCESS_TOKEN=token)
     assert again.returncode == 0, again.stderr + again.stdout
     run = json.loads(again.stdout)
     assert [(d["destination"], d["write_calls"]) for d in run["destinations"]] == [("hubspot", 0)]
