@@ -158,15 +158,15 @@ class Emulators:
 
     # -- the request logs as records -------------------------------------------------------
 
-    def requests_since(self, monotonic_start: float, wall_start: float,
-                       monotonic_end: float = float("inf"), wall_end: float = float("inf")) -> list[Request]:
-        """API requests that started in the window, from both logs, in order of arrival."""
+    def requests_since(self, monotonic_start: float, monotonic_end: float = float("inf")) -> list[Request]:
+        """API requests that started in the window, from both logs (both on time.monotonic()),
+        in order of arrival."""
         out = [Request("mc", r.method, r.path, urlencode(sorted(r.query.items()), doseq=True), r.status,
                        r.fault, r.body, r.started, r.ended, r.admitted, r.started - monotonic_start)
                for r in self.mc.calls(admitted_only=False) if monotonic_start <= r.started < monotonic_end]
-        out += [Request("brevo", e.method, e.path, e.query, e.status, e.fault, e.body, e.started, e.finished,
-                        True, e.started - wall_start)
-                for e in self.brevo.requests() if wall_start <= e.started < wall_end]
+        out += [Request("brevo", e.method, e.path, e.query_string, e.status, e.fault, e.body, e.started, e.ended,
+                        True, e.started - monotonic_start)
+                for e in self.brevo.requests() if monotonic_start <= e.started < monotonic_end]
         return sorted(out, key=lambda r: r.offset)
 
 
@@ -428,7 +428,7 @@ def _phase(line: str) -> str | None:
 def run_sync(project: Project, index: int, kill: KillPoint | None = None, *args: str) -> RunResult:
     """One ``segsync sync``; with ``kill``, SIGKILLed at that point if it gets there first."""
     em = project.emulators
-    mono, wall, began = time.monotonic(), time.time(), time.perf_counter()
+    mono, began = time.monotonic(), time.perf_counter()
     proc = project.start_sync(*args)
     lines: list[str] = []
     seen = threading.Condition()
@@ -453,7 +453,7 @@ def run_sync(project: Project, index: int, kill: KillPoint | None = None, *args:
                 seen.wait(0.05)
         if kill.phase == "push":
             while proc.poll() is None and sum(
-                    1 for r in em.requests_since(mono, wall) if r.method != "GET" and r.ended) < kill.writes:
+                    1 for r in em.requests_since(mono) if r.method != "GET" and r.ended) < kill.writes:
                 time.sleep(0.005)
         else:
             deadline = time.monotonic() + kill.delay
@@ -472,20 +472,20 @@ def run_sync(project: Project, index: int, kill: KillPoint | None = None, *args:
                      "\n".join(lines), seconds=time.perf_counter() - began)
 
 
-def attach_requests(emulators: Emulators, runs: list[RunResult], clocks: list[tuple[float, float]]) -> None:
+def attach_requests(emulators: Emulators, runs: list[RunResult], clocks: list[float]) -> None:
     """Give each run the requests that started between its start and the next run's."""
     for i, run in enumerate(runs):
-        end = clocks[i + 1] if i + 1 < len(clocks) else (float("inf"), float("inf"))
-        run.requests = emulators.requests_since(*clocks[i], *end)
+        end = clocks[i + 1] if i + 1 < len(clocks) else float("inf")
+        run.requests = emulators.requests_since(clocks[i], end)
 
 
 def sync_until_complete(project: Project, kills: Iterator[KillPoint | None], max_runs: int) -> list[RunResult]:
     """Run, killing at the next planned point each time (none once ``kills`` is exhausted),
     until a run finishes."""
     runs: list[RunResult] = []
-    clocks: list[tuple[float, float]] = []
+    clocks: list[float] = []
     for index in range(max_runs):
-        clocks.append((time.monotonic(), time.time()))
+        clocks.append(time.monotonic())
         run = run_sync(project, index, next(kills, None))
         runs.append(run)
         if run.finished:

@@ -105,7 +105,7 @@ def test_a_killed_push_re_sends_only_the_write_batches_in_flight(tmp_path: Path,
     finally:
         sync.wait(timeout=60)
     assert sync.returncode == -signal.SIGKILL, sync.stderr.read()
-    _wait_until(lambda: mailchimp._in_flight == 0, "the killed run's requests to end")
+    _wait_until(lambda: mailchimp.in_flight == 0, "the killed run's requests to end")
 
     # Nobody holds the store any more: the run that was `running` is shown as crashed.
     runs = _cli(tmp_path, "runs", "--json")
@@ -186,7 +186,7 @@ def test_read_commands_during_a_sync_say_who_holds_the_store(tmp_path: Path, mai
     sync = _sync(tmp_path)
     status_file = tmp_path / "store.duckdb.status.json"
     try:
-        _wait_until(lambda: mailchimp._in_flight > 0 or sync.poll() is not None, "the second run's push")
+        _wait_until(lambda: mailchimp.in_flight > 0 or sync.poll() is not None, "the second run's push")
         live = json.loads(status_file.read_text())
         assert (live["pid"], live["run_id"], live["phase"]) == (sync.pid, 2, "push mc")
 

@@ -79,9 +79,9 @@ class Outcome:
     def _until_success(self, faulty: Emulators) -> list[RunResult]:
         runs: list[RunResult] = []
         for index in range(MAX_RUNS):
-            clocks = time.monotonic(), time.time()
+            started = time.monotonic()
             run = run_sync(self.project, index)
-            run.requests = faulty.requests_since(*clocks)
+            run.requests = faulty.requests_since(started)
             runs.append(run)
             if run.finished:
                 break

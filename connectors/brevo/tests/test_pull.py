@@ -31,7 +31,7 @@ def test_full_pull_maps_attributes_lists_and_cursor(emulator, connector):
     newest = max(emulator.state.contacts.values(), key=lambda c: c.modified_at)
     assert batches[-1].cursor == {"modified_since": newest.to_json()["modifiedAt"]}
     contact_gets = [e for e in emulator.requests("GET", "/v3/contacts") if e.path == "/v3/contacts"]
-    assert len(contact_gets) == 1 and "limit=1000" in contact_gets[0].query
+    assert len(contact_gets) == 1 and "limit=1000" in contact_gets[0].query_string
 
 
 def test_incremental_pull_returns_only_modified(emulator, connector):
@@ -42,7 +42,7 @@ def test_incremental_pull_returns_only_modified(emulator, connector):
     emulator.state.seed_contact("bob@example.com", attributes={"LASTNAME": "Lee"})
     again = list(connector.read(Stream.CONTACTS, cursor))
     assert [r["email"] for r in rows(again)] == ["bob@example.com"]
-    assert "modifiedSince=" in emulator.requests("GET", "/v3/contacts")[-1].query
+    assert "modifiedSince=" in emulator.requests("GET", "/v3/contacts")[-1].query_string
 
 
 def test_paging_at_the_api_maximum(emulator, connector):
@@ -51,7 +51,7 @@ def test_paging_at_the_api_maximum(emulator, connector):
     emulator.clear_log()
     batches = list(connector.read(Stream.CONTACTS, None))
     assert [len(b.rows) for b in batches] == [1000, 1000, 500]
-    queries = [e.query for e in emulator.requests("GET", "/v3/contacts") if e.path == "/v3/contacts"]
+    queries = [e.query_string for e in emulator.requests("GET", "/v3/contacts") if e.path == "/v3/contacts"]
     assert [q for q in queries] == [
         "limit=1000&offset=0&sort=asc",
         "limit=1000&offset=1000&sort=asc",

@@ -5,7 +5,7 @@ Start one in-process with ``BrevoEmulator().start()`` (tests, benchmarks) or sta
 its ``url``.
 """
 
-from segsync_brevo.emulator.faults import Fault
+from segsync.testing.emulator import Fault
 from segsync_brevo.emulator.server import BrevoEmulator, LogEntry
 from segsync_brevo.emulator.state import BrevoState
 

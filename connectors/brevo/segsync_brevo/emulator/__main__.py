@@ -7,7 +7,7 @@ import json
 import logging
 
 from segsync.testing.serve import serve_until_interrupted
-from segsync_brevo.emulator.server import BrevoEmulator, seed
+from segsync_brevo.emulator.server import BrevoEmulator
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.seed:
         with open(args.seed, encoding="utf-8") as fh:
-            seed(emulator.state, json.load(fh))
+            emulator.seed(json.load(fh))
     emulator.start()
     print(f"Brevo emulator listening on {emulator.url} (api-key header: the --api-key value)", flush=True)
     serve_until_interrupted(emulator.stop)

@@ -1,50 +1,38 @@
-"""The emulator's HTTP server: auth, rate limits, faults, spec validation, request log."""
+"""Brevo's API v3 on the emulator kit: routes, the ``api-key`` header, ``{code, message}`` errors
+and the ``x-sib-ratelimit-*`` headers of its rate limits (:mod:`segsync_brevo.limits`).
+
+The kit (:mod:`segsync.testing.emulator`) does the rest: latency, faults, rate limiting, request
+and answer validation against Brevo's spec (answers the spec forbids land in ``violations``)
+and the request log (paths keep their ``/v3`` prefix).
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
-import time
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from segsync.testing.faults import reset_connection
-from segsync_brevo.emulator import routes
+from segsync.testing.emulator import Answer, AnswerError, Emulator, Fault, RandomFaults, Request, RequestRecord, route
 from segsync_brevo.emulator.errors import ApiError
-from segsync_brevo.emulator.faults import Fault, FaultPlan
-from segsync_brevo.emulator.ratelimit import RateLimiter
-from segsync_brevo.emulator.spec import SpecValidator, SpecViolation, load_validator
+from segsync_brevo.emulator.spec import spec_validator
 from segsync_brevo.emulator.state import BrevoState
 from segsync_brevo.limits import GENERAL_TIER, bucket_for
 
-log = logging.getLogger(__name__)
+LogEntry = RequestRecord  # the name this emulator's log entries had
 
 
-@dataclass
-class LogEntry:
-    method: str
-    path: str  # /v3/... without the query string
-    query: str
-    status: int  # 0: connection dropped without an answer
-    request_bytes: int
-    response_bytes: int
-    started: float  # wall clock, seconds since the epoch
-    finished: float
-    fault: str | None = None
-    body: str | None = None  # the request body (UTF-8), kept only with ``keep_bodies``
-
-
-class BrevoEmulator:
+class BrevoEmulator(Emulator):
     """A stateful Brevo API v3 on 127.0.0.1; ``url`` is the host to give the SDK.
 
     ``random_faults`` fails a share of the requests no scripted fault claimed (429 with
     ``x-sib-ratelimit-reset``, 5xx, timeouts after which the request is applied, connection
     resets); ``keep_bodies`` keeps each request's body in the log.
     """
+
+    name = "brevo"
+    api_prefix = "/v3"
+    keep_prefix_in_log = True
+    server_version = "BrevoEmulator/1"
 
     def __init__(
         self,
@@ -60,238 +48,172 @@ class BrevoEmulator:
         random_faults: RandomFaults | None = None,
         keep_bodies: bool = False,
     ) -> None:
+        super().__init__(port=port, latency=latency, rate_limits=rate_limits,
+                         validator=spec_validator() if validate else None, validate_responses=True,
+                         random_faults=random_faults, keep_bodies=keep_bodies)
         self.api_key = api_key
-        self.latency = latency
-        self.limiter = RateLimiter(rate_limits)
-        self.faults = FaultPlan()
-        self.faults.random = random_faults
-        self.keep_bodies = keep_bodies
-        self.validator: SpecValidator | None = load_validator() if validate else None
-        self.violations: list[str] = []  # responses the emulator sent that the spec forbids
-        self.log: list[LogEntry] = []
-        self._log_lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self.state = BrevoState(
-            account_email=account_email,
-            import_delay=import_delay,
-            import_rows_per_second=import_rows_per_second,
-            report_base_url=f"http://127.0.0.1:{self.port}",
-        )
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v3"
-
-    def start(self) -> BrevoEmulator:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="brevo-emulator", daemon=True
-        )
-        self._thread.start()
-        return self
+        self.state = BrevoState(account_email=account_email, import_delay=import_delay,
+                                import_rows_per_second=import_rows_per_second,
+                                report_base_url=f"http://127.0.0.1:{self.port}")
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().stop()
         self.state.close()
 
-    def __enter__(self) -> BrevoEmulator:
-        return self.start()
+    # -- observation and faults ----------------------------------------------------------
 
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    # -- observation --------------------------------------------------------------------
-
-    def record(self, entry: LogEntry) -> None:
-        with self._log_lock:
-            self.log.append(entry)
+    def requests(self, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
+        """Logged API requests, optionally filtered by method and path prefix (``/v3/...``)."""
+        return [e for e in self.calls(method, admitted_only=False) if path is None or e.path.startswith(path)]
 
     def clear_log(self) -> None:
-        with self._log_lock:
-            self.log.clear()
+        self.reset_log()
 
-    def requests(self, method: str | None = None, path: str | None = None) -> list[LogEntry]:
-        """Logged API requests, optionally filtered by method and path regex-free prefix."""
-        with self._log_lock:
-            return [
-                e
-                for e in self.log
-                if (method is None or e.method == method)
-                and (path is None or e.path.startswith(path))
-                and e.path.startswith("/v3/")
-            ]
+    def inject(self, kind: str = "status", count: int = 1, *, times: int | None = None,
+               reset: float | None = None, **options: Any) -> Fault:
+        """A scripted fault; ``times`` is ``count``, ``reset`` the ``x-sib-ratelimit-reset``
+        seconds an injected 429 carries (default 1)."""
+        options.setdefault("retry_after", 1.0 if reset is None else reset)
+        return super().inject(kind, count if times is None else times, **options)
 
     def add_fault(self, **kwargs: Any) -> Fault:
-        return self.faults.add(Fault(**kwargs))
+        return self.inject(**kwargs)
 
+    def seed(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """{"lists": [name], "attributes": [name], "contacts": [{email, attributes, lists
+        (names), blacklisted}], "blocked": [{email, reason}], "events": [{email, event}]}."""
+        state = self.state
+        list_ids = {name: state.add_list(name) for name in body.get("lists", [])}
+        for name in body.get("attributes", []):
+            state.add_attribute(name)
+        for contact in body.get("contacts", []):
+            state.seed_contact(contact["email"], attributes=contact.get("attributes"),
+                               list_ids=[list_ids[n] for n in contact.get("lists", [])],
+                               blacklisted=contact.get("blacklisted", False))
+        for blocked in body.get("blocked", []):
+            state.add_blocked(blocked["email"], blocked["reason"])
+        for event in body.get("events", []):
+            state.add_event(event["email"], event["event"])
+        return {"lists": list_ids}
 
-def _make_handler(emulator: BrevoEmulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-        server_version = "BrevoEmulator/1"
+    # -- how Brevo answers ---------------------------------------------------------------
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("%s " + format, self.address_string(), *args)
+    def authenticate(self, request: Request) -> None:
+        if request.headers.get("api-key") != self.api_key:
+            raise AnswerError(Answer(401, {"code": "unauthorized", "message": "Key not found"}))
 
-        def do_GET(self) -> None:
-            self._handle("GET")
+    def rate_bucket(self, path: str) -> str:
+        return bucket_for(path)
 
-        def do_POST(self) -> None:
-            self._handle("POST")
+    def rate_limit_headers(self, limit: int, remaining: int, reset: float) -> dict[str, str]:
+        return {
+            "x-sib-ratelimit-limit": str(limit),
+            "x-sib-ratelimit-remaining": str(remaining),
+            # Seconds, with millisecond precision (emulator choice: Brevo documents the unit as
+            # "typically seconds" without saying whether fractions are sent).
+            "x-sib-ratelimit-reset": f"{math.ceil(reset * 1000) / 1000:.3f}",
+        }
 
-        def do_PUT(self) -> None:
-            self._handle("PUT")
+    def rate_limited(self, request: Request) -> Answer:
+        return Answer(429, {"code": "too_many_requests", "message": "Too many requests"})
 
-        def do_DELETE(self) -> None:
-            self._handle("DELETE")
+    def error_answer(self, exc: Exception) -> Answer | None:
+        return Answer(exc.status, exc.body()) if isinstance(exc, ApiError) else None
 
-        def _send(self, entry: LogEntry, status: int, body: Any, headers: Mapping[str, str] = {}, raw: bytes | None = None) -> None:
-            payload = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-            # Log before answering so a client that reads the log right after its call sees it.
-            entry.status = status
-            entry.response_bytes = len(payload)
-            entry.finished = time.time()
-            emulator.record(entry)
-            self.send_response(status)
-            content_type = "text/csv" if raw is not None else "application/json"
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            if payload:
-                self.wfile.write(payload)
+    def internal_error(self, exc: Exception) -> Answer:
+        return Answer(500, {"code": "internal_error", "message": f"emulator error: {type(exc).__name__}"})
 
-        def _handle(self, method: str) -> None:
-            started = time.time()
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw_body = self.rfile.read(length) if length else b""
-            entry = LogEntry(method, parts.path, parts.query, 0, len(raw_body), 0, started, started,
-                             body=raw_body.decode("utf-8", "replace") if emulator.keep_bodies else None)
-            try:
-                if parts.path.startswith("/_"):
-                    self._control(entry, method, parts.path, raw_body)
-                    return
-                if emulator.latency:
-                    time.sleep(emulator.latency)
-                fault = emulator.faults.take(method, parts.path)
-                if fault is not None:
-                    entry.fault = fault.kind
-                    if fault.kind in ("drop", "reset"):
-                        entry.finished = time.time()
-                        emulator.record(entry)
-                        self.close_connection = True
-                        if fault.kind == "reset":
-                            reset_connection(self.connection)
-                        return
-                    if fault.kind == "lost":
-                        entry.status, _body, _headers = self._api(method, parts.path, parts.query, raw_body)
-                        entry.finished = time.time()
-                        emulator.record(entry)
-                        self.close_connection = True
-                        return
-                    if fault.kind == "timeout":
-                        time.sleep(fault.delay)
-                    else:
-                        headers = {}
-                        if fault.status == 429:
-                            headers = {
-                                "x-sib-ratelimit-limit": "10",
-                                "x-sib-ratelimit-remaining": "0",
-                                "x-sib-ratelimit-reset": f"{fault.reset:.3f}",
-                            }
-                        body = {"code": "injected_fault", "message": f"injected HTTP {fault.status}"}
-                        self._send(entry, fault.status, body, headers)
-                        return
-                status, body, headers = self._api(method, parts.path, parts.query, raw_body)
-                self._send(entry, status, body, headers)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+    def invalid_json(self, request: Request) -> Answer:
+        return Answer(400, {"code": "bad_request", "message": "Invalid JSON body"})
 
-        def _api(self, method: str, full_path: str, raw_query: str, raw_body: bytes):
-            if not full_path.startswith("/v3/"):
-                return 404, {"code": "document_not_found", "message": "Not found"}, {}
-            path = full_path[3:]
-            if self.headers.get("api-key") != emulator.api_key:
-                return 401, {"code": "unauthorized", "message": "Key not found"}, {}
-            allowed, headers = emulator.limiter.check(bucket_for(path))
-            if not allowed:
-                return 429, {"code": "too_many_requests", "message": "Too many requests"}, headers
-            query = dict(parse_qsl(raw_query, keep_blank_values=True))
-            try:
-                body = json.loads(raw_body) if raw_body else None
-            except ValueError:
-                return 400, {"code": "bad_request", "message": "Invalid JSON body"}, headers
-            op = None
-            if emulator.validator is not None:
-                try:
-                    op = emulator.validator.check_request(method, path, query, body)
-                except SpecViolation as exc:
-                    return 400, {"code": "invalid_parameter", "message": str(exc)}, headers
-            try:
-                result = routes.dispatch(emulator.state, method, path, query, body)
-            except ApiError as exc:
-                result = (exc.status, exc.body())
-            if result is None:
-                return 501, {"code": "not_acceptable", "message": f"the emulator does not implement {method} {path}"}, headers
-            status, out = result
-            if op is not None:
-                try:
-                    emulator.validator.check_response(op, status, out)
-                except SpecViolation as exc:
-                    if status < 400 or str(status) in op.spec.get("responses", {}):
-                        emulator.violations.append(str(exc))
-                        log.error("emulator answer violates Brevo's spec: %s", exc)
-            return status, out, headers
+    def invalid_request(self, request: Request, violations: list) -> Answer:
+        return Answer(400, {"code": "invalid_parameter", "message": str(violations[0])})
 
-        def _control(self, entry: LogEntry, method: str, path: str, raw_body: bytes) -> None:
-            """Endpoints for running the emulator standalone: reports, seeding, faults, log."""
-            if path.startswith("/_reports/"):
-                report = emulator.state.reports.get(path[len("/_reports/") :])
-                if report is None:
-                    return self._send(entry, 404, {"code": "document_not_found", "message": "no such report"})
-                return self._send(entry, 200, None, raw=report.encode())
-            body = json.loads(raw_body) if raw_body else {}
-            if path == "/_emulator/log" and method == "GET":
-                return self._send(entry, 200, [asdict(e) for e in emulator.log])
-            if path == "/_emulator/faults" and method == "POST":
-                emulator.add_fault(**body)
-                return self._send(entry, 200, {"ok": True})
-            if path == "/_emulator/faults" and method == "DELETE":
-                emulator.faults.clear()
-                return self._send(entry, 200, {"ok": True})
-            if path == "/_emulator/seed" and method == "POST":
-                return self._send(entry, 200, seed(emulator.state, body))
-            if path == "/_emulator/config" and method == "POST":
-                if "latency" in body:
-                    emulator.latency = float(body["latency"])
-                if body.get("rate_limits") is False:
-                    emulator.limiter.limits = None
-                return self._send(entry, 200, {"ok": True})
-            return self._send(entry, 404, {"code": "document_not_found", "message": "unknown control path"})
+    def not_found(self, request: Request) -> Answer:
+        return Answer(501, {"code": "not_acceptable",
+                            "message": f"the emulator does not implement {request.method} {request.path}"})
 
-    return Handler
+    def method_not_allowed(self, request: Request, allowed: list[str]) -> Answer:
+        return self.not_found(request)
 
+    def fault_answer(self, fault: Fault, request: Request) -> Answer:
+        headers = {}
+        if fault.status == 429:
+            headers = {"x-sib-ratelimit-limit": "10", "x-sib-ratelimit-remaining": "0",
+                       "x-sib-ratelimit-reset": f"{fault.retry_after or 0:.3f}"}
+        return Answer(fault.status, {"code": "injected_fault", "message": f"injected HTTP {fault.status}"}, headers)
 
-def seed(state: BrevoState, body: Mapping[str, Any]) -> dict[str, Any]:
-    """Seed from JSON: {"lists": [name], "attributes": [name], "contacts": [{email, attributes,
-    lists (names), blacklisted}], "blocked": [{email, reason}], "events": [{email, event}]}."""
-    list_ids = {name: state.add_list(name) for name in body.get("lists", [])}
-    for name in body.get("attributes", []):
-        state.add_attribute(name)
-    for contact in body.get("contacts", []):
-        state.seed_contact(
-            contact["email"],
-            attributes=contact.get("attributes"),
-            list_ids=[list_ids[n] for n in contact.get("lists", [])],
-            blacklisted=contact.get("blacklisted", False),
-        )
-    for blocked in body.get("blocked", []):
-        state.add_blocked(blocked["email"], blocked["reason"])
-    for event in body.get("events", []):
-        state.add_event(event["email"], event["event"])
-    return {"lists": list_ids}
+    def control(self, request: Request) -> Answer | None:
+        """Import reports, which completed processes link to (``/_reports/<key>``)."""
+        if not request.path.startswith("/_reports/"):
+            return None
+        report = self.state.reports.get(request.path[len("/_reports/"):])
+        if report is None:
+            return Answer(404, {"code": "document_not_found", "message": "no such report"})
+        return Answer(200, raw=report.encode(), content_type="text/csv")
+
+    # -- routes --------------------------------------------------------------------------
+
+    @route("GET", "/contacts")
+    def get_contacts(self, request: Request) -> Any:
+        return self.state.get_contacts(request.params)
+
+    @route("POST", "/contacts/batch")
+    def update_batch(self, request: Request) -> Answer:
+        self.state.update_batch(request.body)
+        return Answer(204)
+
+    @route("POST", "/contacts/import")
+    def import_contacts(self, request: Request) -> Any:
+        return 202, self.state.import_contacts(request.body)
+
+    @route("GET", "/contacts/attributes")
+    def get_attributes(self, request: Request) -> Any:
+        return self.state.get_attributes()
+
+    @route("POST", "/contacts/attributes/{category}/{name}")
+    def create_attribute(self, request: Request, category: str, name: str) -> Answer:
+        self.state.create_attribute(category, name, request.body or {})
+        return Answer(201)
+
+    @route("GET", "/contacts/lists")
+    def get_lists(self, request: Request) -> Any:
+        return self.state.get_lists(request.params)
+
+    @route("POST", "/contacts/lists")
+    def create_list(self, request: Request) -> Any:
+        return 201, self.state.create_list(request.body)
+
+    @route("POST", "/contacts/lists/{list_id:int}/contacts/add")
+    def add_to_list(self, request: Request, list_id: str) -> Any:
+        return 201, self.state.add_to_list(int(list_id), request.body)
+
+    @route("POST", "/contacts/lists/{list_id:int}/contacts/remove")
+    def remove_from_list(self, request: Request, list_id: str) -> Any:
+        return 201, self.state.remove_from_list(int(list_id), request.body)
+
+    @route("GET", "/contacts/folders")
+    def get_folders(self, request: Request) -> Any:
+        return self.state.get_folders(request.params)
+
+    @route("POST", "/contacts/folders")
+    def create_folder(self, request: Request) -> Any:
+        return 201, self.state.create_folder(request.body)
+
+    @route("DELETE", "/contacts/{identifier}")
+    def delete_contact(self, request: Request, identifier: str) -> Answer:
+        self.state.delete_contact(identifier)
+        return Answer(204)
+
+    @route("GET", "/processes/{process_id:int}")
+    def get_process(self, request: Request, process_id: str) -> Any:
+        return self.state.get_process(int(process_id))
+
+    @route("GET", "/smtp/blockedContacts")
+    def get_blocked(self, request: Request) -> Any:
+        return self.state.get_blocked(request.params)
+
+    @route("GET", "/smtp/statistics/events")
+    def get_events(self, request: Request) -> Any:
+        return self.state.get_events(request.params)
+

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from segsync_mailchimp.emulator.problems import ApiProblem
@@ -110,8 +111,8 @@ class Member:
     # Fields answered in place of the member's own (see MailchimpState.serve_member_as).
     served_as: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def id(self) -> str:
+    @cached_property
+    def id(self) -> str:  # computed once: the address of a member never changes
         return subscriber_hash(self.email_address)
 
 
@@ -387,7 +388,10 @@ class EmulatorState:
             return {"merge_fields": _page(fields, query), "list_id": a.id,
                     "total_items": len(fields), "_links": []}
 
-    def batch_subscribe(self, list_id: str, body: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+    def batch_subscribe(self, list_id: str, body: dict[str, Any], query: dict[str, list[str]],
+                        member_docs: bool = True) -> dict[str, Any]:
+        """Apply a batch; ``member_docs`` False leaves the answer's member lists empty (for a
+        request whose ``fields`` projection drops them: building 500 documents is the cost)."""
         with self.lock:
             a = self.audience(list_id)
             entries = body.get("members") or []
@@ -412,8 +416,8 @@ class EmulatorState:
                     errors.append({"email_address": email, "error": error[0], "error_code": error[1],
                                    "field": error[2], "field_message": error[3]})
             return {
-                "new_members": [self.member_doc(a, m) for m in created],
-                "updated_members": [self.member_doc(a, m) for m in updated],
+                "new_members": [self.member_doc(a, m) for m in created] if member_docs else [],
+                "updated_members": [self.member_doc(a, m) for m in updated] if member_docs else [],
                 "errors": errors, "total_created": len(created), "total_updated": len(updated),
                 "error_count": len(errors), "_links": [],
             }
