@@ -468,7 +468,7 @@ def _unknown_settings(connections: Mapping[str, ConnectionConfig], host: PluginH
             continue
         fields = cls.Settings.model_fields
         for key in connection.options:
-            if key not in fields:
+            if key not in fields and key not in cls.Settings.renamed_settings:
                 problems.append(f"connections.{name}.{key}: {_unknown('key', key, fields)}")
     return problems
 
@@ -544,7 +544,7 @@ def connection_settings(
     fields = settings_cls.model_fields
     where = f"connection {connection.name!r} (type {connection.type})"
     for key in connection.options:
-        if key not in fields:
+        if key not in fields and key not in settings_cls.renamed_settings:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"{where}: unknown setting {key!r}{hint}")

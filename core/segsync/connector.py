@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,6 +96,41 @@ class ConnectorSettings(BaseSettings):
     # defer_build: listing connector types (`segsync plugins`) imports every settings class;
     # each builds its validator when a connection is first configured, not at import.
     model_config = SettingsConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    # Settings renamed so that every connector calls the same thing by the same name (timeout,
+    # max_attempts, segments_as, attribute_mapping): old name -> new name, and per setting old
+    # value -> new value. The old ones are still read; ``segsync check`` notes each one used.
+    renamed_settings: ClassVar[Mapping[str, str]] = {}
+    renamed_values: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_renamed(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not (cls.renamed_settings or cls.renamed_values):
+            return data
+        data = dict(data)
+        for old, new in cls.renamed_settings.items():
+            if old in data:
+                if new in data:
+                    raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
+                data[new] = data.pop(old)
+        for name, values in cls.renamed_values.items():
+            value = data.get(name)
+            if isinstance(value, str) and value in values:
+                data[name] = values[value]
+        return data
+
+    @classmethod
+    def deprecations(cls, options: Mapping[str, Any]) -> list[str]:
+        """A note for each old setting name or value in a connection's ``options``."""
+        notes = [f"setting {old!r} is deprecated: call it {new!r}"
+                 for old, new in cls.renamed_settings.items() if old in options]
+        for name, values in cls.renamed_values.items():
+            for key in [name, *(old for old, new in cls.renamed_settings.items() if new == name)]:
+                value = options.get(key)
+                if isinstance(value, str) and value in values:
+                    notes.append(f"{key} = {value!r} is deprecated: use {values[value]!r}")
+        return notes
 
     @classmethod
     def settings_customise_sources(

@@ -3,27 +3,33 @@
 Everything above this module speaks Brevo's JSON (camelCase dicts, as in the API reference), so
 replacing the SDK with its successor ``brevo-python`` changes this file only. What the SDK gets
 wrong, and how this module works around it, is listed in the README ("SDK caveats").
+
+The SDK sends with urllib3, not ``requests``, so the HTTP kit (:mod:`segsync.http`) is used in
+parts around it: its retry policy (:class:`~segsync.http.RetryPolicy`), pacing from Brevo's
+``x-sib-ratelimit-*`` headers per bucket (:class:`~segsync.http.RatePacer`), the per-account
+:class:`~segsync.http.HttpBudget`, call counting per operation (:class:`~segsync.http.CallCounter`)
+and transport errors without their query strings (:func:`~segsync.http.safe_error`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import sib_api_v3_sdk
 import urllib3
 from pydantic import SecretStr
-from segsync.http import HttpBudget
+from segsync.http import (
+    CallCounter, HttpBudget, RateLimitHeaders, RatePacer, RetryPolicy, is_retryable_status, parse_retry_after,
+    safe_error,
+)
 from sib_api_v3_sdk.rest import ApiException
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState
 
-from segsync_brevo.limits import LISTS_PAGE_MAX
-from segsync_brevo.pacing import RatePacer, reset_seconds
+from segsync_brevo.limits import LISTS_PAGE_MAX, bucket_for
 from segsync_brevo.settings import DEFAULT_HOST
 
 log = logging.getLogger(__name__)
@@ -31,10 +37,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Most look-ups while a create whose answer was lost in transport may still land (see _settle).
 SETTLE_LOOKUPS = 8
+# Every answer says what is left of the current window of its bucket, and when it resets.
+RATE_LIMIT_HEADERS = RateLimitHeaders("x-sib-ratelimit-remaining", "x-sib-ratelimit-reset", "seconds")
 
 
 class BrevoApiError(Exception):
     """A Brevo error answer (``{code, message}``) or a transport failure (status 0)."""
+
+    retryable = False
 
     def __init__(
         self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
@@ -48,6 +58,18 @@ class BrevoApiError(Exception):
 
 class RetryableApiError(BrevoApiError):
     """429, 5xx, timeouts and dropped connections: worth trying again."""
+
+    retryable = True
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait: ``Retry-After``, else for a 429 until the rate-limit window resets
+        (a hair after: the window starts again at that instant)."""
+        hint = parse_retry_after(self.headers.get("Retry-After") or self.headers.get("retry-after"))
+        if hint is None and self.status == 429:
+            reset = RATE_LIMIT_HEADERS.reset_seconds(self.headers)
+            hint = None if reset is None else reset + 0.01
+        return hint
 
 
 def _error_from(exc: ApiException) -> BrevoApiError:
@@ -63,7 +85,7 @@ def _error_from(exc: ApiException) -> BrevoApiError:
         except (ValueError, AttributeError):
             message = body[:200]
     status = int(exc.status or 0)
-    cls = RetryableApiError if status == 429 or status >= 500 or status == 0 else BrevoApiError
+    cls = RetryableApiError if status == 0 or is_retryable_status(status) else BrevoApiError
     return cls(status, code, message, exc.headers)
 
 
@@ -71,7 +93,7 @@ class BrevoApi:
     """Brevo API v3 calls with pacing, retries and plain-dict results.
 
     ``calls`` counts HTTP requests actually sent (retries included); ``calls_by_op`` splits
-    them by operation for benchmarks and tests.
+    them by operation for benchmarks and tests; ``retries`` counts the tries after a first.
     """
 
     def __init__(
@@ -81,6 +103,7 @@ class BrevoApi:
         *,
         timeout: float = 30.0,
         max_attempts: int = 6,
+        wait_initial: float = 0.25,
         max_backoff: float = 30.0,
         pacer: RatePacer | None = None,
         max_connections: int = 10,
@@ -91,7 +114,7 @@ class BrevoApi:
         config.api_key["api-key"] = api_key.get_secret_value()
         self._client = sib_api_v3_sdk.ApiClient(config)
         # urllib3's own silent retries would hide dropped connections from our counting and
-        # double-send without pacing; tenacity below is the one retry policy.
+        # double-send without pacing; the kit's policy below is the one retry policy.
         self._client.rest_client.pool_manager.connection_pool_kw["retries"] = False
         self._contacts = sib_api_v3_sdk.ContactsApi(self._client)
         self._process = sib_api_v3_sdk.ProcessApi(self._client)
@@ -100,36 +123,37 @@ class BrevoApi:
         # A float timeout is silently ignored by the SDK (it checks isinstance(int)); the
         # (connect, read) tuple form is honoured.
         self._timeout = (timeout, timeout)
-        self._max_attempts = max_attempts
-        self._max_backoff = max_backoff
-        self.pacer = pacer or RatePacer()
+        self.policy = RetryPolicy(attempts=max_attempts, wait_initial=wait_initial, wait_max=max_backoff)
+        self.pacer = pacer or RatePacer(RATE_LIMIT_HEADERS, bucket=bucket_for)
         # Simultaneous requests per account, shared with every connection and process using it.
         self.budget = HttpBudget(config.host, api_key.get_secret_value(), max_connections)
-        self.calls = 0
-        self.calls_by_op: Counter[str] = Counter()
-        self.retries = 0
+        self.counter = CallCounter()
+
+    @property
+    def calls(self) -> int:
+        return self.counter.total
+
+    @property
+    def calls_by_op(self) -> dict[str, int]:
+        return self.counter.by_endpoint()
+
+    @property
+    def retries(self) -> int:
+        return self.counter.retries
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, BrevoApiError) and exc.status == 429:
-            reset = reset_seconds(exc.headers)
-            if reset is not None:
-                return min(reset, self._max_backoff) + 0.01
-        base = min(self._max_backoff, 0.25 * 2 ** (state.attempt_number - 1))
-        return base * (0.5 + random.random() / 2)
+    def _retrying(self):  # noqa: ANN202 - a tenacity Retrying
+        return self.policy.retrying(before_sleep=self._before_sleep)
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self.retries += 1
         exc = state.outcome.exception() if state.outcome else None
         log.warning("Brevo call failed (%s); retrying (attempt %d)", exc, state.attempt_number + 1)
 
-    def _send(self, op: str, path: str, fn, *args, raw: bool = False, **kwargs) -> Any:
+    def _send(self, op: str, path: str, fn, *args, raw: bool = False, retry: bool = False, **kwargs) -> Any:
         """One HTTP request through the SDK; returns the JSON-ready result."""
         self.pacer.before(path)
-        self.calls += 1
-        self.calls_by_op[op] += 1
+        self.counter.record(op, retry=retry)
         with self.budget.slot() as slot:
             try:
                 result = fn(
@@ -142,7 +166,7 @@ class BrevoApi:
                 if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
                     # Given up, but Brevo may still be working on it: it still counts.
                     slot.abandon(self._timeout[1])
-                raise RetryableApiError(0, "transport", f"{type(exc).__name__}: {exc}") from None
+                raise RetryableApiError(0, "transport", f"{type(exc).__name__}: {safe_error(exc)}") from None
         data, _status, headers = result
         self.pacer.after(path, headers)
         if raw:
@@ -152,14 +176,10 @@ class BrevoApi:
         return self._client.sanitize_for_serialization(data)
 
     def _call(self, op: str, path: str, fn, *args, **kwargs) -> Any:
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetryableApiError),
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._wait,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-        return retrying(self._send, op, path, fn, *args, **kwargs)
+        for attempt in self._retrying():
+            with attempt:
+                return self._send(op, path, fn, *args, retry=attempt.retry_state.attempt_number > 1, **kwargs)
+        raise AssertionError("unreachable: the policy re-raises the last error")
 
     def _create(self, op: str, path: str, find: Callable[[], T | None], fn, *args) -> T | Any:
         """A create Brevo does not make idempotent (attribute, list, folder), done at most once.
@@ -172,15 +192,8 @@ class BrevoApi:
         ``duplicate_parameter`` (Brevo's answer when the name exists) is also answered by
         ``find()``. Returns the create's answer or the find.
         """
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetryableApiError),
-            stop=stop_after_attempt(self._max_attempts),
-            wait=self._wait,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
         in_flight_since: float | None = None  # when a create whose answer was lost in transport was sent
-        for attempt in retrying:
+        for attempt in self._retrying():
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     found = self._settle(find, in_flight_since)
@@ -189,7 +202,7 @@ class BrevoApi:
                         return found
                 sent = time.monotonic()
                 try:
-                    return self._send(op, path, fn, *args)
+                    return self._send(op, path, fn, *args, retry=attempt.retry_state.attempt_number > 1)
                 except RetryableApiError as exc:
                     in_flight_since = sent if exc.status == 0 else None
                     raise
@@ -381,14 +394,13 @@ class BrevoApi:
 
     def fetch_report(self, url: str) -> str:
         """Download an import report (CSV) that a completed process points at."""
-        self.calls += 1
-        self.calls_by_op["fetch_report"] += 1
+        self.counter.record("fetch_report")
         try:
             response = self._client.rest_client.pool_manager.request(
                 "GET", url, timeout=urllib3.Timeout(*self._timeout), retries=False
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise RetryableApiError(0, "transport", f"report download failed: {exc}") from None
+            raise RetryableApiError(0, "transport", f"report download failed: {safe_error(exc)}") from None
         if response.status != 200:
             raise BrevoApiError(response.status, "report_unavailable", "import report download failed")
         return response.data.decode("utf-8", "replace")

@@ -42,8 +42,10 @@ class BrevoConnector(Connector):
         self.api = BrevoApi(
             settings.api_key,
             settings.host,
-            timeout=settings.timeout_seconds,
+            timeout=settings.timeout,
             max_attempts=settings.max_attempts,
+            wait_initial=settings.retry_wait_initial,
+            max_backoff=settings.retry_wait_max,
             max_connections=settings.max_connections,
         )
         self.directory = AccountDirectory(self.api, settings)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from segsync.connector import ConnectorSettings
+from segsync.http import HttpSettings
 
 from segsync_brevo.limits import IMPORT_MAX_BYTES, IMPORT_SAFE_BYTES
 
@@ -28,7 +28,13 @@ DEFAULT_ATTRIBUTES: dict[str, str] = {
 }
 
 
-class BrevoSettings(ConnectorSettings):
+class BrevoSettings(HttpSettings):
+    """Named as in every connector (``segsync.http.HttpSettings``): ``timeout``, ``max_attempts``,
+    ``retry_wait_initial``, ``retry_wait_max``, ``max_connections``, ``segments_as``,
+    ``segment_attribute``, ``attribute_mapping``. The old names are still read."""
+
+    renamed_settings: ClassVar[dict[str, str]] = {"timeout_seconds": "timeout", "segment_mode": "segments_as"}
+
     api_key: SecretStr = Field(description="Brevo API v3 key, sent as the api-key header")
     host: str = Field(DEFAULT_HOST, description="API root; the emulator's url for dry runs")
     audience_list: str = Field(
@@ -38,17 +44,17 @@ class BrevoSettings(ConnectorSettings):
     list_mapping: dict[str, int] = Field(
         default_factory=dict, description="Segment name -> existing Brevo list id"
     )
-    segment_mode: Literal["lists", "attribute"] = Field(
-        "lists", description="A Brevo list per segment, or one contact attribute holding them"
+    segments_as: Literal["lists", "attribute"] = Field(
+        "lists", description="A Brevo list per segment, or one contact attribute holding them "
+        "(formerly segment_mode)"
     )
-    segment_attribute: str = Field("SEGSYNC_SEGMENTS", description="Attribute for segment_mode=attribute")
+    segment_attribute: str = Field("SEGSYNC_SEGMENTS", description="Attribute for segments_as=attribute")
     create_lists: bool = Field(True, description="Create a list for a segment that has none")
     list_folder: str = Field("segsync", description="Folder for lists the connector creates")
     attribute_mapping: dict[str, str] = Field(
         default_factory=dict, description="Canonical or custom attribute -> Brevo attribute name"
     )
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_attempts: int = Field(6, ge=1, description="Tries per request on 429/5xx/timeouts")
+    retry_wait_initial: float = Field(0.25, ge=0, description="first back-off in seconds (doubles per try)")
     max_connections: int = Field(
         10, ge=1, le=50,
         description="Simultaneous requests per Brevo account, shared by every connection and "

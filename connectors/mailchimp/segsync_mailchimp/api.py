@@ -1,31 +1,30 @@
-"""A thin wrapper around the official SDK (mailchimp-marketing 3.0.80).
+"""A thin wrapper around the official SDK (mailchimp-marketing 3.0.80), sending through the
+framework's HTTP kit (:mod:`segsync.http`).
 
 It makes the SDK's behaviour explicit and uniform:
 
+* The SDK's requests go through a :class:`segsync.http.HttpSession` (its ``request`` method is
+  replaced): the kit's retry policy (429, 5xx, timeouts and resets retried, ``Retry-After``
+  honoured, back-off with jitter, ``max_attempts`` in all), a cap of ``max_connections``
+  requests of this connection in flight, one of the account's 10 slots per request
+  (:class:`segsync.http.HttpBudget`, shared with every other connection and process using the
+  same key; held on after a read timeout for ``abandoned_hold``), calls counted per operation
+  and logged without the key. Kept-alive connections replace the SDK's one connection per call.
 * The SDK raises ``ApiClientError`` whose ``.text`` is a dict only for ``application/json``;
   Mailchimp's errors are ``application/problem+json`` and arrive as a raw string, which is
   parsed here. Transport failures arrive as ``ApiClientError(exception)`` with no status.
 * A 4xx/5xx with an empty body (a bare 429 from an edge) and every 204 come back as a
   ``requests.Response`` instead of raising; both are turned into results or errors here.
-* ``ApiClientError`` drops the response headers, so ``Retry-After`` is captured from the
-  response object through the client's ``request`` method.
+* ``ApiClientError`` drops the response headers, so ``Retry-After`` is read from the last
+  response of the calling thread.
 * The SDK builds URLs as host + path with the word ``server`` replaced by the data-centre
   prefix, so a ``host`` override never contains that word (checked by the settings).
-* Requests go through ``requests``' module-level functions (one connection per call); a
-  semaphore keeps at most ``max_connections`` of this connection in flight, and every request
-  takes one of the account's 10 slots (:mod:`segsync.http.budget`, shared with every other
-  connection and process using the same key), held on after a read timeout until the server
-  has plausibly finished the abandoned request (``abandoned_hold``)
-  and a thread pool of the same size runs write batches in parallel (:meth:`MailchimpApi.window`).
-* 429, 5xx and network errors are retried with tenacity, honouring ``Retry-After``.
+* A thread pool of ``max_connections`` runs write batches in parallel (:meth:`MailchimpApi.window`).
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-import logging
-import random
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -33,16 +32,13 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-
-from segsync.http import HttpBudget
+from segsync.http import is_retryable_status, new_session, parse_retry_after, safe_error
 
 from segsync_mailchimp.settings import MailchimpSettings
 
 if TYPE_CHECKING:
     from mailchimp_marketing.api_client import ApiClientError
 
-log = logging.getLogger(__name__)
 ACCOUNT_CONNECTIONS = 10  # Mailchimp: "10 simultaneous connections" per user, else 429
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,7 +70,7 @@ class MailchimpError(Exception):
     @property
     def retryable(self) -> bool:
         """Network errors, 429 and 5xx are worth another try; other 4xx are not."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        return self.status is None or is_retryable_status(self.status)
 
     def __str__(self) -> str:
         where = f"HTTP {self.status}" if self.status else "network error"
@@ -106,74 +102,70 @@ class MailchimpError(Exception):
         )
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
 class MailchimpApi:
-    """The SDK client plus retries, the connection cap and a call counter."""
+    """The SDK client sending through a kit session, plus the write-batch thread pool."""
 
     def __init__(self, settings: MailchimpSettings) -> None:
         # The SDK (and requests) load with the first client, not with the connector class.
         import mailchimp_marketing
 
         self.settings = settings
-        self.client = mailchimp_marketing.Client(
-            {
-                "api_key": settings.api_key.get_secret_value(),
-                "server": settings.resolved_server,
-                "timeout": settings.timeout,
-            }
-        )
+        key = settings.api_key.get_secret_value()
+        self.client = mailchimp_marketing.Client({"api_key": key, "server": settings.resolved_server,
+                                                  "timeout": settings.timeout})
         if settings.host:
             self.client.api_client.host = settings.host
+        self.session = new_session(
+            retry=settings.retry_policy(), timeout=settings.timeout, max_connections=settings.max_connections,
+            account=(self.client.api_client.host, key), account_slots=ACCOUNT_CONNECTIONS,
+            abandoned_hold=settings.abandoned_hold, name="mailchimp")
         self._local = threading.local()
-        self._install_response_capture()
-        self._slots = threading.BoundedSemaphore(settings.max_connections)
-        self.budget = HttpBudget(self.client.api_client.host, settings.api_key.get_secret_value(),
-                                 ACCOUNT_CONNECTIONS)
+        self.client.api_client.request = self._request
         self._pool = ThreadPoolExecutor(settings.max_connections, thread_name_prefix="mailchimp")
-        self._count_lock = threading.Lock()
-        self.calls = 0  # HTTP requests sent, retries included
 
-    def _install_response_capture(self) -> None:
-        # ApiClientError keeps only the body; keep the Response (for Retry-After) per thread.
-        api_client = self.client.api_client
-        original = api_client.request
+    @property
+    def calls(self) -> int:
+        """HTTP requests sent, retries included (``session.calls`` splits them by operation)."""
+        return self.session.calls.total
 
-        def request(method: str, url: str, query_params: Any = None, headers: Any = None, body: Any = None) -> Any:
-            self._local.response = None
-            response = original(method, url, query_params, headers=headers, body=body)
-            self._local.response = response
-            return response
+    @property
+    def budget(self):  # noqa: ANN201 - segsync.http.HttpBudget
+        return self.session.budget
 
-        api_client.request = request
+    def _request(self, method: str, url: str, query_params: Any = None, headers: Any = None,
+                 body: Any = None) -> Any:
+        """What the SDK's ``ApiClient.request`` does, through the session; keeps the response
+        (for ``Retry-After``, which ``ApiClientError`` drops) per thread."""
+        self._local.response = None
+        data = json.dumps(body) if method in ("POST", "PUT", "PATCH") else None
+        response = self.session.request(method, url, params=query_params, headers=headers, data=data,
+                                        auth=("user", self.settings.api_key.get_secret_value()),
+                                        endpoint=getattr(self._local, "label", None))
+        self._local.response = response
+        return response
 
     # ------------------------------------------------------------------ calls
     def call(self, label: str, fn: Callable[[Any], T]) -> T | None:
-        """Run ``fn(client)`` with retries; returns its data (None for 204/empty answers)."""
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, MailchimpError) and e.retryable),
-            stop=stop_after_attempt(self.settings.max_attempts),
-            wait=self._wait,
-            before_sleep=lambda state: log.warning(
-                "Mailchimp %s failed (attempt %d): %s; retrying", label,
-                state.attempt_number, state.outcome.exception() if state.outcome else "?",
-            ),
-            reraise=True,
-        )
-        return retrying(self._attempt, fn)
+        """Run ``fn(client)`` (its requests retried by the session); returns its data (None for
+        204/empty answers) or raises :class:`MailchimpError`."""
+        import requests
+        from mailchimp_marketing.api_client import ApiClientError
+
+        self._local.label = label
+        try:
+            result = fn(self.client)
+        except ApiClientError as err:
+            raise self._error(err) from None
+        finally:
+            self._local.label = None
+        if isinstance(result, requests.Response):
+            # The SDK hands back the Response for 204s and for error answers without a body.
+            if result.ok:
+                return None
+            raise MailchimpError.from_problem(
+                result.status_code, result.content, parse_retry_after(result.headers.get("Retry-After"))
+            )
+        return result
 
     def window(self, work: Callable[[R], T], items: Iterable[R], done: Callable[[R, T], None]) -> None:
         """Run ``work(item)`` for every item on at most ``max_connections`` threads.
@@ -204,30 +196,6 @@ class MailchimpApi:
         finally:
             wait(running)  # never leave requests running behind an error
 
-    def _attempt(self, fn: Callable[[Any], T]) -> T | None:
-        import requests
-        from mailchimp_marketing.api_client import ApiClientError
-
-        with self._slots, self.budget.slot() as slot:
-            with self._count_lock:
-                self.calls += 1
-            try:
-                result = fn(self.client)
-            except ApiClientError as err:
-                if err.status_code is None and isinstance(err.text, requests.exceptions.ReadTimeout):
-                    # Given up, but the server may still be working on it on one of our connections.
-                    hold = self.settings.abandoned_hold
-                    slot.abandon(self.settings.timeout if hold is None else hold)
-                raise self._error(err) from None
-        if isinstance(result, requests.Response):
-            # The SDK hands back the Response for 204s and for error answers without a body.
-            if result.ok:
-                return None
-            raise MailchimpError.from_problem(
-                result.status_code, result.content, parse_retry_after(result.headers.get("Retry-After"))
-            )
-        return result
-
     def _error(self, err: ApiClientError) -> MailchimpError:
         if err.status_code is None:  # the SDK wraps transport exceptions the same way
             cause = err.text
@@ -236,23 +204,14 @@ class MailchimpApi:
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
         return MailchimpError.from_problem(err.status_code, err.text, retry_after)
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, MailchimpError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.settings.retry_wait_max)
-        # Exponential back-off with jitter (spreads the retries of parallel workers apart).
-        initial = self.settings.retry_wait_initial
-        backoff = initial * 2 ** (state.attempt_number - 1) + random.uniform(0, initial)
-        return min(backoff, self.settings.retry_wait_max)
-
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.session.close()
 
 
 def _safe_reason(cause: Any) -> str:
     """A transport error's message without the URL's query string (it may carry addresses)."""
-    text = str(cause)
-    return text.split("?", 1)[0][:300] if text else type(cause).__name__
+    return safe_error(cause) if isinstance(cause, BaseException) else str(cause)[:300]
 
 
 def _reason(status: int | None) -> str:

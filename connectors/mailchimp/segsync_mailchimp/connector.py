@@ -70,9 +70,9 @@ class MailchimpConnector(Connector):
             return [f"Mailchimp connection {self.connection!r}: {exc}"]
         problems = []
         tags = {f["tag"] for f in fields.get("merge_fields") or ()}
-        wanted = set(self.settings.merge_fields.values())
-        if self.settings.segments_as == "merge_field":
-            wanted.add(self.settings.segment_merge_field)
+        wanted = set(self.settings.attribute_mapping.values())
+        if self.settings.segments_as == "attribute":
+            wanted.add(self.settings.segment_attribute)
         for tag in sorted(wanted - tags):
             problems.append(f"audience {audience.get('name', self.settings.list_id)!r} has no merge field {tag}")
         return problems
@@ -92,8 +92,8 @@ class MailchimpConnector(Connector):
         if stream is Stream.EVENTS:
             return ActivityReader(self.api, self.settings).read(cursor)
         if stream is Stream.CONTACTS:
-            tag_to_attribute = {tag: name for name, tag in self.settings.merge_fields.items()}
-            segment_field = self.settings.segment_merge_field if self.settings.segments_as == "merge_field" else None
+            tag_to_attribute = {tag: name for name, tag in self.settings.attribute_mapping.items()}
+            segment_field = self.settings.segment_attribute if self.settings.segments_as == "attribute" else None
             to_row = lambda m: mapping.contact_row(m, tag_to_attribute, segment_field)  # noqa: E731
         elif stream is Stream.CONSENT:
             to_row = lambda m: mapping.consent_row(m, self.settings.list_id)  # noqa: E731

@@ -5,37 +5,49 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from typing import ClassVar
+
 from pydantic import Field, SecretStr, field_validator, model_validator
-from segsync.connector import ConnectorSettings
+from segsync.http import HttpSettings
 
 _KEY_SUFFIX = re.compile(r"-([a-z]+\d+)$")
 
 
-class MailchimpSettings(ConnectorSettings):
-    """``api_key`` is secret and comes from the environment; the rest from ``segsync.toml``."""
+class MailchimpSettings(HttpSettings):
+    """``api_key`` is secret and comes from the environment; the rest from ``segsync.toml``.
+
+    Named as in every connector (``segsync.http.HttpSettings``): ``timeout``, ``max_attempts``,
+    ``retry_wait_initial``, ``retry_wait_max``, ``max_connections``, ``segments_as``,
+    ``segment_attribute``, ``attribute_mapping``. The old names are still read.
+    """
+
+    renamed_settings: ClassVar[dict[str, str]] = {
+        "merge_fields": "attribute_mapping", "segment_merge_field": "segment_attribute"}
+    renamed_values: ClassVar[dict[str, dict[str, str]]] = {"segments_as": {"merge_field": "attribute"}}
 
     api_key: SecretStr = Field(description="Marketing API key, e.g. '…-us21'")
     server: str | None = Field(
         default=None, description="data-centre prefix such as 'us21'; derived from the key when absent"
     )
     list_id: str = Field(description="the audience (list) id")
-    segments_as: Literal["tags", "static_segments", "merge_field"] = Field(
+    segments_as: Literal["tags", "static_segments", "attribute"] = Field(
         default="tags",
         description="how memberships are written: tags (Mailchimp stores them as static "
-        "segments, so 'static_segments' uses the same endpoints) or one merge field",
+        "segments, so 'static_segments' uses the same endpoints) or one merge field "
+        "('attribute'; formerly 'merge_field')",
     )
-    segment_merge_field: str = Field(
-        default="SEGMENTS", description="merge tag holding the comma-separated segment names"
+    segment_attribute: str = Field(
+        default="SEGMENTS", description="merge tag holding the comma-separated segment names "
+        "(segments_as = 'attribute'; formerly segment_merge_field)"
     )
-    merge_fields: dict[str, str] = Field(
+    attribute_mapping: dict[str, str] = Field(
         default_factory=lambda: {"first_name": "FNAME", "last_name": "LNAME"},
-        description="attribute name -> merge tag; unmapped attributes are not pushed",
+        description="attribute name -> merge tag; unmapped attributes are not pushed (formerly merge_fields)",
     )
     host: str | None = Field(
         default=None,
         description="API base URL override, e.g. the emulator's http://127.0.0.1:PORT/3.0",
     )
-    timeout: float = Field(default=30.0, gt=0, description="seconds per request")
     max_connections: int = Field(
         default=10, ge=1, le=10,
         description="parallel requests of this connection; every connection and process using the "
@@ -46,9 +58,8 @@ class MailchimpSettings(ConnectorSettings):
         description="seconds a request given up after a timeout still counts against the account's "
         "10 connections (the server may still be running it); default: the timeout again",
     )
-    max_attempts: int = Field(default=6, ge=1, description="tries per request on 429/5xx/network errors")
-    retry_wait_initial: float = Field(default=1.0, ge=0)
-    retry_wait_max: float = Field(default=60.0, ge=0)
+    retry_wait_initial: float = Field(default=1.0, ge=0, description="first back-off in seconds (doubles per try)")
+    retry_wait_max: float = Field(default=60.0, ge=0, description="longest wait between tries, Retry-After included")
     activity_window_days: int = Field(
         default=30, ge=0, description="re-read activity of campaigns sent this many days before the cursor"
     )

@@ -110,11 +110,11 @@ class Writer:
         if reason:
             plan.outcomes[email] = Outcome.rejected(email, reason, field="status")
             return
-        merge_fields = merge_fields_for(change.attributes, self.settings.merge_fields)
-        memberships_in_field = self.settings.segments_as == "merge_field"
+        merge_fields = merge_fields_for(change.attributes, self.settings.attribute_mapping)
+        memberships_in_field = self.settings.segments_as == "attribute"
         if memberships_in_field and (change.tags_add or change.tags_remove or change.tags):
             current = (set(change.tags) | set(change.tags_add)) - set(change.tags_remove)
-            merge_fields[self.settings.segment_merge_field] = ",".join(sorted(current))
+            merge_fields[self.settings.segment_attribute] = ",".join(sorted(current))
         if merge_fields or status != change.previous_status:
             plan.members.append({"email_address": email, "status": status, "merge_fields": merge_fields})
         if not memberships_in_field:

@@ -56,6 +56,9 @@ def check(ctx: Context, connection: str | None, fix: bool) -> None:
     for name in [connection] if connection else list(config.connections):
         conn = config.connections[name]
         report(f"{name} ({conn.type})", _connection_problems(ctx.host, types, config, conn, fix))
+        if conn.type in types:
+            for note in types[conn.type].Settings.deprecations(conn.options):
+                click.echo(f"    note: {note}")
     if failed:
         sys.exit(1)
 

@@ -1,7 +1,8 @@
 """The framework's retry policy: which failures are worth another try, and how long to wait.
 
 * Retryable: 429, 5xx, timeouts and dropped connections (``requests``' ``ConnectionError`` and
-  ``Timeout``, or any exception whose ``retryable`` attribute is true). Other 4xx are final:
+  ``Timeout``, Python's ``ConnectionError`` and ``TimeoutError``, or any exception whose
+  ``retryable`` attribute is true). Other 4xx are final:
   sending the same request again gets the same answer.
 * Bounded: at most ``attempts`` tries in all.
 * Waits: the service's ``Retry-After`` when it gave one (capped at ``wait_max``), else
@@ -21,7 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # tenacity loads with the first Retrying: settings classes import this module
+    from tenacity import RetryCallState, Retrying
 
 RETRYABLE_STATUSES = frozenset({408, 429})  # plus every 5xx
 
@@ -36,6 +40,8 @@ def is_retryable(exc: BaseException) -> bool:
     flag = getattr(exc, "retryable", None)
     if flag is not None:
         return bool(flag)
+    if isinstance(exc, (ConnectionError, TimeoutError)):  # resets, refusals, socket timeouts
+        return True
     import requests  # only when a failure is judged: the policy itself does not need requests
 
     return isinstance(exc, (requests.ConnectionError, requests.Timeout))
@@ -98,6 +104,8 @@ class RetryPolicy:
         sleep: Callable[[float], None] = time.sleep,
     ) -> Retrying:
         """A tenacity ``Retrying`` with this policy; the last failure is re-raised as it was."""
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
         return Retrying(
             retry=retry_if_exception(retry),
             stop=stop_after_attempt(self.attempts),

@@ -161,7 +161,7 @@ class HttpSession(requests.Session):
             self.calls.record(label, retry=attempt_number > 1)
             try:
                 response = super().request(method, url, *args, **kwargs)
-            except requests.RequestException as exc:
+            except (requests.RequestException, ConnectionError, TimeoutError) as exc:
                 if slot is not None and isinstance(exc, requests.ReadTimeout):
                     slot.abandon(self.abandoned_hold if self.abandoned_hold is not None else _read_timeout(kwargs))
                 log.debug("%s %s %s failed after %.0f ms: %s", self.name, method,

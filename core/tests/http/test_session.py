@@ -247,7 +247,7 @@ def test_a_transport_error_is_logged_without_its_query(sleeps: Sleeps, caplog: p
     assert "/v3/r?***" in caplog.text
 
 
-def test_importing_the_kit_imports_neither_requests_nor_tenacity() -> None:
-    code = "import sys, segsync.http; print('requests' in sys.modules, 'tenacity' in sys.modules)"
+def test_importing_the_kit_or_its_settings_imports_neither_requests_nor_tenacity() -> None:
+    code = "import sys, segsync.http, segsync.http.settings; print('requests' in sys.modules, 'tenacity' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
