@@ -1,4 +1,4 @@
-"""Connectors call the same thing by the same name (timeout, max_attempts, segments_as,
+"""Connectors call the same thing by the same name (timeout, max_attempts, segment_mode,
 segment_attribute, attribute_mapping); the old names keep working, and `segsync check` notes them."""
 
 from __future__ import annotations
@@ -24,22 +24,24 @@ def test_old_mailchimp_names_and_values_are_read_as_the_new_ones() -> None:
     old = MailchimpSettings(api_key=MC_KEY, list_id="l1", merge_fields={"company": "COMPANY"},
                             segment_merge_field="SEGS", segments_as="merge_field")
     new = MailchimpSettings(api_key=MC_KEY, list_id="l1", attribute_mapping={"company": "COMPANY"},
-                            segment_attribute="SEGS", segments_as="attribute")
+                            segment_attribute="SEGS", segment_mode="attribute")
     assert old == new
-    assert (new.attribute_mapping, new.segment_attribute, new.segments_as) == ({"company": "COMPANY"}, "SEGS", "attribute")
+    assert (new.attribute_mapping, new.segment_attribute, new.segment_mode) == ({"company": "COMPANY"}, "SEGS", "attribute")
     assert MailchimpSettings.deprecations({"merge_fields": {}, "segments_as": "merge_field", "list_id": "l1"}) == [
+        "setting 'segments_as' is deprecated: call it 'segment_mode'",
         "setting 'merge_fields' is deprecated: call it 'attribute_mapping'",
         "segments_as = 'merge_field' is deprecated: use 'attribute'"]
-    assert MailchimpSettings.deprecations({"attribute_mapping": {}, "segments_as": "tags"}) == []
+    assert MailchimpSettings.deprecations({"attribute_mapping": {}, "segment_mode": "tags"}) == []
+    assert MailchimpSettings.deprecations({"segment_mode": "merge_field"}) == [
+        "segment_mode = 'merge_field' is deprecated: use 'attribute'"]
 
 
 def test_old_brevo_names_are_read_as_the_new_ones() -> None:
-    old = BrevoSettings(api_key=SecretStr(BREVO_KEY), timeout_seconds=7.5, segment_mode="attribute")
-    assert (old.timeout, old.segments_as) == (7.5, "attribute")
-    assert old == BrevoSettings(api_key=SecretStr(BREVO_KEY), timeout=7.5, segments_as="attribute")
+    old = BrevoSettings(api_key=SecretStr(BREVO_KEY), timeout_seconds=7.5)
+    assert old.timeout == 7.5
+    assert old == BrevoSettings(api_key=SecretStr(BREVO_KEY), timeout=7.5)
     assert BrevoSettings.deprecations({"timeout_seconds": 1, "segment_mode": "lists"}) == [
-        "setting 'timeout_seconds' is deprecated: call it 'timeout'",
-        "setting 'segment_mode' is deprecated: call it 'segments_as'"]
+        "setting 'timeout_seconds' is deprecated: call it 'timeout'"]
 
 
 def test_an_old_and_a_new_name_together_are_refused() -> None:
@@ -76,6 +78,7 @@ def test_check_accepts_the_old_names_and_notes_each(tmp_path: Path, monkeypatch:
         assert checked.exit_code == 0, checked.output
         assert checked.output == (
             "✓ mc (mailchimp)\n"
+            "    note: setting 'segments_as' is deprecated: call it 'segment_mode'\n"
             "    note: setting 'merge_fields' is deprecated: call it 'attribute_mapping'\n"
             "    note: setting 'segment_merge_field' is deprecated: call it 'segment_attribute'\n"
             "    note: segments_as = 'merge_field' is deprecated: use 'attribute'\n")

@@ -98,7 +98,7 @@ class ConnectorSettings(BaseSettings):
     model_config = SettingsConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     # Settings renamed so that every connector calls the same thing by the same name (timeout,
-    # max_attempts, segments_as, attribute_mapping): old name -> new name, and per setting old
+    # max_attempts, segment_mode, attribute_mapping): old name -> new name, and per setting old
     # value -> new value. The old ones are still read; ``segsync check`` notes each one used.
     renamed_settings: ClassVar[Mapping[str, str]] = {}
     renamed_values: ClassVar[Mapping[str, Mapping[str, str]]] = {}

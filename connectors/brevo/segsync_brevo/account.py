@@ -64,7 +64,7 @@ class AccountDirectory:
 
     def required_attributes(self) -> list[str]:
         names = set(self.settings.brevo_attributes().values())
-        if self.settings.segments_as == "attribute":
+        if self.settings.segment_mode == "attribute":
             names.add(self.settings.segment_attribute.upper())
         return sorted(names)
 

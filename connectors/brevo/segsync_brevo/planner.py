@@ -160,7 +160,7 @@ class Planner:
         return attrs
 
     def _lists(self, index, change, outcomes, attrs) -> tuple[set[int], set[int]]:
-        if self.settings.segments_as == "attribute":
+        if self.settings.segment_mode == "attribute":
             if change.tags_add or change.tags_remove or change.previous_status is None:
                 name = self.settings.segment_attribute.upper()
                 if name not in self.directory.attributes():

@@ -30,10 +30,10 @@ DEFAULT_ATTRIBUTES: dict[str, str] = {
 
 class BrevoSettings(HttpSettings):
     """Named as in every connector (``segsync.http.HttpSettings``): ``timeout``, ``max_attempts``,
-    ``retry_wait_initial``, ``retry_wait_max``, ``max_connections``, ``segments_as``,
+    ``retry_wait_initial``, ``retry_wait_max``, ``max_connections``, ``segment_mode``,
     ``segment_attribute``, ``attribute_mapping``. The old names are still read."""
 
-    renamed_settings: ClassVar[dict[str, str]] = {"timeout_seconds": "timeout", "segment_mode": "segments_as"}
+    renamed_settings: ClassVar[dict[str, str]] = {"timeout_seconds": "timeout"}
 
     api_key: SecretStr = Field(description="Brevo API v3 key, sent as the api-key header")
     host: str = Field(DEFAULT_HOST, description="API root; the emulator's url for dry runs")
@@ -44,11 +44,10 @@ class BrevoSettings(HttpSettings):
     list_mapping: dict[str, int] = Field(
         default_factory=dict, description="Segment name -> existing Brevo list id"
     )
-    segments_as: Literal["lists", "attribute"] = Field(
-        "lists", description="A Brevo list per segment, or one contact attribute holding them "
-        "(formerly segment_mode)"
+    segment_mode: Literal["lists", "attribute"] = Field(
+        "lists", description="A Brevo list per segment, or one contact attribute holding them"
     )
-    segment_attribute: str = Field("SEGSYNC_SEGMENTS", description="Attribute for segments_as=attribute")
+    segment_attribute: str = Field("SEGSYNC_SEGMENTS", description="Attribute for segment_mode=attribute")
     create_lists: bool = Field(True, description="Create a list for a segment that has none")
     list_folder: str = Field("segsync", description="Folder for lists the connector creates")
     attribute_mapping: dict[str, str] = Field(

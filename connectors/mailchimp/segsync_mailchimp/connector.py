@@ -71,7 +71,7 @@ class MailchimpConnector(Connector):
         problems = []
         tags = {f["tag"] for f in fields.get("merge_fields") or ()}
         wanted = set(self.settings.attribute_mapping.values())
-        if self.settings.segments_as == "attribute":
+        if self.settings.segment_mode == "attribute":
             wanted.add(self.settings.segment_attribute)
         for tag in sorted(wanted - tags):
             problems.append(f"audience {audience.get('name', self.settings.list_id)!r} has no merge field {tag}")
@@ -93,7 +93,7 @@ class MailchimpConnector(Connector):
             return ActivityReader(self.api, self.settings).read(cursor)
         if stream is Stream.CONTACTS:
             tag_to_attribute = {tag: name for name, tag in self.settings.attribute_mapping.items()}
-            segment_field = self.settings.segment_attribute if self.settings.segments_as == "attribute" else None
+            segment_field = self.settings.segment_attribute if self.settings.segment_mode == "attribute" else None
             to_row = lambda m: mapping.contact_row(m, tag_to_attribute, segment_field)  # noqa: E731
         elif stream is Stream.CONSENT:
             to_row = lambda m: mapping.consent_row(m, self.settings.list_id)  # noqa: E731

@@ -17,28 +17,28 @@ class MailchimpSettings(HttpSettings):
     """``api_key`` is secret and comes from the environment; the rest from ``segsync.toml``.
 
     Named as in every connector (``segsync.http.HttpSettings``): ``timeout``, ``max_attempts``,
-    ``retry_wait_initial``, ``retry_wait_max``, ``max_connections``, ``segments_as``,
+    ``retry_wait_initial``, ``retry_wait_max``, ``max_connections``, ``segment_mode``,
     ``segment_attribute``, ``attribute_mapping``. The old names are still read.
     """
 
     renamed_settings: ClassVar[dict[str, str]] = {
-        "merge_fields": "attribute_mapping", "segment_merge_field": "segment_attribute"}
-    renamed_values: ClassVar[dict[str, dict[str, str]]] = {"segments_as": {"merge_field": "attribute"}}
+        "segments_as": "segment_mode", "merge_fields": "attribute_mapping", "segment_merge_field": "segment_attribute"}
+    renamed_values: ClassVar[dict[str, dict[str, str]]] = {"segment_mode": {"merge_field": "attribute"}}
 
     api_key: SecretStr = Field(description="Marketing API key, e.g. '…-us21'")
     server: str | None = Field(
         default=None, description="data-centre prefix such as 'us21'; derived from the key when absent"
     )
     list_id: str = Field(description="the audience (list) id")
-    segments_as: Literal["tags", "static_segments", "attribute"] = Field(
+    segment_mode: Literal["tags", "static_segments", "attribute"] = Field(
         default="tags",
         description="how memberships are written: tags (Mailchimp stores them as static "
         "segments, so 'static_segments' uses the same endpoints) or one merge field "
-        "('attribute'; formerly 'merge_field')",
+        "('attribute'; formerly segments_as = 'merge_field')",
     )
     segment_attribute: str = Field(
         default="SEGMENTS", description="merge tag holding the comma-separated segment names "
-        "(segments_as = 'attribute'; formerly segment_merge_field)"
+        "(segment_mode = 'attribute'; formerly segment_merge_field)"
     )
     attribute_mapping: dict[str, str] = Field(
         default_factory=lambda: {"first_name": "FNAME", "last_name": "LNAME"},

@@ -111,7 +111,7 @@ class Writer:
             plan.outcomes[email] = Outcome.rejected(email, reason, field="status")
             return
         merge_fields = merge_fields_for(change.attributes, self.settings.attribute_mapping)
-        memberships_in_field = self.settings.segments_as == "attribute"
+        memberships_in_field = self.settings.segment_mode == "attribute"
         if memberships_in_field and (change.tags_add or change.tags_remove or change.tags):
             current = (set(change.tags) | set(change.tags_add)) - set(change.tags_remove)
             merge_fields[self.settings.segment_attribute] = ",".join(sorted(current))
