@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
-    print(json.dumps({"tree": "this repository" if args.tree == ROOT else args.tree.name,
+    print(json.dumps({"tree": "this repository" if args.tree.resolve() == ROOT else args.tree.resolve().name,
                       "load": os.getloadavg()}), flush=True)
     mailchimp(args.tree, args.batches, args.threads)
     brevo(args.tree, args.batches, args.threads)

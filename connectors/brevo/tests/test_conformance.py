@@ -13,7 +13,6 @@ from segsync.testing.conformance import ConnectorConformance
 from segsync.testing.service import OPTED_OUT, SUBSCRIBED, Exchange, RemoteContact, ServiceAdapter
 from segsync_brevo import BrevoConnector
 from segsync_brevo.emulator import BrevoEmulator
-from segsync_brevo.emulator.faults import Fault
 from segsync_brevo.limits import CONTACTS_PAGE_MAX
 from segsync_brevo.settings import DEFAULT_ATTRIBUTES
 
@@ -40,7 +39,7 @@ class BrevoAccount(ServiceAdapter):
 
     def fail_next(self, count: int, status: int, retry_after: float | None = None) -> None:
         # Brevo's 429 says when to come back in x-sib-ratelimit-reset (seconds).
-        self.emulator.faults.add(Fault("status", status=status, times=count, reset=retry_after or 1.0))
+        self.emulator.add_fault(kind="status", status=status, times=count, reset=retry_after or 1.0)
 
     def exchanges(self) -> Sequence[Exchange]:
         return [Exchange(e.method, e.path, e.status, e.started) for e in self.emulator.requests()]
