@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from segsync_mailchimp.emulator.problems import ApiProblem
@@ -32,6 +32,7 @@ def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode()).hexdigest()
 
 
+@lru_cache(maxsize=4096)  # a batch's members share their timestamps: each is formatted once
 def iso(ts: datetime | None) -> str:
     return "" if ts is None else ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
