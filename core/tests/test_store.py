@@ -22,6 +22,8 @@ TABLES = {
     "consent_salt", "suppressions", "status_changes", "erasures", "erasure_targets",
     # migration 3 (remembered rejections)
     "rejection_fingerprints",
+    # migration 6 (incremental segment evaluation)
+    "segment_evaluation",
 }
 
 

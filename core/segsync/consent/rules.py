@@ -92,6 +92,28 @@ def effective_status_sql(
     )
 
 
+def consent_moves_sql(
+    policy: ConsentPolicy = DEFAULT,
+    *,
+    channel: str = "email",
+    purpose: str = "marketing",
+    since: datetime,
+    until: datetime,
+) -> str:
+    """SQL selecting the ``contact_key`` of everyone whose :func:`effective_status_sql` with
+    ``records_until = as_of`` may differ between ``as_of = since`` and ``as_of = until`` when
+    no row was added: a record made in ``(since, until]``, or an implied opt-in expiring then."""
+    start, end = (f"{literal(t.isoformat())}::TIMESTAMPTZ" for t in (since, until))
+    moves = [f"(recorded_at > {start} AND recorded_at <= {end})"]
+    for method, lasts in sorted(policy.implied.items()):
+        expires = f"least(recorded_at, ingested_at) + {_interval(lasts)}"
+        moves.append(f"(method = {literal(method)} AND {expires} > {start} AND {expires} <= {end})")
+    return (
+        f"SELECT contact_key FROM consent_ledger WHERE channel = {literal(channel)} "
+        f"AND purpose = {literal(purpose)} AND ({' OR '.join(moves)})"
+    )
+
+
 def echo_ids_sql(
     channel: str = "email", purpose: str = "marketing", *, contact_key: str | None = None,
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,

@@ -207,8 +207,21 @@ def _build_sends_since_open(ctx: BuildContext, args: Mapping[str, Any]) -> Built
         .where(exp.and_(is_type(SENT, "s"), upto("s"), after_open))
         .group_by(exp.column("contact_key", "s"))
     )
-    f = Feature("joined", sends)
+    f = Feature("joined", sends, moves=lambda t0, t1: _occurred_between((SENT, OPENED), t0, t1))
     return Built(zero_if_null(f), (f,))
+
+
+def _occurred_between(types: tuple[str, ...], t0, t1) -> exp.Select:
+    """Contacts with an event of ``types`` in ``(t0, t1]``: what the upper bound as_of admits
+    as the clock moves from t0 to t1."""
+    return (
+        exp.select("contact_key").from_(EVENTS_TABLE)
+        .where(exp.and_(
+            exp.In(this=exp.column("type"), expressions=[exp.Literal.string(t) for t in types]),
+            exp.GT(this=exp.column("occurred_at"), expression=BuildContext.timestamp(t0)),
+            exp.LTE(this=exp.column("occurred_at"), expression=BuildContext.timestamp(t1)),
+        ))
+    )
 
 
 def _build_days_since(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
@@ -248,7 +261,7 @@ def _rate_fn(
 def _build_consentable(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
     # The consent engine's own rule (sticky opt-outs, echoes, suppressions; default policy) at
     # the evaluation instant, so a segment never targets someone the gate would block.
-    from segsync.consent.rules import effective_status_sql
+    from segsync.consent.rules import consent_moves_sql, effective_status_sql
 
     effective = sqlglot.parse_one(
         effective_status_sql(
@@ -259,7 +272,9 @@ def _build_consentable(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
     latest = exp.select("contact_key", exp.column("status").as_("value")).from_(
         effective.subquery("effective")
     )
-    f = Feature("joined", latest)
+    f = Feature("joined", latest, moves=lambda t0, t1: sqlglot.parse_one(
+        consent_moves_sql(channel=args["channel"], purpose=MARKETING, since=t0, until=t1),
+        read="duckdb"))
     return Built(exp.EQ(this=f.ref(), expression=exp.Literal.string("subscribed")), (f,))
 
 

@@ -22,7 +22,7 @@ from .builtins import default_registry
 from .errors import SegmentConfigError
 from .functions import BuildContext, FunctionRegistry
 from .definitions import GroupDef, SegmentDef
-from .query import build_query
+from .query import SegmentQuery, build_query
 
 MEMBERSHIP_TABLE = "segment_membership"
 DIFF_TABLE = "segment_diff"
@@ -46,6 +46,14 @@ def evaluate(
     Raises ``RuleError``/``SegmentConfigError`` before touching any table.
     """
     segment_query = build_query(segments, groups, as_of, registry or default_registry())
+    return fill_memberships(con, segment_query)
+
+
+def fill_memberships(
+    con: duckdb.DuckDBPyConnection, segment_query: SegmentQuery, features_table: str | None = None
+) -> dict[str, int]:
+    """Replace ``segment_membership`` with the members of ``segment_query``'s segments; return
+    their sizes. ``features_table``: read the event and joined features from there."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {MEMBERSHIP_TABLE} "
                 "(segment VARCHAR NOT NULL, contact_key VARCHAR NOT NULL)")
     if not segment_query.segments:
@@ -56,9 +64,10 @@ def evaluate(
         exp.Case(ifs=[exp.If(this=exp.column(segment_query.column[s.name]), true=_lit(s.name))])
         for s in segment_query.segments
     ])
+    flags = segment_query.select(features_table=features_table)
     unfolded = exp.select(
         "contact_key", exp.Unnest(expressions=[names]).as_("segment")
-    ).from_(segment_query.select().subquery("flags"))
+    ).from_(flags.subquery("flags"))
     query = (
         exp.select("segment", "contact_key")
         .from_(unfolded.subquery("unfolded"))

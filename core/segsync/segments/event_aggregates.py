@@ -31,8 +31,14 @@ from .functions import EVENTS_TABLE, BuildContext, Feature
 CONTACT_ID = "contact_id"
 
 
-def event_aggregates(features: Sequence[Feature], as_of: datetime) -> list[exp.Select]:
-    """SELECTs of ``contact_id`` plus ``features`` (stage ``event``), one row per contact each."""
+def event_aggregates(
+    features: Sequence[Feature], as_of: datetime, within: exp.Expression | None = None
+) -> list[exp.Select]:
+    """SELECTs of ``contact_id`` plus ``features`` (stage ``event``), one row per contact each.
+
+    ``within``, a condition on ``events`` rows (e.g. ``contact_id IN (…)``), restricts every
+    aggregate to the rows it admits.
+    """
     plain: list[Feature] = []
     unique: dict[str, list[Feature]] = {}  # key SQL -> unique counts over that key
     for f in features:
@@ -47,11 +53,11 @@ def event_aggregates(features: Sequence[Feature], as_of: datetime) -> list[exp.S
         queries.append(
             exp.select(CONTACT_ID, *[f.expr.copy().as_(f.name) for f in plain])
             .from_(EVENTS_TABLE)
-            .where(_admitted(ctx, plain))
+            .where(_admitted(ctx, plain, within))
             .group_by(CONTACT_ID)
         )
     for group in unique.values():
-        queries.append(_unique_counts(ctx, group))
+        queries.append(_unique_counts(ctx, group, within))
     return queries
 
 
@@ -74,11 +80,15 @@ def _distinct_key(agg: exp.Expression) -> exp.Expression | None:
     return None
 
 
-def _admitted(ctx: BuildContext, features: Sequence[Feature]) -> exp.Expression:
+def _admitted(
+    ctx: BuildContext, features: Sequence[Feature], within: exp.Expression | None
+) -> exp.Expression:
     """The rows any of ``features`` reads: up to as_of, and through at least one FILTER."""
     conds: list[exp.Expression] = [
         exp.LTE(this=exp.column("occurred_at"), expression=ctx.as_of_literal())
     ]
+    if within is not None:
+        conds.append(within.copy())
     # The types and earliest instant as plain predicates too: DuckDB pushes those into the
     # scan (zone maps), which it does not do with the OR below.
     if all(f.event_types is not None for f in features):
@@ -104,7 +114,9 @@ def _unique_sql(conds) -> list[exp.Expression] | None:
     return list(out.values())
 
 
-def _unique_counts(ctx: BuildContext, features: Sequence[Feature]) -> exp.Select:
+def _unique_counts(
+    ctx: BuildContext, features: Sequence[Feature], within: exp.Expression | None
+) -> exp.Select:
     key = _distinct_key(features[0].expr)
     assert key is not None
     flags: list[exp.Expression] = []
@@ -120,7 +132,7 @@ def _unique_counts(ctx: BuildContext, features: Sequence[Feature]) -> exp.Select
     keys = (
         exp.select(CONTACT_ID, *flags)
         .from_(EVENTS_TABLE)
-        .where(exp.and_(_admitted(ctx, features),
+        .where(exp.and_(_admitted(ctx, features, within),
                         exp.Not(this=exp.Is(this=key.copy(), expression=exp.null()))))
         .group_by(CONTACT_ID, key.copy())
     )

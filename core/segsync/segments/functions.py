@@ -51,6 +51,16 @@ class Feature:
     Rules read the feature through :meth:`ref`. Contacts without a matching event (or joined
     row) may see NULL rather than 0 in event/joined features: builders must COALESCE where
     NULL is not the meaning.
+
+    Incremental evaluation (``incremental``) keeps event and joined features between runs and
+    recomputes them only for contacts whose inputs changed. For an event feature it derives
+    those from ``event_types`` and ``since``, so an event feature must depend on ``as_of``
+    only through ``occurred_at <= as_of`` and its window start ``since``. A joined feature
+    declares ``moves(t0, t1)``: a SELECT of the ``contact_key`` of every contact whose value
+    may differ between the instants ``t0 < t1`` although no row of ``events``,
+    ``consent_ledger``, ``suppressions`` or ``status_changes`` was added for them (the
+    engine recomputes those contacts anyway). A joined feature without ``moves``, or reading
+    any other table, makes every evaluation a full one.
     """
 
     stage: FeatureStage
@@ -58,6 +68,7 @@ class Feature:
     alias: str | None = None
     event_types: frozenset[str] | None = None
     since: datetime | None = None
+    moves: Callable[[datetime, datetime], exp.Select] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:

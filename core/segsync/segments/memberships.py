@@ -3,11 +3,14 @@
 The segment engine (:mod:`.evaluate`) fills the connection's ``segment_membership`` table;
 :func:`evaluate_memberships` adds what a run needs around it (segments that cannot compile are
 held and keep their last membership, the snapshot of the run) and hands the diff stage a
-:class:`Memberships`, the only way the sync stages read that table.
+:class:`Memberships`, the only way the sync stages read that table. A run that records its
+result evaluates incrementally (:mod:`.incremental`): only contacts whose inputs changed since
+the last run are recomputed.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,7 +19,10 @@ import duckdb
 from .definitions import SegmentDef, SegmentsConfig
 from .evaluate import MEMBERSHIP_TABLE, evaluate, snapshot
 from .functions import FunctionRegistry
+from .incremental import evaluate_incremental
 from .validate import carry_over, validate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,12 +31,13 @@ class Memberships:
 
     ``segments`` are every configured segment (held ones included: they carry their last
     membership); ``sizes`` the evaluated ones' member counts; ``held`` segment → why it was not
-    evaluated.
+    evaluated; ``evaluation`` how (full or incremental, and why).
     """
 
     segments: tuple[SegmentDef, ...] = ()
     sizes: dict[str, int] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
+    evaluation: str = ""
 
     def members_sql(self) -> str:
         """SQL selecting ``(segment, contact_key)`` of every member of ``segments``."""
@@ -46,13 +53,23 @@ def evaluate_memberships(
 ) -> Memberships:
     """Evaluate every segment of ``config`` at ``as_of``; snapshot them under ``run_id`` (none
     in a dry run). A segment that cannot compile is held (named in ``held``), never evaluated
-    as empty: it keeps the membership of the last run that evaluated it."""
+    as empty: it keeps the membership of the last run that evaluated it.
+
+    A run (``run_id``) evaluates incrementally and keeps what the next run needs; a dry run
+    evaluates everyone and leaves the store as it was."""
     if not config.segments:
         return Memberships()
     checked = validate(config.segments, config.groups, as_of, registry)
-    sizes = evaluate(con, checked.segments, checked.groups, as_of, registry)
-    if run_id is not None:
+    if run_id is None:
+        sizes = evaluate(con, checked.segments, checked.groups, as_of, registry)
+        how = "full (dry run)"
+    else:
+        done = evaluate_incremental(con, checked.segments, checked.groups, as_of, registry)
+        sizes = done.sizes
+        how = (f"incremental: {done.recomputed} contacts recomputed" if done.mode == "incremental"
+               else f"full ({done.reason})")
+        log.info("segments evaluated, %s", how)
         snapshot(con, run_id, as_of)
     carry_over(con, list(checked.held))
-    return Memberships(tuple(config.segments), sizes, dict(checked.held))
+    return Memberships(tuple(config.segments), sizes, dict(checked.held), how)
 

@@ -41,18 +41,25 @@ class SegmentQuery:
     features: dict[str, Feature]
     levels: list[list[SegmentDef | str]]  # per level: ungrouped segments and group names
     group_column: dict[str, str] = field(default_factory=dict)
+    # The event and joined features in the order the rules name them: the same order at every
+    # as_of (feature names hash their SQL, windows included), so a persisted table of them can
+    # number its columns (see incremental).
+    stored: list[str] = field(default_factory=list)
 
     def select(
         self,
         *,
         extra: Sequence[tuple[str, exp.Expression]] = (),
         contact_key: str | None = None,
+        features_table: str | None = None,
     ) -> exp.Select:
         """``contact_key``, every ``m_<i>``, then ``extra`` columns (computed last).
 
         With ``contact_key`` the result is that one contact's row; ranks still see everyone.
+        With ``features_table`` the event and joined features are read from that table (rows
+        of :meth:`stored_features`) rather than computed.
         """
-        query = self._rows()
+        query = self._rows(features_table)
         members = group_members(self.segments, self.groups)
         for n, level in enumerate(self.levels):
             first: list[exp.Expression] = [exp.Star()]
@@ -89,26 +96,75 @@ class SegmentQuery:
             )
         return final
 
-    def _rows(self) -> exp.Select:
+    def _rows(self, features_table: str | None = None) -> exp.Select:
         feats = list(self.features.values())
         contact_cols = {f.name for f in feats if f.stage == "contact"} - {"contact_key"}
         cols: list[exp.Expression] = [exp.column("contact_key", "c")]
         cols += [exp.column(c, "c") for c in sorted(contact_cols)]
         base = exp.select().from_(exp.to_table(CONTACTS_TABLE).as_("c"))
+        if features_table is not None:
+            cols += [exp.column(stored_column(n), "s").as_(name)
+                     for n, name in enumerate(self.stored)]
+            base = base.join(exp.to_table(features_table).as_("s"),
+                             on=_on("s", CONTACT_ID), join_type="left")
+        else:
+            base, more = self._computed(base)
+            cols += more
+        base = base.select(*cols)
+        rows = [f.expr.copy().as_(f.name) for f in feats if f.stage == "row"]
+        if not rows:
+            return base
+        return exp.select(exp.Star(), *rows).from_(base.subquery("base"))
+
+    def _computed(
+        self, base: exp.Select, only: exp.Query | None = None
+    ) -> tuple[exp.Select, list[exp.Expression]]:
+        """``base`` (contacts as ``c``) joined to the event and joined features; their columns.
+
+        ``only`` (a query of ``contact_id, contact_key``) restricts the aggregation to those
+        contacts' rows.
+        """
+        feats = list(self.features.values())
+        cols: list[exp.Expression] = []
         events = [f for f in feats if f.stage == "event"]
-        for n, query in enumerate(event_aggregates(events, self.as_of)):
+        within = None
+        if only is not None:
+            within = exp.column(CONTACT_ID).isin(
+                query=exp.select(CONTACT_ID).from_(only.copy().subquery("only")))
+        for n, query in enumerate(event_aggregates(events, self.as_of, within)):
             alias = f"ev{n}"
             cols += [exp.column(c, alias) for c in query.named_selects if c != CONTACT_ID]
             base = base.join(query.subquery(alias), on=_on(alias, CONTACT_ID), join_type="left")
         for n, f in enumerate(f for f in feats if f.stage == "joined"):
             alias = f"j{n}"
             cols.append(exp.column("value", alias).as_(f.name))
-            base = base.join(f.expr.copy().subquery(alias), on=_on(alias), join_type="left")
-        base = base.select(*cols)
-        rows = [f.expr.copy().as_(f.name) for f in feats if f.stage == "row"]
-        if not rows:
-            return base
-        return exp.select(exp.Star(), *rows).from_(base.subquery("base"))
+            joined = f.expr.copy()
+            if only is not None:
+                keys = exp.select("contact_key").from_(only.copy().subquery("only"))
+                joined = (exp.select(exp.Star()).from_(joined.subquery("all_contacts"))
+                          .where(exp.column("contact_key").isin(query=keys)))
+            base = base.join(joined.subquery(alias), on=_on(alias), join_type="left")
+        return base, cols
+
+    def stored_features(self, only: exp.Query | None = None) -> exp.Select:
+        """``contact_id``, ``contact_key`` and the event and joined features as columns
+        ``f0``, ``f1``, … (in :attr:`stored` order), per contact (of ``only``, when given:
+        a query of ``contact_id, contact_key``)."""
+        base = exp.select().from_(exp.to_table(CONTACTS_TABLE).as_("c"))
+        if only is not None:
+            base = base.where(exp.column(CONTACT_ID, "c").isin(
+                query=exp.select(CONTACT_ID).from_(only.copy().subquery("only"))))
+        base, cols = self._computed(base, only)
+        by_name = {c.alias_or_name: c.this if isinstance(c, exp.Alias) else c for c in cols}
+        return base.select(
+            exp.column(CONTACT_ID, "c"), exp.column("contact_key", "c"),
+            *[by_name[name].copy().as_(stored_column(n)) for n, name in enumerate(self.stored)],
+        )
+
+
+def stored_column(n: int) -> str:
+    """The column of a persisted feature table holding the ``n``-th stored feature."""
+    return f"f{n}"
 
 
 def _on(alias: str, key: str = "contact_key") -> exp.Expression:
@@ -209,6 +265,7 @@ def build_query(
         if s.name in compiled:
             for name, f in compiled[s.name].features.items():
                 features.setdefault(name, f)
+    stored = [name for name, f in features.items() if f.stage in ("event", "joined")]
     return SegmentQuery(
         as_of=as_of,
         segments=segments,
@@ -218,4 +275,5 @@ def build_query(
         features=dict(sorted(features.items())),
         levels=levels,
         group_column={g: f"g_{i}" for i, g in enumerate(sorted(groups))},
+        stored=stored,
     )

@@ -322,4 +322,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE events ALTER COLUMN campaign_key SET NOT NULL",
         ),
     ),
+    Migration(
+        6,
+        "incremental segment evaluation: the last evaluation's instant, fingerprint and marks",
+        (
+            # One row: what the next evaluation compares with to recompute only the contacts
+            # whose inputs changed (segsync.segments.incremental). The per-contact features it
+            # keeps are in segment_features, which the engine (re)creates: its columns follow
+            # the rules. Dropping both is always safe: the next evaluation is then a full one.
+            """
+            CREATE TABLE segment_evaluation (
+                fingerprint      VARCHAR NOT NULL,
+                as_of            TIMESTAMPTZ NOT NULL,
+                events_rows      BIGINT NOT NULL,
+                events_rowid     BIGINT NOT NULL,
+                ledger_id        BIGINT NOT NULL,
+                suppression_id   BIGINT NOT NULL,
+                status_change_id BIGINT NOT NULL,
+                erasure_id       BIGINT NOT NULL,
+                clock            TIMESTAMPTZ NOT NULL,
+                evaluated_at     TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ),
+    ),
 )
