@@ -194,3 +194,25 @@ def test_planned_changes_the_gate_blocked_are_remembered_as_its_refusals(shop) -
             (CY, "h-cy", "consent gate: no consent to subscribe (effective status: none)", "gate")]
         assert rows(shop, "SELECT contact_key, after_status, outcome FROM status_changes") == [
             (CY, "subscribed", "blocked")]
+
+
+def test_a_run_evaluates_incrementally_after_the_first_and_a_dry_run_in_full(shop, ingestor) -> None:
+    config = SegmentsConfig(segments=[SegmentDef(name="openers", rule="opens(30d) >= 1"),
+                                      SegmentDef(name="mailable", rule='consentable("email")')])
+    first = evaluate_memberships(shop.con, config, AS_OF, default_registry(), 1)
+    assert (first.evaluation, first.sizes) == ("full (no previous evaluation)",
+                                               {"openers": 0, "mailable": 1})
+    # Events and consent arrive through ingestion: only Cy (an open) and Bo (an opt-in by form)
+    # are recomputed.
+    ingestor.ingest(Batch(Stream.EVENTS, None, rows=[
+        {"email": CY, "type": "email.opened", "timestamp": "2024-12-31T00:00:00Z", "id": "e1"}]))
+    ingestor.ingest(Batch(Stream.CONSENT, None, rows=[
+        {"email": BO, "status": "opted_in", "timestamp": "2024-03-01T00:00:00Z", "method": "form"}]))
+    second = evaluate_memberships(shop.con, config, AS_OF, default_registry(), 2)
+    assert (second.evaluation, second.sizes) == ("incremental: 2 contacts recomputed",
+                                                 {"openers": 1, "mailable": 2})
+    assert rows(shop, "SELECT run_id, segment, contact_key FROM segment_snapshots "
+                      "WHERE run_id = 2 ORDER BY ALL") == [
+        (2, "mailable", ANN), (2, "mailable", BO), (2, "openers", CY)]
+    dry = evaluate_memberships(shop.con, config, AS_OF, default_registry(), None)
+    assert (dry.evaluation, dry.sizes) == ("full (dry run)", {"openers": 1, "mailable": 2})

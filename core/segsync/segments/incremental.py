@@ -29,8 +29,8 @@ It evaluates everyone in full (and rebuilds ``segment_features``) when there is 
 evaluation, when the definitions changed (rules, groups, packs, functions, consent policies:
 the fingerprint is the evaluation SQL compiled at a fixed instant), when ``as_of`` is earlier
 than the last one, when people were erased since (rows were deleted), or when more than
-``max_share`` of the contacts changed (recomputing most contacts one by one costs more than
-one pass over everything).
+``max_share`` of the contacts (and more than ``min_large``) changed: recomputing most contacts
+through a semi-join costs more than one pass over everything.
 
 New ``events`` rows are found by ``rowid``: the table is append-only, an appended row's rowid
 is above every existing one's, and a row's rowid never grows (DuckDB may only compact them
@@ -65,7 +65,10 @@ CHANGED_TABLE = "_segment_changed"
 STORAGE_VERSION = "1"
 # The instant the fingerprint compiles the rules at: any fixed one far from real data.
 FINGERPRINT_AS_OF = datetime(2200, 1, 1, tzinfo=timezone.utc)
+# "The incremental set is large": more than this share of the contacts, and more than this
+# many (recomputing a few thousand contacts is quick whatever the share).
 DEFAULT_MAX_SHARE = 0.25
+DEFAULT_MIN_LARGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def evaluate_incremental(
     registry: FunctionRegistry,
     *,
     max_share: float = DEFAULT_MAX_SHARE,
+    min_large: int = DEFAULT_MIN_LARGE,
 ) -> Evaluation:
     """Evaluate ``segments`` at ``as_of`` into ``segment_membership`` (as
     :func:`~segsync.segments.evaluate.evaluate` does), recomputing only what changed since the
@@ -163,7 +167,7 @@ def evaluate_incremental(
                     f"{_changed_sql(query, _last(con))}")
         recomputed = _scalar(con, f"SELECT count(*) FROM {CHANGED_TABLE}")
         contacts = _scalar(con, f"SELECT count(*) FROM {CONTACTS_TABLE}")
-        if recomputed > max_share * contacts:
+        if recomputed > max(max_share * contacts, min_large):
             reason = (f"{recomputed} of {contacts} contacts changed "
                       f"(more than {max_share:.0%}: one pass over everyone is cheaper)")
     if reason is None:

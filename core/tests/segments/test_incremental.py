@@ -48,9 +48,9 @@ def _members(con) -> list[tuple[str, str]]:
     return sorted(con.execute("SELECT segment, contact_key FROM segment_membership").fetchall())
 
 
-def _incremental(con, at, rules=None, max_share=1.0):
+def _incremental(con, at, rules=None, **large):
     segs, groups = _definitions(rules)
-    done = evaluate_incremental(con, segs, groups, at, REGISTRY, max_share=max_share)
+    done = evaluate_incremental(con, segs, groups, at, REGISTRY, **large)
     return done, _members(con)
 
 
@@ -258,7 +258,7 @@ def test_what_makes_an_evaluation_full(change, reason) -> None:
     else:
         for key in KEYS[:3]:
             add_event(con, key, "email.opened", AS_OF)
-    done, members = _incremental(con, at, rules, max_share=0.25)
+    done, members = _incremental(con, at, rules, max_share=0.25, min_large=2)
     assert (done.mode, done.reason, done.recomputed) == ("full", reason, 3)
     assert members == _full(con, at, rules)
     # and the next one is incremental again
