@@ -17,7 +17,9 @@ Usage::
     python bench/segments_eval.py                      # 1,000,000 contacts / 20,000,000 events
     python bench/segments_eval.py --contacts 10000 --events 200000 --threads 2 --repeat 1
 
-Peak RSS is the process high-water mark (VmHWM), reset before each measured phase.
+Both sides run once untimed, then take turns ``--repeat`` times (engine first, then the
+hand-written query first, …); times are medians. Peak RSS is the process high-water mark
+(VmHWM), reset before each measured run.
 """
 
 from __future__ import annotations
@@ -309,6 +311,27 @@ def timed(fn, repeat: int) -> tuple[float, float, object]:
     return statistics.median(times), peak_mib(), result
 
 
+def interleaved(engine, handwritten, repeat: int):
+    """Medians and peak RSS of both sides, after one untimed warm-up run of each, taking turns
+    (engine first, then hand-written first, …) so that neither always runs on the colder
+    buffer cache or in the same phase of the machine's load."""
+    engine()
+    handwritten()
+    runs: dict[str, list[tuple[float, float]]] = {"engine": [], "hand": []}
+    sizes = None
+    for n in range(repeat):
+        order = [("engine", engine), ("hand", handwritten)]
+        for name, fn in order if n % 2 == 0 else order[::-1]:
+            s, rss, result = timed(fn, 1)
+            runs[name].append((s, rss))
+            if name == "engine":
+                sizes = result
+    eng = runs["engine"]
+    hand = runs["hand"]
+    return (statistics.median(s for s, _ in eng), max(r for _, r in eng),
+            statistics.median(s for s, _ in hand), max(r for _, r in hand), sizes)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--contacts", type=int, default=1_000_000)
@@ -340,13 +363,15 @@ def main(argv: list[str] | None = None) -> int:
 
     segs, groups = segments()
     registry = default_registry()
-    eng_s, eng_rss, sizes = timed(lambda: evaluate(con, segs, groups, AS_OF, registry), args.repeat)
     sql = handwritten_sql(con)
+
+    def engine() -> dict[str, int]:
+        return evaluate(con, segs, groups, AS_OF, registry)
 
     def handwritten() -> None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE hw_membership AS {sql}")
 
-    hw_s, hw_rss, _ = timed(handwritten, args.repeat)
+    eng_s, eng_rss, hw_s, hw_rss, sizes = interleaved(engine, handwritten, args.repeat)
     mismatch = con.execute("""
         SELECT count(*) FROM ((SELECT * FROM segment_membership EXCEPT ALL SELECT * FROM hw_membership)
                               UNION ALL

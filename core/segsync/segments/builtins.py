@@ -272,7 +272,9 @@ def _build_consentable(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
     latest = exp.select("contact_key", exp.column("status").as_("value")).from_(
         effective.subquery("effective")
     )
-    f = Feature("joined", latest, moves=lambda t0, t1: sqlglot.parse_one(
+    # Named, not hashed: rendering the consent rule's SQL to hash it doubled a compile.
+    f = Feature("joined", latest, alias=f"consentable_{args['channel'].encode().hex()}",
+                moves=lambda t0, t1: sqlglot.parse_one(
         consent_moves_sql(channel=args["channel"], purpose=MARKETING, since=t0, until=t1),
         read="duckdb"))
     return Built(exp.EQ(this=f.ref(), expression=exp.Literal.string("subscribed")), (f,))

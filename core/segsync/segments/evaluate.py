@@ -67,13 +67,13 @@ def fill_memberships(
     flags = segment_query.select(features_table=features_table)
     unfolded = exp.select(
         "contact_key", exp.Unnest(expressions=[names]).as_("segment")
-    ).from_(flags.subquery("flags"))
+    ).from_(flags.subquery("flags", copy=False), copy=False)
     query = (
         exp.select("segment", "contact_key")
-        .from_(unfolded.subquery("unfolded"))
+        .from_(unfolded.subquery("unfolded", copy=False), copy=False)
         .where(exp.Not(this=exp.Is(this=exp.column("segment"), expression=exp.null())))
     )
-    con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {query.sql('duckdb')}")
+    con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {query.sql('duckdb', copy=False)}")
     sizes = {s.name: 0 for s in segment_query.segments}
     rows = con.execute(
         f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY segment"
@@ -157,7 +157,7 @@ def compile_sql(
     target, segments = _resolve(segment, segments)
     segment_query = build_query(segments, groups, _aware(as_of), registry or default_registry(),
                       only=[target.name])
-    inner = segment_query.select().subquery("memberships")
+    inner = segment_query.select().subquery("memberships", copy=False)
     query = exp.select("contact_key").from_(inner).where(exp.column(segment_query.column[target.name]))
     return query.sql(dialect, pretty=pretty)
 

@@ -136,4 +136,4 @@ def _unique_counts(
                         exp.Not(this=exp.Is(this=key.copy(), expression=exp.null()))))
         .group_by(CONTACT_ID, key.copy())
     )
-    return exp.select(CONTACT_ID, *counts).from_(keys.subquery("unique_keys")).group_by(CONTACT_ID)
+    return exp.select(CONTACT_ID, *counts).from_(keys.subquery("unique_keys", copy=False)).group_by(CONTACT_ID)

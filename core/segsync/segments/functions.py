@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -70,7 +71,7 @@ class Feature:
     since: datetime | None = None
     moves: Callable[[datetime, datetime], exp.Select] | None = field(default=None, compare=False)
 
-    @property
+    @cached_property  # rendering the SQL to hash it is most of a rule's compile time
     def name(self) -> str:
         if self.alias:
             return self.alias

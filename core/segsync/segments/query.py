@@ -83,13 +83,13 @@ class SegmentQuery:
                 for k, name in ranked:
                     is_k = exp.EQ(this=exp.column(gcol), expression=exp.Literal.number(k))
                     second.append(exp.func("COALESCE", is_k, exp.false()).as_(self.column[name]))
-            query = exp.select(*first).from_(query.subquery(f"l{n}a"))
+            query = exp.select(*first).from_(query.subquery(f"l{n}a", copy=False), copy=False)
             if len(second) > 1:
-                query = exp.select(*second).from_(query.subquery(f"l{n}b"))
+                query = exp.select(*second).from_(query.subquery(f"l{n}b", copy=False), copy=False)
         outputs: list[exp.Expression] = [exp.column("contact_key")]
         outputs += [exp.column(self.column[s.name]) for s in self.segments]
         outputs += [e.as_(alias) for alias, e in extra]
-        final = exp.select(*outputs).from_(query.subquery("segment_levels"))
+        final = exp.select(*outputs).from_(query.subquery("segment_levels", copy=False), copy=False)
         if contact_key is not None:
             final = final.where(
                 exp.EQ(this=exp.column("contact_key"), expression=exp.Literal.string(contact_key))
@@ -114,7 +114,7 @@ class SegmentQuery:
         rows = [f.expr.copy().as_(f.name) for f in feats if f.stage == "row"]
         if not rows:
             return base
-        return exp.select(exp.Star(), *rows).from_(base.subquery("base"))
+        return exp.select(exp.Star(), *rows).from_(base.subquery("base", copy=False), copy=False)
 
     def _computed(
         self, base: exp.Select, only: exp.Query | None = None
@@ -130,20 +130,22 @@ class SegmentQuery:
         within = None
         if only is not None:
             within = exp.column(CONTACT_ID).isin(
-                query=exp.select(CONTACT_ID).from_(only.copy().subquery("only")))
+                query=exp.select(CONTACT_ID).from_(only.copy().subquery("only", copy=False)))
         for n, query in enumerate(event_aggregates(events, self.as_of, within)):
             alias = f"ev{n}"
             cols += [exp.column(c, alias) for c in query.named_selects if c != CONTACT_ID]
-            base = base.join(query.subquery(alias), on=_on(alias, CONTACT_ID), join_type="left")
+            base = base.join(query.subquery(alias, copy=False), on=_on(alias, CONTACT_ID), join_type="left",
+                             copy=False)
         for n, f in enumerate(f for f in feats if f.stage == "joined"):
             alias = f"j{n}"
             cols.append(exp.column("value", alias).as_(f.name))
             joined = f.expr.copy()
             if only is not None:
-                keys = exp.select("contact_key").from_(only.copy().subquery("only"))
-                joined = (exp.select(exp.Star()).from_(joined.subquery("all_contacts"))
+                keys = exp.select("contact_key").from_(only.copy().subquery("only", copy=False))
+                joined = (exp.select(exp.Star()).from_(joined.subquery("all_contacts", copy=False))
                           .where(exp.column("contact_key").isin(query=keys)))
-            base = base.join(joined.subquery(alias), on=_on(alias), join_type="left")
+            base = base.join(joined.subquery(alias, copy=False), on=_on(alias), join_type="left",
+                             copy=False)
         return base, cols
 
     def stored_features(self, only: exp.Query | None = None) -> exp.Select:
@@ -153,7 +155,7 @@ class SegmentQuery:
         base = exp.select().from_(exp.to_table(CONTACTS_TABLE).as_("c"))
         if only is not None:
             base = base.where(exp.column(CONTACT_ID, "c").isin(
-                query=exp.select(CONTACT_ID).from_(only.copy().subquery("only"))))
+                query=exp.select(CONTACT_ID).from_(only.copy().subquery("only", copy=False))))
         base, cols = self._computed(base, only)
         by_name = {c.alias_or_name: c.this if isinstance(c, exp.Alias) else c for c in cols}
         return base.select(
