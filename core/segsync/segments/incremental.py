@@ -171,14 +171,16 @@ def evaluate_incremental(
             reason = (f"{recomputed} of {contacts} contacts changed "
                       f"(more than {max_share:.0%}: one pass over everyone is cheaper)")
     if reason is None:
-        changed = exp.select("contact_id", "contact_key").from_(CHANGED_TABLE)
-        con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE contact_id IN "
-                    f"(SELECT contact_id FROM {CHANGED_TABLE})")
-        con.execute(f"INSERT INTO {FEATURES_TABLE} {query.stored_features(changed).sql('duckdb')}")
+        if recomputed:
+            changed = exp.select("contact_id", "contact_key").from_(CHANGED_TABLE)
+            con.execute(f"DELETE FROM {FEATURES_TABLE} WHERE contact_id IN "
+                        f"(SELECT contact_id FROM {CHANGED_TABLE})")
+            con.execute(f"INSERT INTO {FEATURES_TABLE} "
+                        f"{query.stored_features(changed).sql('duckdb', copy=False)}")
         con.execute(f"DROP TABLE {CHANGED_TABLE}")
     else:
         con.execute(f"CREATE OR REPLACE TABLE {FEATURES_TABLE} AS "
-                    f"{query.stored_features().sql('duckdb')}")
+                    f"{query.stored_features().sql('duckdb', copy=False)}")
         recomputed = _scalar(con, f"SELECT count(*) FROM {FEATURES_TABLE}")
     sizes = fill_memberships(con, query, FEATURES_TABLE)
     _save(con, digest, query.as_of, marks)

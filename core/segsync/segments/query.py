@@ -134,8 +134,8 @@ class SegmentQuery:
         for n, query in enumerate(event_aggregates(events, self.as_of, within)):
             alias = f"ev{n}"
             cols += [exp.column(c, alias) for c in query.named_selects if c != CONTACT_ID]
-            base = base.join(query.subquery(alias, copy=False), on=_on(alias, CONTACT_ID), join_type="left",
-                             copy=False)
+            base = base.join(query.subquery(alias, copy=False), on=_on(alias, CONTACT_ID),
+                             join_type="left", copy=False)
         for n, f in enumerate(f for f in feats if f.stage == "joined"):
             alias = f"j{n}"
             cols.append(exp.column("value", alias).as_(f.name))
