@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from segsync import ContactChange, Connector
-from segsync.testing.recording import RecordedConformance
+from segsync.testing.recording import BASE_URL, RecordedConformance, replaying
 from segsync.testing.service import ServiceAdapter
 from segsync_mailchimp import MailchimpConnector, MailchimpSettings
 
@@ -45,3 +45,21 @@ class TestMailchimpRecorded(RecordedConformance):
             ContactChange("cy@example.com", "upsert", "subscribed", {"first_name": "Cy"}, tags_add=("vip",), tags=("vip",)),
             ContactChange("ann@example.com", "upsert", "unsubscribed", {}, previous_status="subscribed"),
         ]
+
+
+def test_replay_notices_a_change_in_what_the_connector_sends(tmp_path: Path) -> None:
+    """A connector that now sends something else (here: first_name to another merge field) fails
+    offline, naming the request the recording does not hold."""
+    recorded = TestMailchimpRecorded.recordings / "test_create_lands_a_subscribed_contact_with_its_attributes.yaml"
+    settings = MailchimpSettings(api_key=API_KEY, list_id=LIST_ID, host=f"{BASE_URL}/3.0", timeout=5.0,
+                                 max_attempts=2, retry_wait_initial=0.01, merge_fields={"first_name": "LNAME"})
+    connector = MailchimpConnector("mailchimp_test", settings, tmp_path)
+    with pytest.raises(AssertionError) as failed:
+        with replaying(recorded, secrets=[API_KEY]):
+            result = connector.write([ContactChange("conformance.create@example.com", "upsert", "subscribed",
+                                                    {"first_name": "Ada"}, consent_method="form")])
+    connector.close()
+    assert [o.status for o in result.outcomes] == ["retryable"]
+    assert str(failed.value).startswith(
+        "requests the recording does not hold: ['POST /3.0/lists/aud0001 "
+        '{"members":[{"email_address":"conformance.create@example.com","merge_fields":{"LNAME":"Ada"}')
