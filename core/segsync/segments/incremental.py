@@ -36,7 +36,8 @@ New ``events`` rows are found by ``rowid``: the table is append-only, an appende
 is above every existing one's, and a row's rowid never grows (DuckDB may only compact them
 downwards after deletions). The evaluation records the row count and the largest rowid; the
 rows above that rowid are new exactly when their number is the growth of the row count. When
-it is not (rows were deleted, or compacted away since), the evaluation is a full one.
+it is not (rows were deleted, or compacted away since), the evaluation is a full one; a
+rewrite of the store file (``Store.rewrite``, which renumbers every row) clears the state.
 
 The state (``segment_evaluation``, store migration 6) is written after the features, so an
 evaluation interrupted half-way leaves a state older than the features: the next one then

@@ -165,6 +165,9 @@ class Store:
         tables = [r[0] for r in self.con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
             "AND NOT temporary ORDER BY table_name").fetchall()]
+        # The copy renumbers rows, and incremental segment evaluation finds new events by rowid
+        # (segsync.segments.incremental): the next evaluation starts over with a full one.
+        self.con.execute("DELETE FROM segment_evaluation")
         self.con.execute("CHECKPOINT")
         self.con.execute(f"ATTACH {literal(str(fresh))} AS segsync_rewrite")
         try:

@@ -296,3 +296,20 @@ def test_dates_are_compared_in_utc_whatever_the_session_zone() -> None:
     done, members = _incremental(con, AS_OF + timedelta(hours=1))
     assert done.mode == "incremental"
     assert members == _full(con, AS_OF + timedelta(hours=1))
+
+
+def test_a_rewritten_store_file_starts_over_with_a_full_evaluation(tmp_path) -> None:
+    # Rewriting the file (after an erasure) renumbers rows: new events could no longer be told
+    # from old ones by rowid.
+    from segsync.store.store import Store
+
+    with Store(tmp_path / "s.duckdb") as store:
+        store.con.execute("SET TimeZone = 'UTC'")
+        add_contact(store.con, KEYS[0], country="US", created_at=AS_OF)
+        add_event(store.con, KEYS[0], "email.opened", AS_OF - timedelta(hours=1))
+        _incremental(store.con, AS_OF)
+        assert _incremental(store.con, AS_OF)[0].mode == "incremental"
+        store.rewrite()
+        done, members = _incremental(store.con, AS_OF)
+        assert (done.mode, done.reason, done.recomputed) == ("full", "no previous evaluation", 1)
+        assert members == _full(store.con, AS_OF)
