@@ -29,6 +29,8 @@ def emulator() -> Iterator[HubSpotEmulator]:
     emu.start()
     yield emu
     emu.stop()
+    # Every answer the emulator gave must match HubSpot's own specs.
+    assert emu.violations == []
 
 
 @pytest.fixture

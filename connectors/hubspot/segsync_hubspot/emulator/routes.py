@@ -1,4 +1,5 @@
-"""HubSpot's endpoints over :class:`AccountState`: request JSON in, ``(status, JSON)`` out.
+"""HubSpot's endpoints over :class:`AccountState`: request JSON in, an answer's JSON out (or a
+``(status, JSON)`` pair); :class:`ApiError` for HubSpot's error answers. server.py routes to them.
 
 Only what the connector (and a user's dry run) needs: CRM contact search, batch upsert and GDPR
 delete, contact properties, v3 static lists and v4 email subscription statuses. Shapes follow
@@ -7,11 +8,8 @@ HubSpot's OpenAPI specs (../shared/specs/hubspot-*.json) and its docs (see the R
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote
 
 from segsync_hubspot.emulator.state import AccountState, ApiError, iso
 from segsync_hubspot.limits import (
@@ -23,27 +21,8 @@ from segsync_hubspot.limits import (
     SUBSCRIPTION_BATCH_MAX,
 )
 
-Handler = Callable[[AccountState, dict[str, str], Any, re.Match[str]], tuple[int, Any]]
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
-
 SEARCH_PATH = "/crm/v3/objects/contacts/search"
 SUBSCRIPTION_BATCH_PATHS = "/communication-preferences/v4/statuses/batch/"
-
-
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        ROUTES.append((method, re.compile(f"^{pattern}$"), handler))
-        return handler
-
-    return register
-
-
-def dispatch(state: AccountState, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
-    for wanted, pattern, handler in ROUTES:
-        match = pattern.match(path)
-        if match and wanted == method:
-            return handler(state, query, body, match)
-    raise ApiError(404, "NOT_FOUND", f"No route for {method} {path}")
 
 
 def _now() -> str:
@@ -72,8 +51,7 @@ def _email_channel(query: dict[str, str]) -> None:
 # -- contacts ------------------------------------------------------------------------------
 
 
-@route("POST", SEARCH_PATH)
-def search(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def search(state: AccountState, body: Any) -> tuple[int, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON")
     limit = body.get("limit", 10)
@@ -105,8 +83,7 @@ def search(state: AccountState, query: dict[str, str], body: Any, _: re.Match[st
     return 200, answer
 
 
-@route("POST", "/crm/v3/objects/contacts/batch/upsert")
-def upsert(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def upsert(state: AccountState, body: Any) -> tuple[int, Any]:
     inputs = _inputs(body, BATCH_MAX)
     results = []
     for contact, new in state.upsert(inputs):
@@ -116,8 +93,7 @@ def upsert(state: AccountState, query: dict[str, str], body: Any, _: re.Match[st
     return 200, _batch(results)
 
 
-@route("POST", "/crm/v3/objects/contacts/gdpr-delete")
-def gdpr_delete(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def gdpr_delete(state: AccountState, body: Any) -> tuple[int, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("objectId"), str):
         raise ApiError(400, "VALIDATION_ERROR", "objectId is required")
     if body.get("idProperty") != "email":
@@ -129,38 +105,29 @@ def gdpr_delete(state: AccountState, query: dict[str, str], body: Any, _: re.Mat
 # -- properties ----------------------------------------------------------------------------
 
 
-@route("GET", "/crm/v3/properties/contacts")
-def list_properties(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
-    return 200, {"results": list(state.properties.values())}
-
-
-@route("GET", "/crm/v3/properties/contacts/(?P<name>[^/]+)")
-def get_property(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
-    found = state.properties.get(unquote(match["name"]))
+def get_property(state: AccountState, name: str) -> tuple[int, Any]:
+    found = state.properties.get(name)
     if found is None:
-        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {match['name']}")
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
     return 200, found
 
 
-@route("POST", "/crm/v3/properties/contacts")
-def create_property(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def create_property(state: AccountState, body: Any) -> tuple[int, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON")
     return 201, state.create_property(body)
 
 
-@route("PATCH", "/crm/v3/properties/contacts/(?P<name>[^/]+)")
-def update_property(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
+def update_property(state: AccountState, name: str, body: Any) -> tuple[int, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON")
-    return 200, state.update_property(unquote(match["name"]), body)
+    return 200, state.update_property(name, body)
 
 
 # -- lists ---------------------------------------------------------------------------------
 
 
-@route("POST", "/crm/v3/lists")
-def create_list(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def create_list(state: AccountState, body: Any) -> tuple[int, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"].strip():
         raise ApiError(400, "VALIDATION_ERROR", "name is required")
     if body.get("objectTypeId") != CONTACT_OBJECT_TYPE:
@@ -170,44 +137,39 @@ def create_list(state: AccountState, query: dict[str, str], body: Any, _: re.Mat
     return 200, {"list": state.create_list(body["name"], body["processingType"]).view()}
 
 
-@route("GET", "/crm/v3/lists/object-type-id/(?P<type>[^/]+)/name/(?P<name>[^/]+)")
-def list_by_name(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
-    found = state.list_by_name(unquote(match["name"])) if match["type"] == CONTACT_OBJECT_TYPE else None
+def list_by_name(state: AccountState, type_id: str, name: str) -> tuple[int, Any]:
+    found = state.list_by_name(name) if type_id == CONTACT_OBJECT_TYPE else None
     if found is None:
-        raise ApiError(404, "OBJECT_NOT_FOUND", f"List with name {unquote(match['name'])} does not exist.")
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"List with name {name} does not exist.")
     return 200, {"list": found.view()}
 
 
-@route("GET", "/crm/v3/lists/(?P<id>[0-9]+)")
-def get_list(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
-    found = state.lists.get(match["id"])
+def get_list(state: AccountState, list_id: str) -> tuple[int, Any]:
+    found = state.lists.get(list_id)
     if found is None:
-        raise ApiError(404, "OBJECT_NOT_FOUND", f"List {match['id']} does not exist.")
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"List {list_id} does not exist.")
     return 200, {"list": found.view()}
 
 
-@route("PUT", "/crm/v3/lists/(?P<id>[0-9]+)/memberships/add-and-remove")
-def change_members(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
+def change_members(state: AccountState, list_id: str, body: Any) -> tuple[int, Any]:
     if not isinstance(body, dict) or not all(isinstance(body.get(k), list) for k in ("recordIdsToAdd", "recordIdsToRemove")):
         raise ApiError(400, "VALIDATION_ERROR", "recordIdsToAdd and recordIdsToRemove are required")
     ids = [*body["recordIdsToAdd"], *body["recordIdsToRemove"]]
     if not all(isinstance(i, str) for i in ids):
         raise ApiError(400, "VALIDATION_ERROR", "record ids are strings")
-    return 200, state.change_members(match["id"], body["recordIdsToAdd"], body["recordIdsToRemove"])
+    return 200, state.change_members(list_id, body["recordIdsToAdd"], body["recordIdsToRemove"])
 
 
 # -- subscriptions (v4) --------------------------------------------------------------------
 
 
-@route("GET", "/communication-preferences/v4/definitions")
-def definitions(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def definitions(state: AccountState) -> tuple[int, Any]:
     results = [{**s, "isActive": True, "isDefault": True, "isInternal": False, "communicationMethod": "EMAIL",
                 "createdAt": iso(0), "updatedAt": iso(0)} for s in state.subscriptions]
     return 200, _batch(results)
 
 
-@route("POST", "/communication-preferences/v4/statuses/batch/read")
-def read_statuses(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def read_statuses(state: AccountState, query: dict[str, str], body: Any) -> tuple[int, Any]:
     _email_channel(query)
     results = []
     for email in _emails(body):
@@ -217,8 +179,7 @@ def read_statuses(state: AccountState, query: dict[str, str], body: Any, _: re.M
     return 200, _batch(results)
 
 
-@route("POST", "/communication-preferences/v4/statuses/batch/unsubscribe-all/read")
-def read_wide(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def read_wide(state: AccountState, query: dict[str, str], body: Any) -> tuple[int, Any]:
     _email_channel(query)
     results = []
     for email in _emails(body):
@@ -228,8 +189,7 @@ def read_wide(state: AccountState, query: dict[str, str], body: Any, _: re.Match
     return 200, _batch(results)
 
 
-@route("POST", "/communication-preferences/v4/statuses/batch/unsubscribe-all")
-def unsubscribe_all(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def unsubscribe_all(state: AccountState, query: dict[str, str], body: Any) -> tuple[int, Any]:
     _email_channel(query)
     results = []
     for email in _emails(body):
@@ -240,8 +200,7 @@ def unsubscribe_all(state: AccountState, query: dict[str, str], body: Any, _: re
     return 200, _batch(results)
 
 
-@route("POST", "/communication-preferences/v4/statuses/batch/write")
-def write_statuses(state: AccountState, query: dict[str, str], body: Any, _: re.Match[str]) -> tuple[int, Any]:
+def write_statuses(state: AccountState, body: Any) -> tuple[int, Any]:
     inputs = _inputs(body, SUBSCRIPTION_BATCH_MAX)
     for position, item in enumerate(inputs):
         if not isinstance(item, dict) or not isinstance(item.get("subscriberIdString"), str) \
@@ -257,37 +216,29 @@ def write_statuses(state: AccountState, query: dict[str, str], body: Any, _: re.
     return 200, _batch(results)
 
 
-@route("GET", "/communication-preferences/v4/statuses/(?P<email>[^/]+)")
-def read_status(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
+def read_status(state: AccountState, query: dict[str, str], email: str) -> tuple[int, Any]:
     _email_channel(query)
-    email = unquote(match["email"])
     held = state.statuses.get(email.lower(), {})
     return 200, _batch([state.status_view(email, sid, record) for sid, record in sorted(held.items())])
 
 
-@route("POST", "/communication-preferences/v4/statuses/(?P<email>[^/]+)")
-def write_status(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
+def write_status(state: AccountState, email: str, body: Any) -> tuple[int, Any]:
     if not isinstance(body, dict) or body.get("channel") != "EMAIL" \
             or body.get("statusState") not in ("SUBSCRIBED", "UNSUBSCRIBED", "NOT_SPECIFIED") \
             or not isinstance(body.get("subscriptionId"), int):
         raise ApiError(400, "VALIDATION_ERROR", "channel EMAIL, statusState and subscriptionId are required")
-    email = unquote(match["email"])
     record = state.set_status(email, str(body["subscriptionId"]), body["statusState"], legal_basis=body.get("legalBasis"))
     return 200, _batch([state.status_view(email, str(body["subscriptionId"]), record)])
 
 
-@route("GET", "/communication-preferences/v4/statuses/(?P<email>[^/]+)/unsubscribe-all")
-def read_one_wide(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
+def read_one_wide(state: AccountState, query: dict[str, str], email: str) -> tuple[int, Any]:
     _email_channel(query)
-    email = unquote(match["email"])
     wide = state.opted_out_of_all.get(email.lower())
     return 200, _batch([] if wide is None else [_wide_view(email, wide.timestamp)])
 
 
-@route("POST", "/communication-preferences/v4/statuses/(?P<email>[^/]+)/unsubscribe-all")
-def unsubscribe_one(state: AccountState, query: dict[str, str], body: Any, match: re.Match[str]) -> tuple[int, Any]:
+def unsubscribe_one(state: AccountState, query: dict[str, str], email: str) -> tuple[int, Any]:
     _email_channel(query)
-    email = unquote(match["email"])
     state.unsubscribe_all(email)
     held = state.statuses.get(email.lower(), {})
     return 200, _batch([state.status_view(email, sid, record) for sid, record in sorted(held.items())])

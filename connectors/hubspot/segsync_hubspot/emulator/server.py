@@ -1,21 +1,19 @@
-"""The emulator's HTTP server: bearer-token auth, HubSpot's rate limits, faults, request log."""
+"""The HubSpot emulator on the framework's emulator kit: routes, auth, HubSpot's rate limits and
+error formats. The account itself is :class:`AccountState`; request and answer shapes are in
+routes.py."""
 
 from __future__ import annotations
 
 import json
-import logging
-import re
 import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from segsync.testing.faults import RandomFaults, reset_connection
+from segsync.testing.emulator import Answer, AnswerError, Emulator, Fault, OpenApiValidator, Request, Violation, route
+from segsync.testing.emulator.openapi import find_spec, warn_missing
+from segsync.testing.faults import RandomFaults
 
 from segsync_hubspot.emulator import routes
 from segsync_hubspot.emulator.state import AccountState, ApiError
@@ -31,68 +29,86 @@ from segsync_hubspot.limits import (
     TEN_SECONDLY_WINDOW_MS,
 )
 
-log = logging.getLogger(__name__)
+SPECS = ("hubspot-crm-contacts-v3.openapi.json", "hubspot-crm-lists-v3.openapi.json",
+         "hubspot-crm-properties-v3.openapi.json", "hubspot-subscriptions-v4.openapi.json")
+SPEC_ENV = "SEGSYNC_HUBSPOT_SPECS"  # a folder holding the files above
+# Where the generated spec contradicts HubSpot's own guide (see ../shared/specs/README.md): the
+# search request's body is not checked against it (its answer is).
+UNCHECKED = {("POST", routes.SEARCH_PATH)}
 
 
-@dataclass
-class LogEntry:
+class HubSpotSpecs:
+    """HubSpot publishes one OpenAPI file per API; a request is checked against the one that
+    has its operation."""
+
+    def __init__(self, validators: list[OpenApiValidator]) -> None:
+        self.validators = validators
+
+    @classmethod
+    def load(cls) -> HubSpotSpecs | None:
+        import os
+        from pathlib import Path
+
+        folder = os.environ.get(SPEC_ENV)
+        paths = [Path(folder) / name if folder else find_spec(name, SPEC_ENV, Path(__file__)) for name in SPECS]
+        if not all(p is not None and p.is_file() for p in paths):
+            warn_missing("HubSpot", ", ".join(SPECS), SPEC_ENV)
+            return None
+        return cls([OpenApiValidator.from_file(p) for p in paths])  # type: ignore[arg-type]
+
+    def _for(self, method: str, path: str) -> OpenApiValidator | None:
+        return next((v for v in self.validators if v.operation(method, path) is not None), None)
+
+    def check_request(self, method: str, path: str, query: Any, body: Any) -> list[Violation]:
+        found = None if (method, path) in UNCHECKED else self._for(method, path)
+        return found.check_request(method, path, query, body) if found else []
+
+    def check_response(self, method: str, path: str, status: int, body: Any) -> list[Violation]:
+        found = self._for(method, path)
+        return found.check_response(method, path, status, body) if found else []
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One API request as tests read it: its JSON body parsed, the fault it met."""
+
     method: str
     path: str
     query: str
-    status: int  # 0: no answer (reset)
+    status: int  # 0: no answer was sent
     body: Any
-    fault: str | None = None
-    at: float = field(default_factory=time.monotonic)  # when it arrived
+    fault: str | None
+    at: float  # time.monotonic() when it arrived
 
 
-@dataclass
-class Fault:
-    """The next ``times`` requests whose method and path match fail: ``status`` answers that
-    HTTP status (a 429 the way HubSpot sends it), ``timeout`` holds the answer ``delay`` seconds
-    and then applies the request, ``reset`` resets the connection without applying it."""
-
-    kind: str = "status"
-    status: int = 500
-    path: str = ".*"
-    method: str | None = None
-    times: int = 1
-    delay: float = 2.0
-    retry_after: float | None = None  # a 429's window reset (X-HubSpot-RateLimit-Interval-Milliseconds)
-    fired: int = field(default=0, init=False)
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and re.search(self.path, path) is not None
+def error_body(category: str, message: str, context: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """HubSpot's error format (the specs' ``Error`` schema)."""
+    body: dict[str, Any] = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
+                            "category": category}
+    if context:
+        body["context"] = context
+    return body
 
 
-class SlidingWindow:
-    """At most ``limit`` requests in any ``window`` seconds (HubSpot's limits are rolling)."""
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._hits: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def admit(self) -> tuple[bool, int, float]:
-        """(admitted, remaining after this request, seconds until the oldest hit leaves)."""
-        with self._lock:
-            now = self._clock()
-            while self._hits and self._hits[0] <= now - self.window:
-                self._hits.popleft()
-            if len(self._hits) >= self.limit:
-                return False, 0, self._hits[0] + self.window - now
-            self._hits.append(now)
-            return True, self.limit - len(self._hits), self.window
+def rate_limited_body(policy: str) -> dict[str, Any]:
+    """HubSpot's 429 body: ``errorType: RATE_LIMIT`` and the policy that was hit."""
+    what = "secondly" if policy == "SECONDLY" else "ten_secondly_rolling"
+    return {"status": "error", "message": f"You have reached your {what} limit.", "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()), "policyName": policy}
 
 
-class HubSpotEmulator:
+class HubSpotEmulator(Emulator):
     """A stateful HubSpot API on 127.0.0.1 (``url``), reached with ``access_token``.
 
-    ``ten_secondly`` and ``window_ms`` set the private app's rolling limit (HubSpot's
-    Free/Starter: 100 per 10 s; tests shorten the window); searches are limited to
-    ``search_per_second`` separately and answer without rate-limit headers, as HubSpot's do.
+    ``ten_secondly`` requests per ``window_ms`` is the private app's window (HubSpot's
+    Free/Starter: 100 per 10 s; tests shorten it); searches have their own per-second limit and
+    answer without rate-limit headers, as HubSpot's do. ``batch_subscriptions=False`` is an
+    account without Marketing Hub Enterprise: the batch subscription endpoints answer 403.
     """
+
+    name = "hubspot"
+    server_version = "HubSpotEmulator/1"
+    content_type = "application/json;charset=utf-8"
 
     def __init__(
         self,
@@ -106,202 +122,165 @@ class HubSpotEmulator:
         random_faults: RandomFaults | None = None,
         clock: Callable[[], int] | None = None,
         batch_subscriptions: bool = True,
+        validate: bool = True,
+        keep_bodies: bool = True,
     ) -> None:
+        limits: dict[str, tuple[tuple[int, float], ...]] = {}
+        if ten_secondly:
+            limits["other"] = ((ten_secondly, window_ms / 1000),)
+        if search_per_second:
+            limits["search"] = ((search_per_second, 1.0),)
+        super().__init__(port=port, latency=latency, rate_limits=limits or None,
+                         validator=HubSpotSpecs.load() if validate else None,  # type: ignore[arg-type]
+                         validate_responses=validate, random_faults=random_faults, keep_bodies=keep_bodies)
         self.access_token = access_token
-        # The batch subscription endpoints need Marketing Hub Enterprise scopes; without them
-        # HubSpot answers 403 and only the per-contact endpoints work.
+        self.window_ms = window_ms
         self.batch_subscriptions = batch_subscriptions
-        self.latency = latency
         self.state = AccountState(clock)
-        self.general = SlidingWindow(ten_secondly, window_ms / 1000) if ten_secondly else None
-        self.searches = SlidingWindow(search_per_second, 1.0) if search_per_second else None
         self.daily_used = 0
-        self.random_faults = random_faults
-        self.faults: list[Fault] = []
-        self.log: list[LogEntry] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread: threading.Thread | None = None
+        self._bucket = threading.local()  # the request's rate-limit bucket, for its headers
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    # -- for tests -------------------------------------------------------------------------
 
-    def start(self) -> HubSpotEmulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="hubspot-emulator", daemon=True)
-        self._thread.start()
-        return self
+    def requests(self, method: str | None = None, path: str | None = None) -> list[Logged]:
+        """The API requests received, in order of arrival, filtered by method and path (a regex)."""
+        return [Logged(r.method, r.path, r.query_string, r.status, json.loads(r.body) if r.body else None,
+                       r.fault if r.fault != "status" else f"{r.status}", r.started)
+                for r in self.calls(method, path, admitted_only=False)]
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def add_fault(self, *, kind: str = "status", times: int = 1, **options: Any) -> Fault:
+        """Fail the next ``times`` requests matching ``path``/``method`` (see ``inject``)."""
+        return self.inject(kind, times, **options)
 
-    def __enter__(self) -> HubSpotEmulator:
-        return self.start()
+    # -- the service's ways ----------------------------------------------------------------
 
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+    def authenticate(self, request: Request) -> None:
+        if request.headers.get("Authorization") != f"Bearer {self.access_token}":
+            raise AnswerError(Answer(401, error_body(
+                "INVALID_AUTHENTICATION", "Authentication credentials not found. This API supports OAuth 2.0 authentication.")))
+        if not self.batch_subscriptions and request.path.startswith(routes.SUBSCRIPTION_BATCH_PATHS):
+            raise AnswerError(Answer(403, error_body(
+                "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.",
+                {"requiredGranularScopes": ["communication_preferences.statuses.batch.read"]})))
 
-    def add_fault(self, **kwargs: Any) -> Fault:
-        fault = Fault(**kwargs)
-        with self._lock:
-            self.faults.append(fault)
-        return fault
+    def rate_bucket(self, path: str) -> str:
+        self._bucket.name = "search" if path == routes.SEARCH_PATH else "other"
+        return self._bucket.name
 
-    def requests(self, method: str | None = None, path: str | None = None) -> list[LogEntry]:
-        with self._lock:
-            return [e for e in self.log if (method is None or e.method == method)
-                    and (path is None or re.search(path, e.path))]
-
-    def _take_fault(self, method: str, path: str) -> tuple[str, int, float] | None:
-        """(kind, status, delay or a 429's retry hint) of the fault this request meets, scripted
-        ones first."""
-        with self._lock:
-            for fault in self.faults:
-                if fault.fired < fault.times and fault.matches(method, path):
-                    fault.fired += 1
-                    if fault.kind == "status":
-                        return fault.kind, fault.status, fault.retry_after or 0.0
-                    return fault.kind, 0, fault.delay
-        drawn = self.random_faults.draw() if self.random_faults is not None else None
-        if drawn is None:
-            return None
-        kind, status = drawn
-        if kind in ("429", "5xx"):
-            return "status", status, self.random_faults.retry_after  # type: ignore[union-attr]
-        return kind, 0, self.random_faults.timeout_delay  # type: ignore[union-attr]
-
-    def _record(self, entry: LogEntry) -> None:
-        with self._lock:
-            self.log.append(entry)
-
-    def rate_headers(self, remaining: int, window: float | None = None) -> dict[str, str]:
-        if self.general is None:
-            return {}
+    def rate_limit_headers(self, limit: int, remaining: int, reset: float, *,
+                           window_ms: int | None = None) -> dict[str, str]:
+        if getattr(self._bucket, "name", "other") == "search":
+            return {}  # HubSpot's search answers carry no rate-limit headers
         self.daily_used += 1
-        window = self.general.window if window is None else window
-        return {RATE_LIMIT_MAX: str(self.general.limit), RATE_LIMIT_REMAINING: str(remaining),
-                RATE_LIMIT_INTERVAL: str(int(window * 1000)), RATE_LIMIT_DAILY: str(DAILY_MAX),
+        return {RATE_LIMIT_MAX: str(limit), RATE_LIMIT_REMAINING: str(remaining),
+                RATE_LIMIT_INTERVAL: str(window_ms or self.window_ms), RATE_LIMIT_DAILY: str(DAILY_MAX),
                 RATE_LIMIT_DAILY_REMAINING: str(max(0, DAILY_MAX - self.daily_used))}
 
+    def rate_limited(self, request: Request) -> Answer:
+        searching = request.path == routes.SEARCH_PATH
+        return Answer(429, rate_limited_body("SECONDLY" if searching else "TEN_SECONDLY_ROLLING"))
 
-def error_body(status: int, category: str, message: str, context: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
-                            "category": category}
-    if context:
-        body["context"] = context
-    return body
+    def fault_answer(self, fault: Fault, request: Request) -> Answer:
+        if fault.status == 429:
+            # HubSpot says when to come back by its window's length, not by Retry-After.
+            self._bucket.name = "search" if request.path == routes.SEARCH_PATH else "other"
+            headers = self.rate_limit_headers(TEN_SECONDLY_MAX, 0, 0, window_ms=(
+                int(fault.retry_after * 1000) if fault.retry_after is not None else None))
+            return Answer(429, rate_limited_body("TEN_SECONDLY_ROLLING"), headers)
+        return Answer(fault.status, error_body("INTERNAL_ERROR", f"injected HTTP {fault.status}"))
 
+    def error_answer(self, exc: Exception) -> Answer | None:
+        if isinstance(exc, ApiError):
+            return Answer(exc.status, error_body(exc.category, exc.message, exc.context))
+        return None
 
-def rate_limited(policy: str) -> dict[str, Any]:
-    """HubSpot's 429 body (errorType RATE_LIMIT, the policy that was hit)."""
-    what = "secondly" if policy == "SECONDLY" else "ten_secondly_rolling"
-    return {"status": "error", "message": f"You have reached your {what} limit.", "errorType": "RATE_LIMIT",
-            "correlationId": str(uuid.uuid4()), "policyName": policy}
+    def not_found(self, request: Request) -> Answer:
+        return Answer(404, error_body("OBJECT_NOT_FOUND", f"No route for {request.method} {request.path}"))
 
+    def invalid_json(self, request: Request) -> Answer:
+        return Answer(400, error_body("VALIDATION_ERROR", "Invalid input JSON on line 1"))
 
-def _handler(emulator: HubSpotEmulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "HubSpotEmulator/1"
+    def invalid_request(self, request: Request, violations: list[Violation]) -> Answer:
+        return Answer(400, error_body("VALIDATION_ERROR", f"Invalid input: {violations[0]}"))
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("%s " + format, self.address_string(), *args)
+    # -- routes ----------------------------------------------------------------------------
 
-        def do_GET(self) -> None:
-            self._handle("GET")
+    @route("POST", routes.SEARCH_PATH)
+    def _search(self, request: Request) -> Any:
+        return routes.search(self.state, request.body)
 
-        def do_POST(self) -> None:
-            self._handle("POST")
+    @route("POST", "/crm/v3/objects/contacts/batch/upsert")
+    def _upsert(self, request: Request) -> Any:
+        return routes.upsert(self.state, request.body)
 
-        def do_PUT(self) -> None:
-            self._handle("PUT")
+    @route("POST", "/crm/v3/objects/contacts/gdpr-delete")
+    def _gdpr_delete(self, request: Request) -> Any:
+        return routes.gdpr_delete(self.state, request.body)
 
-        def do_PATCH(self) -> None:
-            self._handle("PATCH")
+    @route("GET", "/crm/v3/properties/contacts")
+    def _properties(self, request: Request) -> Any:
+        return {"results": list(self.state.properties.values())}
 
-        def do_DELETE(self) -> None:
-            self._handle("DELETE")
+    @route("GET", "/crm/v3/properties/contacts/{name}")
+    def _property(self, request: Request, name: str) -> Any:
+        return routes.get_property(self.state, name)
 
-        def _send(self, entry: LogEntry, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            payload = b"" if body is None else json.dumps(body).encode()
-            entry.status = status
-            emulator._record(entry)  # before answering: a client reading the log next sees it
-            self.send_response(status)
-            if payload:
-                self.send_header("Content-Type", "application/json;charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            if payload:
-                self.wfile.write(payload)
+    @route("POST", "/crm/v3/properties/contacts")
+    def _create_property(self, request: Request) -> Any:
+        return routes.create_property(self.state, request.body)
 
-        def _handle(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = raw.decode("utf-8", "replace")
-            entry = LogEntry(method, parts.path, parts.query, 0, body)
-            try:
-                if emulator.latency:
-                    time.sleep(emulator.latency)
-                if self.headers.get("Authorization") != f"Bearer {emulator.access_token}":
-                    return self._send(entry, 401, error_body(
-                        401, "INVALID_AUTHENTICATION",
-                        "Authentication credentials not found. This API supports OAuth 2.0 authentication."))
-                fault = emulator._take_fault(method, parts.path)
-                if fault is not None:
-                    kind, status, delay = fault
-                    entry.fault = kind if kind != "status" else str(status)
-                    if kind == "reset":
-                        emulator._record(entry)
-                        self.close_connection = True
-                        reset_connection(self.connection)
-                        return
-                    if kind == "timeout":
-                        # Logged when it arrives; answered never. The work is done after the
-                        # client has given up, as a slow server would.
-                        emulator._record(entry)
-                        time.sleep(delay)
-                    elif status == 429:  # the window reported is the hint, as HubSpot's headers give it
-                        return self._send(entry, 429, rate_limited("TEN_SECONDLY_ROLLING"),
-                                          emulator.rate_headers(0, delay or None))
-                    else:
-                        return self._send(entry, status, error_body(status, "INTERNAL_ERROR",
-                                                                    f"injected HTTP {status}"))
-                if not emulator.batch_subscriptions and parts.path.startswith(routes.SUBSCRIPTION_BATCH_PATHS):
-                    return self._send(entry, 403, error_body(
-                        403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.",
-                        {"requiredGranularScopes": ["communication_preferences.statuses.batch.read"]}))
-                searching = parts.path == routes.SEARCH_PATH
-                headers: dict[str, str] = {}
-                if searching and emulator.searches is not None:
-                    admitted, _, wait = emulator.searches.admit()
-                    if not admitted:
-                        return self._send(entry, 429, rate_limited("SECONDLY"))
-                elif not searching and emulator.general is not None:
-                    admitted, remaining, wait = emulator.general.admit()
-                    headers = emulator.rate_headers(remaining)
-                    if not admitted:
-                        return self._send(entry, 429, rate_limited("TEN_SECONDLY_ROLLING"), headers)
-                query = dict(parse_qsl(parts.query, keep_blank_values=True))
-                try:
-                    status, out = routes.dispatch(emulator.state, method, parts.path, query, body)
-                except ApiError as exc:
-                    status, out = exc.status, error_body(exc.status, exc.category, exc.message, exc.context)
-                if fault is not None and fault[0] == "timeout":
-                    entry.status = status
-                    self.close_connection = True
-                    return
-                self._send(entry, status, out, headers)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+    @route("PATCH", "/crm/v3/properties/contacts/{name}")
+    def _update_property(self, request: Request, name: str) -> Any:
+        return routes.update_property(self.state, name, request.body)
 
-    return Handler
+    @route("POST", "/crm/v3/lists")
+    def _create_list(self, request: Request) -> Any:
+        return routes.create_list(self.state, request.body)
+
+    @route("GET", "/crm/v3/lists/object-type-id/{type_id}/name/{name}")
+    def _list_by_name(self, request: Request, type_id: str, name: str) -> Any:
+        return routes.list_by_name(self.state, type_id, name)
+
+    @route("GET", "/crm/v3/lists/{list_id:int}")
+    def _list(self, request: Request, list_id: str) -> Any:
+        return routes.get_list(self.state, list_id)
+
+    @route("PUT", "/crm/v3/lists/{list_id:int}/memberships/add-and-remove")
+    def _members(self, request: Request, list_id: str) -> Any:
+        return routes.change_members(self.state, list_id, request.body)
+
+    @route("GET", "/communication-preferences/v4/definitions")
+    def _definitions(self, request: Request) -> Any:
+        return routes.definitions(self.state)
+
+    @route("POST", "/communication-preferences/v4/statuses/batch/read")
+    def _read_statuses(self, request: Request) -> Any:
+        return routes.read_statuses(self.state, request.params, request.body)
+
+    @route("POST", "/communication-preferences/v4/statuses/batch/unsubscribe-all/read")
+    def _read_wide(self, request: Request) -> Any:
+        return routes.read_wide(self.state, request.params, request.body)
+
+    @route("POST", "/communication-preferences/v4/statuses/batch/unsubscribe-all")
+    def _unsubscribe_all(self, request: Request) -> Any:
+        return routes.unsubscribe_all(self.state, request.params, request.body)
+
+    @route("POST", "/communication-preferences/v4/statuses/batch/write")
+    def _write_statuses(self, request: Request) -> Any:
+        return routes.write_statuses(self.state, request.body)
+
+    @route("GET", "/communication-preferences/v4/statuses/{email}")
+    def _read_status(self, request: Request, email: str) -> Any:
+        return routes.read_status(self.state, request.params, email)
+
+    @route("POST", "/communication-preferences/v4/statuses/{email}")
+    def _write_status(self, request: Request, email: str) -> Any:
+        return routes.write_status(self.state, email, request.body)
+
+    @route("GET", "/communication-preferences/v4/statuses/{email}/unsubscribe-all")
+    def _read_one_wide(self, request: Request, email: str) -> Any:
+        return routes.read_one_wide(self.state, request.params, email)
+
+    @route("POST", "/communication-preferences/v4/statuses/{email}/unsubscribe-all")
+    def _unsubscribe_one(self, request: Request, email: str) -> Any:
+        return routes.unsubscribe_one(self.state, request.params, email)

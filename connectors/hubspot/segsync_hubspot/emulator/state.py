@@ -56,12 +56,17 @@ def parse_time(value: str) -> int:
 
 
 def _property(name: str, type_: str = "string", field_type: str = "text", options: Iterable[str] = (),
-              read_only: bool = False) -> dict[str, Any]:
+              read_only: bool = False, description: str = "") -> dict[str, Any]:
     return {
-        "name": name, "label": name, "type": type_, "fieldType": field_type, "groupName": "contactinformation",
-        "options": [{"label": o, "value": o, "displayOrder": i, "hidden": False} for i, o in enumerate(options)],
+        "name": name, "label": name, "description": description, "type": type_, "fieldType": field_type,
+        "groupName": "contactinformation", "hubspotDefined": True,
+        "options": [_option(o, i) for i, o in enumerate(options)],
         "modificationMetadata": {"readOnlyValue": read_only, "archivable": not read_only, "readOnlyDefinition": True},
     }
+
+
+def _option(value: str, order: int, label: str | None = None, hidden: bool = False) -> dict[str, Any]:
+    return {"label": label or value, "value": value, "displayOrder": order, "hidden": hidden}
 
 
 def default_properties() -> dict[str, dict[str, Any]]:
@@ -77,6 +82,13 @@ def default_properties() -> dict[str, dict[str, Any]]:
     return found
 
 
+def _as_option(given: Any, order: int) -> dict[str, Any]:
+    """An option as HubSpot stores it: label, value, displayOrder, hidden."""
+    if not isinstance(given, dict) or not isinstance(given.get("value"), str):
+        raise ApiError(400, "VALIDATION_ERROR", "an option needs a value (and a label)")
+    return _option(given["value"], int(given.get("displayOrder", order)), given.get("label"), bool(given.get("hidden")))
+
+
 @dataclass
 class Contact:
     id: str
@@ -87,7 +99,9 @@ class Contact:
     def view(self, names: Iterable[str] | None) -> dict[str, Any]:
         wanted = ("email", "firstname", "lastname", "createdate", "lastmodifieddate", "hs_object_id") \
             if names is None else tuple(names)
-        props = {n: self.properties.get(n) for n in wanted}
+        # HubSpot answers null for a requested property without a value; its spec says text, so
+        # the emulator leaves such properties out (the connector reads both as no value).
+        props = {n: self.properties[n] for n in wanted if self.properties.get(n) is not None}
         props["hs_object_id"] = self.id
         props["createdate"] = iso(self.created)
         props["lastmodifieddate"] = iso(self.updated)
@@ -301,9 +315,12 @@ class AccountState:
                 raise ApiError(400, "VALIDATION_ERROR", f"property name {name!r} is not valid")
             if name in self.properties:
                 raise ApiError(409, "OBJECT_ALREADY_EXISTS", f"A property named {name!r} already exists.")
-            definition = _property(name, str(body.get("type", "string")), str(body.get("fieldType", "text")))
-            definition["label"] = body.get("label") or name
-            definition["options"] = list(body.get("options") or [])
+            definition = _property(name, str(body.get("type", "string")), str(body.get("fieldType", "text")),
+                                   description=str(body.get("description") or ""))
+            definition.update(label=body.get("label") or name, hubspotDefined=False,
+                              modificationMetadata={"readOnlyValue": False, "archivable": True,
+                                                    "readOnlyDefinition": False})
+            definition["options"] = [_as_option(o, i) for i, o in enumerate(body.get("options") or [])]
             self.properties[name] = definition
             return definition
 
@@ -313,7 +330,7 @@ class AccountState:
             if definition is None:
                 raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
             if "options" in body:  # PATCH replaces the whole option list
-                definition["options"] = list(body["options"] or [])
+                definition["options"] = [_as_option(o, i) for i, o in enumerate(body["options"] or [])]
             if "label" in body:
                 definition["label"] = body["label"]
             return definition
@@ -321,8 +338,7 @@ class AccountState:
     def add_segment_property(self, name: str, options: Iterable[str] = ()) -> None:
         """The multi-checkbox property `segsync check --fix` creates."""
         self.create_property({"name": name, "label": "segsync segments", "type": "enumeration",
-                              "fieldType": "checkbox",
-                              "options": [{"label": o, "value": o, "displayOrder": i} for i, o in enumerate(options)]})
+                              "fieldType": "checkbox", "options": [_option(o, i) for i, o in enumerate(options)]})
 
     # -- lists -----------------------------------------------------------------------------
 
