@@ -36,11 +36,11 @@ class Account:
 
     @property
     def uses_property(self) -> bool:
-        return self.settings.segments_as in ("attribute", "both")
+        return self.settings.segment_mode in ("attribute", "both")
 
     @property
     def uses_lists(self) -> bool:
-        return self.settings.segments_as in ("lists", "both")
+        return self.settings.segment_mode in ("lists", "both")
 
     def problem(self, values: Mapping[str, str]) -> tuple[str, str] | None:
         """(property, reason) when HubSpot would refuse ``values``, checked before sending:

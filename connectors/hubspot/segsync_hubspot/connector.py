@@ -87,4 +87,4 @@ class HubSpotConnector(Connector):
         emulator.state.add_segment_property("segsync_segments")
         emulator.start()
         stack.callback(emulator.stop)
-        return {"access_token": emulator.access_token, "host": emulator.url, "segments_as": "both"}
+        return {"access_token": emulator.access_token, "host": emulator.url, "segment_mode": "both"}

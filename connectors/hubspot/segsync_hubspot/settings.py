@@ -29,13 +29,13 @@ class HubSpotSettings(HttpSettings):
         description="A private app's access token, sent as 'Authorization: Bearer <token>'"
     )
     host: str = Field(API_ROOT, description="API root; the emulator's url for dry runs")
-    segments_as: Literal["lists", "attribute", "both"] = Field(
+    segment_mode: Literal["lists", "attribute", "both"] = Field(
         "lists",
         description="Segments as static (MANUAL) lists, as the options of one multi-checkbox "
         "contact property (attribute), or both",
     )
     segment_attribute: str = Field(
-        "segsync_segments", description="The multi-checkbox contact property for segments_as=attribute/both"
+        "segsync_segments", description="The multi-checkbox contact property for segment_mode=attribute/both"
     )
     list_mapping: dict[str, str] = Field(
         default_factory=dict, description="Segment (tag or list name) -> existing HubSpot list id"

@@ -76,8 +76,8 @@ def test_a_dynamic_list_of_the_segments_name_is_refused_not_written(emulator, co
     assert emulator.requests("PUT") == []
 
 
-def test_segments_as_a_multi_checkbox_property_with_options_added_as_needed(emulator, make_connector) -> None:
-    connector = make_connector(segments_as="attribute")
+def test_segment_mode_a_multi_checkbox_property_with_options_added_as_needed(emulator, make_connector) -> None:
+    connector = make_connector(segment_mode="attribute")
     result = connector.write([
         ContactChange("ann@example.com", "upsert", "subscribed", {}, tags=("vip", "cart-recovery"), tags_add=("vip",)),
         ContactChange("bo@example.com", "upsert", "subscribed", {}, tags=()),
@@ -92,7 +92,7 @@ def test_segments_as_a_multi_checkbox_property_with_options_added_as_needed(emul
 
 def test_without_the_segment_attribute_check_says_so_and_fix_creates_it(emulator, make_connector) -> None:
     del emulator.state.properties["segsync_segments"]
-    connector = make_connector(segments_as="both")
+    connector = make_connector(segment_mode="both")
     assert connector.check() == ["HubSpot contact property segsync_segments is missing; `segsync check --fix` creates it"]
     assert connector.fix() == ["created HubSpot contact property segsync_segments (multiple checkboxes)"]
     definition = emulator.state.properties["segsync_segments"]

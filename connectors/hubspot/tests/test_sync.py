@@ -21,7 +21,7 @@ path = "segsync.duckdb"
 [connections.hubspot]
 type = "hubspot"
 host = "{url}"
-segments_as = "both"
+segment_mode = "both"
 subscription_id = 1
 retry_wait_initial = 0.01
 
