@@ -7,13 +7,13 @@ import pytest
 from pydantic import SecretStr
 
 from segsync_constantcontact import ConstantContactConnector, ConstantContactSettings
-from segsync_constantcontact.emulator import ConstantContactEmulator, RateLimit
+from segsync_constantcontact.emulator import ConstantContactEmulator
 
 
 @pytest.fixture
 def emulator() -> Iterator[ConstantContactEmulator]:
     # The documented 4 requests a second would make every test wait; test_limits.py checks them.
-    emu = ConstantContactEmulator(activity_delay=0.02, rate_limit=RateLimit(per_second=None))
+    emu = ConstantContactEmulator(activity_delay=0.02, rate_limits=None)
     emu.start()
     yield emu
     emu.stop()

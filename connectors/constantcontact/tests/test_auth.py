@@ -28,9 +28,9 @@ def test_an_expired_token_is_refreshed_once_and_the_request_sent_again(emulator,
     [batch] = list(connector.read(Stream.CONTACTS, None))
     assert [r["email"] for r in batch.rows] == ["ann@example.com"]
     assert emulator.state.tokens_issued == 1 and connector.api.refreshes == 1
-    [token] = emulator.requests("POST", "/oauth2/default/v1/token")
-    assert token.status == 200
-    assert [e.status for e in emulator.requests("GET", "/v3/contact_custom_fields")] == [401, 200]
+    [token] = [r for r in emulator.log if r.path == "/oauth2/default/v1/token"]
+    assert (token.method, token.status) == ("POST", 200)
+    assert [e.status for e in emulator.calls("GET", "/v3/contact_custom_fields")] == [401, 200]
     for secret in (old, emulator.access_token, emulator.refresh_token, emulator.client_secret):
         assert secret not in caplog.text
         assert secret not in repr(connector) and secret not in repr(connector.settings)

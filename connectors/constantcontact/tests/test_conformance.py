@@ -53,10 +53,10 @@ class ConstantContactAccount(ServiceAdapter):
             )
 
     def fail_next(self, count: int, status: int, retry_after: float | None = None) -> None:
-        self.emulator.add_fault(path=".*", status=status, times=count, retry_after=retry_after)
+        self.emulator.inject("status", count, status=status, retry_after=retry_after)
 
     def exchanges(self) -> Sequence[Exchange]:
-        return [Exchange(e.method, e.path, e.status, e.at) for e in self.emulator.requests()]
+        return [Exchange(e.method, e.path, e.status, e.started) for e in self.emulator.calls()]
 
     def refused_changes(self) -> Sequence[ContactChange]:
         return [

@@ -6,11 +6,11 @@ import requests
 
 from segsync import ContactChange
 from segsync_constantcontact.api import SteadyPacer
-from segsync_constantcontact.emulator import ConstantContactEmulator, RateLimit
+from segsync_constantcontact.emulator import ConstantContactEmulator
 
 
 def test_the_emulator_answers_429_past_four_requests_a_second_and_the_daily_quota() -> None:
-    with ConstantContactEmulator(rate_limit=RateLimit(per_second=4, per_day=6)) as emu:
+    with ConstantContactEmulator(rate_limits={"other": ((4, 1.0), (6, 86_400.0))}) as emu:
         headers = {"Authorization": f"Bearer {emu.access_token}"}
         statuses = [requests.get(f"{emu.url}/contact_tags", headers=headers, timeout=5).status_code for _ in range(5)]
         assert statuses[:4] == [200] * 4 and statuses[4] == 429
@@ -45,39 +45,39 @@ def test_a_connector_at_the_documented_rate_never_earns_a_429(tmp_path) -> None:
                                                 tags_add=("vip",)) for n in range(3)])
         connector.close()
         assert {o.status for o in result.outcomes} == {"ok"}
-        assert [e for e in emu.requests() if e.status == 429] == []
+        assert [e for e in emu.calls() if e.status == 429] == []
         assert result.calls >= 7  # more than 4 a second would have earned a 429
 
 
 def test_a_429_is_retried_after_its_retry_after(emulator, connector) -> None:
-    emulator.add_fault(path="/v3/activities/contacts_json_import", status=429, retry_after=0.05)
+    emulator.inject("status", path="/v3/activities/contacts_json_import", status=429, retry_after=0.05)
     result = connector.write([ContactChange("ann@example.com", "upsert", "subscribed", {})])
     assert result.outcomes[0].status == "ok"
-    assert [e.status for e in emulator.requests("POST", "/v3/activities/contacts_json_import")] == [429, 201]
+    assert [e.status for e in emulator.calls("POST", "/v3/activities/contacts_json_import")] == [429, 201]
 
 
 def test_dropped_connections_and_server_errors_are_retried(emulator, make_connector) -> None:
     connector = make_connector(retry_wait_initial=0.01)
     emulator.state.seed_contact("ann@example.com")
-    emulator.add_fault(path="/v3/contacts$", kind="reset")
-    emulator.add_fault(path="/v3/contacts/", method="PUT", status=500)
+    emulator.inject("reset", path="/v3/contacts$")
+    emulator.inject("status", path="/v3/contacts/", method="PUT", status=500)
     result = connector.write([ContactChange("ann@example.com", "upsert", "unsubscribed", {})])
     assert result.outcomes[0].status == "ok"
-    assert [e.status for e in emulator.requests("PUT")] == [500, 200]
+    assert [e.status for e in emulator.calls("PUT")] == [500, 200]
     assert emulator.state.by_email("ann@example.com")["email_address"]["permission_to_send"] == "unsubscribed"
 
 
 def test_activities_are_asynchronous_and_polled_until_done(emulator, connector) -> None:
     emulator.state.activity_delay = 0.2
     connector.write([ContactChange("ann@example.com", "upsert", "subscribed", {})])
-    polls = emulator.requests("GET", "/v3/activities/")
+    polls = emulator.calls("GET", "/v3/activities/")
     assert len(polls) >= 2
     assert emulator.state.by_email("ann@example.com") is not None
 
 
 def test_a_connection_that_keeps_dropping_leaves_the_changes_retryable(emulator, make_connector) -> None:
     connector = make_connector(max_attempts=2, retry_wait_initial=0.01)
-    emulator.add_fault(path="/v3/activities/contacts_json_import", kind="reset", times=2)
+    emulator.inject("reset", 2, path="/v3/activities/contacts_json_import")
     [outcome] = connector.write([ContactChange("ann@example.com", "upsert", "subscribed", {})]).outcomes
     assert outcome.status == "retryable"
     assert outcome.reason.startswith("Constant Contact API POST /activities/contacts_json_import: ")
@@ -91,7 +91,7 @@ def test_under_random_faults_every_change_lands_or_is_retried_and_a_rerun_finish
     from segsync_constantcontact import ConstantContactConnector, ConstantContactSettings
 
     faults = RandomFaults(0.3, kinds=("429", "5xx", "reset"), seed=7, retry_after=0.01)
-    with ConstantContactEmulator(activity_delay=0.01, rate_limit=RateLimit(per_second=None),
+    with ConstantContactEmulator(activity_delay=0.01, rate_limits=None,
                                  random_faults=faults) as emu:
         connector = ConstantContactConnector("cc", ConstantContactSettings(
             access_token=SecretStr(emu.access_token), host=emu.url, requests_per_second=1000,

@@ -28,13 +28,13 @@ def test_a_new_contact_is_imported_into_the_audience_list_with_its_tags(emulator
     assert (dee["first_name"], dee["company_name"]) == ("Dee", "Acme")
     assert dee["email_address"]["permission_to_send"] == "implicit"
     assert _lists(emulator, dee) == ["segsync"] and _tags(emulator, dee) == ["b2b", "vip"]
-    [imported] = emulator.requests("POST", "/v3/activities/contacts_json_import")
-    assert imported.body == {"import_data": [{"email": "dee@example.com", "first_name": "Dee",
+    [imported] = emulator.bodies("POST", "/v3/activities/contacts_json_import")
+    assert imported == {"import_data": [{"email": "dee@example.com", "first_name": "Dee",
                                               "company_name": "Acme"}],
                              "list_ids": [dee["list_memberships"][0]]}
-    [tagged] = emulator.requests("POST", "/v3/activities/contacts_taggings_add")
-    assert tagged.body["source"] == {"contact_ids": [dee["contact_id"]]} and len(tagged.body["tag_ids"]) == 2
-    assert result.calls == len(emulator.requests())
+    [tagged] = emulator.bodies("POST", "/v3/activities/contacts_taggings_add")
+    assert tagged["source"] == {"contact_ids": [dee["contact_id"]]} and len(tagged["tag_ids"]) == 2
+    assert result.calls == len(emulator.calls())
 
 
 def test_segments_leave_and_enter_by_tag_and_contacts_are_grouped_per_tag_set(emulator, connector) -> None:
@@ -48,8 +48,8 @@ def test_segments_leave_and_enter_by_tag_and_contacts_are_grouped_per_tag_set(em
     ])
     assert [o.status for o in result.outcomes] == ["ok", "ok", "ok"]
     assert [_tags(emulator, emulator.state.by_email(e)) for e in ids] == [["new"], ["new"], []]
-    assert len(emulator.requests("POST", "/v3/activities/contacts_taggings_add")) == 1
-    assert len(emulator.requests("POST", "/v3/activities/contacts_taggings_remove")) == 1
+    assert len(emulator.calls("POST", "/v3/activities/contacts_taggings_add")) == 1
+    assert len(emulator.calls("POST", "/v3/activities/contacts_taggings_remove")) == 1
 
 
 def test_segments_as_lists(emulator, make_connector) -> None:
@@ -78,9 +78,9 @@ def test_an_unsubscribe_sets_the_permission_and_keeps_every_other_property(emula
     assert ann["custom_fields"] == [{"custom_field_id": field["custom_field_id"], "value": "gold"}]
     assert ann["list_memberships"] == []
     # The same batch again changes nothing and writes nothing.
-    before = len(emulator.requests("PUT"))
+    before = len(emulator.calls("PUT"))
     again = connector.write([change("ann@example.com", "unsubscribed", previous_status="subscribed")])
-    assert again.outcomes[0].status == "ok" and len(emulator.requests("PUT")) == before
+    assert again.outcomes[0].status == "ok" and len(emulator.calls("PUT")) == before
 
 
 @pytest.mark.parametrize(("status", "source", "reason"), [
@@ -98,7 +98,7 @@ def test_complaints_are_the_contacts_opt_out_and_bounces_the_accounts(emulator, 
 def test_opt_outs_are_written_before_anything_else(emulator, connector) -> None:
     emulator.state.seed_contact("ann@example.com")
     connector.write([change("new@example.com"), change("ann@example.com", "unsubscribed")])
-    writes = [e.path for e in emulator.requests() if e.method in ("PUT", "POST")]
+    writes = [e.path for e in emulator.calls() if e.method in ("PUT", "POST")]
     assert writes[0].startswith("/v3/contacts/") and "/v3/activities/contacts_json_import" in writes[1:]
 
 
@@ -141,7 +141,7 @@ def test_without_consent_a_mailable_contact_is_unsubscribed_by_the_account_and_n
     assert emulator.state.by_email("zed@example.com") is None
     # Constant Contact's own confirmation under way is left alone.
     assert waiting["email_address"]["permission_to_send"] == "pending_confirmation"
-    assert [e.path for e in emulator.requests("PUT")] == [f"/v3/contacts/{emulator.state.by_email('cy@example.com')['contact_id']}"]
+    assert [e.path for e in emulator.calls("PUT")] == [f"/v3/contacts/{emulator.state.by_email('cy@example.com')['contact_id']}"]
 
 
 def test_consent_given_again_restores_a_contact_the_account_unsubscribed(emulator, connector) -> None:
@@ -161,8 +161,8 @@ def test_deletes_remove_the_contact_and_a_missing_one_is_already_gone(emulator, 
                               change("gone@example.com", op="delete", status="none")])
     assert [o.status for o in result.outcomes] == ["ok", "ok"]
     assert ann["deleted_at"]
-    [deleted] = emulator.requests("POST", "/v3/activities/contact_delete")
-    assert deleted.body == {"contact_ids": [ann["contact_id"]]}
+    [deleted] = emulator.bodies("POST", "/v3/activities/contact_delete")
+    assert deleted == {"contact_ids": [ann["contact_id"]]}
 
 
 def test_values_too_long_for_the_api_are_rejected_naming_the_field_and_the_rest_goes_through(
@@ -174,7 +174,7 @@ def test_values_too_long_for_the_api_are_rejected_naming_the_field_and_the_rest_
         ("rejected", "last_name"), ("rejected", "email"), ("ok", None)]
     assert result.outcomes[0].reason == ("Constant Contact takes at most 50 characters in last_name; "
                                          "this value has 51")
-    assert [r["email"] for r in emulator.requests("POST", "/v3/activities/contacts_json_import")[0].body[
+    assert [r["email"] for r in emulator.bodies("POST", "/v3/activities/contacts_json_import")[0][
         "import_data"]] == ["fine@example.com"]
 
 
@@ -203,7 +203,7 @@ def test_an_address_the_import_refuses_is_rejected_by_name(emulator, connector) 
 def test_a_failing_step_leaves_its_changes_retryable_and_the_others_done(emulator, make_connector) -> None:
     connector = make_connector(max_attempts=2, retry_wait_initial=0.01)
     emulator.state.seed_contact("ann@example.com")
-    emulator.add_fault(path="/v3/activities/contacts_json_import", status=503, times=2)
+    emulator.inject("status", 2, path="/v3/activities/contacts_json_import", status=503)
     result = connector.write([change("ann@example.com", "unsubscribed"), change("new@example.com")])
     assert [o.status for o in result.outcomes] == ["ok", "retryable"]
     assert "HTTP 503" in result.outcomes[1].reason
@@ -217,6 +217,6 @@ def test_a_large_write_is_split_into_imports_under_the_size_limit(emulator, make
     changes = [change(f"p{n}@example.com", attributes={"first_name": "x" * 40}) for n in range(60)]
     result = connector.write(changes)
     assert {o.status for o in result.outcomes} == {"ok"}
-    imports = emulator.requests("POST", "/v3/activities/contacts_json_import")
-    assert len(imports) > 1 and sum(len(i.body["import_data"]) for i in imports) == 60
+    imports = emulator.bodies("POST", "/v3/activities/contacts_json_import")
+    assert len(imports) > 1 and sum(len(i["import_data"]) for i in imports) == 60
     assert len(emulator.state.contacts) == 60
