@@ -112,9 +112,12 @@ def test_a_contact_payload_of_the_wrong_shape_is_one_record_error(emulator, conn
     bo_id = emulator.state.contact_by_email("bo@example.com").id
     assert (problem.record, problem.field) == (f"contact {bo_id}", "properties.firstname")
     assert problem.reason == "not text but a number: 42"
-    # The emulator notices it answered off HubSpot's spec (the teardown checks there is nothing else).
-    assert emulator.violations == ["results.1.properties.firstname: response 200 of POST "
-                                   "/crm/v3/objects/contacts/search: 42 is not of type 'string'"]
+    # With HubSpot's specs at hand the emulator notices it answered off them (the teardown checks
+    # there is nothing else); without them (not shipped, see the README) it checks nothing.
+    expected = [] if emulator.validator is None else [
+        "results.1.properties.firstname: response 200 of POST "
+        "/crm/v3/objects/contacts/search: 42 is not of type 'string'"]
+    assert emulator.violations == expected
     emulator.violations.clear()
 
 
