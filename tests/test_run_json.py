@@ -50,3 +50,25 @@ def test_a_dry_run_has_the_run_object_without_id_times_or_counts(project) -> Non
         "destination": "upload", "status": "ok", "write_calls": 0, "records_written": 0,
         "records_rejected": 0, "records_retrying": 0, "error": None}]
     assert run["destinations"][0]["planned"] == {"add": 2}
+
+
+def test_sync_json_opens_the_store_once(project, monkeypatch) -> None:
+    """It used to open the store a second time after the run to read the run back: slow on a
+    big store, and refused if another sync took the store meanwhile."""
+    from segsync.store import store as store_module
+
+    opened = []
+    real_init = store_module.Store.__init__
+
+    def counting_init(self, path, *args, **kwargs):
+        opened.append(kwargs.get("read_only", False))
+        real_init(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.Store, "__init__", counting_init)
+    synced = _cli(project, "sync", "--json")
+    assert synced.exit_code == 0, synced.output
+    assert opened == [False]
+    monkeypatch.undo()
+    run = json.loads(synced.stdout)
+    assert _run_object(run) == json.loads(_cli(project, "runs", "--json").stdout)[0]
+    assert (run["id"], run["status"], run["counts"]["push"]["upload"]["written"]) == (1, "succeeded", 2)

@@ -216,3 +216,69 @@ def test_a_run_evaluates_incrementally_after_the_first_and_a_dry_run_in_full(sho
         (2, "mailable", ANN), (2, "mailable", BO), (2, "openers", CY)]
     dry = evaluate_memberships(shop.con, config, AS_OF, default_registry(), None)
     assert (dry.evaluation, dry.sizes) == ("full (dry run)", {"openers": 1, "mailable": 2})
+
+
+def test_pages_of_a_diff_follow_its_stored_order_whatever_their_size(shop) -> None:
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        # Each row keeps its position in the order the pages follow: a page reads its range.
+        assert rows(shop, f"SELECT _seq, contact_key, priority FROM {diff._table} ORDER BY _seq") == [
+            (1, BO, 0), (2, GONE, 1), (3, ANN, 2)]
+        for size in (1, 2, 3, 10):
+            pages = list(diff.batches(size))
+            assert [len(page) for page in pages] == [min(size, 3 - start) for start in range(0, 3, size)]
+            assert [p.change.contact_key for page in pages for p in page] == [BO, GONE, ANN]
+
+
+class _Recorder:
+    """A connector that keeps what it was given."""
+
+    connection = "crm"
+    write_batch_size = None
+
+    def __init__(self) -> None:
+        self.given: list[ContactChange] = []
+
+    def write(self, changes):
+        self.given.extend(changes)
+        return WriteResult([Outcome.ok(c.contact_key) for c in changes], 1)
+
+
+def test_the_gate_keeps_no_copy_of_the_push_stages_changes_and_the_connector_gets_them(shop) -> None:
+    """The memory bug: the gate kept a copy and a JSON fingerprint of every change, and the
+    connector got yet another copy; a one-write batch of 200k changes cost +684 MiB."""
+    from segsync.sync.gate import GatedConnector
+
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        planned = [p.change for page in diff.batches(10) for p in page]
+        connector = _Recorder()
+        gated = GatedConnector(connector, Gate(shop, consent, diff), planned)
+        handed = gated.handed_over()
+        # The hook gets copies: what it does to them never reaches the push stage's changes.
+        assert handed == tuple(planned) and all(h is not p for h, p in zip(handed, planned))
+        handed[2].attributes["first_name"] = "Mallory"
+        assert planned[2].attributes["first_name"] == "Ann"
+        result = gated.write(handed[:2])
+        # The connector gets the push stage's own objects, each equal to what the plugin passed.
+        assert [id(c) for c in connector.given] == [id(c) for c in planned[:2]]
+        assert [o.contact_key for o in result.outcomes] == [BO, GONE]
+        assert not hasattr(gated, "_expected")
+        refused = gated.write(handed[2:])
+        assert connector.given[2:] == []
+        assert [(o.contact_key, o.status, o.field) for o in refused.outcomes] == [(ANN, "rejected", "attributes")]
+
+
+@pytest.mark.parametrize(("a", "b", "field"), [
+    ({"n": 1}, {"n": True}, "attributes"),
+    ({"n": 1}, {"n": 1.0}, "attributes"),
+    ({"n": 0.0}, {"n": -0.0}, "attributes"),
+    ({"n": [1, {"x": "y"}]}, {"n": [1, {"x": "z"}]}, "attributes"),
+    ({"n": float("nan"), "m": 2}, {"m": 2, "n": float("nan")}, None),  # order and NaN as JSON sees them
+    ({"n": [1, {"x": "y"}]}, {"n": [1, {"x": "y"}]}, None),
+])
+def test_a_change_equals_the_planned_one_only_with_the_same_types_all_the_way_down(a, b, field) -> None:
+    from segsync.sync.gate import _first_difference
+
+    assert _first_difference(ContactChange(ANN, "upsert", "subscribed", attributes=a),
+                             ContactChange(ANN, "upsert", "subscribed", attributes=b)) == field
+    assert _first_difference(ContactChange(ANN, "upsert", "subscribed", tags=("a",)),
+                             ContactChange(ANN, "upsert", "subscribed", tags=("b",))) == "tags"

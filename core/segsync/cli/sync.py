@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from segsync.cli.context import Context, pass_ctx
 from segsync.cli.options import as_of_option, json_option
 from segsync.cli.output import console, echo_json, sync_json
-from segsync.cli.store import read_store
 from segsync.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -38,8 +37,7 @@ def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: datetime | None
     reporter = Reporter(quiet=as_json)
     summary = Runner(ctx.config(), ctx.host, reporter).run(options)
     if as_json:
-        stored = None if summary.run_id is None else stored_run(ctx, summary.run_id)
-        echo_json(sync_json(summary.to_dict(), stored,
+        echo_json(sync_json(summary.to_dict(), summary.history,
                             {"full_refresh": full_refresh, "dry_run": dry_run}), redact=True)
     else:
         print_summary(summary)
@@ -47,18 +45,6 @@ def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: datetime | None
         sys.exit(EXIT_FAILED)
     if summary.status == "with-rejections":
         sys.exit(EXIT_REJECTIONS)
-
-
-def stored_run(ctx: Context, run_id: int) -> dict[str, Any] | None:
-    """Run ``run_id`` as ``segsync runs`` shows it; None when the store cannot be read now (an
-    in-memory store, or another sync took it over since)."""
-    from segsync.store import StoreError, StoreLocked
-
-    try:
-        with read_store(ctx) as store:
-            return next((run for run in store.runs(10) if run["id"] == run_id), None)
-    except (StoreError, StoreLocked):
-        return None
 
 
 def print_summary(summary: RunSummary) -> None:

@@ -355,13 +355,13 @@ class Store:
             )
         return len(changed)
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Run history, newest first, each with its destinations."""
+    def runs(self, limit: int = 20, *, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Run history, newest first, each with its destinations (``run_id``: only that run)."""
         runs = dicts(
             self.con,
             "SELECT id, started_at, finished_at, status, as_of, options, counts FROM runs "
-            "ORDER BY id DESC LIMIT ?",
-            [limit],
+            "WHERE $id IS NULL OR id = $id ORDER BY id DESC LIMIT $limit",
+            {"id": run_id, "limit": limit},
         )
         by_run: dict[int, list[dict[str, Any]]] = {}
         for d in dicts(

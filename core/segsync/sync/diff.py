@@ -95,20 +95,19 @@ class DestinationDiff(OwnsTempTables):
     def batches(self, batch_size: int) -> Iterator[list[PlannedChange]]:
         """The diff as batches of planned changes, opt-outs first, in a stable order.
 
-        Pages by key (not one open cursor) so the caller can write acknowledgements between
-        pages on the same connection.
+        Pages by position (not one open cursor) so the caller can write acknowledgements between
+        pages on the same connection. The table is stored in that order with each row's position
+        (``_seq``), so a page reads only its own range instead of sorting what is left each time.
         """
-        after: tuple[int, str] = (-1, "")
-        while True:
+        for after in range(0, self.total, batch_size):
             rows = self._con.execute(
                 "SELECT contact_key, op, status, attributes, custom, tags, previous_tags, previous_status, "
                 f"external_id, action, state_hash, consent_method, priority FROM {self._live()} "
-                "WHERE (priority, contact_key) > ($p, $k) ORDER BY priority, contact_key LIMIT $n",
-                {"p": after[0], "k": after[1], "n": batch_size},
+                "WHERE _seq > $after AND _seq <= $after + $n ORDER BY _seq",
+                {"after": after, "n": batch_size},
             ).fetchall()
             if not rows:
                 return
-            after = (rows[-1][12], rows[-1][0])
             yield [_planned(row) for row in rows]
 
     def sample(self, size: int) -> list[PlannedChange]:
@@ -278,11 +277,14 @@ class DestinationDiff(OwnsTempTables):
                 LEFT JOIN acked_tags ack_tags USING (contact_key)
                 WHERE a.contact_key NOT IN (SELECT contact_key FROM {self._desired})
             )
-            SELECT *, CASE action WHEN 'unsubscribe' THEN 0 WHEN 'delete' THEN 1 ELSE 2 END AS priority,
-                   (SELECT external_id FROM identities i
-                    WHERE i.connection = $dest AND i.contact_key = x.contact_key
-                    ORDER BY seen_at DESC LIMIT 1) AS external_id
-            FROM (SELECT * FROM changed UNION ALL SELECT * FROM removed) x
+            SELECT row_number() OVER (ORDER BY priority, contact_key) AS _seq, * FROM (
+                SELECT *, CASE action WHEN 'unsubscribe' THEN 0 WHEN 'delete' THEN 1 ELSE 2 END AS priority,
+                       (SELECT external_id FROM identities i
+                        WHERE i.connection = $dest AND i.contact_key = x.contact_key
+                        ORDER BY seen_at DESC LIMIT 1) AS external_id
+                FROM (SELECT * FROM changed UNION ALL SELECT * FROM removed) x
+            )
+            ORDER BY _seq
             """,
             {"dest": self.destination},
         )

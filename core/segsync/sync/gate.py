@@ -9,9 +9,13 @@ implementation that injects, alters or disguises changes) and planner bugs. It i
 2. the connector object every hook implementation receives is a :class:`GatedConnector`, bound
    to that one batch. Its ``write`` reads each change it is given exactly once into a fresh,
    plain :class:`ContactChange` (:func:`plain_change`), checks those copies against the same
-   effective consent and against the batch the push stage handed over, and gives the connector
-   only the copies. A change object that reads differently each time, or a dict mutated after
-   the check, therefore cannot change what the connector receives.
+   effective consent and against the batch the push stage handed over (field by field, types
+   included), and gives the connector the push stage's own change each copy equals, never an
+   object a plugin held. A change object that reads differently each time, or a dict mutated
+   after the check, therefore cannot change what the connector receives. The push stage's
+   changes are checked but not copied (no plugin can reach them) and the plugin's items are
+   copied a page at a time, so a batch of a million changes costs one extra copy for the hook,
+   not several per change.
 
 What reaches the acknowledgement (:mod:`segsync.sync.ack`) is settled by the gate too
 (:meth:`GatedConnector.settle`): only a change the connector itself answered ``ok`` is
@@ -38,7 +42,6 @@ Rules, per change (``op`` ``delete`` always passes: removing someone never mails
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from itertools import islice
@@ -57,6 +60,8 @@ MAX_ATTRIBUTE_DEPTH = 64
 _OPTIONAL_STR = ("previous_status", "external_id", "consent_method")
 _TAGS = ("tags", "tags_add", "tags_remove")
 FIELDS = tuple(f.name for f in fields(ContactChange))
+# Changes a plugin passes to ``write`` are copied and checked this many at a time.
+CHECKED_AT_ONCE = 10_000
 
 
 class InvalidChange(ValueError):
@@ -74,6 +79,20 @@ def plain_change(value: object) -> ContactChange:
     JSON-like dict with str keys, deep-copied), so nothing the caller still holds — a property,
     a dict, a list — can change the copy afterwards. Raises :class:`InvalidChange`.
     """
+    read = _checked_fields(value)
+    read["attributes"] = _json_copy(read["attributes"], 0)
+    return ContactChange(**read)
+
+
+def checked_change(value: object) -> ContactChange:
+    """``value`` itself once it passes :func:`plain_change`'s checks (no copy): for changes
+    only the push stage holds, which no plugin can reach. Raises :class:`InvalidChange`."""
+    _json_check(_checked_fields(value)["attributes"], 0)
+    return value  # type: ignore[return-value]
+
+
+def _checked_fields(value: object) -> dict[str, Any]:
+    """``value``'s fields, each read once and type-checked (attributes: only that it is a dict)."""
     kind = type(value)
     if kind is not ContactChange:
         if isinstance(value, ContactChange):
@@ -102,8 +121,7 @@ def plain_change(value: object) -> ContactChange:
         if any(type(tag) is not str for tag in read[name]):
             raise InvalidChange(name, f"{name} holds a value that is not a str")
     _require("attributes", read["attributes"], dict)
-    read["attributes"] = _json_copy(read["attributes"], 0)
-    return ContactChange(**read)
+    return read
 
 
 def _require(name: str, value: object, kind: type, wanted: str | None = None) -> None:
@@ -129,13 +147,51 @@ def _json_copy(value: Any, depth: int) -> Any:
     raise InvalidChange("attributes", f"attributes hold a {_type_name(value)} (JSON values only)")
 
 
+def _json_check(value: Any, depth: int) -> None:
+    """What :func:`_json_copy` checks, without the copy."""
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        raise InvalidChange("attributes", f"attributes nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+    kind = type(value)
+    if value is None or kind in (str, int, float, bool):
+        return
+    if kind is list:
+        for item in value:
+            _json_check(item, depth + 1)
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidChange("attributes", f"attributes have a key that is a {_type_name(key)}, not a str")
+            _json_check(item, depth + 1)
+        return
+    raise InvalidChange("attributes", f"attributes hold a {_type_name(value)} (JSON values only)")
+
+
 def _type_name(value: object) -> str:
     return type(value).__qualname__.rpartition("<locals>.")[2]
 
 
-def _fingerprint(change: ContactChange) -> dict[str, str]:
-    """Field → canonical text, so equal values compare equal and ``True`` differs from ``1``."""
-    return {name: json.dumps(getattr(change, name), sort_keys=True) for name in FIELDS}
+def _first_difference(a: ContactChange, b: ContactChange) -> str | None:
+    """The first field (in declaration order) whose values differ, or None. Values are equal
+    only with equal types all the way down: ``True`` differs from ``1``, ``1`` from ``1.0``,
+    ``0.0`` from ``-0.0``; dict order does not matter. Both must be plain (checked) changes."""
+    for name in FIELDS:
+        if not _same(getattr(a, name), getattr(b, name)):
+            return name
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is float:
+        return repr(a) == repr(b)  # NaN equals NaN, -0.0 differs from 0.0 (as their JSON texts do)
+    if kind is dict:
+        return a.keys() == b.keys() and all(_same(value, b[key]) for key, value in a.items())
+    if kind is list or kind is tuple:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 @dataclass(frozen=True)
@@ -265,17 +321,17 @@ class GatedConnector:
         self._caller = caller
         # The acknowledgement of finished write batches (Connector.write_batch_size).
         self._report = report
+        # The push stage's own changes, checked but not copied: no plugin ever holds them.
         self._batch: dict[str, ContactChange] = {}
         self._unfit: dict[str, Outcome] = {}  # planned changes that cannot be pushed at all
         for change in batch:
             try:
-                self._batch[change.contact_key] = plain_change(change)
+                self._batch[change.contact_key] = checked_change(change)
             except InvalidChange as exc:
                 self._unfit[change.contact_key] = Outcome.rejected(
                     change.contact_key, f"the change cannot be pushed: {exc}", exc.field)
         # An endless generator must not hang the run; room for a batch written twice, and junk.
         self._most_read = 2 * len(self._batch) + 100
-        self._expected = {key: _fingerprint(c) for key, c in self._batch.items()}
         self._handed: set[str] = set()  # keys given to the connector in this batch
         self._answered: dict[str, Outcome] = {}  # the connector's own outcome per key
         self._refused: dict[str, str] = {}  # key of the batch → why a write of it was refused
@@ -313,31 +369,36 @@ class GatedConnector:
             self._problems.append(f"{plugin} wrote more than {self._most_read} changes at once; "
                                   "the rest were not read")
         refused: list[Outcome] = []
-        copies: list[ContactChange] = []
-        for index, item in enumerate(items):
-            try:
-                copies.append(plain_change(item))
-            except InvalidChange as exc:
-                key = _key_of(item)
-                self._refuse(plugin, key, exc.field, f"change #{index + 1}: {exc}", refused)
-        allowed, blocked = self._gate.split(copies)
-        self._gate.record(blocked, by=f"{plugin} wrote it through the connector")
-        self._blocked += len(blocked)
-        for b in blocked:
-            refused.append(Outcome.rejected(b.change.contact_key, f"blocked by the consent gate: {b.reason}", "status"))
-            if b.change.contact_key in self._batch:
-                self._refused.setdefault(b.change.contact_key, f"{plugin}'s write was blocked: {b.reason}")
-        if blocked:
-            self._problems.append(f"{plugin} wrote {len(blocked)} change(s) the consent gate blocked")
         passed: list[ContactChange] = []
-        for change in allowed:
-            key = change.contact_key
-            problem = self._mismatch(change)
-            if problem is not None:
-                self._refuse(plugin, key, *problem, refused)
-            else:
-                self._handed.add(key)
-                passed.append(change)
+        blocked_count = 0
+        # A page at a time: the copies made to check the plugin's items live only that long.
+        for first in range(0, len(items), CHECKED_AT_ONCE):
+            copies: list[ContactChange] = []
+            for index, item in enumerate(items[first:first + CHECKED_AT_ONCE], start=first):
+                try:
+                    copies.append(plain_change(item))
+                except InvalidChange as exc:
+                    key = _key_of(item)
+                    self._refuse(plugin, key, exc.field, f"change #{index + 1}: {exc}", refused)
+            allowed, blocked = self._gate.split(copies)
+            self._gate.record(blocked, by=f"{plugin} wrote it through the connector")
+            blocked_count += len(blocked)
+            for b in blocked:
+                refused.append(Outcome.rejected(b.change.contact_key, f"blocked by the consent gate: {b.reason}", "status"))
+                if b.change.contact_key in self._batch:
+                    self._refused.setdefault(b.change.contact_key, f"{plugin}'s write was blocked: {b.reason}")
+            for change in allowed:
+                key = change.contact_key
+                problem = self._mismatch(change)
+                if problem is not None:
+                    self._refuse(plugin, key, *problem, refused)
+                else:
+                    self._handed.add(key)
+                    # Equal to the batch's own change, which is what the connector gets.
+                    passed.append(self._batch[key])
+        self._blocked += blocked_count
+        if blocked_count:
+            self._problems.append(f"{plugin} wrote {blocked_count} change(s) the consent gate blocked")
         keys = {c.contact_key for c in passed}
         if not passed:
             result = WriteResult([], 0)
@@ -353,10 +414,9 @@ class GatedConnector:
             return "contact_key", "a change for a contact not in the batch it was handed"
         if key in self._handed:
             return "contact_key", "a second change for the same contact in one batch"
-        got = _fingerprint(change)
-        for name in FIELDS:
-            if got[name] != self._expected[key][name]:
-                return name, f"a change with another {name} than the one it was handed"
+        name = _first_difference(change, self._batch[key])
+        if name is not None:
+            return name, f"a change with another {name} than the one it was handed"
         return None
 
     def _refuse(self, plugin: str, key: str | None, field: str | None, what: str, out: list[Outcome]) -> None:

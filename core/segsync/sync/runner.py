@@ -184,6 +184,7 @@ class Runner:
             [summary.run_id],
         )
         store.finish_run(run_id=summary.run_id, status=summary.status, counts=run_counts(summary))
+        summary.history = next(iter(store.runs(1, run_id=summary.run_id)), None)
         self.host.run_finished(summary)
         return summary
 

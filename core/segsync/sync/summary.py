@@ -54,6 +54,9 @@ class RunSummary:
     erasures: list[dict[str, Any]] = field(default_factory=list)
     # Segments that could not be evaluated → why; they kept their last membership.
     segment_errors: dict[str, str] = field(default_factory=dict)
+    # The finished run as the store's history shows it (``Store.runs``), read before the runner
+    # closed the store: ``sync --json`` prints it without opening the store again.
+    history: dict[str, Any] | None = None
 
     @property
     def failed(self) -> bool:
@@ -63,6 +66,7 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("history")
         data["as_of"] = self.as_of.isoformat()
         return data
 
