@@ -70,7 +70,12 @@ def load(store_path: Path, stream_name: str, path: Path, fmt: str) -> dict:
     from segsync.store import Store
     from segsync.store.ingest import Ingestor
 
-    with Store(store_path) as store:
+    try:  # the memory limit `segsync sync` sets (a revision from before it has none)
+        from segsync.config import DEFAULT_MEMORY_LIMIT
+        store = Store(store_path, memory_limit=DEFAULT_MEMORY_LIMIT)
+    except ImportError:
+        store = Store(store_path)
+    with store:
         ingestor = Ingestor(store.con, connection="bench", run_id=None, event_types=EVENT_TYPES)
         started = time.perf_counter()
         with store.transaction():

@@ -50,6 +50,9 @@ from segsync.segments.packs import SegmentPack, expand_packs
 
 DEFAULT_CONFIG = "segsync.toml"
 DEFAULT_STORE = "segsync.duckdb"
+# DuckDB's memory for the store during a sync: its buffer cache otherwise keeps every block a
+# big load writes (peak RSS grew with the file), up to 80 % of the machine's memory.
+DEFAULT_MEMORY_LIMIT = "2GB"
 # Deeper than any real project file goes (segments.NAME.destinations.DEST.KEY is 4 levels);
 # bounds what a hostile or broken file can make the validators walk.
 MAX_NESTING = 16
@@ -81,6 +84,8 @@ class StoreTable(_Table):
     """``[store]``: where the embedded DuckDB file lives (relative to the project folder)."""
 
     path: str = Field(default=DEFAULT_STORE, min_length=1)
+    # DuckDB's memory for the store; past it, it spills to disk (see docs/configuration.md).
+    memory_limit: str = Field(default=DEFAULT_MEMORY_LIMIT, pattern=r"^[1-9][0-9]*(\.[0-9]+)?\s*(MB|GB|TB|MiB|GiB|TiB)$")
 
 
 class ConnectionTable(BaseModel):
@@ -153,6 +158,7 @@ class ProjectConfig:
     segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     raw: dict[str, Any] = field(default_factory=dict)
     consent: ConsentTable = field(default_factory=ConsentTable)
+    store_memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     @property
     def project_dir(self) -> Path:
@@ -261,7 +267,8 @@ def load_config(
                             f"{_did_you_mean(name, connections)}")
     if problems:
         raise _config_error(config_path, problems)
-    return ProjectConfig(config_path, store_path, connections, segments, raw, parsed.consent)
+    return ProjectConfig(config_path, store_path, connections, segments, raw, parsed.consent,
+                         store_memory_limit=parsed.store.memory_limit)
 
 
 def read_toml(config_path: Path) -> dict[str, Any]:
@@ -382,6 +389,8 @@ def _describe(error: Mapping[str, Any], raw: Any) -> str:
     if loc[:2] == ("consent", "countries") and loc[-1] == "[key]":
         code = where.removesuffix(".[key]")
         return f"{code}: not a country code (two capital letters, ISO 3166-1, e.g. CA)"
+    if loc == ("store", "memory_limit") and kind == "string_pattern_mismatch":
+        return f"{where}: {error.get('input')!r} is not an amount of memory (a number and MB, GB, TB, MiB, GiB or TiB, e.g. 2GB)"
     return f"{where}: {_plain_message(error['msg'])}"
 
 

@@ -267,3 +267,15 @@ def test_only_the_cli_builds_a_plugin_host() -> None:
     )
     assert len(building) == 1, building
     assert building[0] == "cli.py" or building[0].startswith("cli/"), building
+
+
+def test_the_store_memory_limit_is_read_checked_and_set_on_the_connection(tmp_path: Path) -> None:
+    from segsync.store import Store
+
+    assert load_config(write(tmp_path, VALID)).store_memory_limit == "2GB"
+    config = load_config(write(tmp_path, VALID.replace('[store]\n', '[store]\nmemory_limit = "512MiB"\n', 1)))
+    assert config.store_memory_limit == "512MiB"
+    with Store(tmp_path / "s.duckdb", memory_limit=config.store_memory_limit) as store:
+        assert store.con.execute("SELECT current_setting('memory_limit')").fetchall() == [("512.0 MiB",)]
+    assert problems(tmp_path, VALID.replace('[store]\n', '[store]\nmemory_limit = "lots"\n', 1)) == [
+        "store.memory_limit: 'lots' is not an amount of memory (a number and MB, GB, TB, MiB, GiB or TiB, e.g. 2GB)"]

@@ -47,9 +47,11 @@ class Store:
         *,
         read_only: bool = False,
         migrations: tuple[Migration, ...] = MIGRATIONS,
+        memory_limit: str | None = None,
     ) -> None:
         self.path = path if path == ":memory:" else Path(path)
         self.read_only = read_only
+        self.memory_limit = memory_limit  # DuckDB's memory_limit; None: DuckDB's default
         self._lock: WriterLock | None = None
         if isinstance(self.path, Path):
             if read_only and not self.path.exists():
@@ -91,6 +93,9 @@ class Store:
         # Timestamps without an offset never reach the store (ingestion rejects them), but
         # DuckDB renders and truncates TIMESTAMPTZ in the session zone: make it UTC everywhere.
         self.con.execute("SET TimeZone = 'UTC'")
+        if self.memory_limit is not None:
+            # Past it DuckDB evicts cached blocks and spills to disk instead of growing.
+            self.con.execute(f"SET memory_limit = {literal(self.memory_limit)}")
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ class Runner:
         as_of = options.as_of or datetime.now(timezone.utc)
         connectors = self.connectors()
         consent = consent_settings(self.config, self.host.consent_policies())
-        store = Store(self.config.store_path)
+        store = Store(self.config.store_path, memory_limit=self.config.store_memory_limit)
         self.reporter.listeners.append(_publish_to(store))
         try:
             return self._run(store, connectors, consent, options, as_of)
