@@ -198,7 +198,7 @@ class FilesConnector(Connector):
 
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
         from segsync.store.sourcefile import SourceFileError
-        from segsync_files.cursor import rows_already_loaded
+        from segsync_files.cursor import rows_already_loaded, unchanged_since
 
         missing = self._missing(stream)
         if missing:
@@ -210,11 +210,13 @@ class FilesConnector(Connector):
         state: dict[str, Any] = dict(cursor or {})
         for path in self._files(stream):
             key = self._label(path)
+            if unchanged_since(path, state.get(key)):
+                continue  # not even read: a re-run over unchanged files costs a stat each
             skip = rows_already_loaded(path, state.get(key))
             rows, new_state = self._complete_rows(path)
             if rows <= skip:
-                if key not in state:
-                    state[key] = new_state
+                if key not in state or rows == skip:
+                    state[key] = new_state  # the same rows: remember the file as it is now
                 continue
             state[key] = new_state
             yield Batch(
@@ -233,9 +235,11 @@ class FilesConnector(Connector):
         from segsync.store.sourcefile import extent
         from segsync_files.cursor import file_state
 
+        before = path.stat()  # before reading: a write while it is read changes it again
         complete = extent(path)
         header = 1 if self._format(path) == "csv" else 0
-        return max(complete.lines - header, 0), file_state(complete, max(complete.lines - header, 0))
+        rows = max(complete.lines - header, 0)
+        return rows, file_state(complete, rows, before)
 
     def _read_by_timestamp(
         self, stream: Stream, cursor: Any | None, columns: dict[str, str]
