@@ -81,8 +81,9 @@ def load(store_path: Path, stream_name: str, path: Path, fmt: str) -> dict:
         with store.transaction():
             result = ingestor.ingest(Batch(Stream(stream_name), None, file=FileSlice(path, fmt)))
         seconds = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"seconds": seconds, "loaded": result.loaded, "rejected": result.rejected,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 def in_subprocess(core: str | None, store_path: Path, stream_name: str, path: Path, fmt: str) -> dict:
@@ -128,7 +129,7 @@ def main() -> None:
             "jsonl": ("events (JSONL)", "events", paths["events_jsonl"], "jsonl", args.events),
             "csv": ("events (CSV)", "events", paths["events_csv"], "csv", args.events),
         }
-        print(f"{'revision':<9} {'case':<16} {'rows':>11} {'median s':>9} {'rows/s':>11} {'peak MiB':>9}  runs (s)")
+        print(f"{'revision':<9} {'case':<16} {'rows':>11} {'median s':>9} {'rows/s':>11} {'peak MiB':>9} {'CPU s':>8}  runs (s)")
         medians: dict[tuple[str, str], float] = {}
         for key in args.cases.split(","):
             name, stream_name, path, fmt, rows = cases[key]
@@ -142,8 +143,9 @@ def main() -> None:
                 median = statistics.median(f["seconds"] for f in figures)
                 medians[revision, key] = median
                 peak = statistics.median(f["peak_rss_mib"] for f in figures)
+                cpu = statistics.median(f.get("cpu", 0) for f in figures)
                 print(f"{revision:<9} {name:<16} {figures[0]['loaded']:>11,} {median:>9.2f} {rows / median:>11,.0f} "
-                      f"{peak:>9,.0f}  " + " ".join(f"{f['seconds']:.2f}" for f in figures), flush=True)
+                      f"{peak:>9,.0f} {cpu:>8.1f}  " + " ".join(f"{f['seconds']:.2f}" for f in figures), flush=True)
         for revision in revisions:
             if (revision, "jsonl") in medians and (revision, "csv") in medians:
                 print(f"{revision}: JSONL / CSV = {medians[revision, 'jsonl'] / medians[revision, 'csv']:.2f}")

@@ -13,9 +13,9 @@ files destination. Then runs the real command line, each in its own process:
 3. a run after 1 % of the contacts changed: new events for 1 % of the contacts appended to the
    events file, and a new company for another 1 % appended to the contacts file.
 
-Printed per run: wall seconds, peak RSS of the `segsync` process (``ru_maxrss`` from
-``wait4``), the run's status and what it wrote; the time per phase comes from the run's
-progress lines. ``--dir`` keeps the project (the generated files are reused when present).
+Printed per run: wall seconds, CPU seconds (user + system) and peak RSS of the `segsync`
+process (``ru_maxrss`` from ``wait4``; CPU time says what a run costs when the machine is
+shared), the run's status and what it loaded and wrote. ``--dir`` keeps the project (the generated files are reused when present).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def main() -> None:
             destinations = {d.get("destination", d.get("name")): {k: d.get(k) for k in ("status", "planned", "records_written", "write_calls")}
                             for d in report.get("destinations", [])}
             sources = {s["name"]: s.get("loaded") for s in report.get("sources", [])}
-            print(f"{name:<11} {figures['wall']:7.1f} s  peak RSS {figures['peak_rss_mib'] or 0:7,.0f} MiB  "
+            print(f"{name:<11} {figures['wall']:7.1f} s  CPU {figures['cpu']:7.1f} s  peak RSS {figures['peak_rss_mib'] or 0:7,.0f} MiB  "
                   f"exit {figures['exit']}  status {report.get('status')}  loaded {sources}  {destinations}"
                   + (f"  error {report['error']}" if "error" in report else ""), flush=True)
         print(f"load after: {os.getloadavg()}")
@@ -177,7 +177,8 @@ def _measured(root: Path) -> dict:
         stderr = err.read()
     text = stdout.decode()
     report = json.loads(text) if text.strip().startswith("{") else {"error": stderr.decode()[-2000:]}
-    return {"wall": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "exit": process.returncode, "report": report}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
+            "exit": process.returncode, "report": report}
 
 
 if __name__ == "__main__":
