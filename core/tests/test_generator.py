@@ -175,3 +175,33 @@ def test_stubs_name_the_capability_they_stand_for(tmp_path: Path) -> None:
     assert 'raise not_implemented("write_consent", "AcmeConnector.write")' in source
     assert "# write_consent: `change.status` unsubscribed/cleaned/complained" in source
     assert "write_memberships" not in source
+
+
+def test_the_generated_emulator_is_built_on_the_kit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    import requests
+
+    from segsync.testing.emulator import Emulator
+
+    assert new("connector", "acme", "--dir", str(tmp_path / "p")).exit_code == 0
+    monkeypatch.syspath_prepend(str(tmp_path / "p"))
+    try:
+        emulator_cls = importlib.import_module("segsync_acme.emulator").AcmeEmulator
+    finally:  # the generated package is forgotten with its temp folder
+        for name in [n for n in sys.modules if n == "segsync_acme" or n.startswith("segsync_acme.")]:
+            del sys.modules[name]
+    assert issubclass(emulator_cls, Emulator)
+    key = "acme-test-0123456789abcdef0123456789abcdef"
+    with emulator_cls(api_key=key) as emulator:
+        emulator.inject("status", status=503)  # the kit's faults ...
+        auth = {"Authorization": f"Bearer {key}"}
+        statuses = [requests.get(f"{emulator.url}/v1/account", headers=auth, timeout=5).status_code
+                    for _ in range(2)]
+        refused = requests.get(f"{emulator.url}/v1/account", timeout=5)
+        assert statuses == [503, 200]
+        assert (refused.status_code, refused.json()) == (401, {"error": "unauthorized", "message": "missing or invalid API key"})
+        # ... and its request log.
+        assert [(c.method, c.path, c.status) for c in emulator.calls()] == [
+            ("GET", "/v1/account", 503), ("GET", "/v1/account", 200), ("GET", "/v1/account", 401)]
