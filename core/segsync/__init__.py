@@ -1,24 +1,42 @@
 """segsync: contacts, behaviour and consent in one place, every connected system in step.
 
-The public API for plugin authors is re-exported here (imported on first use, so that importing
-any part of segsync stays cheap); everything else is internal.
+The public API for plugin and connector authors is what this package exports (``__all__``),
+plus the modules :mod:`segsync.payload` (reading API payloads field by field),
+:mod:`segsync.filesource` (source files as the store reads them), :mod:`segsync.http` (the HTTP
+kit) and :mod:`segsync.testing` (the conformance kit and test helpers). Every other module is internal
+and may change without notice; ``core/tests/test_author_api.py`` fails when a distribution under
+``connectors/`` or ``plugins/`` imports one. docs/architecture.md ("The public API") lists the
+names.
+
+The names are imported on first use, so that importing any part of segsync stays cheap
+(``segsync plugins`` imports every installed plugin).
 """
 
 from segsync.hookspecs import hookimpl
 from segsync.lazy import lazy_exports
 
 _CONNECTOR = ("Batch", "Capability", "ConnectorSettings", "Connector", "ContactChange", "FileSlice",
-              "Outcome", "OutcomeReport", "Stream", "WriteResult")
-_MODEL = ("Attributes", "ConsentRecord", "ConsentStatus", "Contact", "Event", "InvalidEmail",
-          "mask_email", "normalize_email")
+              "Outcome", "OutcomeReport", "READ_CAPABILITIES", "RecordProblem", "Stream",
+              "WRITE_CAPABILITIES", "WriteResult")
+_STATUSES = ("MAILABLE_STATUSES", "OPT_OUT_STATUSES", "OutcomeStatus", "PartStatus", "RunStatus",
+             "SubscriptionStatus")
+_MODEL = ("Attributes", "CONSENT_METHODS", "ConsentRecord", "ConsentStatus", "Contact", "Event",
+          "InvalidEmail", "KNOWN_ATTRIBUTES", "mask_email", "normalize_email")
+_CONSENT_METHODS = ("CONFIRMED_METHODS", "EXPLICIT_METHODS")
+_HOOK_TYPES = ("RegisterConnector", "RegisterEventType")
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(_CONNECTOR, "segsync.connector"),
+    **dict.fromkeys(_STATUSES, "segsync.statuses"),
     **dict.fromkeys(_MODEL, "segsync.model"),
+    **dict.fromkeys(_CONSENT_METHODS, "segsync.consent.policies"),
+    **dict.fromkeys(_HOOK_TYPES, "segsync.hookspecs"),
 })
 
 __all__ = [
     "Attributes",
     "Batch",
+    "CONFIRMED_METHODS",
+    "CONSENT_METHODS",
     "Capability",
     "ConnectorSettings",
     "Connector",
@@ -26,14 +44,28 @@ __all__ = [
     "ConsentStatus",
     "Contact",
     "ContactChange",
+    "EXPLICIT_METHODS",
     "Event",
     "FileSlice",
     "InvalidEmail",
+    "KNOWN_ATTRIBUTES",
+    "MAILABLE_STATUSES",
+    "OPT_OUT_STATUSES",
     "Outcome",
     "OutcomeReport",
+    "OutcomeStatus",
+    "PartStatus",
+    "READ_CAPABILITIES",
+    "RecordProblem",
+    "RegisterConnector",
+    "RegisterEventType",
+    "RunStatus",
     "Stream",
+    "SubscriptionStatus",
+    "WRITE_CAPABILITIES",
     "WriteResult",
     "hookimpl",
+    "lazy_exports",
     "mask_email",
     "normalize_email",
 ]

@@ -44,6 +44,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from segsync.statuses import OutcomeStatus
+
 
 class Capability(str, enum.Enum):
     """What a connector can do; the runner only calls what is declared."""
@@ -222,12 +224,11 @@ class ContactChange:
     consent_method: str | None = None
 
 
-OutcomeStatus = Literal["ok", "rejected", "retryable"]
-
-
 @dataclass(frozen=True)
 class Outcome:
-    """The destination's answer for one change."""
+    """The destination's answer for one change: ``status`` is an :class:`OutcomeStatus`
+    (``ok``, ``rejected`` or ``retryable``); a refusal says why in ``reason`` and, when one
+    field is to blame, names it in ``field``. Build them with the class methods."""
 
     contact_key: str
     status: OutcomeStatus
@@ -237,15 +238,15 @@ class Outcome:
 
     @classmethod
     def ok(cls, contact_key: str, external_id: str | None = None) -> Outcome:
-        return cls(contact_key, "ok", external_id=external_id)
+        return cls(contact_key, OutcomeStatus.OK, external_id=external_id)
 
     @classmethod
     def rejected(cls, contact_key: str, reason: str, field: str | None = None) -> Outcome:
-        return cls(contact_key, "rejected", reason=reason, field=field)
+        return cls(contact_key, OutcomeStatus.REJECTED, reason=reason, field=field)
 
     @classmethod
     def retryable(cls, contact_key: str, reason: str) -> Outcome:
-        return cls(contact_key, "retryable", reason=reason)
+        return cls(contact_key, OutcomeStatus.RETRYABLE, reason=reason)
 
 
 OutcomeReport = Callable[[Sequence[Outcome]], None]

@@ -8,8 +8,8 @@ missing there or has no test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
 
@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import click
 
     from segsync.connector import Connector, ContactChange, WriteResult
+    from segsync.consent.policies import ConsentPolicy
+    from segsync.segments.functions import SegmentFunction
+    from segsync.segments.packs import SegmentPack
     from segsync.sync.summary import RunSummary
 
 hookspec = pluggy.HookspecMarker("segsync")
@@ -25,8 +28,30 @@ hookspec = pluggy.HookspecMarker("segsync")
 hookimpl = pluggy.HookimplMarker("segsync")
 
 
+# The ``register`` callbacks the registration hooks receive (public: ``segsync.RegisterConnector``
+# and ``segsync.RegisterEventType`` type a plugin's own hook implementations).
+class RegisterConnector(Protocol):
+    def __call__(self, connector_class: type[Connector], /) -> None: ...
+
+
+class RegisterEventType(Protocol):
+    def __call__(self, name: str, description: str = "", /) -> None: ...
+
+
+class RegisterSegmentFunction(Protocol):
+    def __call__(self, function: SegmentFunction, /) -> None: ...
+
+
+class RegisterSegmentPack(Protocol):
+    def __call__(self, pack: SegmentPack, /) -> None: ...
+
+
+class RegisterConsentPolicy(Protocol):
+    def __call__(self, policy: ConsentPolicy, /) -> None: ...
+
+
 @hookspec
-def segsync_register_connectors(register: Callable[[type[Connector]], None]) -> None:
+def segsync_register_connectors(register: RegisterConnector) -> None:
     """Register connector classes.
 
     :param register: call ``register(ConnectorClass)`` once per class; the class's
@@ -44,7 +69,7 @@ def segsync_register_connectors(register: Callable[[type[Connector]], None]) -> 
 
 
 @hookspec
-def segsync_register_event_types(register: Callable[..., None]) -> None:
+def segsync_register_event_types(register: RegisterEventType) -> None:
     """Register event types beyond the built-in vocabulary.
 
     :param register: call ``register(name, description)``; ``name`` is dotted lower-case
@@ -63,7 +88,7 @@ def segsync_register_event_types(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def segsync_register_segment_functions(register: Callable[[Any], None]) -> None:
+def segsync_register_segment_functions(register: RegisterSegmentFunction) -> None:
     """Register functions for the segment rule language, as SQL builders.
 
     :param register: call ``register(function)`` with a ``segsync.segments`` function object
@@ -82,7 +107,7 @@ def segsync_register_segment_functions(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
-def segsync_register_segment_packs(register: Callable[[Any], None]) -> None:
+def segsync_register_segment_packs(register: RegisterSegmentPack) -> None:
     """Register segment packs: named sets of segments (and groups) with parameters.
 
     :param register: call ``register(pack)`` with a ``segsync.segments.packs.SegmentPack``
@@ -179,13 +204,13 @@ def segsync_run_finished(summary: RunSummary) -> None:
 
         @hookimpl
         def segsync_run_finished(summary):
-            if summary.status != "succeeded":
+            if summary.status != RunStatus.SUCCEEDED:  # from segsync import RunStatus
                 notify_slack(f"segsync run {summary.run_id}: {summary.status}")
     """
 
 
 @hookspec
-def segsync_register_consent_policies(register: Callable[[Any], None]) -> None:
+def segsync_register_consent_policies(register: RegisterConsentPolicy) -> None:
     """Register consent policies: how effective consent is read from the consent ledger.
 
     :param register: call ``register(policy)`` with a

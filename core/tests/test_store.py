@@ -147,14 +147,14 @@ def test_store_methods_with_more_than_two_parameters_take_keywords_only() -> Non
     import inspect
 
     from segsync.store.ingest import Ingestor
-    from segsync.store.status import RunStatus
+    from segsync.store.status import RunStatusFile
 
     positional = {
         inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
     }
-    owners = [Store, Ingestor, RunStatus]
+    owners = [Store, Ingestor, RunStatusFile]
     # Called positionally by segsync.progress.Reporter, like every progress listener.
-    listeners = {"RunStatus.progress"}
+    listeners = {"RunStatusFile.progress"}
     offenders = []
     for owner in owners:
         for name, function in inspect.getmembers(owner, inspect.isfunction):

@@ -6,10 +6,14 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from segsync import payload
-from segsync.model import InvalidEmail, mask_email, normalize_email
-
-BLACKLISTED_STATUSES = frozenset({"unsubscribed", "cleaned", "complained"})
+from segsync import (
+    MAILABLE_STATUSES,
+    OPT_OUT_STATUSES,
+    InvalidEmail,
+    mask_email,
+    normalize_email,
+    payload,
+)
 
 # GET /smtp/blockedContacts reason codes -> (consent status, consent method).
 BLOCK_REASONS: dict[str, tuple[str, str]] = {
@@ -43,16 +47,13 @@ def blacklist_target(status: str, previous: str | None = None) -> bool | None:
     contact (``none`` after ``subscribed`` or ``pending``) blocklists it, as Mailchimp's
     connector unsubscribes it.
     """
-    if status in BLACKLISTED_STATUSES:
+    if status in OPT_OUT_STATUSES:
         return True
     if status == "subscribed":
         return False
     if status == "none" and previous in MAILABLE_STATUSES:
         return True
     return None
-
-
-MAILABLE_STATUSES = frozenset({"subscribed", "pending"})
 
 
 def no_consent_refusal(status: str, previous: str | None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from segsync.connector import ContactChange, Outcome, OutcomeReport
+from segsync import ContactChange, Outcome, OutcomeReport
 
 
 class Outcomes:

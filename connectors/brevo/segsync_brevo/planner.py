@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from segsync.connector import ContactChange
+from segsync import ContactChange
 
 from segsync_brevo.account import AccountDirectory
 from segsync_brevo.limits import LIST_MEMBERS_PER_CALL

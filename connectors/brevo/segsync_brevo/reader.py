@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from segsync import payload
-from segsync.connector import Batch, Stream
+from segsync import Batch, Stream, payload
 
 from segsync_brevo.account import AccountDirectory
 from segsync_brevo.api import BrevoApi

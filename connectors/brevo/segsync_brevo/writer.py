@@ -9,8 +9,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 
-from segsync.connector import ContactChange, OutcomeReport, WriteResult
-from segsync.model import mask_email
+from segsync import ContactChange, OutcomeReport, WriteResult, mask_email
 
 from segsync_brevo.account import AccountDirectory
 from segsync_brevo.api import BrevoApi, BrevoApiError, RetryableApiError

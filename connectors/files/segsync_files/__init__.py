@@ -4,8 +4,7 @@ The plugin host imports this module at every start (``segsync --help`` included)
 (and DuckDB, which reads the files) is imported when the connector is first asked for.
 """
 
-from segsync import hookimpl
-from segsync.lazy import lazy_exports
+from segsync import hookimpl, lazy_exports
 
 __all__ = ["FilesConnector", "FilesSettings"]
 __getattr__, __dir__ = lazy_exports(__name__, {

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segsync import ContactChange, Outcome
-from segsync.model import KNOWN_ATTRIBUTES
+from segsync import KNOWN_ATTRIBUTES, ContactChange, Outcome
 
 
 class AudienceFile:

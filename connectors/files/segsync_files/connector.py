@@ -21,7 +21,7 @@ from segsync import (
 )
 from segsync_files.audience import AudienceFile
 
-# The store's readers (DuckDB, sqlglot) are imported where files are read: `segsync plugins`
+# The store's readers (segsync.filesource: DuckDB, sqlglot) are imported where files are read: `segsync plugins`
 # and `segsync --help` load this class without reading anything.
 
 FileFormat = Literal["csv", "jsonl"]
@@ -185,19 +185,14 @@ class FilesConnector(Connector):
 
     def _check_header(self, stream: Stream, path: Path) -> list[str]:
         """The header must name (or map) every column a row of ``stream`` needs."""
-        from segsync.store.ingest import REQUIRED_COLUMNS, Ingestor, missing_columns_message
-        from segsync.store.sourcefile import csv_header
+        from segsync.filesource import header_problem
 
-        columns = getattr(self.settings, f"{stream.value}_columns")
-        header, _ = csv_header(path)
-        mapped, _ = Ingestor._column_map(stream, header, columns)
-        missing = [c for c in REQUIRED_COLUMNS[stream] if c not in mapped]
-        if missing:
-            return [missing_columns_message(self._label(path), stream, missing, header)]
-        return []
+        problem = header_problem(stream, path, getattr(self.settings, f"{stream.value}_columns"),
+                                 self._label(path))
+        return [problem] if problem else []
 
     def read(self, stream: Stream, cursor: Any | None) -> Iterator[Batch]:
-        from segsync.store.sourcefile import SourceFileError
+        from segsync.filesource import SourceFileError
         from segsync_files.cursor import rows_already_loaded, unchanged_since
 
         missing = self._missing(stream)
@@ -232,7 +227,7 @@ class FilesConnector(Connector):
         A last line without its line break may still be written: it is neither counted nor
         fingerprinted, so the cursor never moves past it (the store reports it as held back).
         """
-        from segsync.store.sourcefile import extent
+        from segsync.filesource import extent
         from segsync_files.cursor import file_state
 
         before = path.stat()  # before reading: a write while it is read changes it again
@@ -246,10 +241,12 @@ class FilesConnector(Connector):
     ) -> Iterator[Batch]:
         column = self.settings.timestamp_column[stream.value]
         since = (cursor or {}).get("newest")
+        from segsync.filesource import newest_timestamp
+
         files = [(path, self._complete_rows(path)[0]) for path in self._files(stream)]
         newest = since
         for path, rows in files:
-            file_newest = _newest_timestamp(path, self._format(path), column, rows)
+            file_newest = newest_timestamp(path, self._format(path), column, rows)
             if file_newest and (newest is None or file_newest > newest):
                 newest = file_newest
         for index, (path, rows) in enumerate(files):
@@ -276,33 +273,6 @@ class FilesConnector(Connector):
         outcomes = audience.apply(changes)
         calls = audience.save()
         return WriteResult(outcomes, calls)
-
-
-def _newest_timestamp(path: Path, format: FileFormat, column: str, rows: int) -> str | None:
-    """The newest parseable ``column`` value among the first ``rows`` rows (bad lines skip)."""
-    import duckdb
-
-    from segsync.store.sourcefile import SourceFileError, stage
-    from segsync.store.sql import identifier, literal
-
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        if format == "csv":
-            stage(con, path, "csv", "_file", last_line=rows + 1)
-            if column not in [r[0] for r in con.execute("DESCRIBE _file").fetchall()]:
-                raise SourceFileError(f"{path}: timestamp_column {column!r} is not in the header")
-            value = f"try_cast({identifier(column)} AS TIMESTAMPTZ)"
-        else:
-            stage(con, path, "jsonl", "_file", last_line=rows)
-            value = (
-                f"try_cast(CASE WHEN json_valid(line) THEN line::JSON ->> {literal('$.' + column)} END "
-                "AS TIMESTAMPTZ)"
-            )
-        newest = con.execute(f"SELECT max({value}) FROM _file").fetchall()[0][0]
-        return newest.isoformat() if newest else None
-    finally:
-        con.close()
 
 
 def _leading_parts(pattern: Path) -> list[str]:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segsync.store.sourcefile import Extent
+from segsync.filesource import Extent
 
 _CHUNK = 1 << 20
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from segsync.lazy import lazy_exports
-from segsync.plugins import hookimpl
+from segsync import hookimpl, lazy_exports
 
 __all__ = ["MailchimpConnector", "MailchimpSettings", "segsync_register_connectors"]
 __getattr__, __dir__ = lazy_exports(__name__, {

@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from segsync.connector import (
+from segsync import (
     Batch,
     Capability,
     Connector,

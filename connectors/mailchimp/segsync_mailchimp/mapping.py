@@ -9,11 +9,6 @@ from typing import Any
 
 from segsync import payload
 
-KNOWN_ATTRIBUTES = frozenset({
-    "first_name", "last_name", "company", "job_title", "department", "industry",
-    "company_size", "country", "timezone", "lifecycle_stage", "created_at",
-})
-
 # Mailchimp member status -> segsync consent status. "transactional" and "archived" carry no
 # marketing consent statement, so they produce no consent record (the contact row notes them).
 CONSENT_STATUS = {

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from segsync import payload
-from segsync.connector import Batch, Stream
+from segsync import Batch, Stream, payload
 
 from segsync_mailchimp import mapping
 from segsync_mailchimp.api import MailchimpApi, now_utc

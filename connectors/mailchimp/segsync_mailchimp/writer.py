@@ -27,8 +27,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from segsync.connector import ContactChange, Outcome, OutcomeReport, WriteResult
-from segsync.model import mask_email
+from segsync import (
+    CONFIRMED_METHODS,
+    OPT_OUT_STATUSES,
+    ContactChange,
+    Outcome,
+    OutcomeReport,
+    WriteResult,
+    mask_email,
+)
 
 from segsync_mailchimp.api import MailchimpApi, MailchimpError
 from segsync_mailchimp.limits import BATCH_MAX
@@ -37,8 +44,6 @@ from segsync_mailchimp.settings import MailchimpSettings
 
 log = logging.getLogger(__name__)
 
-SUPPRESSED = frozenset({"unsubscribed", "cleaned", "complained"})
-CONFIRMED_METHODS = frozenset({"double_opt_in"})
 # segsync status -> Mailchimp status (complaints are unsubscribes there; "none" handled apart).
 STATUS = {"subscribed": "subscribed", "unsubscribed": "unsubscribed", "pending": "pending",
           "cleaned": "cleaned", "complained": "unsubscribed"}
@@ -136,7 +141,7 @@ class Writer:
         if change.status not in STATUS:
             return None, f"unknown subscription status {change.status!r}"
         wanted = STATUS[change.status]
-        if wanted == "subscribed" and previous in SUPPRESSED:
+        if wanted == "subscribed" and previous in OPT_OUT_STATUSES:
             confirmed = (change.consent_method or "") in CONFIRMED_METHODS
             if not confirmed:
                 return "pending", None  # Mailchimp sends a double opt-in confirmation

@@ -53,7 +53,7 @@ def test_two_processes_on_one_account_share_ten_connections(emulator) -> None:
         result = connector.write([ContactChange(f"{{prefix}}{{i:05d}}@example.com", "upsert", "subscribed")
                                   for i in range(6000)])
         connector.close()
-        print(sorted({{o.status for o in result.outcomes}}))
+        print(sorted({{str(o.status) for o in result.outcomes}}))
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script, prefix], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=os.environ.copy())

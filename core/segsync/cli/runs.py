@@ -11,6 +11,7 @@ from segsync.cli.options import json_option
 from segsync.cli.output import console, echo_json
 from segsync.cli.store import read_store
 from segsync.hookspecs import hookimpl
+from segsync.statuses import PartStatus, RunStatus
 
 
 @click.command()
@@ -73,14 +74,14 @@ def print_runs(history: list[dict[str, Any]], errors: dict[int, list[dict[str, A
             + (f", {d['records_rejected']} rejected" if d["records_rejected"] else "")
             + (f", {d['records_retrying']} retrying" if d["records_retrying"] else "")
             + f" / {d['write_calls']} calls"
-            + (f" ({d['status']})" if d["status"] != "ok" else "")
+            + (f" ({d['status']})" if d["status"] != PartStatus.OK else "")
             for d in run["destinations"]
         )
         status = run["status"] + (f" ({run['phase']})" if run.get("phase") else "")
         table.add_row(str(run["id"]), run["started_at"][:19], (run["finished_at"] or "")[:19], status,
                       for_output(dests or "-"))
     console().print(table)
-    if hint and any(r["status"] in ("with-rejections", "partial", "failed") for r in history):
+    if hint and any(r["status"] in (RunStatus.WITH_REJECTIONS, RunStatus.PARTIAL, RunStatus.FAILED) for r in history):
         console().print("Rejected and retrying records: `segsync runs --errors`.")
     for run in history:
         for e in errors.get(run["id"], []):

@@ -12,6 +12,7 @@ from segsync.cli.context import Context, pass_ctx
 from segsync.cli.options import as_of_option, json_option
 from segsync.cli.output import console, echo_json, sync_json
 from segsync.hookspecs import hookimpl
+from segsync.statuses import RunStatus
 
 if TYPE_CHECKING:
     from segsync.sync.summary import RunSummary
@@ -43,7 +44,7 @@ def sync(ctx: Context, dry_run: bool, full_refresh: bool, as_of: datetime | None
         print_summary(summary)
     if summary.failed:
         sys.exit(EXIT_FAILED)
-    if summary.status == "with-rejections":
+    if summary.status == RunStatus.WITH_REJECTIONS:
         sys.exit(EXIT_REJECTIONS)
 
 

@@ -37,6 +37,7 @@ from segsync.consent import suppression
 from segsync.model import mask_email
 from segsync.plugins import PluginHost
 from segsync.redaction import redact
+from segsync.statuses import OutcomeStatus, SubscriptionStatus
 from segsync.store import Store
 from segsync.store.sql import identifier
 
@@ -313,9 +314,9 @@ def _send(
         return PENDING, None, (f"connection {name!r} is not configured any more; "
                                "add it back or remove the person by hand")
     if method == "delete":
-        change = ContactChange(address, "delete", "none", previous_status=previous, external_id=external_id)
+        change = ContactChange(address, "delete", SubscriptionStatus.NONE, previous_status=previous, external_id=external_id)
     else:
-        change = ContactChange(address, "upsert", "unsubscribed", previous_status=previous, external_id=external_id)
+        change = ContactChange(address, "upsert", SubscriptionStatus.UNSUBSCRIBED, previous_status=previous, external_id=external_id)
     try:
         result = host.push(connector, (change,), run_id)
     except Exception as exc:  # a failing system is retried next run; the others go on
@@ -323,7 +324,7 @@ def _send(
     outcome = next((o for o in result.outcomes if o.contact_key == address), None)
     if outcome is None:
         return PENDING, None, "the connector returned no outcome"
-    if outcome.status == "ok":
+    if outcome.status == OutcomeStatus.OK:
         if method == "delete":
             return DONE, outcome.reason or "deleted", None
         return DONE, ("archived: unsubscribed with no attributes (the connector cannot delete); "
@@ -331,7 +332,7 @@ def _send(
     error = redact(f"{outcome.status}: {outcome.reason or ''}")
     # A rejection is the system's final word (e.g. Brevo's 405 for the account's own address):
     # sending it again changes nothing, so it is reported as left rather than retried forever.
-    return (LEFT if outcome.status == "rejected" else PENDING), None, error
+    return (LEFT if outcome.status == OutcomeStatus.REJECTED else PENDING), None, error
 
 
 def _update(store: Store, erasure_id: int, name: str, status: str, action: str | None, error: str | None) -> None:

@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import duckdb
 from segsync.consent.policies import DEFAULT, DEFAULT_CLOCK_SKEW, ConsentPolicy
+from segsync.statuses import MAILABLE_STATUSES, OPT_OUT_STATUSES
 from segsync.store.sql import literal, literal_list
 from segsync.store.temp_tables import OwnsTempTables
 
@@ -47,10 +48,8 @@ DESTINATION_STATUS = {
     "complained": "complained",
 }
 STICKY = ("opted_out", "bounced", "complained")
-MAILABLE = ("subscribed", "pending")
 # The ledger statuses that give a mailable destination status.
-LEDGER_MAILABLE = tuple(k for k, v in DESTINATION_STATUS.items() if v in MAILABLE)
-OPT_OUT_STATUSES = ("unsubscribed", "cleaned", "complained")
+LEDGER_MAILABLE = tuple(k for k, v in DESTINATION_STATUS.items() if v in MAILABLE_STATUSES)
 # Suppression reason → destination status.
 SUPPRESSION_STATUS = {"bounce": "cleaned", "complaint": "complained"}
 # Destination statuses from most to least restrictive ("none": no consent on record).
@@ -147,7 +146,7 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
             FROM consent_ledger WHERE channel = {ch} AND purpose = {pu}{only}{until}
         ),
         pushes AS (
-            SELECT destination, contact_key, changed_at, after_status IN ({literal_list(sorted(MAILABLE))}) AS mailable
+            SELECT destination, contact_key, changed_at, after_status IN ({literal_list(sorted(MAILABLE_STATUSES))}) AS mailable
             FROM status_changes
             WHERE outcome = 'acknowledged' AND channel = {ch} AND purpose = {pu}{only}
         ),

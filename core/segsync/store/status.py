@@ -28,7 +28,7 @@ def status_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".status.json")
 
 
-class RunStatus:
+class RunStatusFile:
     """The sidecar of one running sync; ``progress`` is a :class:`~segsync.progress.Reporter`
     listener."""
 

@@ -15,7 +15,8 @@ import duckdb
 
 from segsync.redaction import redact
 from segsync.store.lock import StoreLocked, WriterLock, wait_for_writer, writer_active, writer_pid
-from segsync.store.status import RunStatus, describe, read_status
+from segsync.statuses import PartStatus, RunStatus
+from segsync.store.status import RunStatusFile, describe, read_status
 from segsync.store.migrations import MIGRATIONS, Migration
 from segsync.store.sql import identifier, literal
 
@@ -39,7 +40,7 @@ class Store:
 
     reader_wait: ClassVar[float] = 0.0
     # The sidecar of the run this store is writing (see status.py); None outside a sync.
-    status: RunStatus | None = None
+    status: RunStatusFile | None = None
 
     def __init__(
         self,
@@ -281,21 +282,22 @@ class Store:
     def start_run(self, as_of: datetime, options: dict[str, Any]) -> int:
         # We hold the writer lock, so a run still marked running died without finishing.
         self.con.execute(
-            "UPDATE runs SET status = 'crashed' WHERE status = 'running' AND finished_at IS NULL"
+            "UPDATE runs SET status = ? WHERE status = ? AND finished_at IS NULL",
+            [RunStatus.CRASHED, RunStatus.RUNNING],
         )
         run_id = int(
             self.scalar(
                 "INSERT INTO runs (started_at, status, as_of, options) "
-                "VALUES (now(), 'running', ?, ?) RETURNING id",
-                [as_of, json.dumps(options, default=str)],
+                "VALUES (now(), ?, ?, ?) RETURNING id",
+                [RunStatus.RUNNING, as_of, json.dumps(options, default=str)],
             )
         )
         if isinstance(self.path, Path):
             # For `segsync runs` while this run holds the store: the history it can no longer read.
-            self.status = RunStatus(self.path, run_id=run_id, history=self.runs())
+            self.status = RunStatusFile(self.path, run_id=run_id, history=self.runs())
         return run_id
 
-    def finish_run(self, *, run_id: int, status: str, counts: dict[str, Any]) -> None:
+    def finish_run(self, *, run_id: int, status: RunStatus, counts: dict[str, Any]) -> None:
         self.con.execute(
             "UPDATE runs SET finished_at = now(), status = ?, counts = ? WHERE id = ?",
             [status, redact(json.dumps(counts, default=str)), run_id],
@@ -306,7 +308,7 @@ class Store:
         *,
         run_id: int,
         destination: str,
-        status: str,
+        status: PartStatus,
         write_calls: int,
         written: int,
         rejected: int,
@@ -383,7 +385,7 @@ class Store:
             run.update(
                 started_at=run["started_at"].isoformat(),
                 finished_at=run["finished_at"].isoformat() if run["finished_at"] else None,
-                status="crashed" if orphaned and run["status"] == "running" else run["status"],
+                status=RunStatus.CRASHED if orphaned and run["status"] == RunStatus.RUNNING else run["status"],
                 as_of=run["as_of"].isoformat(),
                 options=json.loads(run["options"]),
                 counts=json.loads(run["counts"]),

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from segsync.consent.rules import EffectiveConsent
 from segsync.model import mask_email
 from segsync.redaction import redact
+from segsync.statuses import OutcomeStatus, PartStatus
 from segsync.store import Store
 from segsync.sync.diff import DestinationDiff, PlannedChange
 from segsync.sync.gate import Blocked, Gate
@@ -60,7 +61,7 @@ class Acknowledgement:
         by_key = {p.change.contact_key: p for p in planned}
         with self.store.transaction():
             gate.record(blocked, by="planned change")
-            self._stage([(by_key[b.change.contact_key], "rejected", f"consent gate: {b.reason}", None)
+            self._stage([(by_key[b.change.contact_key], OutcomeStatus.REJECTED, f"consent gate: {b.reason}", None)
                          for b in blocked if b.change.contact_key in by_key])
             self._remember(refused_by="gate")
         self.report.records_blocked += len(blocked)
@@ -89,11 +90,11 @@ class Acknowledgement:
                         run_id=run_id, connection=name, phase="push", record=mask_email(key), field=None,
                         reason="the connector returned no outcome for this record", retryable=True,
                     )
-                elif outcome.status == "ok":
+                elif outcome.status == OutcomeStatus.OK:
                     ok_keys.append(key)
                     if outcome.external_id:
                         external_ids[key] = outcome.external_id
-                elif outcome.status == "rejected":
+                elif outcome.status == OutcomeStatus.REJECTED:
                     report.records_rejected += 1
                     rejections[key] = redact(outcome.reason or "rejected")  # stored in the audit
                     store.record_error(
@@ -106,8 +107,8 @@ class Acknowledgement:
                         run_id=run_id, connection=name, phase="push", record=mask_email(key),
                         field=outcome.field, reason=outcome.reason or "retryable", retryable=True,
                     )
-            self._stage([(planned[k], "ok", None, external_ids.get(k)) for k in ok_keys]
-                        + [(planned[k], "rejected", reason, None) for k, reason in rejections.items()])
+            self._stage([(planned[k], OutcomeStatus.OK, None, external_ids.get(k)) for k in ok_keys]
+                        + [(planned[k], OutcomeStatus.REJECTED, reason, None) for k, reason in rejections.items()])
             self._remember(refused_by="destination")
             self._acknowledge()
             self._audit()
@@ -123,25 +124,25 @@ class Acknowledgement:
         report.records_blocked += pushed.blocked
         if pushed.error is not None:
             # What was not acknowledged before the failure is planned again next run.
-            report.status = "failed"
+            report.status = PartStatus.FAILED
             report.error = pushed.error
             report.records_retrying += self.diff.total - report.records_written - report.records_rejected
             self.store.record_error(run_id=self.run_id, connection=self.destination, phase="push",
                                     record=self.destination, field=None, reason=pushed.error, retryable=True)
         elif pushed.problems:
             # A plugin broke the push contract: what it did right was written, the rest is not ok.
-            report.status = "partial" if report.records_written else "failed"
+            report.status = PartStatus.PARTIAL if report.records_written else PartStatus.FAILED
             report.error = "; ".join(pushed.problems) + " (see `segsync runs --errors`)"
         elif report.records_retrying:
             # The system answered "later" for some records: the run did not finish its job.
-            report.status = "partial" if report.records_written else "failed"
+            report.status = PartStatus.PARTIAL if report.records_written else PartStatus.FAILED
             report.error = (
                 f"{report.records_retrying} record(s) to retry on the next run (see `segsync runs --errors`)"
             )
         elif report.records_rejected:
             # Refused records are not sent again until they or the destination change: the
             # run finished, but not cleanly.
-            report.status = "with-rejections"
+            report.status = PartStatus.WITH_REJECTIONS
             report.error = f"{report.records_rejected} record(s) rejected (see `segsync runs --errors`)"
         self.store.record_destination(
             run_id=self.run_id or 0,

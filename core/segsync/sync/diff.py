@@ -22,9 +22,10 @@ from typing import Any
 import duckdb
 
 from segsync.connector import ContactChange
-from segsync.consent.rules import MAILABLE, OPT_OUT_STATUSES, EffectiveConsent
+from segsync.consent.rules import EffectiveConsent
 from segsync.model import KNOWN_ATTRIBUTES, mask_email
 from segsync.segments.memberships import Memberships
+from segsync.statuses import MAILABLE_STATUSES, OPT_OUT_STATUSES
 from segsync.store.sql import identifier, literal, literal_list
 from segsync.store.temp_tables import OwnsTempTables
 
@@ -241,7 +242,7 @@ class DestinationDiff(OwnsTempTables):
                 SELECT i.contact_key, i.properties ->> '$.status' AS reported
                 FROM identities i JOIN acked a USING (contact_key)
                 WHERE i.connection = $dest AND a.status IN ({opt_outs})
-                  AND i.properties ->> '$.status' IN ({literal_list(MAILABLE)})
+                  AND i.properties ->> '$.status' IN ({literal_list(MAILABLE_STATUSES)})
             ),
             changed AS (
                 SELECT d.contact_key, 'upsert' AS op, d.status, d.consent_method, d.attributes, d.custom, d.tags,

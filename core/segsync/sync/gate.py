@@ -49,8 +49,9 @@ from typing import Any
 
 from segsync.connector import Connector, ContactChange, Outcome, OutcomeReport, WriteResult
 from segsync.consent import suppression
-from segsync.consent.rules import NO_DECISION, OPT_OUT_STATUSES, EffectiveConsent
+from segsync.consent.rules import NO_DECISION, EffectiveConsent
 from segsync.model import mask_email
+from segsync.statuses import OPT_OUT_STATUSES, OutcomeStatus
 from segsync.store import Store
 from segsync.sync.diff import DestinationDiff
 
@@ -477,7 +478,7 @@ class GatedConnector:
                 outcomes.append(self._answered[key])
             elif key in self._refused:
                 outcomes.append(Outcome.retryable(key, f"not written: {self._refused[key]}"))
-            elif key in claimed and claimed[key].status in ("rejected", "retryable"):
+            elif key in claimed and claimed[key].status in (OutcomeStatus.REJECTED, OutcomeStatus.RETRYABLE):
                 outcomes.append(claimed[key])
             elif key in claimed:
                 outcomes.append(Outcome.retryable(
@@ -511,9 +512,17 @@ def _plain_outcome(value: object) -> Outcome | None:
             value.contact_key, value.status, value.reason, value.field, value.external_id)
     except Exception:
         return None
-    if type(key) is not str or type(status) is not str or status not in ("ok", "rejected", "retryable"):
+    if type(key) is not str or not isinstance(status, str):
+        return None
+    # The text itself (str.__str__ copies a subclass's characters without running its code),
+    # looked up among the known words: what is kept is always a plain OutcomeStatus member.
+    status = _OUTCOME_STATUSES.get(str.__str__(status))
+    if status is None:
         return None
     return Outcome(key, status, _text(reason), _text(field_), _text(external_id))
+
+
+_OUTCOME_STATUSES = {s.value: s for s in OutcomeStatus}
 
 
 def _text(value: object) -> str | None:

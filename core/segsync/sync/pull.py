@@ -12,6 +12,7 @@ import logging
 
 from segsync.connector import STREAM_CAPABILITY, Connector, Stream
 from segsync.progress import Reporter
+from segsync.statuses import PartStatus
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
 from segsync.sync.summary import SourceReport
@@ -62,7 +63,7 @@ def pull(
                     rejected += result.rejected
                     advance(result.rows)
         except Exception as exc:
-            report.status = "failed"
+            report.status = PartStatus.FAILED
             report.error = (
                 f"plugin {plugin!r} (connection {name!r}) failed reading {stream.value}: "
                 f"{type(exc).__name__}: {exc}"
@@ -76,7 +77,7 @@ def pull(
             report.loaded[stream.value] = loaded
             report.rejected[stream.value] = rejected
     rejected_total = sum(report.rejected.values())
-    if report.status == "ok" and rejected_total:
-        report.status = "with-rejections"
+    if report.status == PartStatus.OK and rejected_total:
+        report.status = PartStatus.WITH_REJECTIONS
         report.error = f"{rejected_total} record(s) rejected (see `segsync runs --errors`)"
     return report

@@ -38,6 +38,7 @@ from segsync.distributions import missing_connector
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
 from segsync.segments.memberships import Memberships, evaluate_memberships
+from segsync.statuses import PartStatus, RunStatus
 from segsync.store import Store, dicts
 from segsync.sync.ack import Acknowledgement
 from segsync.sync.diff import DestinationDiff
@@ -111,9 +112,9 @@ class Runner:
             return self._run(store, connectors, consent, options, as_of)
         except BaseException as exc:
             # A bug or an interrupt: close the run row so history shows it, then re-raise.
-            run_id = store.scalar("SELECT max(id) FROM runs WHERE status = 'running'")
+            run_id = store.scalar("SELECT max(id) FROM runs WHERE status = ?", [RunStatus.RUNNING])
             if run_id is not None and not options.dry_run:
-                store.finish_run(run_id=run_id, status="failed",
+                store.finish_run(run_id=run_id, status=RunStatus.FAILED,
                                  counts={"error": f"{type(exc).__name__}: {exc}"})
             raise
         finally:
@@ -133,7 +134,7 @@ class Runner:
         options: RunOptions,
         as_of: datetime,
     ) -> RunSummary:
-        summary = RunSummary(None, "running", as_of, options.dry_run)
+        summary = RunSummary(None, RunStatus.RUNNING, as_of, options.dry_run)
         if options.dry_run:
             # Everything (pull included) happens in one transaction that is rolled back.
             store.con.execute("BEGIN TRANSACTION")
@@ -173,7 +174,7 @@ class Runner:
             if options.dry_run:
                 store.con.execute("ROLLBACK")
         if options.dry_run:
-            summary.status = "dry-run"
+            summary.status = RunStatus.DRY_RUN
             return summary
         summary.status = run_status(summary)
         assert summary.run_id is not None
@@ -223,7 +224,7 @@ class Runner:
                 report.sample = [planned.masked() for planned in diff.sample(options.sample_size)]
                 return report
             if Capability.WRITE_CONTACTS not in connector.enabled_capabilities():
-                report.status = "skipped"
+                report.status = PartStatus.SKIPPED
                 report.error = "connector cannot write contacts"
                 return report
             ack = Acknowledgement(store, consent, diff, report)
@@ -237,14 +238,14 @@ class Runner:
         for name, reason in self.broken.items():
             log.error(reason)
             if self.config.connections[name].push is False:
-                summary.sources.append(SourceReport(name, "failed", error=reason))
+                summary.sources.append(SourceReport(name, PartStatus.FAILED, error=reason))
             else:
-                summary.destinations.append(DestinationReport(name, "failed", error=reason))
+                summary.destinations.append(DestinationReport(name, PartStatus.FAILED, error=reason))
             if summary.run_id is not None:
                 store.record_error(run_id=summary.run_id, connection=name, phase="load", record=name,
                                    field=None, reason=reason)
                 if self.config.connections[name].push is not False:
-                    store.record_destination(run_id=summary.run_id, destination=name, status="failed",
+                    store.record_destination(run_id=summary.run_id, destination=name, status=PartStatus.FAILED,
                                              write_calls=0, written=0, rejected=0, retrying=0,
                                              error=reason)
 

@@ -10,13 +10,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from segsync.statuses import PartStatus, RunStatus
+
 
 @dataclass
 class SourceReport:
     name: str
     # ok | with-rejections (read, but some records were record errors) | failed (a file or
     # the system could not be read: nothing after that point was loaded)
-    status: str = "ok"
+    status: PartStatus = PartStatus.OK
     loaded: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     error: str | None = None
@@ -27,7 +29,7 @@ class DestinationReport:
     name: str
     # ok | with-rejections (all written but the records a system or the consent gate refused)
     # | partial (some records retrying) | failed | skipped
-    status: str = "ok"
+    status: PartStatus = PartStatus.OK
     planned: dict[str, int] = field(default_factory=dict)
     write_calls: int = 0
     records_written: int = 0
@@ -43,7 +45,7 @@ class DestinationReport:
 @dataclass
 class RunSummary:
     run_id: int | None
-    status: str  # succeeded | with-rejections | partial | failed | dry-run
+    status: RunStatus  # succeeded | with-rejections | partial | failed | dry-run (running while it runs)
     as_of: datetime
     dry_run: bool
     sources: list[SourceReport] = field(default_factory=list)
@@ -60,8 +62,8 @@ class RunSummary:
 
     @property
     def failed(self) -> bool:
-        return bool(self.segment_errors) or any(s.status == "failed" for s in self.sources) or any(
-            d.status in ("failed", "partial") for d in self.destinations
+        return bool(self.segment_errors) or any(s.status == PartStatus.FAILED for s in self.sources) or any(
+            d.status in (PartStatus.FAILED, PartStatus.PARTIAL) for d in self.destinations
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,16 +73,16 @@ class RunSummary:
         return data
 
 
-def run_status(summary: RunSummary) -> str:
+def run_status(summary: RunSummary) -> RunStatus:
     """succeeded only when nothing failed, is left to retry, or was rejected."""
     parts = [*summary.sources, *summary.destinations]
-    failed = [p for p in parts if p.status in ("failed", "partial")]
+    failed = [p for p in parts if p.status in (PartStatus.FAILED, PartStatus.PARTIAL)]
     if failed or summary.segment_errors:
         # A segment that could not be evaluated is a part of the run that did not do its job.
-        return "failed" if parts and len(failed) == len(parts) else "partial"
-    if any(p.status == "with-rejections" for p in parts):
-        return "with-rejections"
-    return "succeeded"
+        return RunStatus.FAILED if parts and len(failed) == len(parts) else RunStatus.PARTIAL
+    if any(p.status == PartStatus.WITH_REJECTIONS for p in parts):
+        return RunStatus.WITH_REJECTIONS
+    return RunStatus.SUCCEEDED
 
 
 def run_counts(summary: RunSummary) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from segsync.connector import (
     WriteResult,
 )
 from segsync.default_plugins.event_types import EVENT_TYPES
+from segsync.statuses import OutcomeStatus
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
 from segsync.testing.service import (
@@ -63,7 +64,7 @@ from segsync.testing.service import (
     overrides,
 )
 
-OUTCOME_STATUSES = ("ok", "rejected", "retryable")
+OUTCOME_STATUSES = tuple(s.value for s in OutcomeStatus)
 
 
 def _read_all(connector: Connector, stream: Stream, cursor=None) -> list[Batch]:
@@ -234,7 +235,7 @@ class ConnectorConformance:
             f"and not for: {sorted(expected - answered)}; expected exactly one outcome per change")
         unknown = [(o.contact_key, o.status) for o in result.outcomes if o.status not in OUTCOME_STATUSES]
         assert not unknown, f"outcomes with unknown statuses {unknown}; expected one of {OUTCOME_STATUSES}"
-        assert all(o.reason for o in result.outcomes if o.status != "ok"), "a refusal must say why"
+        assert all(o.reason for o in result.outcomes if o.status != OutcomeStatus.OK), "a refusal must say why"
         assert result.calls >= 1, f"write reported {result.calls} calls for {len(sample_changes)} changes"
 
     def test_writing_the_same_changes_again_succeeds(
@@ -245,9 +246,9 @@ class ConnectorConformance:
         first = {o.contact_key: o.status for o in self._write(connector, sample_changes).outcomes}
         second = {o.contact_key: o.status for o in self._write(connector, sample_changes).outcomes}
         # A crashed run re-sends what was not acknowledged: that must be harmless.
-        lost = sorted(k for k, v in first.items() if v == "ok" and second.get(k) != "ok")
+        lost = sorted(k for k, v in first.items() if v == OutcomeStatus.OK and second.get(k) != OutcomeStatus.OK)
         assert not lost, (f"re-sending changes answered ok once was answered "
-                          f"{[(k, second.get(k)) for k in lost]}; expected ok again")
+                          f"{[(k, second.get(k) and str(second[k])) for k in lost]}; expected ok again")
 
     def test_writing_nothing_makes_no_call(self, connector: Connector) -> None:
         if not connector.enabled_capabilities() & WRITE_CAPABILITIES:
@@ -322,7 +323,7 @@ class ConnectorConformance:
                                consent_method="form", **fields)
         outcome = self._write_one(connector, change)
         remote = service.contact(key)
-        assert outcome is not None and outcome.status == "ok" and remote is not None, (
+        assert outcome is not None and outcome.status == OutcomeStatus.OK and remote is not None, (
             f"{scenario}: creating a subscribed contact was answered {_shown(outcome)} and the service "
             f"holds {_held(remote)}; expected ok and the contact")
         return remote
@@ -337,7 +338,7 @@ class ConnectorConformance:
             key, "upsert", "subscribed", dict(attributes), consent_method="form"))
         remote = service.contact(key)
         expected = f"one contact, status {SUBSCRIBED}, with {attributes}"
-        assert outcome is not None and outcome.status == "ok", (
+        assert outcome is not None and outcome.status == OutcomeStatus.OK, (
             f"create: the connector answered {_shown(outcome)} for a new subscribed contact; expected ok")
         assert remote is not None, f"create: the connector answered ok but the service holds no contact; expected {expected}"
         wrong = {k: remote.attributes.get(k) for k, v in attributes.items() if remote.attributes.get(k) != v}
@@ -355,7 +356,7 @@ class ConnectorConformance:
             key, "upsert", "subscribed", dict(updated), previous_status="subscribed", consent_method="form"))
         remote = service.contact(key)
         expected = f"one contact, status {SUBSCRIBED}, with {updated}"
-        assert outcome is not None and outcome.status == "ok", (
+        assert outcome is not None and outcome.status == OutcomeStatus.OK, (
             f"update: the connector answered {_shown(outcome)} for an attribute change; expected ok")
         assert remote is not None and remote.status == SUBSCRIBED and remote.copies == 1 and all(
             remote.attributes.get(k) == v for k, v in updated.items()), (
@@ -374,7 +375,7 @@ class ConnectorConformance:
             key, "upsert", "subscribed", {}, tags=("conformance-b",), tags_remove=("conformance-a",),
             previous_status="subscribed", consent_method="form"))
         remote = service.contact(key)
-        assert outcome is not None and outcome.status == "ok", (
+        assert outcome is not None and outcome.status == OutcomeStatus.OK, (
             f"tags: removing a tag was answered {_shown(outcome)}; expected ok")
         assert remote is not None and "conformance-a" not in remote.tags and "conformance-b" in remote.tags, (
             f"tags: after removing 'conformance-a' the service holds {_held(remote)}; "
@@ -390,7 +391,7 @@ class ConnectorConformance:
         outcome = self._write_one(connector, ContactChange(
             key, "upsert", "unsubscribed", {}, previous_status="subscribed"))
         remote = service.contact(key)
-        assert outcome is not None and outcome.status == "ok", (
+        assert outcome is not None and outcome.status == OutcomeStatus.OK, (
             f"unsubscribe: the connector answered {_shown(outcome)}; expected ok")
         assert remote is not None and remote.status == OPTED_OUT, (
             f"unsubscribe: the service holds {_held(remote)}; expected status {OPTED_OUT} "
@@ -438,7 +439,7 @@ class ConnectorConformance:
         self._create(connector, service, key, "delete")
         outcome = self._write_one(connector, ContactChange(key, "delete", "none", {}, previous_status="subscribed"))
         remote = service.contact(key)
-        assert outcome is not None and outcome.status == "ok" and remote is None, (
+        assert outcome is not None and outcome.status == OutcomeStatus.OK and remote is None, (
             f"delete: the connector answered {_shown(outcome)} and the service holds {_held(remote)}; "
             "expected ok and no contact")
 
@@ -460,7 +461,7 @@ class ConnectorConformance:
         second = {o.contact_key: o for o in self._write(connector, batch).outcomes}
         after = {c.contact_key: service.contact(c.contact_key) for c in batch}
         not_ok = [f"{k}: {_shown(first.get(k))}, then {_shown(second.get(k))}" for k in before
-                  if (first.get(k) and first[k].status) != "ok" or (second.get(k) and second[k].status) != "ok"]
+                  if (first.get(k) and first[k].status) != OutcomeStatus.OK or (second.get(k) and second[k].status) != OutcomeStatus.OK]
         assert not not_ok, f"replay: expected ok both times, got {'; '.join(not_ok)}"
         copies = [f"{k}: {_held(r)}" for k, r in before.items() if r is None or r.copies != 1]
         assert not copies, f"replay: after one write the service holds {'; '.join(copies)}; expected one copy each"
@@ -481,11 +482,11 @@ class ConnectorConformance:
         batch = [good[0], *refused, good[1]]
         answers = {o.contact_key: o for o in self._write(connector, batch).outcomes}
         wrong = [f"{c.contact_key}: {_shown(answers.get(c.contact_key))}" for c in refused
-                 if answers.get(c.contact_key) is None or answers[c.contact_key].status != "rejected"
+                 if answers.get(c.contact_key) is None or answers[c.contact_key].status != OutcomeStatus.REJECTED
                  or not answers[c.contact_key].reason]
         assert not wrong, f"refusals: expected each refused record rejected with a reason, got {'; '.join(wrong)}"
         missing = [f"{c.contact_key}: {_shown(answers.get(c.contact_key))}, service holds {_held(service.contact(c.contact_key))}"
-                   for c in good if (answers.get(c.contact_key) and answers[c.contact_key].status) != "ok"
+                   for c in good if (answers.get(c.contact_key) and answers[c.contact_key].status) != OutcomeStatus.OK
                    or service.contact(c.contact_key) is None]
         assert not missing, f"refusals: the accepted records of the batch must land regardless, got {'; '.join(missing)}"
 
@@ -513,7 +514,7 @@ class ConnectorConformance:
         outcome = self._write_one(connector, ContactChange(
             key, "upsert", "subscribed", dict(self.scenario_attributes[0]), consent_method="form"))
         seen = [e.status for e in service.exchanges()[mark:]]
-        assert outcome is not None and outcome.status == "ok" and service.contact(key) is not None, (
+        assert outcome is not None and outcome.status == OutcomeStatus.OK and service.contact(key) is not None, (
             f"retries: with {len(statuses)} failures ({statuses}) before success and {attempts} attempts "
             f"declared, the connector answered {_shown(outcome)} after requests answered {seen}; "
             "expected it to retry until the write landed (ok)")
@@ -524,7 +525,7 @@ class ConnectorConformance:
         outcome = self._write_one(connector, ContactChange(
             key, "upsert", "subscribed", dict(self.scenario_attributes[0]), consent_method="form"))
         seen = [e.status for e in service.exchanges()[mark:]]
-        assert outcome is not None and outcome.status == "retryable" and outcome.reason, (
+        assert outcome is not None and outcome.status == OutcomeStatus.RETRYABLE and outcome.reason, (
             f"retries: with every one of its {attempts} declared attempts answered 503, the connector "
             f"answered {_shown(outcome)} after requests answered {seen}; expected retryable with a reason "
             f"after exactly {attempts} attempts")
@@ -542,7 +543,7 @@ class ConnectorConformance:
             _key("rate-limited"), "upsert", "subscribed", dict(self.scenario_attributes[0]), consent_method="form"))
         seen: list[Exchange] = list(service.exchanges()[mark:])
         limited = next((i for i, e in enumerate(seen) if e.status == 429), None)
-        assert limited is not None and limited + 1 < len(seen) and outcome is not None and outcome.status == "ok", (
+        assert limited is not None and limited + 1 < len(seen) and outcome is not None and outcome.status == OutcomeStatus.OK, (
             f"retry hint: after a 429 the connector answered {_shown(outcome)} with requests answered "
             f"{[e.status for e in seen]}; expected a retry that lands (ok)")
         # A lower bound only: a slow machine makes the gap longer, never shorter.
