@@ -129,10 +129,19 @@ class Acknowledgement:
             report.records_retrying += self.diff.total - report.records_written - report.records_rejected
             self.store.record_error(run_id=self.run_id, connection=self.destination, phase="push",
                                     record=self.destination, field=None, reason=pushed.error, retryable=True)
-        elif pushed.problems:
-            # A plugin broke the push contract: what it did right was written, the rest is not ok.
+        elif pushed.problems or pushed.contract_errors:
+            # A plugin broke the push contract, or the connector its own: what it did right was
+            # written, the rest is not ok (its records are retried, each naming the breach).
             report.status = PartStatus.PARTIAL if report.records_written else PartStatus.FAILED
-            report.error = "; ".join(pushed.problems) + " (see `segsync runs --errors`)"
+            report.error = "; ".join([*pushed.contract_errors, *pushed.problems]) + " (see `segsync runs --errors`)"
+            # Each breach once; those that touched records are already their record errors.
+            recorded = {r for (r,) in self.store.con.execute(
+                "SELECT DISTINCT reason FROM record_errors WHERE run_id = ? AND connection = ?",
+                [self.run_id, self.destination]).fetchall()}
+            for error in pushed.contract_errors:
+                if redact(error) not in recorded:
+                    self.store.record_error(run_id=self.run_id, connection=self.destination, phase="push",
+                                            record=self.destination, field=None, reason=error, retryable=True)
         elif report.records_retrying:
             # The system answered "later" for some records: the run did not finish its job.
             report.status = PartStatus.PARTIAL if report.records_written else PartStatus.FAILED

@@ -43,7 +43,7 @@ Rules, per change (``op`` ``delete`` always passes: removing someone never mails
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import Any
 
@@ -53,6 +53,7 @@ from segsync.consent.rules import NO_DECISION, EffectiveConsent
 from segsync.model import mask_email
 from segsync.statuses import OPT_OUT_STATUSES, OutcomeStatus
 from segsync.store import Store
+from segsync.sync.contract import ContractError, read_outcome, type_name
 from segsync.sync.diff import DestinationDiff
 
 OPS = ("upsert", "delete")
@@ -101,9 +102,9 @@ def _checked_fields(value: object) -> dict[str, Any]:
             own = kind.__mro__[:kind.__mro__.index(ContactChange)]
             redefined = next((n for n in FIELDS if any(n in vars(k) for k in own)), None)
             if redefined is not None:
-                raise InvalidChange(redefined, f"a {_type_name(value)}, not a plain ContactChange "
+                raise InvalidChange(redefined, f"a {type_name(value)}, not a plain ContactChange "
                                                f"({redefined} is redefined by the subclass)")
-        raise InvalidChange(None, f"a {_type_name(value)}, not a plain ContactChange")
+        raise InvalidChange(None, f"a {type_name(value)}, not a plain ContactChange")
     read = {}
     for name in FIELDS:
         try:
@@ -127,7 +128,7 @@ def _checked_fields(value: object) -> dict[str, Any]:
 
 def _require(name: str, value: object, kind: type, wanted: str | None = None) -> None:
     if type(value) is not kind:
-        raise InvalidChange(name, f"{name} is a {_type_name(value)}, not a {wanted or kind.__name__}")
+        raise InvalidChange(name, f"{name} is a {type_name(value)}, not a {wanted or kind.__name__}")
 
 
 def _json_copy(value: Any, depth: int) -> Any:
@@ -142,10 +143,10 @@ def _json_copy(value: Any, depth: int) -> Any:
         copy = {}
         for key, item in value.items():
             if type(key) is not str:
-                raise InvalidChange("attributes", f"attributes have a key that is a {_type_name(key)}, not a str")
+                raise InvalidChange("attributes", f"attributes have a key that is a {type_name(key)}, not a str")
             copy[key] = _json_copy(item, depth + 1)
         return copy
-    raise InvalidChange("attributes", f"attributes hold a {_type_name(value)} (JSON values only)")
+    raise InvalidChange("attributes", f"attributes hold a {type_name(value)} (JSON values only)")
 
 
 def _json_check(value: Any, depth: int) -> None:
@@ -162,14 +163,10 @@ def _json_check(value: Any, depth: int) -> None:
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
-                raise InvalidChange("attributes", f"attributes have a key that is a {_type_name(key)}, not a str")
+                raise InvalidChange("attributes", f"attributes have a key that is a {type_name(key)}, not a str")
             _json_check(item, depth + 1)
         return
-    raise InvalidChange("attributes", f"attributes hold a {_type_name(value)} (JSON values only)")
-
-
-def _type_name(value: object) -> str:
-    return type(value).__qualname__.rpartition("<locals>.")[2]
+    raise InvalidChange("attributes", f"attributes hold a {type_name(value)} (JSON values only)")
 
 
 def _first_difference(a: ContactChange, b: ContactChange) -> str | None:
@@ -211,9 +208,9 @@ class Gate:
 
     def __init__(self, store: Store, consent: EffectiveConsent, diff: DestinationDiff) -> None:
         if not isinstance(consent, EffectiveConsent):
-            raise TypeError(f"the gate checks against an EffectiveConsent, not a {_type_name(consent)}")
+            raise TypeError(f"the gate checks against an EffectiveConsent, not a {type_name(consent)}")
         if not isinstance(diff, DestinationDiff):
-            raise TypeError(f"the gate checks a DestinationDiff, not a {_type_name(diff)}")
+            raise TypeError(f"the gate checks a DestinationDiff, not a {type_name(diff)}")
         if diff.consent is not consent:
             raise ValueError(
                 f"the diff of {diff.destination!r} was planned against the effective consent of another "
@@ -297,6 +294,7 @@ class Settled:
     result: WriteResult
     blocked: int  # changes a plugin wrote that the consent gate blocked
     problems: list[str]  # one line per plugin misbehaviour, for the destination's error
+    contract_errors: list[str] = field(default_factory=list)  # the connector's breaches (sync/contract.py)
 
 
 class GatedConnector:
@@ -305,7 +303,8 @@ class GatedConnector:
 
     ``batch`` is the push stage's own plain changes; the hook gets copies (:meth:`handed_over`), and
     ``write`` passes on only changes equal to one of the batch, each at most once. ``caller``
-    names the plugin calling ``write`` (the plugin host knows it); after :meth:`close` every
+    names the plugin calling ``write`` (the plugin host knows it); ``plugin`` the connector's own,
+    which contract errors (:mod:`segsync.sync.contract`) name. After :meth:`close` every
     ``write`` raises.
     """
 
@@ -316,8 +315,10 @@ class GatedConnector:
         batch: Sequence[ContactChange],
         caller: Callable[[], str | None] = lambda: None,
         report: OutcomeReport | None = None,
+        plugin: str | None = None,
     ) -> None:
         self._connector = connector
+        self._plugin = plugin  # the connector's plugin: contract errors name it
         self._gate = gate
         self._caller = caller
         # The acknowledgement of finished write batches (Connector.write_batch_size).
@@ -339,6 +340,8 @@ class GatedConnector:
         self._calls = 0
         self._blocked = 0
         self._problems: list[str] = []
+        self._contract_errors: list[str] = []
+        self._breached: dict[str, str] = {}  # key of the batch → the contract error that touched it
         self._open = True
 
     def __getattr__(self, name: str) -> Any:
@@ -363,7 +366,7 @@ class GatedConnector:
             items = list(islice(iter(changes), self._most_read + 1))
         except TypeError:
             raise TypeError(
-                f"{plugin} passed {_type_name(changes)} to write; pass a sequence of ContactChange"
+                f"{plugin} passed {type_name(changes)} to write; pass a sequence of ContactChange"
             ) from None
         if len(items) > self._most_read:
             items.pop()
@@ -433,28 +436,80 @@ class GatedConnector:
         changes it was given, each once (they are then its final answers)."""
         def forward(outcomes: Sequence[Outcome]) -> None:
             trusted = []
-            for outcome in map(_plain_outcome, outcomes):
-                if outcome is not None and outcome.contact_key in passed and outcome.contact_key not in self._answered:
-                    self._answered[outcome.contact_key] = outcome
-                    trusted.append(outcome)
+            for key, outcome in self._answers(outcomes, passed, "reported").items():
+                if key in self._answered:
+                    self._breach("reported a change in two write batches", key)
+                    continue
+                self._answered[key] = outcome
+                trusted.append(outcome)
             if trusted and self._report is not None:
                 self._report(trusted)
         return forward
 
     def _take(self, result: object, passed: set[str]) -> WriteResult:
-        """Keep the connector's own answer for each change it was given (first answer wins)."""
-        if not isinstance(result, WriteResult) or not isinstance(result.outcomes, list):
-            self._problems.append(f"connector {self._connector.connection!r} returned "
-                                  f"{_type_name(result)} from write, not a WriteResult")
-            return WriteResult([], 0)
-        outcomes = []
-        for outcome in map(_plain_outcome, result.outcomes):
-            if outcome is not None and outcome.contact_key in passed:
-                outcomes.append(outcome)
-                self._answered.setdefault(outcome.contact_key, outcome)
-        calls = result.calls if type(result.calls) is int and result.calls > 0 else 0
+        """Keep the connector's own answer for each change it was given (a report's answer, made
+        first, wins); each change left without a well-formed answer is a contract error."""
+        calls = 0
+        outcomes: list[Outcome] = []
+        unanswered = [k for k in passed if k not in self._answered]
+        if not isinstance(result, WriteResult):
+            self._breach(f"returned {type_name(result)} from write, not a WriteResult", *unanswered)
+        elif not isinstance(result.outcomes, list):
+            self._breach(f"returned a WriteResult whose outcomes are {type_name(result.outcomes)}, not list",
+                         *unanswered)
+        else:
+            if type(result.calls) is not int or result.calls < 0:
+                shown = result.calls if type(result.calls) is int else type_name(result.calls)
+                self._breach(f"returned a WriteResult whose calls are {shown}, not a count of calls")
+            else:
+                calls = result.calls
+            for key, outcome in self._answers(result.outcomes, passed, "returned").items():
+                # A connector reporting write batches returns their outcomes again: the reported
+                # one (already acknowledged) stays.
+                outcomes.append(self._answered.setdefault(key, outcome))
+            for key in passed:
+                if key not in self._answered and key not in self._breached:
+                    self._breach("returned no outcome for a change it was given", key)
         self._calls += calls
         return WriteResult(outcomes, calls)
+
+    def _answers(self, values: list[object] | Sequence[object], passed: set[str], how: str) -> dict[str, Outcome]:
+        """The well-formed answers among ``values`` (what the connector ``how``: returned or
+        reported), one per change it was given. Every other item is a contract error, and a
+        change with a malformed answer or more than one gets none here."""
+        answers: dict[str, Outcome] = {}
+        spoilt: set[str] = set()
+        try:
+            items = list(islice(iter(values), self._most_read + 1))
+        except TypeError:
+            self._breach(f"{how} {type_name(values)} as outcomes, not a list of Outcome", *passed)
+            return {}
+        for value in items:
+            outcome = read_outcome(value)
+            if isinstance(outcome, str):
+                key = _key_of(value)
+                self._breach(f"{how} {outcome}", *([key] if key in passed else []))
+                if key is not None:
+                    spoilt.add(key)
+            elif outcome.contact_key not in passed:
+                self._breach(f"{how} an outcome for a contact not in the changes it was given")
+            elif outcome.contact_key in answers:
+                self._breach(f"{how} more than one outcome for a change", outcome.contact_key)
+                spoilt.add(outcome.contact_key)
+            else:
+                answers[outcome.contact_key] = outcome
+        return {k: o for k, o in answers.items() if k not in spoilt}
+
+    def _breach(self, what: str, *keys: str) -> None:
+        """A contract error of the connector: the destination's part of the run is not ``ok``,
+        and each of ``keys`` (changes of the batch) is retried, not acknowledged, its record error
+        naming the breach (which therefore names no address: the record error does)."""
+        message = str(ContractError(self._plugin, self._connector.connection, what))
+        if message not in self._contract_errors:
+            self._contract_errors.append(message)
+        for key in keys:
+            if key in self._batch:
+                self._breached.setdefault(key, message)
 
     def settle(self, result: object) -> Settled:
         """The outcome of each change of the batch, trusting the connector over the hook.
@@ -467,15 +522,19 @@ class GatedConnector:
         problems = list(self._problems)
         claimed: dict[str, Outcome] = {}
         if isinstance(result, WriteResult) and isinstance(result.outcomes, list):
-            for outcome in map(_plain_outcome, result.outcomes):
-                if outcome is not None and outcome.contact_key in self._batch:
+            for outcome in map(read_outcome, result.outcomes):
+                if not isinstance(outcome, str) and outcome.contact_key in self._batch:
                     claimed.setdefault(outcome.contact_key, outcome)
         else:
-            problems.append(f"the segsync_push hook returned {_type_name(result)}, not a WriteResult")
+            problems.append(f"the segsync_push hook returned {type_name(result)}, not a WriteResult")
         outcomes: list[Outcome] = list(self._unfit.values())
         for key in self._batch:
-            if key in self._answered:
+            if key in self._answered and (key not in self._breached
+                                          or self._answered[key].status == OutcomeStatus.OK):
+                # (an ok reported before a breach showed was acknowledged then: it stays so)
                 outcomes.append(self._answered[key])
+            elif key in self._breached:
+                outcomes.append(Outcome.retryable(key, self._breached[key]))
             elif key in self._refused:
                 outcomes.append(Outcome.retryable(key, f"not written: {self._refused[key]}"))
             elif key in claimed and claimed[key].status in (OutcomeStatus.REJECTED, OutcomeStatus.RETRYABLE):
@@ -484,15 +543,17 @@ class GatedConnector:
                 outcomes.append(Outcome.retryable(
                     key, "a segsync_push plugin reported it written, but the connector never received it"))
                 problems.append("a segsync_push plugin reported changes written that the connector never received")
-        return Settled(WriteResult(outcomes, self._calls), self._blocked, list(dict.fromkeys(problems)))
+        return Settled(WriteResult(outcomes, self._calls), self._blocked, list(dict.fromkeys(problems)),
+                       list(self._contract_errors))
 
     def __repr__(self) -> str:
         return f"<gated {self._connector!r}>"
 
 
 def _key_of(item: object) -> str | None:
-    """The contact key of a refused item, when it can be read without running its code."""
-    if isinstance(item, ContactChange):
+    """The contact key of a refused change or malformed outcome, when it can be read without
+    running its code."""
+    if isinstance(item, ContactChange | Outcome):
         try:
             fields_ = object.__getattribute__(item, "__dict__")
         except Exception:
@@ -501,29 +562,3 @@ def _key_of(item: object) -> str | None:
         if type(key) is str:
             return key
     return None
-
-
-def _plain_outcome(value: object) -> Outcome | None:
-    """A fresh Outcome read once from ``value``; None when it is not a well-formed Outcome."""
-    if not isinstance(value, Outcome):
-        return None
-    try:
-        key, status, reason, field_, external_id = (
-            value.contact_key, value.status, value.reason, value.field, value.external_id)
-    except Exception:
-        return None
-    if type(key) is not str or not isinstance(status, str):
-        return None
-    # The text itself (str.__str__ copies a subclass's characters without running its code),
-    # looked up among the known words: what is kept is always a plain OutcomeStatus member.
-    status = _OUTCOME_STATUSES.get(str.__str__(status))
-    if status is None:
-        return None
-    return Outcome(key, status, _text(reason), _text(field_), _text(external_id))
-
-
-_OUTCOME_STATUSES = {s.value: s for s in OutcomeStatus}
-
-
-def _text(value: object) -> str | None:
-    return value if type(value) is str else None

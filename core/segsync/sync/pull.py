@@ -3,7 +3,9 @@
 A batch's records and its cursor are committed in one transaction, so a crashed run resumes
 where the committed cursors stop. A bad record is a record error of its own; a stream that
 cannot be read fails the source's pull (named with its plugin) and nothing after that point is
-loaded; the other sources go on.
+loaded; the other sources go on. So does a batch that breaks the connector contract (not a
+``Batch``, another stream's, a cursor JSON cannot store): a contract error, checked before
+anything of it is stored (:mod:`segsync.sync.contract`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from segsync.progress import Reporter
 from segsync.statuses import PartStatus
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
+from segsync.sync.contract import ContractError, check_batch
 from segsync.sync.summary import SourceReport
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,9 @@ def pull(
         try:
             with reporter.phase(f"pull {name} {stream.value}") as advance:
                 for batch in connector.read(stream, cursor):
-                    if batch.stream is not stream:
-                        raise ValueError(f"read({stream.value}) yielded a {batch.stream.value} batch")
+                    breach = check_batch(batch, stream)
+                    if breach is not None:
+                        raise ContractError(plugin, name, breach)
                     if dry_run:
                         result = ingestor.ingest(batch)
                     else:
@@ -64,7 +68,7 @@ def pull(
                     advance(result.rows)
         except Exception as exc:
             report.status = PartStatus.FAILED
-            report.error = (
+            report.error = str(exc) if isinstance(exc, ContractError) else (
                 f"plugin {plugin!r} (connection {name!r}) failed reading {stream.value}: "
                 f"{type(exc).__name__}: {exc}"
             )

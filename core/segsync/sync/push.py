@@ -51,6 +51,7 @@ class PushResult:
     write_calls: int = 0
     blocked: int = 0  # changes a plugin wrote that the consent gate blocked
     problems: list[str] = field(default_factory=list)  # plugins that broke the push contract
+    contract_errors: list[str] = field(default_factory=list)  # the connector broke its contract
     error: str | None = None  # a plugin raised: nothing after that batch was pushed
 
 
@@ -93,7 +94,7 @@ def push(
             # Hooks get copies of the batch and a connector bound to it: only changes equal
             # to the push stage's own, checked again, reach the connector (sync/gate.py).
             gated = GatedConnector(connector, gate, [p.change for p in batch], host.calling_plugin,
-                                   report=acknowledge)
+                                   report=acknowledge, plugin=plugin)
             in_flight.clear()
             in_flight.update((p.change.contact_key, p) for p in batch)
             try:
@@ -111,6 +112,7 @@ def push(
             settled = gated.settle(result)
             pushed.blocked += settled.blocked
             pushed.problems.extend(p for p in settled.problems if p not in pushed.problems)
+            pushed.contract_errors.extend(e for e in settled.contract_errors if e not in pushed.contract_errors)
             pushed.write_calls += settled.result.calls
             ack.written(WrittenBatch(diff, tuple(in_flight.values()), settled.result))
             advance(planned_count)
