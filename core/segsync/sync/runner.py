@@ -21,6 +21,7 @@ engine's) and hands the next an object that owns its data; see docs/architecture
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -61,13 +62,22 @@ class RunOptions:
     sample_size: int = 5
 
 
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class Runner:
+    """Runs syncs of one project. ``clock`` gives a run's ``as_of`` when its options set none
+    (tests pass a :class:`segsync.testing.FakeClock`)."""
+
     def __init__(
-        self, config: ProjectConfig, host: PluginHost, reporter: Reporter | None = None
+        self, config: ProjectConfig, host: PluginHost, reporter: Reporter | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.config = config
         self.host = host
         self.reporter = reporter or Reporter(quiet=True)
+        self.clock = clock
         # Connections whose connector's plugin failed to load → why; their part of a run fails.
         self.broken: dict[str, str] = {}
 
@@ -103,7 +113,7 @@ class Runner:
 
     def run(self, options: RunOptions | None = None) -> RunSummary:
         options = options or RunOptions()
-        as_of = options.as_of or datetime.now(timezone.utc)
+        as_of = options.as_of or self.clock()
         connectors = self.connectors()
         consent = consent_settings(self.config, self.host.consent_policies())
         store = Store(self.config.store_path, memory_limit=self.config.store_memory_limit)
