@@ -14,9 +14,19 @@ from pathlib import Path
 from typing import Literal
 
 from segsync.connector import Stream
-from segsync.store.sourcefile import Extent, SourceFileError, extent
+from segsync.store.sourcefile import (
+    HELD_BACK,
+    MAX_JSON_DEPTH,
+    MAX_RECORD_BYTES,
+    Extent,
+    SourceFileError,
+    extent,
+)
 
-__all__ = ["Extent", "SourceFileError", "extent", "header_problem", "newest_timestamp"]
+# The store's limits on one record (MAX_RECORD_BYTES a line, MAX_JSON_DEPTH levels of JSON),
+# and the reason of the record error for a last line still being written (HELD_BACK).
+__all__ = ["HELD_BACK", "MAX_JSON_DEPTH", "MAX_RECORD_BYTES", "Extent", "SourceFileError", "extent",
+           "header_problem", "newest_timestamp"]
 
 
 def header_problem(stream: Stream, path: Path, columns: Mapping[str, str], label: str) -> str | None:

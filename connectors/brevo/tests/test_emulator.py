@@ -8,7 +8,7 @@ import urllib.request
 
 from pydantic import SecretStr
 
-from segsync.plugins import PluginHost
+from segsync.testing import plugin_load_failures, registered_connectors
 from segsync_brevo import BrevoConnector
 from segsync_brevo.api import BrevoApi, BrevoApiError
 
@@ -69,6 +69,5 @@ def test_standalone_module_runs():
 
 
 def test_entry_point_registers_the_connector():
-    host = PluginHost()
-    assert host.failures == []
-    assert host.connector_types()["brevo"] is BrevoConnector
+    assert plugin_load_failures() == []
+    assert registered_connectors("brevo") == {"brevo": BrevoConnector}

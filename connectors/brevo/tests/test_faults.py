@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from segsync.connector import ContactChange
+from segsync import ContactChange
 
 
 def flip(email, status="unsubscribed", previous="subscribed", add=(), remove=()):

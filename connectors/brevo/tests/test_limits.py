@@ -65,7 +65,7 @@ def test_errors_surface_code_and_message(emulator):
 
 
 def test_persistent_5xx_becomes_retryable_outcome(emulator, make_connector):
-    from segsync.connector import ContactChange
+    from segsync import ContactChange
 
     emulator.state.seed_contact("a@example.com")
     connector = make_connector(max_attempts=2)

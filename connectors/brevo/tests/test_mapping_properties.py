@@ -10,10 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from segsync import Batch, Stream
-from segsync.default_plugins.event_types import EVENT_TYPES
 from segsync.payload import PayloadError
-from segsync.store import Store
-from segsync.store.ingest import Ingestor
+from segsync.testing import ScratchStore
 from segsync.testing.payloads import json_values, not_text, with_field
 
 from segsync_brevo import mapping
@@ -44,8 +42,8 @@ def contacts(draw) -> dict:
 
 
 @pytest.fixture(scope="module")
-def store() -> Iterator[Store]:
-    with Store(":memory:") as store:
+def store() -> Iterator[ScratchStore]:
+    with ScratchStore("brevo") as store:
         yield store
 
 
@@ -71,9 +69,8 @@ def test_well_formed_contacts_map_to_rows_the_store_takes(store, batch) -> None:
         else:
             assert consent is None
         rows.append(row)
-    ingestor = Ingestor(store.con, connection="brevo", run_id=None, event_types=EVENT_TYPES)
     for stream, batch_rows in ((Stream.CONTACTS, rows), (Stream.CONSENT, consents)):
-        loaded = ingestor.ingest(Batch(stream, None, rows=batch_rows))
+        loaded = store.ingest(Batch(stream, None, rows=batch_rows))
         assert (loaded.rows, loaded.rejected, loaded.errors) == (len(batch_rows), 0, [])
 
 
@@ -145,7 +142,7 @@ def test_a_blocked_contact_maps_its_reason(store, code, status, method) -> None:
             "reason": {"code": code, "message": "why"}}
     row = mapping.blocked_consent_row(item)
     assert (row["status"], row["method"], row["timestamp"]) == (status, method, "2024-03-01T10:00:00.000Z")
-    loaded = Ingestor(store.con, connection="brevo", run_id=None, event_types=EVENT_TYPES).ingest(
+    loaded = store.ingest(
         Batch(Stream.CONSENT, None, rows=[row]))
     assert (loaded.rows, loaded.rejected) == (1, 0)
 
@@ -180,6 +177,6 @@ def test_well_formed_events_map_to_rows_the_store_takes(store, batch) -> None:
         assert (row["email"], row["timestamp"], row["type"]) == (email, date, mapping.EVENT_TYPES[kind][0])
         assert row["id"] == mapping.event_id(event)
         rows.append(row)
-    loaded = Ingestor(store.con, connection="brevo", run_id=None, event_types=EVENT_TYPES).ingest(
+    loaded = store.ingest(
         Batch(Stream.EVENTS, None, rows=rows))
     assert (loaded.rows, loaded.rejected, loaded.errors) == (len(rows), 0, [])

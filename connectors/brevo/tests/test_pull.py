@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from segsync.connector import RecordProblem, Stream
+from segsync import RecordProblem, Stream
 
 
 

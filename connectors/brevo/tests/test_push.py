@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from segsync.connector import ContactChange
+from segsync import ContactChange
 
 
 def change(email, status="subscribed", previous=None, attributes=None, add=(), remove=(), op="upsert", tags=None):

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 
 from segsync import Capability, ContactChange, Stream
-from segsync.default_plugins.event_types import EVENT_TYPES
-from segsync.store import Store
-from segsync.store.ingest import Ingestor
-from segsync.store.sourcefile import HELD_BACK, SourceFileError
+from segsync.filesource import HELD_BACK, SourceFileError
+from segsync.testing import ScratchStore
 from segsync_files import FilesConnector, FilesSettings
 
 
@@ -23,11 +21,10 @@ def connector(tmp_path: Path, **settings) -> FilesConnector:
 def pull(conn: FilesConnector, stream: Stream, cursor=None):
     """Load every batch into a fresh in-memory store; return (loaded keys, final cursor)."""
     batches = list(conn.read(stream, cursor))
-    with Store(":memory:") as store:
-        ingestor = Ingestor(store.con, connection="files", run_id=None, event_types=EVENT_TYPES)
+    with ScratchStore("files") as store:
         for batch in batches:
-            ingestor.ingest(batch)
-        keys = [r[0] for r in store.con.execute("SELECT contact_key FROM contacts ORDER BY 1").fetchall()]
+            store.ingest(batch)
+        keys = [r[0] for r in store.query("SELECT contact_key FROM contacts ORDER BY 1")]
     return keys, (batches[-1].cursor if batches else cursor), batches
 
 
@@ -152,13 +149,12 @@ def test_a_half_written_last_line_is_held_back_until_it_is_finished(tmp_path: Pa
         else ("email,first_name\n", "a@x.co,A\n", "b@x.co,Bo\n")
     path.write_text(header + first + second[:9])  # the writer is in the middle of the second record
     conn = connector(tmp_path, contacts=f"c.{fmt}")
-    with Store(":memory:") as store:
-        ingestor = Ingestor(store.con, connection="files", run_id=None, event_types=EVENT_TYPES)
-        results = [ingestor.ingest(b) for b in conn.read(Stream.CONTACTS, None)]
+    with ScratchStore("files") as store:
+        results = [store.ingest(b) for b in conn.read(Stream.CONTACTS, None)]
         cursor = conn.read(Stream.CONTACTS, None).__next__().cursor
         line = 3 if fmt == "csv" else 2
         assert [(r.loaded, r.rejected) for r in results] == [(1, 1)]
-        assert store.con.execute("SELECT record, field, reason FROM record_errors").fetchall() == [
+        assert store.query("SELECT record, field, reason FROM record_errors") == [
             (f"c.{fmt} line {line}", "line", HELD_BACK)]
         assert cursor[f"c.{fmt}"]["rows"] == 1
         assert cursor[f"c.{fmt}"]["size"] == len(header + first)
@@ -166,8 +162,8 @@ def test_a_half_written_last_line_is_held_back_until_it_is_finished(tmp_path: Pa
             handle.write(second[9:])
         batches = list(conn.read(Stream.CONTACTS, cursor))
         assert [(b.file.skip_rows, b.file.until_row) for b in batches] == [(1, 2)]
-        assert ingestor.ingest(batches[0]).loaded == 1
-        assert store.con.execute("SELECT contact_key, first_name FROM contacts ORDER BY 1").fetchall() == [
+        assert store.ingest(batches[0]).loaded == 1
+        assert store.query("SELECT contact_key, first_name FROM contacts ORDER BY 1") == [
             ("a@x.co", None if fmt == "jsonl" else "A"), ("b@x.co", "Bo")]
         assert batches[0].cursor[f"c.{fmt}"]["rows"] == 2
 

@@ -98,7 +98,7 @@ def test_a_record_nested_thousands_deep_never_stops_later_runs(tmp_path: Path) -
 
 
 def test_a_record_at_the_limits_is_synced_pushed_and_exported(tmp_path: Path) -> None:
-    from segsync.store.sourcefile import MAX_JSON_DEPTH, MAX_RECORD_BYTES
+    from segsync.filesource import MAX_JSON_DEPTH, MAX_RECORD_BYTES
 
     value: object = "end"
     for _ in range(MAX_JSON_DEPTH - 2):  # the record is level 1, custom level 2

@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 
 import segsync_files.audience as audience_module
-from segsync.config import load_config
-from segsync.plugins import PluginHost
-from segsync.store import Store
-from segsync.sync.runner import RunOptions, Runner
+from segsync.testing import Project
 from segsync_files.connector import FilesConnector
 
 CONTACTS = 25_000  # more than the 10,000 changes a page of the diff holds
@@ -73,7 +70,7 @@ class Counted:
 
 
 def _run(root: Path):
-    return Runner(load_config(root / "segsync.toml"), PluginHost()).run(RunOptions())
+    return Project(root).run()
 
 
 def _audience(root: Path) -> list[dict]:
@@ -103,13 +100,12 @@ def test_a_sync_of_25000_changes_is_one_write_and_one_rewrite_acknowledged_once(
                        "attributes": {"tier": "even"}}
     assert rows[-1] == {"email": "c24999@example.com", "status": "subscribed", "tags": [],
                         "attributes": {"tier": "odd"}}
-    with Store(root / "store.duckdb", read_only=True) as store:
-        assert store.con.execute(
-            "SELECT count(*), count(DISTINCT contact_key) FROM acknowledged WHERE destination = 'upload'"
-        ).fetchall() == [(CONTACTS, CONTACTS)]
-        assert store.con.execute(
-            "SELECT count(*) FROM acknowledged_memberships WHERE destination = 'upload' AND segment = 'even'"
-        ).fetchall() == [(CONTACTS // 2,)]
+    assert Project(root).query(
+        "SELECT count(*), count(DISTINCT contact_key) FROM acknowledged WHERE destination = 'upload'"
+    ) == [(CONTACTS, CONTACTS)]
+    assert Project(root).query(
+        "SELECT count(*) FROM acknowledged_memberships WHERE destination = 'upload' AND segment = 'even'"
+    ) == [(CONTACTS // 2,)]
 
     # Acknowledged once, for all of them: the next run plans and writes nothing.
     again = _run(root)

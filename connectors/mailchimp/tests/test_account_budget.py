@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 
-from segsync.connector import ContactChange
+from segsync import ContactChange
 
 from .conftest import API_KEY, LIST_ID
 
@@ -44,7 +44,7 @@ def test_two_processes_on_one_account_share_ten_connections(emulator) -> None:
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from segsync.connector import ContactChange
+        from segsync import ContactChange
         from segsync_mailchimp import MailchimpConnector, MailchimpSettings
         prefix = sys.argv[1]
         settings = MailchimpSettings(api_key={API_KEY!r}, list_id={LIST_ID!r}, host={emulator.url!r},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from segsync.connector import ContactChange, Stream
+from segsync import ContactChange, Stream
 
 from segsync_mailchimp.api import MailchimpError
 

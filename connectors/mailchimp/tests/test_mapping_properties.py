@@ -9,12 +9,9 @@ from datetime import timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from segsync import Batch, Stream
-from segsync.default_plugins.event_types import EVENT_TYPES
-from segsync.model import CONSENT_METHODS
+from segsync import CONSENT_METHODS, Batch, Stream
 from segsync.payload import PayloadError
-from segsync.store import Store
-from segsync.store.ingest import Ingestor
+from segsync.testing import ScratchStore
 from segsync.testing.payloads import json_values, not_text, with_field
 
 from segsync_mailchimp import mapping
@@ -64,8 +61,8 @@ def _map(member):
 
 
 @pytest.fixture(scope="module")
-def store() -> Iterator[Store]:
-    with Store(":memory:") as store:
+def store() -> Iterator[ScratchStore]:
+    with ScratchStore("mc") as store:
         yield store
 
 
@@ -91,9 +88,8 @@ def test_well_formed_members_map_to_rows_the_store_takes(store, batch) -> None:
             assert consent["method"] in ("api", "bounce", "sync", "email_link")
         consents.append(consent)
     # One batch per stream: the store takes every row as it is.
-    ingestor = Ingestor(store.con, connection="mc", run_id=None, event_types=EVENT_TYPES)
     for stream, rows in ((Stream.CONTACTS, contacts), (Stream.CONSENT, consents)):
-        loaded = ingestor.ingest(Batch(stream, None, rows=rows))
+        loaded = store.ingest(Batch(stream, None, rows=rows))
         assert (loaded.rows, loaded.rejected, loaded.errors) == (len(rows), 0, [])
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segsync.connector import Stream
+from segsync import Stream
 
 from segsync_mailchimp.emulator import subscriber_hash
 from segsync_mailchimp.mapping import event_id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segsync.connector import ContactChange
+from segsync import ContactChange
 
 from segsync_mailchimp.emulator import subscriber_hash
 

@@ -8,6 +8,8 @@
   in-memory destination; :func:`reset_memory` forgets what it holds;
 * :class:`FakeClock` — the "now" of a run under the test's control;
 * :class:`ScratchStore` — what the store makes of a connector's batches;
+* :func:`registered_connectors`, :func:`plugin_load_failures` — what the installed plugins
+  register, loaded as segsync loads them;
 * record builders :func:`contact`, :func:`event`, :func:`consent`, :func:`batch` (what a
   source yields) and :func:`change` (what a destination is given);
 * :mod:`segsync.testing.faults`, :mod:`segsync.testing.serve`, :mod:`segsync.testing.payloads`
@@ -30,6 +32,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "SAMPLE_CONFIG": "segsync.testing.project",
     "SAMPLE_FILES": "segsync.testing.project",
     "ScratchStore": "segsync.testing.store",
+    "plugin_load_failures": "segsync.testing.plugins",
+    "registered_connectors": "segsync.testing.plugins",
     "batch": "segsync.testing.records",
     "change": "segsync.testing.records",
     "consent": "segsync.testing.records",
@@ -51,5 +55,7 @@ __all__ = [
     "consent",
     "contact",
     "event",
+    "plugin_load_failures",
+    "registered_connectors",
     "reset_memory",
 ]

@@ -115,6 +115,15 @@ class Project:
         runner = Runner(load_config(self.root / "segsync.toml"), self.host(*plugins), clock=self.clock or utc_now)
         return runner.run(RunOptions(**options))
 
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        """Rows of a read-only query over the project's store, for assertions (the tables'
+        shape is not part of the public API)."""
+        from segsync.config import load_config
+        from segsync.store import Store
+
+        with Store(load_config(self.root / "segsync.toml").store_path, read_only=True) as store:
+            return store.con.execute(sql, params or []).fetchall()
+
     def audience(self, name: str = "out/audience") -> dict[str, dict]:
         """What a files destination writing to ``<name>.jsonl`` holds: address → record."""
         path = self.root / f"{name}.jsonl"
