@@ -25,6 +25,10 @@ registers under the `segsync` entry-point group:
 my_plugin = "my_package"
 ```
 
+Each `register` callback is typed by a Protocol in `segsync.hookspecs` (`RegisterConnector`,
+`RegisterEventType`, … ; the first two are also `segsync.RegisterConnector` and
+`segsync.RegisterEventType`), so a type checker reads your hook implementations against them.
+
 See [writing-a-connector.md](writing-a-connector.md) for a whole connector.
 """
 
