@@ -1,7 +1,7 @@
 """An in-memory destination: a connector that keeps what it was told, for tests of the pipeline.
 
-Register :class:`MemoryPlugin` (``PluginHost(extra_plugins=[MemoryPlugin()])``, or
-:meth:`segsync.testing.Project.run`, which always does) and configure a connection with
+Register :class:`MemoryPlugin` (in the plugin host's ``extra_plugins``, or through
+:meth:`segsync.testing.Project.run`, which always adds it) and configure a connection with
 ``type = "memory"``; the changes written to it are in ``MemoryConnector.held[connection]``
 (contact key → status, tags and attributes) and the number of ``write`` calls in
 ``MemoryConnector.calls[connection]``. Both are class-level: call :func:`reset_memory` between
