@@ -7,7 +7,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
-from segsync.connector import Batch, Capability, Connector, ContactChange, Stream, WriteResult
+from segsync import Batch, Capability, Connector, ContactChange, Stream, WriteResult
 
 from segsync_constantcontact.limits import ACTIVITY_MAX_CONTACT_IDS
 from segsync_constantcontact.settings import ConstantContactSettings

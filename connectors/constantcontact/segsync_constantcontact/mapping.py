@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from segsync import payload
-from segsync.model import mask_email
+from segsync import mask_email, payload
 
 # email_address.permission_to_send -> segsync's destination vocabulary (what a system holds),
 # recorded on the identity so the diff sees a contact drift back to mailable after an opt-out.

@@ -6,8 +6,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from segsync import payload
-from segsync.connector import Batch, Stream
+from segsync import Batch, Stream, payload
 
 from segsync_constantcontact.api import ConstantContactApi, ConstantContactError
 from segsync_constantcontact.directory import Directory

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from segsync.connector import ContactChange, Outcome, WriteResult
+from segsync import OPT_OUT_STATUSES, ContactChange, Outcome, WriteResult
 
 from segsync_constantcontact.api import ConstantContactApi, ConstantContactError
 from segsync_constantcontact.directory import Directory
@@ -44,7 +44,6 @@ from segsync_constantcontact.limits import (
 from segsync_constantcontact.mapping import import_row
 from segsync_constantcontact.settings import CUSTOM_FIELD_PREFIX, ConstantContactSettings
 
-OPT_OUTS = frozenset({"unsubscribed", "cleaned", "complained"})
 NO_CONSENT = frozenset({"none", "pending"})
 MAILABLE = frozenset({"explicit", "implicit"})  # permissions Constant Contact sends to
 # Who asks for the opt-out, as Constant Contact's update_source: a person's unsubscribe or
@@ -112,7 +111,7 @@ class Writer:
         w = _Write(changes)
         deletes = [c for c in changes if c.op == "delete"]
         upserts = [c for c in changes if c.op != "delete"]
-        opt_outs = [c for c in upserts if c.status in OPT_OUTS]
+        opt_outs = [c for c in upserts if c.status in OPT_OUT_STATUSES]
         subscribed = [c for c in upserts if c.status == "subscribed"]
         without_consent = [c for c in upserts if c.status in NO_CONSENT]
         self._step(w, upserts, self._validate)
@@ -196,7 +195,7 @@ class Writer:
         for change in changes:
             contact = self._get(w, change, INCLUDE_FOR_PUT)
             if contact is None:
-                if change.status in OPT_OUTS:
+                if change.status in OPT_OUT_STATUSES:
                     self._create_unsubscribed(w, change)
                 continue  # without consent, nobody is created
             email = contact.get("email_address") or {}
@@ -206,7 +205,7 @@ class Writer:
             permission = email.get("permission_to_send")
             # Only a mailable contact is unsubscribed for want of consent: one awaiting Constant
             # Contact's own confirmation (pending_confirmation) or without permission keeps it.
-            opt_out = permission != "unsubscribed" and (change.status in OPT_OUTS or permission in MAILABLE)
+            opt_out = permission != "unsubscribed" and (change.status in OPT_OUT_STATUSES or permission in MAILABLE)
             if not opt_out and unchanged:
                 continue  # already as asked: a replayed batch changes nothing
             body["email_address"] = {"address": email.get("address") or change.contact_key,
@@ -366,7 +365,7 @@ class Writer:
                     w.reject(change, "not in Constant Contact, so its segments cannot be set")
                 continue
             # An unsubscribed contact cannot join a list (Constant Contact refuses it).
-            if change.tags_add and not (lists and change.status in OPT_OUTS):
+            if change.tags_add and not (lists and change.status in OPT_OUT_STATUSES):
                 adds[tuple(sorted(change.tags_add))].append(change)
             if change.tags_remove:
                 removes[tuple(sorted(change.tags_remove))].append(change)

@@ -10,10 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from segsync import Batch, Stream
-from segsync.default_plugins.event_types import EVENT_TYPES
 from segsync.payload import PayloadError
-from segsync.store import Store
-from segsync.store.ingest import Ingestor
+from segsync.testing import ScratchStore
 from segsync.testing.payloads import json_values, not_text, with_field
 
 from segsync_constantcontact import mapping
@@ -53,8 +51,8 @@ def contacts(draw) -> dict:
 
 
 @pytest.fixture(scope="module")
-def store() -> Iterator[Store]:
-    with Store(":memory:") as store:
+def store() -> Iterator[ScratchStore]:
+    with ScratchStore("constantcontact") as store:
         yield store
 
 
@@ -76,9 +74,8 @@ def test_well_formed_contacts_map_to_rows_the_store_takes(store, batch) -> None:
             if consent["method"] in ("form", "double_opt_in") and consent["status"] == "opted_in":
                 assert contact["email_address"]["opt_in_source"] == "Contact"
             consents.append(consent)
-    ingestor = Ingestor(store.con, connection="constantcontact", run_id=None, event_types=EVENT_TYPES)
     for stream, batch_rows in ((Stream.CONTACTS, rows), (Stream.CONSENT, consents)):
-        loaded = ingestor.ingest(Batch(stream, None, rows=batch_rows))
+        loaded = store.ingest(Batch(stream, None, rows=batch_rows))
         assert (loaded.rows, loaded.rejected, loaded.errors) == (len(batch_rows), 0, [])
 
 
