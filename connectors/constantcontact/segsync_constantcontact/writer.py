@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from segsync import OPT_OUT_STATUSES, ContactChange, Outcome, WriteResult
+from segsync import EXPLICIT_METHODS, OPT_OUT_STATUSES, ContactChange, Outcome, WriteResult
 
 from segsync_constantcontact.api import ConstantContactApi, ConstantContactError
 from segsync_constantcontact.directory import Directory
@@ -58,8 +58,6 @@ OPT_OUT_REASON = {
     "none": "No marketing consent on record (segsync)",
     "pending": "Sign-up not confirmed yet (segsync)",
 }
-# Consent methods that are the person's own (docs/consent.md): their re-subscription is explicit.
-OWN_CONSENT = frozenset({"form", "double_opt_in"})
 # Contact properties a PUT must send back (it nulls omitted ones), and their documented
 # maximum lengths (the import's email column: 50 characters).
 PROPERTIES = ("first_name", "last_name", "job_title", "company_name", "birthday_month", "birthday_day",
@@ -345,7 +343,7 @@ class Writer:
             return
         body = self._put_body(change, contact)
         body["email_address"] = {"address": (contact.get("email_address") or {}).get("address") or change.contact_key,
-                                 "permission_to_send": "explicit" if change.consent_method in OWN_CONSENT
+                                 "permission_to_send": "explicit" if change.consent_method in EXPLICIT_METHODS
                                  else "implicit"}
         body["list_memberships"] = sorted({*(contact.get("list_memberships") or []), audience})
         body["update_source"] = "Account"
