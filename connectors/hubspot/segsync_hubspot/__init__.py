@@ -6,8 +6,7 @@ and its HTTP client are imported when the connector is first asked for.
 
 from __future__ import annotations
 
-from segsync import hookimpl
-from segsync.lazy import lazy_exports
+from segsync import hookimpl, lazy_exports
 
 __all__ = ["HubSpotConnector", "HubSpotSettings", "segsync_register_connectors"]
 __getattr__, __dir__ = lazy_exports(__name__, {

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from segsync import ContactChange, Outcome, WriteResult, mask_email
+from segsync import OPT_OUT_STATUSES, ContactChange, Outcome, WriteResult, mask_email
 from segsync.http import HttpError
 
 from segsync_hubspot.account import Account
@@ -26,7 +26,6 @@ from segsync_hubspot.api import AccessRefused, HubSpotApi, error_message
 from segsync_hubspot.mapping import checkbox_value, hubspot_properties
 from segsync_hubspot.settings import HubSpotSettings
 
-OPT_OUTS = frozenset({"unsubscribed", "cleaned", "complained"})
 NO_CONSENT = frozenset({"none", "pending"})
 
 
@@ -119,7 +118,7 @@ class Writer:
     # -- 2. consent ------------------------------------------------------------------------
 
     def _opt_outs(self, changes: list[ContactChange], failed: dict[str, Outcome]) -> None:
-        emails = [c.contact_key for c in changes if c.status in OPT_OUTS and c.previous_status not in OPT_OUTS]
+        emails = [c.contact_key for c in changes if c.status in OPT_OUT_STATUSES and c.previous_status not in OPT_OUT_STATUSES]
         if emails:
             self._call(emails, failed, "unsubscribe from all email", self.api.unsubscribe_from_all, emails)
 
