@@ -221,15 +221,15 @@ def test_the_audience_csv_neutralises_spreadsheet_formulas_and_the_jsonl_stays_e
 def test_an_unchanged_file_is_not_read_again_a_touched_or_grown_one_is(tmp_path: Path, monkeypatch) -> None:
     import os
 
-    import segsync.store.sourcefile as sourcefile
+    import segsync.filesource as filesource
     import segsync_files.cursor as cursor_module
 
     (tmp_path / "c.csv").write_text("email\na@x.co\n")
     conn = connector(tmp_path, contacts="c.csv")
     _, cursor, _ = pull(conn, Stream.CONTACTS)
     reads: list[str] = []
-    real_extent, real_prefix = sourcefile.extent, cursor_module.prefix_sha256
-    monkeypatch.setattr(sourcefile, "extent", lambda path: reads.append("extent") or real_extent(path))
+    real_extent, real_prefix = filesource.extent, cursor_module.prefix_sha256
+    monkeypatch.setattr(filesource, "extent", lambda path: reads.append("extent") or real_extent(path))
     monkeypatch.setattr(cursor_module, "prefix_sha256",
                         lambda path, n: reads.append("prefix") or real_prefix(path, n))
     assert list(conn.read(Stream.CONTACTS, cursor)) == [] and reads == []  # a stat, nothing read
