@@ -16,6 +16,9 @@ import sys
 # the terminal tables and the connectors' SDKs.
 HEAVY = ("duckdb", "sqlglot", "pydantic_settings", "rich", "mailchimp_marketing", "sib_api_v3_sdk")
 SDKS = ("mailchimp_marketing", "sib_api_v3_sdk")
+# The record models: the built-in consent policies, the log redaction and the files connector
+# need only their vocabulary (segsync.vocabulary) and masking at start, not the pydantic models.
+MODELS = ("segsync.model",)
 # What listing the connector types must not import either: each connector's API client, readers
 # and writers (and the retry library behind them) load with the first connection, not the class.
 CONNECTOR_INTERNALS = (
@@ -61,6 +64,14 @@ def test_help_imports_no_heavy_library_with_every_connector_loaded() -> None:
     assert sorted(modules & set(HEAVY)) == []
 
 
+def test_help_imports_neither_pydantic_nor_the_record_models() -> None:
+    output, modules = imported_by("--help")
+    assert "\n  plugins " in output
+    assert sorted(m for m in modules if m == "pydantic" or m.startswith(("pydantic.", "pydantic_core"))) == []
+    assert sorted(modules & set(MODELS)) == []
+    assert {"segsync.consent.policies", "segsync.vocabulary"} <= modules  # the built-in policies loaded
+
+
 def test_plugins_lists_every_connector_without_their_sdks() -> None:
     output, modules = imported_by("plugins", "--json")
     types = {t for plugin in json.loads(output) for t in plugin["connector_types"]}
@@ -74,3 +85,7 @@ def test_plugins_leaves_connector_internals_unimported_in_text_and_json() -> Non
         assert "mailchimp" in output and "brevo" in output
         assert {"segsync_mailchimp.connector", "segsync_brevo.connector"} <= modules
         assert sorted(modules & set(CONNECTOR_INTERNALS)) == [], args
+        # The files connector names the known attributes and the log set-up masks addresses:
+        # neither imports the record models until a record or a message needs them.
+        assert {"segsync_files.audience", "segsync.redaction"} <= modules, args
+        assert sorted(modules & set(MODELS)) == [], args

@@ -20,14 +20,16 @@ _CONNECTOR = ("Batch", "Capability", "ConnectorSettings", "Connector", "ContactC
               "WRITE_CAPABILITIES", "WriteResult")
 _STATUSES = ("MAILABLE_STATUSES", "OPT_OUT_STATUSES", "OutcomeStatus", "PartStatus", "RunStatus",
              "SubscriptionStatus")
-_MODEL = ("Attributes", "CONSENT_METHODS", "ConsentRecord", "ConsentStatus", "Contact", "Event",
-          "InvalidEmail", "KNOWN_ATTRIBUTES", "mask_email", "normalize_email")
+_MODEL = ("Attributes", "ConsentRecord", "ConsentStatus", "Contact", "Event", "InvalidEmail", "mask_email",
+          "normalize_email")
+_VOCABULARY = ("CONSENT_METHODS", "KNOWN_ATTRIBUTES")  # no pydantic: a connector module may use them at import
 _CONSENT_METHODS = ("CONFIRMED_METHODS", "EXPLICIT_METHODS")
 _HOOK_TYPES = ("RegisterConnector", "RegisterEventType")
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(_CONNECTOR, "segsync.connector"),
     **dict.fromkeys(_STATUSES, "segsync.statuses"),
     **dict.fromkeys(_MODEL, "segsync.model"),
+    **dict.fromkeys(_VOCABULARY, "segsync.vocabulary"),
     **dict.fromkeys(_CONSENT_METHODS, "segsync.consent.policies"),
     **dict.fromkeys(_HOOK_TYPES, "segsync.hookspecs"),
 })

@@ -16,6 +16,9 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Re-exported: defined apart so that start-up code can name them without importing pydantic.
+from segsync.vocabulary import CONSENT_METHODS, KNOWN_ATTRIBUTES
+
 
 class InvalidEmail(ValueError):
     """An address that cannot be a contact key; the message says why."""
@@ -96,35 +99,7 @@ class ConsentStatus(str, enum.Enum):
     COMPLAINED = "complained"
 
 
-CONSENT_METHODS = (
-    "form",
-    "import",
-    "api",
-    "double_opt_in",
-    "sync",
-    "admin",
-    "purchase",
-    "inquiry",
-    "email_link",
-    "bounce",
-    "complaint",
-)
-
 DEFAULT_PURPOSE = "marketing"
-
-KNOWN_ATTRIBUTES = (
-    "first_name",
-    "last_name",
-    "company",
-    "job_title",
-    "department",
-    "industry",
-    "company_size",
-    "country",
-    "timezone",
-    "lifecycle_stage",
-    "created_at",
-)
 
 LIFECYCLE_STAGES = ("subscriber", "lead", "mql", "sql", "opportunity", "customer", "evangelist", "other")
 

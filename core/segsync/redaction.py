@@ -19,11 +19,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, SecretStr
-
-from segsync.model import mask_email
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 SECRET_MASK = "***"
 # Shorter values would mask ordinary words; no real credential is that short.
@@ -38,6 +37,10 @@ _remembered: set[str] = set()
 
 def remember(settings: BaseModel) -> None:
     """Treat every ``SecretStr`` value of ``settings`` as a secret from now on."""
+    # Imported here: every command's start sets up logging (this module) and most never build
+    # settings, so they need not load pydantic for it.
+    from pydantic import SecretStr
+
     for name in type(settings).model_fields:
         value = getattr(settings, name, None)
         if isinstance(value, SecretStr):
@@ -61,6 +64,8 @@ def show_emails() -> bool:
 
 
 def mask_emails(text: str) -> str:
+    from segsync.model import mask_email  # imported on first use: segsync.model loads pydantic
+
     def masked(match: re.Match[str]) -> str:
         address = re.sub(r"%40|\\u0040", "@", match.group(0), flags=re.IGNORECASE)
         return mask_email(address)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from segsync.model import CONSENT_METHODS
+from segsync.vocabulary import CONSENT_METHODS
 
 # The methods that carry the person's own consent: they filled in a form, or confirmed a double
 # opt-in. Only these lift a sticky opt-out. ``api`` is not one: a system's generic API source is
