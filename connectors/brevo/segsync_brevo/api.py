@@ -107,6 +107,7 @@ class BrevoApi:
         max_backoff: float = 30.0,
         pacer: RatePacer | None = None,
         max_connections: int = 10,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         config = sib_api_v3_sdk.Configuration()
         # The SDK defaults to the legacy https://api.sendinblue.com/v3 host.
@@ -124,6 +125,7 @@ class BrevoApi:
         # (connect, read) tuple form is honoured.
         self._timeout = (timeout, timeout)
         self.policy = RetryPolicy(attempts=max_attempts, wait_initial=wait_initial, wait_max=max_backoff)
+        self._sleep = sleep  # between retries (a test passes a recorder)
         self.pacer = pacer or RatePacer(RATE_LIMIT_HEADERS, bucket=bucket_for)
         # Simultaneous requests per account, shared with every connection and process using it.
         self.budget = HttpBudget(config.host, api_key.get_secret_value(), max_connections)
@@ -144,7 +146,7 @@ class BrevoApi:
     # -- plumbing ------------------------------------------------------------------------
 
     def _retrying(self):  # noqa: ANN202 - a tenacity Retrying
-        return self.policy.retrying(before_sleep=self._before_sleep)
+        return self.policy.retrying(before_sleep=self._before_sleep, sleep=self._sleep)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -5,8 +5,11 @@ import time
 import pytest
 from pydantic import SecretStr
 
-from segsync_brevo.api import BrevoApi, BrevoApiError
+from segsync.http import RatePacer
+
+from segsync_brevo.api import RATE_LIMIT_HEADERS, BrevoApi, BrevoApiError
 from segsync_brevo.emulator import BrevoEmulator
+from segsync_brevo.limits import bucket_for
 
 
 @pytest.fixture
@@ -17,23 +20,43 @@ def tight():
     emu.stop()
 
 
+class FakeClock:
+    """Seconds that pass only when someone sleeps: shared by the emulator's rate limiter and
+    the client's pacer, so pacing is checked exactly, without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def test_pacing_from_headers_avoids_429(tight):
-    api = BrevoApi(SecretStr("k"), tight.url)
-    started = time.monotonic()
+    clock = FakeClock()
+    tight.limiter.clock = clock
+    pacer = RatePacer(RATE_LIMIT_HEADERS, bucket=bucket_for, clock=clock, sleep=clock.sleep)
+    api = BrevoApi(SecretStr("k"), tight.url, pacer=pacer, sleep=clock.sleep)
     for _ in range(10):
         api.get_contacts(limit=10, offset=0, modified_since=None)
-    elapsed = time.monotonic() - started
     assert [e.status for e in tight.requests()] == [200] * 10
     assert api.calls == 10 and api.pacer.waits == 2
-    assert elapsed >= 1.9  # three windows of four requests a second
+    # three windows of four requests a second: the pacer waited out two whole windows
+    assert clock.sleeps == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert clock.now - 1000.0 == pytest.approx(2.0)
 
 
 def test_429_backs_off_using_reset_header(emulator):
     emulator.add_fault(kind="status", status=429, path="/contacts/lists", times=2, reset=0.2)
-    api = BrevoApi(SecretStr("test-key"), emulator.url)
-    started = time.monotonic()
+    sleeps: list[float] = []
+    api = BrevoApi(SecretStr("test-key"), emulator.url, sleep=sleeps.append)
     assert api.get_lists(50, 0)["count"] == 0
-    assert time.monotonic() - started >= 0.4
+    # each retry waited for the window the 429 reported (0.2 s) and a hair more, not a guess
+    assert sleeps == [pytest.approx(0.21), pytest.approx(0.21)]
     assert [e.status for e in emulator.requests()] == [429, 429, 200]
     assert api.calls == 3 and api.retries == 2
 

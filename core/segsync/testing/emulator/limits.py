@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 # bucket -> (requests, window seconds) pairs, all enforced at once
@@ -23,11 +23,13 @@ class RateLimiter:
     """Fixed windows per bucket; a bucket without its own limits uses ``"other"``'s (if any).
 
     Each decision reports the most constraining window: fewest requests left, then soonest reset.
-    ``limits`` None (or empty) admits everything.
+    ``limits`` None (or empty) admits everything. ``clock`` (seconds, monotonic) can be replaced
+    by a test's fake clock, so pacing is checked without waiting.
     """
 
-    def __init__(self, limits: RateLimits | None = None) -> None:
+    def __init__(self, limits: RateLimits | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = dict(limits) if limits else None
+        self.clock = clock
         self._windows: dict[tuple[str, float], list[float]] = {}  # -> [window start, count]
         self._lock = threading.Lock()
 
@@ -36,7 +38,7 @@ class RateLimiter:
         pairs = (self.limits.get(bucket) or self.limits.get("other") or ()) if self.limits else ()
         if not pairs:
             return None
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             states = []
             for limit, window in pairs:
