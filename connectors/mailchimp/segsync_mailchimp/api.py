@@ -138,6 +138,9 @@ class MailchimpApi:
         (for ``Retry-After``, which ``ApiClientError`` drops) per thread."""
         self._local.response = None
         data = json.dumps(body) if method in ("POST", "PUT", "PATCH") else None
+        extra = getattr(self._local, "params", None)
+        if extra:
+            query_params = [*(query_params or ()), *extra]
         response = self.session.request(method, url, params=query_params, headers=headers, data=data,
                                         auth=("user", self.settings.api_key.get_secret_value()),
                                         endpoint=getattr(self._local, "label", None))
@@ -145,19 +148,25 @@ class MailchimpApi:
         return response
 
     # ------------------------------------------------------------------ calls
-    def call(self, label: str, fn: Callable[[Any], T]) -> T | None:
+    def call(self, label: str, fn: Callable[[Any], T], *, exclude_fields: Iterable[str] = ()) -> T | None:
         """Run ``fn(client)`` (its requests retried by the session); returns its data (None for
-        204/empty answers) or raises :class:`MailchimpError`."""
+        204/empty answers) or raises :class:`MailchimpError`.
+
+        ``exclude_fields``: parts of the answer not to send (Mailchimp's partial responses),
+        for calls whose SDK method has no such parameter: a batch call's member documents are
+        most of its answer and of the time spent reading it."""
         import requests
         from mailchimp_marketing.api_client import ApiClientError
 
         self._local.label = label
+        self._local.params = [("exclude_fields", ",".join(exclude_fields))] if exclude_fields else None
         try:
             result = fn(self.client)
         except ApiClientError as err:
             raise self._error(err) from None
         finally:
             self._local.label = None
+            self._local.params = None
         if isinstance(result, requests.Response):
             # The SDK hands back the Response for 204s and for error answers without a body.
             if result.ok:

@@ -45,6 +45,10 @@ from segsync_mailchimp.settings import MailchimpSettings
 log = logging.getLogger(__name__)
 
 # segsync status -> Mailchimp status (complaints are unsubscribes there; "none" handled apart).
+# Parts of the batch answers the writer does not read (only ``errors`` and the counts are):
+# the full member documents, ~440 KB per 500-member call, are not sent at all.
+UNUSED_BATCH_FIELDS = ("new_members", "updated_members", "_links")
+UNUSED_TAG_FIELDS = ("members_added", "members_removed", "_links")
 STATUS = {"subscribed": "subscribed", "unsubscribed": "unsubscribed", "pending": "pending",
           "cleaned": "cleaned", "complained": "unsubscribed"}
 
@@ -154,7 +158,8 @@ class Writer:
         list_id = self.settings.list_id
         try:
             result = self.api.call("batch subscribe", lambda client: client.lists.batch_list_members(
-                list_id, {"members": plan.members, "update_existing": True, "sync_tags": False}))
+                list_id, {"members": plan.members, "update_existing": True, "sync_tags": False}),
+                exclude_fields=UNUSED_BATCH_FIELDS)
         except MailchimpError as exc:
             self._fail_all(plan, [m["email_address"] for m in plan.members], exc)
             return
@@ -207,7 +212,7 @@ class Writer:
                 continue
             try:
                 result = self.api.call("tag members", lambda client: client.lists.batch_segment_members(
-                    body, list_id, segment_id))
+                    body, list_id, segment_id), exclude_fields=UNUSED_TAG_FIELDS)
             except MailchimpError as exc:
                 self._fail_all(plan, add + remove, exc)
                 continue

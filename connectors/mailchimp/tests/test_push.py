@@ -84,6 +84,22 @@ def test_tag_diffs_use_bulk_segment_calls_and_create_each_tag_once(emulator, con
     assert emulator.state.tag_names(LIST_ID, emulator.state.member(LIST_ID, emails[0])) == []
 
 
+def test_batch_answers_leave_out_the_member_documents(emulator, connector):
+    # The writer reads only a batch answer's errors: asking Mailchimp to leave out the member
+    # documents (~440 KB per 500 members) saves sending and parsing them; errors still arrive.
+    changes = [upsert(f"d{i:03d}@example.com", tags_add=("vip",)) for i in range(600)] + [upsert("not-an-address")]
+    result = connector.write(changes)
+
+    assert statuses(result) == {**{f"d{i:03d}@example.com": "ok" for i in range(600)}, "not-an-address": "rejected"}
+    subscribes = emulator.calls("POST", r"^/lists/aud0001$")
+    assert [c.query.get("exclude_fields") for c in subscribes] == [["new_members,updated_members,_links"]] * 2
+    tag_calls = emulator.calls("POST", r"/segments/\d+$")
+    assert [c.query.get("exclude_fields") for c in tag_calls] == [["members_added,members_removed,_links"]] * 2
+    assert max(c.response_bytes for c in subscribes + tag_calls) < 1_000
+    vip = next(s for s in emulator.state.audiences[LIST_ID].segments.values() if s.name == "vip")
+    assert len(vip.members) == 600
+
+
 def test_adds_and_removes_of_one_tag_share_a_call(emulator, connector):
     emulator.state.seed_member(LIST_ID, "a@example.com", tags=["gold"])
     emulator.state.seed_member(LIST_ID, "b@example.com")

@@ -162,10 +162,8 @@ class MailchimpEmulator(Emulator):
 
     @route("POST", "/lists/{list_id}")
     def batch_subscribe(self, request: Request, list_id: str) -> Any:
-        fields, exclude = _csv(request.query, "fields"), _csv(request.query, "exclude_fields") or []
-        docs = [key for key in ("new_members", "updated_members") if key not in exclude
-                and (fields is None or any(f.split(".")[0] == key for f in fields))]
-        return self.state.batch_subscribe(list_id, request.body or {}, request.query, member_docs=bool(docs))
+        return self.state.batch_subscribe(list_id, request.body or {}, request.query,
+                                          member_docs=_answers_any(request, "new_members", "updated_members"))
 
     @route("GET", "/lists/{list_id}/members")
     def list_members(self, request: Request, list_id: str) -> Any:
@@ -203,7 +201,8 @@ class MailchimpEmulator(Emulator):
 
     @route("POST", "/lists/{list_id}/segments/{segment_id}")
     def batch_segment(self, request: Request, list_id: str, segment_id: str) -> Any:
-        return self.state.batch_segment(list_id, segment_id, request.body or {})
+        return self.state.batch_segment(list_id, segment_id, request.body or {},
+                                        member_docs=_answers_any(request, "members_added", "members_removed"))
 
     @route("GET", "/lists/{list_id}/segments/{segment_id}/members")
     def segment_members(self, request: Request, list_id: str, segment_id: str) -> Any:
@@ -256,6 +255,14 @@ def _drop(doc: Any, path: list[str]) -> None:
             del doc[path[0]]
         else:
             _drop(doc[path[0]], path[1:])
+
+
+def _answers_any(request: Request, *keys: str) -> bool:
+    """Whether the answer's ``fields``/``exclude_fields`` keep any of ``keys`` (member document
+    lists that are costly to build, so they are built only when they will be sent)."""
+    fields, exclude = _csv(request.query, "fields"), _csv(request.query, "exclude_fields") or []
+    return any(key not in exclude and (fields is None or any(f.split(".")[0] == key for f in fields))
+               for key in keys)
 
 
 def _csv(query: dict[str, list[str]], name: str) -> list[str] | None:

@@ -579,7 +579,10 @@ class EmulatorState:
                     member.tags.add(segment.id)
             return self.segment_doc(a, segment)
 
-    def batch_segment(self, list_id: str, segment_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def batch_segment(self, list_id: str, segment_id: str, body: dict[str, Any],
+                      member_docs: bool = True) -> dict[str, Any]:
+        """Add and remove a static segment's members; ``member_docs`` False leaves the answer's
+        member lists empty (for a request that excludes them)."""
         with self.lock:
             a = self.audience(list_id)
             segment = self._segment(a, segment_id)
@@ -610,8 +613,8 @@ class EmulatorState:
                 segment.updated_at = self.clock()
             errors = ([{"email_addresses": missing, "error": "Email addresses do not belong to this list."}]
                       if missing else [])
-            return {"members_added": [self.member_doc(a, m) for m in added],
-                    "members_removed": [self.member_doc(a, m) for m in removed],
+            return {"members_added": [self.member_doc(a, m) for m in added] if member_docs else [],
+                    "members_removed": [self.member_doc(a, m) for m in removed] if member_docs else [],
                     "errors": errors, "total_added": len(added), "total_removed": len(removed),
                     "error_count": len(missing), "_links": []}
 
