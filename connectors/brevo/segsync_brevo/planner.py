@@ -60,15 +60,21 @@ def _json_value(value: Any) -> Any:
 
 
 def _size(row: dict[str, Any]) -> int:
+    """Bytes a row takes in an import's JSON body (with its separating comma)."""
     return len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
 
 
-def chunk_rows(rows: list[tuple[int, dict[str, Any]]], max_bytes: int) -> list[list[tuple[int, dict]]]:
-    chunks: list[list[tuple[int, dict]]] = []
-    current: list[tuple[int, dict]] = []
+Sized = tuple[int, dict[str, Any], int]  # (change index, row, _size(row))
+
+
+def chunk_rows(rows: Sequence[Sized], max_bytes: int) -> list[list[Sized]]:
+    """Rows in order, cut into chunks whose JSON array stays within ``max_bytes``. Each row's
+    size is measured once by the caller: the planner chunks the same rows several ways."""
+    chunks: list[list[Sized]] = []
+    current: list[Sized] = []
     size = 2
     for item in rows:
-        row_size = _size(item[1])
+        row_size = item[2]
         if current and size + row_size > max_bytes:
             chunks.append(current)
             current, size = [], 2
@@ -187,13 +193,16 @@ class Planner:
     def _choose_imports(self, plan: Plan, rows, audience: int, blacklist: bool) -> None:
         """Pick the cheapest of three ways to land rows plus their list additions."""
         limit = self.settings.import_max_bytes
-        full = [(i, r) for i, r, _ in rows]
-        by_list: dict[int, list[tuple[int, dict]]] = defaultdict(list)
-        by_set: dict[frozenset[int], list[tuple[int, dict]]] = defaultdict(list)
-        for i, r, adds in rows:
-            by_set[adds | {audience}].append((i, r))
-            for list_id in adds:
-                by_list[list_id].append((i, {"email": r["email"]}))
+        full: list[Sized] = [(i, r, _size(r)) for i, r, _ in rows]
+        by_list: dict[int, list[Sized]] = defaultdict(list)
+        by_set: dict[frozenset[int], list[Sized]] = defaultdict(list)
+        for (i, r, adds), sized in zip(rows, full):
+            by_set[adds | {audience}].append(sized)
+            if adds:
+                email_only = {"email": r["email"]}
+                email_only_sized = (i, email_only, _size(email_only))
+                for list_id in adds:
+                    by_list[list_id].append(email_only_sized)
         base = len(chunk_rows(full, limit)) * IMPORT_COST
         costs = {
             "by_set": sum(len(chunk_rows(g, limit)) for g in by_set.values()) * IMPORT_COST,
@@ -212,10 +221,10 @@ class Planner:
             if strategy == "per_list_import":
                 self._add_imports(plan, group, frozenset({list_id}), False)
             else:
-                plan.adds[list_id].extend((i, r["email"]) for i, r in group)
+                plan.adds[list_id].extend((i, r["email"]) for i, r, _ in group)
 
-    def _add_imports(self, plan: Plan, group, list_ids: frozenset[int], blacklist: bool) -> None:
+    def _add_imports(self, plan: Plan, group: list[Sized], list_ids: frozenset[int], blacklist: bool) -> None:
         for chunk in chunk_rows(group, self.settings.import_max_bytes):
             plan.imports.append(
-                ImportJob([r for _, r in chunk], [i for i, _ in chunk], list_ids, blacklist)
+                ImportJob([r for _, r, _ in chunk], [i for i, _, _ in chunk], list_ids, blacklist)
             )

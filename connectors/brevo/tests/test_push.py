@@ -195,3 +195,25 @@ def test_each_change_is_reported_when_its_last_call_is_done(emulator, make_conne
     assert reports[2 + imports:] == [["member@example.com"]]
     assert sorted(k for r in reports for k in r) == sorted(c.contact_key for c in changes)
     assert {o.contact_key: o.status for o in result.outcomes}["not an email"] == "rejected"
+
+
+def test_each_import_row_is_measured_once_however_the_planner_groups_it(emulator, make_connector, monkeypatch):
+    # The planner prices three ways to import (one per list set, all rows + one per list, all
+    # rows + list calls) by cutting the rows into chunks of import_max_bytes; a row's JSON size
+    # is computed once, not once per grouping and again when the chosen imports are cut.
+    from segsync_brevo import planner
+
+    measured: list[dict] = []
+    size = planner._size
+    monkeypatch.setattr(planner, "_size", lambda row: measured.append(row) or size(row))
+    vip, trial = emulator.state.add_list("vip"), emulator.state.add_list("trial")
+    changes = [change(f"m{i:02d}@example.com", attributes={"first_name": f"F{i}"},
+                      add=("vip", "trial") if i % 2 else ("vip",)) for i in range(40)]
+    result = make_connector(import_max_bytes=600).write(changes)
+
+    assert [o.status for o in result.outcomes] == ["ok"] * 40
+    assert len(measured) == 80  # each contact's row, and its email-only row for the per-list imports
+    assert sorted(r["email"] for r in measured if "attributes" in r) == [f"m{i:02d}@example.com" for i in range(40)]
+    assert len(emulator.state.lists[vip].members) == 40 and len(emulator.state.lists[trial].members) == 20
+    assert emulator.state.contact("m01@example.com").list_ids >= {vip, trial}
+    assert result.calls == sum(1 for _ in emulator.requests())
