@@ -47,7 +47,12 @@ class EmulatorProcess:
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
-            self._proc.wait(timeout=10)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                # A busy child (a million members to let go of) may take longer: stop it.
+                self._proc.kill()
+                self._proc.wait()
             self._proc = None
 
     def __enter__(self) -> EmulatorProcess:
