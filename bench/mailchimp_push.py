@@ -45,12 +45,6 @@ def tags_of(i: int, tags: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(tag for k, tag in enumerate(tags) if i % (k + 1) == 0)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc), for the emulator's own process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class InProcess:
     """The in-process emulator behind the few calls the benchmark makes of EmulatorProcess."""
 
@@ -88,7 +82,6 @@ class OwnProcess:
         self.process.start()
         self.process.seed({"audiences": ["aud0001"]})
         self.url = self.process.url
-        self.pid = self.process._proc.pid  # noqa: SLF001 - its CPU time, read from /proc
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -107,7 +100,7 @@ class OwnProcess:
             return int(json.loads(answer.read())["stats"]["member_count"])
 
     def cpu(self) -> float | None:
-        return cpu_seconds(self.pid)
+        return self.process.cpu_seconds()
 
 
 def main() -> None:  # noqa: PLR0915 - a linear script
