@@ -31,9 +31,9 @@ import urllib.request
 from pathlib import Path
 
 from segsync.connector import ContactChange
+from segsync.testing.emulator.process import EmulatorProcess
 
 from segsync_mailchimp import MailchimpConnector, MailchimpSettings
-from segsync.testing.emulator.process import EmulatorProcess
 from segsync_mailchimp.emulator import DEFAULT_API_KEY, MailchimpEmulator
 
 BATCH = 500
@@ -74,6 +74,8 @@ class InProcess:
 
 
 class OwnProcess:
+    """The emulator in a child process: its CPU is not the benchmark's."""
+
     def __init__(self, latency: float) -> None:
         self.process = EmulatorProcess("segsync_mailchimp.emulator:MailchimpEmulator", latency=latency,
                                        validate=True)
