@@ -26,5 +26,9 @@ def test_demo_with_constantcontact_syncs_into_the_emulator_and_then_writes_nothi
     assert "Run 2: succeeded" in second
     table = [line for line in second.splitlines() if "constantc" in line and "no change" in line]
     assert len(table) == 1, second
-    assert "WARNING" not in result.stderr + out  # no 429 earned, no retry needed
+    # Nothing went wrong but, at most, a paced request the emulator counted into the next second:
+    # the client paces on its own clock and the emulator counts on arrival, so a loaded machine
+    # can bunch requests (pacing itself is tested on a fake clock in test_limits.py).
+    warnings = [line for line in (result.stderr + out).splitlines() if "WARNING" in line]
+    assert all("failed on attempt 1 of" in line and "HTTP 429; retrying" in line for line in warnings), warnings
     assert "Traceback" not in result.stderr
