@@ -26,6 +26,7 @@ from segsync import (
     hookimpl,
 )
 from segsync.store import Store
+from segsync.testing import SAMPLE_CONFIG
 
 ANN, BO = "ann@example.com", "bo@example.com"
 
@@ -96,20 +97,7 @@ class ReportingConnector(Connector):
 
 
 def _project(project, type_: str, mode: str, *, push: bool = True):
-    project.write_config(f"""
-        [store]
-        path = "store.duckdb"
-
-        [connections.shop]
-        type = "files"
-        contacts = "data/contacts.csv"
-        consent = "data/consent.csv"
-        events = "data/events.jsonl"
-
-        [connections.upload]
-        type = "files"
-        output = "out/audience"
-
+    project.write_config(SAMPLE_CONFIG + f"""
         [connections.crm]
         type = "{type_}"
         mode = "{mode}"
