@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from segsync.connector import Connector, ContactChange, WriteResult
     from segsync.consent.policies import ConsentPolicy
+    from segsync.scores import ScoreRun
     from segsync.segments.functions import SegmentFunction
     from segsync.segments.packs import SegmentPack
     from segsync.sync.summary import RunSummary
@@ -187,6 +188,32 @@ def segsync_push(
             result = yield
             metrics.timing(connector.connection, time.monotonic() - started)
             return result
+    """
+
+
+@hookspec
+def segsync_score_contacts(scores: ScoreRun) -> None:
+    """Compute per-contact scores (predictions, ranks) that segment rules read.
+
+    :param scores: a :class:`segsync.scores.ScoreRun`: the store connection inside the run
+        (``scores.con``), the run's ``run_id`` and ``as_of``, and ``scores.wanted``, the models
+        the project's rules read (through :func:`segsync.scores.score_feature`). For each
+        wanted model it provides, the plugin calls ``scores.write(model, keys, values)`` (or
+        ``write_sql``) or ``scores.unavailable(model, reason)``.
+
+    Called once per sync run that is not a dry run, after the pull and before the segments are
+    evaluated, only when ``scores.wanted`` is not empty. A segment reading a model that no
+    plugin wrote in the run, or that a plugin declared unavailable, is held with the reason
+    (it keeps its last membership). An exception raised here is logged with the plugin's name
+    and makes the wanted models it did not write unavailable; the run goes on.
+
+    Example::
+
+        @hookimpl
+        def segsync_score_contacts(scores):
+            if "vip_rank" in scores.wanted:
+                scores.write_sql("vip_rank", "SELECT contact_key, percent_rank() OVER "
+                                 "(ORDER BY company_size) AS score FROM contacts")
     """
 
 

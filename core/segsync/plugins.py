@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from segsync.connector import Connector, ContactChange, WriteResult
     from segsync.consent.policies import ConsentPolicy
+    from segsync.scores import ScoreRun
     from segsync.sync.summary import RunSummary
     from segsync.segments import FunctionRegistry
     from segsync.segments.packs import SegmentPack
@@ -320,6 +321,22 @@ class PluginHost:
             if code is not None:
                 found[code] = impl.plugin_name
         return found
+
+    def score_contacts(self, scores: ScoreRun) -> None:
+        """Let every plugin compute the scores ``scores.wanted`` names; a wanted model no plugin
+        wrote or declared unavailable is unavailable, naming a plugin that failed."""
+        failures = []
+        for impl in self.pm.hook.segsync_score_contacts.get_hookimpls():
+            try:
+                impl.function(scores=scores)
+            except Exception as exc:  # one plugin's failure holds its rules, not the run
+                log.warning("plugin %r failed in segsync_score_contacts: %s: %s",
+                            impl.plugin_name, type(exc).__name__, exc)
+                failures.append(f"plugin {impl.plugin_name!r} failed while scoring: "
+                                f"{type(exc).__name__}: {exc}")
+        for model in sorted(scores.wanted - set(scores.written) - set(scores.failed)):
+            scores.unavailable(model, "; ".join(failures) or
+                               f"no installed plugin computes model {model!r}")
 
     def run_finished(self, summary: RunSummary) -> None:
         for impl in self.pm.hook.segsync_run_finished.get_hookimpls():

@@ -24,6 +24,8 @@ TABLES = {
     "rejection_fingerprints",
     # migration 6 (incremental segment evaluation)
     "segment_evaluation",
+    # migration 7 (per-contact scores, segsync.scores)
+    "score_runs", "contact_scores",
 }
 
 

@@ -43,10 +43,24 @@ def evaluate(
 
     Replaces the temp table ``segment_membership``. Events after ``as_of`` and consent
     recorded after it are ignored, so the same store and ``as_of`` give the same result.
-    Raises ``RuleError``/``SegmentConfigError`` before touching any table.
+    Raises ``RuleError``/``SegmentConfigError`` before touching any table, also when a rule
+    reads per-contact scores (:mod:`segsync.scores`) that cannot be read at ``as_of``.
     """
     segment_query = build_query(segments, groups, as_of, registry or default_registry())
+    _check_scores(con, segment_query)
     return fill_memberships(con, segment_query)
+
+
+def _check_scores(con: duckdb.DuckDBPyConnection, segment_query: SegmentQuery) -> None:
+    # Imported here: segsync.scores builds on this package's functions module.
+    from segsync.scores import model_of, unavailable_models
+
+    reads = {name: {m for m in map(model_of, c.features) if m is not None}
+             for name, c in segment_query.compiled.items()}
+    missing = unavailable_models(con, segment_query.as_of, set().union(*reads.values()))
+    for name, models in reads.items():
+        for model in sorted(models & set(missing)):
+            raise SegmentConfigError(f"segment {name!r}: {missing[model]}")
 
 
 def fill_memberships(

@@ -11,10 +11,13 @@ the last run are recomputed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
+
+from segsync.scores import ScoreRun, unavailable_models
 
 from .definitions import SegmentDef, SegmentsConfig
 from .evaluate import MEMBERSHIP_TABLE, evaluate, snapshot
@@ -50,16 +53,27 @@ def evaluate_memberships(
     as_of: datetime,
     registry: FunctionRegistry,
     run_id: int | None,
+    score: Callable[[ScoreRun], None] | None = None,
 ) -> Memberships:
     """Evaluate every segment of ``config`` at ``as_of``; snapshot them under ``run_id`` (none
     in a dry run). A segment that cannot compile is held (named in ``held``), never evaluated
     as empty: it keeps the membership of the last run that evaluated it.
 
     A run (``run_id``) evaluates incrementally and keeps what the next run needs; a dry run
-    evaluates everyone and leaves the store as it was."""
+    evaluates everyone and leaves the store as it was.
+
+    When the rules read per-contact scores (:mod:`segsync.scores`), a run first has ``score``
+    (the plugins' ``segsync_score_contacts``) compute them; a dry run reads the latest ones. A
+    segment reading scores that cannot be read at ``as_of`` is held with the reason."""
     if not config.segments:
         return Memberships()
     checked = validate(config.segments, config.groups, as_of, registry)
+    if checked.score_models:
+        if run_id is not None and score is not None:
+            score(ScoreRun(con, run_id, as_of, checked.score_models))
+        missing = unavailable_models(con, as_of, checked.score_models)
+        if missing:
+            checked = validate(config.segments, config.groups, as_of, registry, missing)
     if run_id is None:
         sizes = evaluate(con, checked.segments, checked.groups, as_of, registry)
         how = "full (dry run)"

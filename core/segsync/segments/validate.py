@@ -19,6 +19,8 @@ from datetime import datetime
 import duckdb
 from sqlglot import exp
 
+from segsync.scores import model_of
+
 from .compiler import compile_rule
 from .errors import RuleError, SegmentConfigError, did_you_mean
 from .evaluate import MEMBERSHIP_TABLE
@@ -37,6 +39,8 @@ class Validation:
     groups: dict[str, GroupDef]
     problems: dict[str, str] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
+    # The per-contact score models (segsync.scores) the compiled rules read.
+    score_models: frozenset[str] = frozenset()
 
 
 def validate(
@@ -44,8 +48,14 @@ def validate(
     groups: Mapping[str, GroupDef] | None,
     as_of: datetime,
     registry: FunctionRegistry,
+    unavailable_scores: Mapping[str, str] | None = None,
 ) -> Validation:
-    """Compile every segment on its own; split them into evaluable and held ones."""
+    """Compile every segment on its own; split them into evaluable and held ones.
+
+    ``unavailable_scores``: score models (segsync.scores) that cannot be read → why; a rule
+    reading one is a problem like a rule that does not compile."""
+    unavailable_scores = unavailable_scores or {}
+    score_models: set[str] = set()
     groups = dict(groups or {})
     names = {s.name for s in segments}
 
@@ -64,6 +74,12 @@ def validate(
                                     text=s.rule)
         except RuleError as e:
             problems[s.name] = str(e.with_segment(s.name))
+            continue
+        models = {m for m in map(model_of, compiled.features) if m is not None}
+        score_models |= models
+        missing = [unavailable_scores[m] for m in sorted(models) if m in unavailable_scores]
+        if missing:
+            problems[s.name] = f"segment {s.name!r}: {'; '.join(missing)}"
             continue
         depends[s.name] = compiled.depends
     held = dict(problems)
@@ -96,7 +112,7 @@ def validate(
                 problems[s.name] = f"segment {s.name!r}: {e}"
             held[s.name] = f"segment {s.name!r} was not evaluated: {e}"
         usable, usable_groups = [], {}
-    return Validation(usable, usable_groups, problems, held)
+    return Validation(usable, usable_groups, problems, held, frozenset(score_models))
 
 
 def carry_over(con: duckdb.DuckDBPyConnection, segments: Sequence[str]) -> int:

@@ -346,4 +346,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        7,
+        "per-contact scores of each run (segsync.scores): score_runs and contact_scores",
+        (
+            # One row per model per run: could it be computed, why not, the plugin's figures.
+            """
+            CREATE TABLE score_runs (
+                run_id   BIGINT NOT NULL,
+                model    VARCHAR NOT NULL,
+                as_of    TIMESTAMPTZ NOT NULL,
+                computed BOOLEAN NOT NULL,
+                detail   VARCHAR,
+                metrics  JSON NOT NULL DEFAULT '{}',
+                PRIMARY KEY (run_id, model)
+            )
+            """,
+            # Kept for every run like segment_snapshots; rules read the latest run's at their
+            # as_of. Erasure deletes a person's rows like every table with contact_key.
+            """
+            CREATE TABLE contact_scores (
+                run_id      BIGINT NOT NULL,
+                model       VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                score       DOUBLE NOT NULL
+            )
+            """,
+        ),
+    ),
 )

@@ -205,7 +205,8 @@ class Runner:
             return Memberships()
         with self.reporter.phase("evaluate segments"):
             memberships = evaluate_memberships(
-                store.con, self.config.segments, as_of, self.host.segment_registry(), summary.run_id
+                store.con, self.config.segments, as_of, self.host.segment_registry(), summary.run_id,
+                score=self.host.score_contacts,
             )
         summary.segments = memberships.sizes
         summary.segment_errors = memberships.held
