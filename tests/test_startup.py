@@ -14,7 +14,13 @@ import sys
 
 # What `segsync --help` must not import: the store, the rule engine, the settings machinery,
 # the terminal tables and the connectors' SDKs.
-HEAVY = ("duckdb", "sqlglot", "pydantic_settings", "rich", "mailchimp_marketing", "sib_api_v3_sdk")
+HEAVY = ("duckdb", "sqlglot", "pydantic_settings", "rich", "mailchimp_marketing", "sib_api_v3_sdk",
+         # What plugin distributions (engines, serving, prediction, reports) build on: a plugin
+         # module that --help or `segsync plugins` loads must import them where they are used.
+         "numpy", "pandas", "sklearn", "pyspark", "psycopg", "starlette", "uvicorn", "jinja2",
+         "plotly", "playwright", "prometheus_client")
+PYDANTIC = ("pydantic", "pydantic_core", "pydantic_settings")
+CONNECTORS = ("files", "mailchimp", "brevo", "hubspot", "constantcontact")
 SDKS = ("mailchimp_marketing", "sib_api_v3_sdk")
 # The record models: the built-in consent policies, the log redaction and the files connector
 # need only their vocabulary (segsync.vocabulary) and masking at start, not the pydantic models.
@@ -23,6 +29,9 @@ MODELS = ("segsync.model",)
 # and writers (and the retry library behind them) load with the first connection, not the class.
 CONNECTOR_INTERNALS = (
     "tenacity",
+    # Each connector names its settings class (lazy_settings): built when a connection is configured.
+    "segsync_files.settings", "segsync_mailchimp.settings", "segsync_brevo.settings",
+    "segsync_hubspot.settings", "segsync_constantcontact.settings",
     "segsync_mailchimp.api", "segsync_mailchimp.reader", "segsync_mailchimp.writer",
     "segsync_brevo.api", "segsync_brevo.reader", "segsync_brevo.writer", "segsync_brevo.account",
     "segsync_constantcontact.api", "segsync_constantcontact.reader", "segsync_constantcontact.writer",
@@ -89,3 +98,52 @@ def test_plugins_leaves_connector_internals_unimported_in_text_and_json() -> Non
         # neither imports the record models until a record or a message needs them.
         assert {"segsync_files.audience", "segsync.redaction"} <= modules, args
         assert sorted(modules & set(MODELS)) == [], args
+
+
+def synced_project(folder) -> None:
+    """`segsync init` in ``folder``, then one sync (its sample has rows it rejects: exit 3)."""
+    subprocess.run([sys.executable, "-m", "segsync", "init", str(folder)], check=True, capture_output=True)
+    sync = subprocess.run([sys.executable, "-m", "segsync", "sync"], cwd=folder, capture_output=True, text=True)
+    assert sync.returncode == 3, sync.stderr
+
+
+def pydantic_modules(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in PYDANTIC)
+
+
+def test_plugins_lists_every_connector_without_pydantic() -> None:
+    output, _ = imported_by("plugins", "--json")
+    types = {t for plugin in json.loads(output) for t in plugin["connector_types"]}
+    assert set(CONNECTORS) <= types
+    for args in (("plugins",), ("plugins", "--json")):
+        output, modules = imported_by(*args)
+        assert {f"segsync_{name}.connector" for name in CONNECTORS} <= modules, args
+        assert pydantic_modules(modules) == [], args
+        assert sorted(modules & set(HEAVY) - {"rich"}) == [], args
+
+
+def test_runs_reads_the_history_without_the_rule_engine_or_the_settings(tmp_path) -> None:
+    synced_project(tmp_path)
+    output, modules = imported_by("runs", "--json", cwd=tmp_path)
+    [run] = json.loads(output)
+    assert (run["id"], run["status"]) == (1, "with-rejections")
+    assert "duckdb" in modules  # the history is in the store ...
+    # ... and nothing else a sync needs: no project validation, rule engine, SQL builder or models.
+    assert pydantic_modules(modules) == []
+    assert sorted(modules & {"sqlglot", "segsync.config", "segsync.segments", "segsync.model"}) == []
+
+
+def test_runs_works_while_a_connection_setting_is_misspelt(tmp_path) -> None:
+    synced_project(tmp_path)
+    config = tmp_path / "segsync.toml"
+    text = config.read_text()
+    assert 'contacts = "' in text
+    config.write_text(text.replace('contacts = "', 'contacs = "', 1))
+    history = subprocess.run([sys.executable, "-m", "segsync", "runs", "--json"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert history.returncode == 0, history.stderr
+    assert [run["id"] for run in json.loads(history.stdout)] == [1]
+    # The commands that use the connections still refuse the file, naming the key.
+    sync = subprocess.run([sys.executable, "-m", "segsync", "sync"], cwd=tmp_path, capture_output=True, text=True)
+    assert sync.returncode != 0
+    assert "contacs" in sync.stderr

@@ -17,18 +17,19 @@ The names are imported on first use, so that importing any part of segsync stays
 from segsync.hookspecs import hookimpl
 from segsync.lazy import lazy_exports
 
-_CONNECTOR = ("Batch", "Capability", "ConnectorSettings", "Connector", "ContactChange", "FileSlice",
+_CONNECTOR = ("Batch", "Capability", "Connector", "ContactChange", "FileSlice",
               "Outcome", "OutcomeReport", "READ_CAPABILITIES", "RecordProblem", "Stream",
-              "WRITE_CAPABILITIES", "WriteResult")
+              "WRITE_CAPABILITIES", "WriteResult", "lazy_settings")
 _STATUSES = ("MAILABLE_STATUSES", "OPT_OUT_STATUSES", "OutcomeStatus", "PartStatus", "RunStatus",
              "SubscriptionStatus")
-_MODEL = ("Attributes", "ConsentRecord", "ConsentStatus", "Contact", "Event", "InvalidEmail", "mask_email",
-          "normalize_email")
+_MODEL = ("Attributes", "ConsentRecord", "ConsentStatus", "Contact", "Event", "InvalidEmail", "normalize_email")
 _VOCABULARY = ("CONSENT_METHODS", "KNOWN_ATTRIBUTES")  # no pydantic: a connector module may use them at import
 _CONSENT_METHODS = ("CONFIRMED_METHODS", "EXPLICIT_METHODS")
 _HOOK_TYPES = ("RegisterConnector", "RegisterEventType")
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(_CONNECTOR, "segsync.connector"),
+    "ConnectorSettings": "segsync.connector_settings",  # pydantic-settings: loaded on first use
+    "mask_email": "segsync.redaction",
     **dict.fromkeys(_STATUSES, "segsync.statuses"),
     **dict.fromkeys(_MODEL, "segsync.model"),
     **dict.fromkeys(_VOCABULARY, "segsync.vocabulary"),
@@ -70,6 +71,7 @@ __all__ = [
     "WriteResult",
     "hookimpl",
     "lazy_exports",
+    "lazy_settings",
     "mask_email",
     "normalize_email",
 ]

@@ -27,9 +27,7 @@ checked against the packs the plugin host offers.
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,35 +39,27 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import SettingsConfigDict
 
 from segsync import redaction
-from segsync.connector import Connector, ConnectorSettings
+from segsync.connector import Connector
+from segsync.connector_settings import ConnectorSettings
 from segsync.consent.policies import DEFAULT, DEFAULT_CLOCK_SKEW, ConsentPolicy
 from segsync.plugins import PluginError, PluginHost
+from segsync.project_file import (
+    DEFAULT_STORE,
+    ConfigError,  # raised here too; defined without pydantic for the commands that need no validation
+    find_config,
+    read_toml,
+    resolve_store_path as _store_path,
+)
 from segsync.segments import GroupDef, SegmentDef, SegmentError, SegmentsConfig
 from segsync.segments.packs import SegmentPack, expand_packs
 
 
-DEFAULT_CONFIG = "segsync.toml"
-DEFAULT_STORE = "segsync.duckdb"
 # DuckDB's memory for the store during a sync: its buffer cache otherwise keeps every block a
 # big load writes (peak RSS grew with the file), up to 80 % of the machine's memory.
 DEFAULT_MEMORY_LIMIT = "2GB"
-# Deeper than any real project file goes (segments.NAME.destinations.DEST.KEY is 4 levels);
-# bounds what a hostile or broken file can make the validators walk.
-MAX_NESTING = 16
 MAX_CLOCK_SKEW_SECONDS = 7 * 86_400
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
-
-
-class ConfigError(Exception):
-    """The project file or a connection's settings are wrong; the message says where.
-
-    ``problems`` holds one line per problem (``TOML.path: what is wrong``).
-    """
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or [message]
 
 
 # -- the file's shape --------------------------------------------------------------------------
@@ -200,18 +190,6 @@ def consent_settings(config: ProjectConfig | None, policies: Mapping[str, Consen
     )
 
 
-def find_config(explicit: str | Path | None = None) -> Path:
-    candidate = Path(explicit or os.environ.get("SEGSYNC_CONFIG") or DEFAULT_CONFIG)
-    if candidate.is_dir():
-        candidate = candidate / DEFAULT_CONFIG
-    if not candidate.exists():
-        raise ConfigError(
-            f"no project file at {candidate}; create one with `segsync init` "
-            "or point to one with --config"
-        )
-    return candidate.resolve()
-
-
 def load_config(
     path: str | Path | None = None,
     host: PluginHost | None = None,
@@ -269,66 +247,6 @@ def load_config(
         raise _config_error(config_path, problems)
     return ProjectConfig(config_path, store_path, connections, segments, raw, parsed.consent,
                          store_memory_limit=parsed.store.memory_limit)
-
-
-def read_toml(config_path: Path) -> dict[str, Any]:
-    """The file's TOML as a dict; unreadable, non-UTF-8, malformed or absurdly nested files are
-    a :class:`ConfigError` naming the file (and the key, for nesting)."""
-    try:
-        data = config_path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{config_path}: cannot read the project file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            f"{config_path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-            "save the file as UTF-8"
-        ) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_path}: {exc}") from None
-    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
-        raise ConfigError(
-            f"{config_path}: arrays or inline tables nest deeper than {MAX_NESTING} levels"
-        ) from None
-    too_deep = _too_deep(raw)
-    if too_deep is not None:
-        raise ConfigError(f"{config_path}: {too_deep}: nests deeper than {MAX_NESTING} levels")
-    return raw
-
-
-def _too_deep(raw: dict[str, Any]) -> str | None:
-    """The TOML path of the first value nested deeper than MAX_NESTING (iteratively: no
-    recursion on hostile input), or None."""
-    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
-    while stack:
-        value, where, depth = stack.pop()
-        if depth > MAX_NESTING:
-            return where
-        if isinstance(value, dict):
-            items: Any = value.items()
-        elif isinstance(value, list):
-            items = ((f"[{i}]", v) for i, v in enumerate(value))
-        else:
-            continue
-        for key, child in items:
-            path = f"{where}{key}" if str(key).startswith("[") or not where else f"{where}.{key}"
-            stack.append((child, path, depth + 1))
-    return None
-
-
-def _store_path(config_path: Path, value: str) -> Path | str:
-    if value == ":memory:":
-        return value
-    path = (config_path.parent / value).resolve()
-    if path.is_dir():
-        raise ConfigError(f"{config_path}: store.path: {path} is a directory, not a database file")
-    if path.exists() and not path.is_file():
-        raise ConfigError(f"{config_path}: store.path: {path} is not a regular file")
-    return path
 
 
 def store_problem(path: Path | str) -> str | None:

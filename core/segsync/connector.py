@@ -39,12 +39,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
-
-from pydantic import model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from segsync.statuses import OutcomeStatus
+
+if TYPE_CHECKING:
+    from segsync.connector_settings import ConnectorSettings
 
 
 class Capability(str, enum.Enum):
@@ -85,64 +86,6 @@ STREAM_CAPABILITY = {
     Stream.CONSENT: Capability.READ_CONSENT,
     Stream.EVENTS: Capability.READ_EVENTS,
 }
-
-
-class ConnectorSettings(BaseSettings):
-    """Base class of every connector's settings.
-
-    Non-secret fields come from the connection's table in ``segsync.toml``; fields typed
-    ``SecretStr`` come only from the environment (``SEGSYNC_<CONNECTION>_<FIELD>``) or the
-    project's ``.env``. The runner builds the settings with :func:`segsync.config.connection_settings`.
-    """
-
-    # defer_build: listing connector types (`segsync plugins`) imports every settings class;
-    # each builds its validator when a connection is first configured, not at import.
-    model_config = SettingsConfigDict(defer_build=True, extra="forbid", frozen=True)
-
-    # Settings renamed so that every connector calls the same thing by the same name (timeout,
-    # max_attempts, segment_mode, attribute_mapping): old name -> new name, and per setting old
-    # value -> new value. The old ones are still read; ``segsync check`` notes each one used.
-    renamed_settings: ClassVar[Mapping[str, str]] = {}
-    renamed_values: ClassVar[Mapping[str, Mapping[str, str]]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_renamed(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not (cls.renamed_settings or cls.renamed_values):
-            return data
-        data = dict(data)
-        for old, new in cls.renamed_settings.items():
-            if old in data:
-                if new in data:
-                    raise ValueError(f"{old!r} is the old name of {new!r}: give only {new!r}")
-                data[new] = data.pop(old)
-        for name, values in cls.renamed_values.items():
-            value = data.get(name)
-            if isinstance(value, str) and value in values:
-                data[name] = values[value]
-        return data
-
-    @classmethod
-    def deprecations(cls, options: Mapping[str, Any]) -> list[str]:
-        """A note for each old setting name or value in a connection's ``options``."""
-        notes = [f"setting {old!r} is deprecated: call it {new!r}"
-                 for old, new in cls.renamed_settings.items() if old in options]
-        for name, values in cls.renamed_values.items():
-            for key in [name, *(old for old, new in cls.renamed_settings.items() if new == name)]:
-                value = options.get(key)
-                if isinstance(value, str) and value in values:
-                    notes.append(f"{key} = {value!r} is deprecated: use {values[value]!r}")
-        return notes
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-    ):
-        # Unbound (built directly, e.g. in a test), settings read only their arguments: a
-        # stray HOST or API_KEY in the environment must never leak into a connection.
-        if not cls.model_config.get("env_prefix"):
-            return (init_settings,)
-        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
 
 
 @dataclass(frozen=True)
@@ -261,6 +204,32 @@ class WriteResult:
     calls: int
 
 
+class lazy_settings:  # noqa: N801 - used like a class attribute's value, named like a function
+    """A connector's ``Settings`` named by ``"module:Class"`` and imported on first access.
+
+    ``segsync plugins`` and ``--help`` load every connector class; naming the settings class
+    directly would import pydantic-settings (~0.1 s) for a listing that never reads a setting.
+    ``Settings = lazy_settings("segsync_acme.settings:AcmeSettings")`` defers that to the first
+    ``Connector.Settings`` access (configuring a connection), which returns the class itself.
+    """
+
+    def __init__(self, target: str) -> None:
+        module, _, name = target.partition(":")
+        if not module or not name:
+            raise ValueError(f"lazy_settings needs 'module:Class', got {target!r}")
+        self.target = target
+        self._class: type[ConnectorSettings] | None = None
+
+    def __get__(self, instance: object, owner: type | None = None) -> type[ConnectorSettings]:
+        if self._class is None:
+            module, _, name = self.target.partition(":")
+            self._class = getattr(import_module(module), name)
+        return self._class
+
+    def __repr__(self) -> str:
+        return f"lazy_settings({self.target!r})"
+
+
 class Connector:
     """Base class of connectors. Subclass it, set the class attributes, override what you declare.
 
@@ -268,7 +237,8 @@ class Connector:
 
     * ``type_name`` — the name users write as ``type = "..."`` in ``segsync.toml``.
     * ``capabilities`` — a frozenset of :class:`Capability`.
-    * ``Settings`` — a :class:`ConnectorSettings` subclass.
+    * ``Settings`` — a :class:`ConnectorSettings` subclass, or ``lazy_settings("module:Class")``
+      naming one, so that listing connector types does not build pydantic.
     * ``max_batch_size`` — most changes one ``write`` call accepts (None: no limit).
     * ``write_batch_size`` — changes per write batch, the unit of one API write (None: the whole
       ``write`` is one unit). Set it only if ``write`` accepts ``report`` (see :meth:`write`).
@@ -279,7 +249,7 @@ class Connector:
 
     type_name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
-    Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    Settings: ClassVar[type[ConnectorSettings]] = lazy_settings("segsync.connector_settings:ConnectorSettings")
     max_batch_size: ClassVar[int | None] = None
     write_batch_size: ClassVar[int | None] = None
     write_concurrency: int = 1
@@ -346,3 +316,13 @@ class Connector:
     def __repr__(self) -> str:
         # Settings reprs mask SecretStr; never include raw secrets here.
         return f"<{type(self).__name__} connection={self.connection!r}>"
+
+
+def __getattr__(name: str) -> Any:
+    # ``segsync.connector.ConnectorSettings`` still works; its module (pydantic-settings) loads
+    # only when it is asked for.
+    if name == "ConnectorSettings":
+        from segsync.connector_settings import ConnectorSettings
+
+        return ConnectorSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -123,9 +123,9 @@ def render_connector(names: Names, capabilities: Iterable[str], target: Path) ->
         # Imports the declared methods use, and nothing else.
         "abc_import": _import_line("collections.abc", [name for name, used in
                                                        (("Iterator", reads), ("Sequence", writes)) if used]),
-        "segsync_names": ", ".join(sorted(
+        "segsync_names": ", ".join([*sorted(
             {"Capability", "Connector"} | ({"Batch", "Stream"} if reads else set())
-            | ({"ContactChange", "WriteResult"} if writes else set()), key=str.lower)),
+            | ({"ContactChange", "WriteResult"} if writes else set()), key=str.lower), "lazy_settings"]),
         # A test key shaped like a real one (the kit checks it never shows): fixed per name.
         "test_api_key": f"{names.name}-test-" + hashlib.sha256(names.name.encode()).hexdigest()[:32],
     }

@@ -17,6 +17,7 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Re-exported: defined apart so that start-up code can name them without importing pydantic.
+from segsync.redaction import mask_email  # noqa: F401
 from segsync.vocabulary import CONSENT_METHODS, KNOWN_ATTRIBUTES
 
 
@@ -75,15 +76,6 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from None
     return f"{info.local_part.lower()}@{info.ascii_domain.lower()}"
-
-
-def mask_email(address: str) -> str:
-    """``ann.lee@example.com`` → ``a***@e***.com``: enough to tell records apart in logs."""
-    local, at, domain = address.partition("@")
-    if not at:
-        return "***"
-    host, dot, tld = domain.rpartition(".")
-    return f"{local[:1]}***@{(host or tld)[:1]}***{dot}{tld if dot else ''}"
 
 
 class Channel(str, enum.Enum):

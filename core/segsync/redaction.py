@@ -63,9 +63,16 @@ def show_emails() -> bool:
     return os.environ.get("SEGSYNC_LOG_EMAILS") == "1"
 
 
-def mask_emails(text: str) -> str:
-    from segsync.model import mask_email  # imported on first use: segsync.model loads pydantic
+def mask_email(address: str) -> str:
+    """``ann.lee@example.com`` → ``a***@e***.com``: enough to tell records apart in logs."""
+    local, at, domain = address.partition("@")
+    if not at:
+        return "***"
+    host, dot, tld = domain.rpartition(".")
+    return f"{local[:1]}***@{(host or tld)[:1]}***{dot}{tld if dot else ''}"
 
+
+def mask_emails(text: str) -> str:
     def masked(match: re.Match[str]) -> str:
         address = re.sub(r"%40|\\u0040", "@", match.group(0), flags=re.IGNORECASE)
         return mask_email(address)

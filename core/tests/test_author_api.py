@@ -41,7 +41,7 @@ EXPECTED_ALL = [
     "Event", "FileSlice", "InvalidEmail", "KNOWN_ATTRIBUTES", "MAILABLE_STATUSES",
     "OPT_OUT_STATUSES", "Outcome", "OutcomeReport", "OutcomeStatus", "PartStatus", "READ_CAPABILITIES",
     "RecordProblem", "RegisterConnector", "RegisterEventType", "RunStatus", "Stream",
-    "SubscriptionStatus", "WRITE_CAPABILITIES", "WriteResult", "hookimpl", "lazy_exports",
+    "SubscriptionStatus", "WRITE_CAPABILITIES", "WriteResult", "hookimpl", "lazy_exports", "lazy_settings",
     "mask_email", "normalize_email",
 ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from segsync import (
     Batch,
@@ -15,15 +15,17 @@ from segsync import (
     OutcomeReport,
     Stream,
     WriteResult,
+    lazy_settings,
 )
 
-from segsync_brevo.settings import BrevoSettings
+if TYPE_CHECKING:
+    from segsync_brevo.settings import BrevoSettings
 
 
 class BrevoConnector(Connector):
     type_name: ClassVar[str] = "brevo"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
-    Settings: ClassVar[type[BrevoSettings]] = BrevoSettings
+    Settings: ClassVar[type[BrevoSettings]] = lazy_settings("segsync_brevo.settings:BrevoSettings")
     # One write may hold a whole import's worth of changes; the planner splits by 10 MB.
     max_batch_size: ClassVar[int | None] = 100_000
     # Each change is reported as soon as the last call it is part of is done (an import of up to

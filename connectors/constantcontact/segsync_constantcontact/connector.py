@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from segsync import Batch, Capability, Connector, ContactChange, Stream, WriteResult
+from segsync import Batch, Capability, Connector, ContactChange, Stream, WriteResult, lazy_settings
 
 from segsync_constantcontact.limits import ACTIVITY_MAX_CONTACT_IDS
-from segsync_constantcontact.settings import ConstantContactSettings
+
+if TYPE_CHECKING:
+    from segsync_constantcontact.settings import ConstantContactSettings
 
 
 class ConstantContactConnector(Connector):
@@ -19,7 +21,7 @@ class ConstantContactConnector(Connector):
         Capability.READ_CONTACTS, Capability.READ_CONSENT, Capability.WRITE_CONTACTS,
         Capability.WRITE_MEMBERSHIPS, Capability.WRITE_CONSENT, Capability.DELETE_CONTACTS,
     })
-    Settings: ClassVar[type[ConstantContactSettings]] = ConstantContactSettings
+    Settings: ClassVar[type[ConstantContactSettings]] = lazy_settings("segsync_constantcontact.settings:ConstantContactSettings")
     # The most contact ids one bulk activity takes (tags, lists, deletions).
     max_batch_size: ClassVar[int | None] = ACTIVITY_MAX_CONTACT_IDS
 

@@ -9,7 +9,7 @@ from segsync import hookimpl, lazy_exports
 __all__ = ["FilesConnector", "FilesSettings"]
 __getattr__, __dir__ = lazy_exports(__name__, {
     "FilesConnector": "segsync_files.connector",
-    "FilesSettings": "segsync_files.connector",
+    "FilesSettings": "segsync_files.settings",
 })
 
 

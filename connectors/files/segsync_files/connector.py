@@ -5,59 +5,27 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, field_validator
+from typing import TYPE_CHECKING, Any, Literal
 
 from segsync import (
     Batch,
     Capability,
     Connector,
-    ConnectorSettings,
     ContactChange,
     FileSlice,
     Stream,
     WriteResult,
+    lazy_settings,
 )
 from segsync_files.audience import AudienceFile
+
+if TYPE_CHECKING:
+    from segsync_files.settings import FilesSettings
 
 # The store's readers (segsync.filesource: DuckDB, sqlglot) are imported where files are read: `segsync plugins`
 # and `segsync --help` load this class without reading anything.
 
 FileFormat = Literal["csv", "jsonl"]
-
-
-class FilesSettings(ConnectorSettings):
-    """Paths are relative to the project folder; sources may be glob patterns."""
-
-    contacts: str | None = Field(None, description="contacts file(s): CSV or JSONL")
-    events: str | None = Field(None, description="events file(s): JSONL or CSV")
-    consent: str | None = Field(None, description="consent file(s): CSV or JSONL")
-    contacts_columns: dict[str, str] = Field(
-        default_factory=dict, description="canonical name → column in the contacts file"
-    )
-    events_columns: dict[str, str] = Field(default_factory=dict)
-    consent_columns: dict[str, str] = Field(default_factory=dict)
-    incremental: Literal["append", "timestamp"] = Field(
-        "append",
-        description="append: new rows at the end of each file; timestamp: rows whose "
-        "timestamp_column is newer than the last run's newest",
-    )
-    timestamp_column: dict[str, str] = Field(
-        default_factory=dict,
-        description="per stream, the column holding each row's change time (timestamp mode)",
-    )
-    output: str | None = Field(
-        None, description="audience output path without extension: writes .csv and .jsonl"
-    )
-
-    @field_validator("timestamp_column")
-    @classmethod
-    def _streams(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = set(value) - {s.value for s in Stream}
-        if unknown:
-            raise ValueError(f"unknown streams {sorted(unknown)}; use contacts, events, consent")
-        return value
 
 
 class FilesConnector(Connector):
@@ -73,7 +41,7 @@ class FilesConnector(Connector):
             Capability.DELETE_CONTACTS,
         }
     )
-    Settings = FilesSettings
+    Settings = lazy_settings("segsync_files.settings:FilesSettings")  # pydantic: on first use
     # No limit: the push stage hands over the whole diff in one write, one atomic rewrite of
     # the audience per run (a limit would rewrite every file once per batch).
     max_batch_size = None

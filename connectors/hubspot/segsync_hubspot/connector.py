@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from segsync import Batch, Capability, Connector, ContactChange, Stream, WriteResult
+from segsync import Batch, Capability, Connector, ContactChange, Stream, WriteResult, lazy_settings
 
 from segsync_hubspot.limits import BATCH_MAX
-from segsync_hubspot.settings import HubSpotSettings
+
+if TYPE_CHECKING:
+    from segsync_hubspot.settings import HubSpotSettings
 
 
 class HubSpotConnector(Connector):
@@ -19,7 +21,7 @@ class HubSpotConnector(Connector):
         Capability.READ_CONTACTS, Capability.READ_CONSENT, Capability.WRITE_CONTACTS,
         Capability.WRITE_MEMBERSHIPS, Capability.WRITE_CONSENT, Capability.DELETE_CONTACTS,
     })
-    Settings: ClassVar[type[HubSpotSettings]] = HubSpotSettings
+    Settings: ClassVar[type[HubSpotSettings]] = lazy_settings("segsync_hubspot.settings:HubSpotSettings")
     # One write is one batch upsert: HubSpot's CRM batch limit.
     max_batch_size: ClassVar[int | None] = BATCH_MAX
 

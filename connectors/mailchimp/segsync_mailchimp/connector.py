@@ -11,28 +11,28 @@ from segsync import (
     Batch,
     Capability,
     Connector,
-    ConnectorSettings,
     ContactChange,
     OutcomeReport,
     Stream,
     WriteResult,
+    lazy_settings,
 )
 
 from segsync_mailchimp import mapping
 from segsync_mailchimp.limits import BATCH_MAX
-from segsync_mailchimp.settings import MailchimpSettings
 
 if TYPE_CHECKING:
     # The API client, readers and writer (and with them the SDK, tenacity and a thread pool) are
     # imported by the methods that use them: `segsync plugins` and `--help` only need the class.
     from segsync_mailchimp.api import MailchimpApi
+    from segsync_mailchimp.settings import MailchimpSettings
     from segsync_mailchimp.writer import Writer
 
 
 class MailchimpConnector(Connector):
     type_name: ClassVar[str] = "mailchimp"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
-    Settings: ClassVar[type[ConnectorSettings]] = MailchimpSettings
+    Settings: ClassVar[type[MailchimpSettings]] = lazy_settings("segsync_mailchimp.settings:MailchimpSettings")
     # Enough for 20 write batches, i.e. two rounds on all 10 connections per write.
     max_batch_size: ClassVar[int | None] = 10_000
     # One batch-subscribe call (and one call per tag) per write batch; each is acknowledged as
@@ -41,9 +41,8 @@ class MailchimpConnector(Connector):
 
     settings: MailchimpSettings
 
-    def __init__(self, connection: str, settings: ConnectorSettings, project_dir: Path) -> None:
+    def __init__(self, connection: str, settings: MailchimpSettings, project_dir: Path) -> None:
         super().__init__(connection, settings, project_dir)
-        assert isinstance(settings, MailchimpSettings)
         self._api: MailchimpApi | None = None
         self._writer: Writer | None = None
         self._schema: str | None = None  # read once per run (schema_version)

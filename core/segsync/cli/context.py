@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from segsync.config import ProjectConfig
     from segsync.plugins import PluginHost
 
@@ -35,6 +37,13 @@ class Context:
         from segsync.config import load_config
 
         return load_config(self.config_path, self.host)
+
+    def store_path(self) -> Path | str:
+        """Where the project's store is, read from the project file without validating the rest
+        (no settings machinery, no rule engine): for commands that only read the store."""
+        from segsync.project_file import store_location
+
+        return store_location(self.config_path)
 
 
 def load_host() -> PluginHost:

@@ -23,7 +23,7 @@ def runs(ctx: Context, as_json: bool, limit: int, show_errors: bool) -> None:
     """Run history, newest first (during a sync: as of its start, plus its live progress)."""
     from segsync.store.status import describe, running_status
 
-    path = ctx.config().store_path
+    path = ctx.store_path()
     live = running_status(path)
     if live is not None:
         # A sync holds the store (DuckDB admits no reader meanwhile): show what it published.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from segsync.connector import ConnectorSettings
+from segsync.connector_settings import ConnectorSettings
 
 if TYPE_CHECKING:  # the policy (and tenacity) loads with the first session, not with the settings
     from segsync.http.retry import RetryPolicy

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlglot import exp
+# sqlglot is imported by each call: opening the store (`segsync runs`) must not pay for it.
 
 
 def literal(value: str) -> str:
     """``value`` as a SQL string literal (quotes doubled)."""
+    from sqlglot import exp
+
     return exp.Literal.string(value).sql("duckdb")
 
 
 def identifier(name: str) -> str:
     """``name`` as a quoted SQL identifier (a table or column)."""
+    from sqlglot import exp
+
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 

@@ -14,12 +14,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segsync import Batch, Capability, Connector, ContactChange, Outcome, Stream, WriteResult
-
-from segsync_acme.settings import AcmeSettings
+from segsync import Batch, Capability, Connector, ContactChange, Outcome, Stream, WriteResult, lazy_settings
 
 if TYPE_CHECKING:
     from segsync.http import HttpSession
+
+    from segsync_acme.settings import AcmeSettings
 
 PAGE_SIZE = 100  # the most contacts Acme lists per page
 
@@ -34,7 +34,8 @@ class AcmeConnector(Connector):
         Capability.WRITE_MEMBERSHIPS,
         Capability.WRITE_CONSENT,
     })
-    Settings = AcmeSettings
+    # Named, not imported: `segsync plugins` lists this class without loading pydantic.
+    Settings = lazy_settings("segsync_acme.settings:AcmeSettings")
     max_batch_size = 100  # the most contacts Acme's bulk endpoint takes per request
 
     def __init__(self, connection: str, settings: AcmeSettings, project_dir: Path) -> None:
