@@ -4,8 +4,9 @@ The public API for plugin and connector authors is what this package exports (``
 plus the modules :mod:`segsync.payload` (reading API payloads field by field),
 :mod:`segsync.filesource` (source files as the store reads them), :mod:`segsync.http` (the HTTP
 kit), :mod:`segsync.segments.functions` (writing segment functions), :mod:`segsync.scores`
-(per-contact scores), :mod:`segsync.project` (a plugin command's store) and
-:mod:`segsync.testing` (the conformance kit and test helpers). Every other module is internal
+(per-contact scores), :mod:`segsync.project` (a plugin command's store), :mod:`segsync.insights`
+(a project's figures, read-only) and :mod:`segsync.testing` (the conformance kit and test
+helpers). Every other module is internal
 and may change without notice; ``core/tests/test_author_api.py`` fails when a distribution under
 ``connectors/`` or ``plugins/`` imports one. docs/architecture.md ("The public API") lists the
 names.

@@ -6,7 +6,8 @@ from the core only:
 * names in ``segsync.__all__`` (``from segsync import Connector``),
 * the public modules :data:`PUBLIC_MODULES` (``segsync.payload``, ``segsync.filesource``,
   ``segsync.http``, ``segsync.segments.functions`` for segment functions, ``segsync.scores``
-  for per-contact scores, ``segsync.project`` for plugins' commands) and ``segsync.testing`` with its submodules.
+  for per-contact scores, ``segsync.project`` for plugins' commands,
+  ``segsync.insights`` for a project's figures) and ``segsync.testing`` with its submodules.
 
 The check walks the AST of every ``.py`` file of those distributions outside their ``tests/``
 folders, every import at every level (inside functions and ``if TYPE_CHECKING:`` too: a type
@@ -31,7 +32,8 @@ import segsync
 ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTION_GROUPS = ("connectors", "plugins")
 PUBLIC_MODULES = frozenset({"segsync", "segsync.payload", "segsync.filesource", "segsync.http",
-                            "segsync.segments.functions", "segsync.scores", "segsync.project"})
+                            "segsync.segments.functions", "segsync.scores", "segsync.project",
+                            "segsync.insights"})
 # The whole of segsync.testing is public (the conformance kit, emulator and test helpers).
 PUBLIC_PACKAGES = ("segsync.testing",)
 

@@ -75,32 +75,6 @@ def evaluated(ctx: Context, config: ProjectConfig, as_of: datetime | None) -> It
         yield Evaluated(config, store, at, sizes)
 
 
-def destinations(config: ProjectConfig, host: PluginHost) -> list[str]:
-    """The connections a sync pushes to (what the connector can write, unless push = false)."""
-    from segsync.config import ConfigError, instantiate_connection
-    from segsync.connector import WRITE_CAPABILITIES
-
-    types = host.connector_types()
-    out = []
-    for name, connection in config.connections.items():
-        if connection.push is False:
-            continue
-        cls = types.get(connection.type)
-        if cls is None:
-            continue
-        try:
-            connector = instantiate_connection(cls, connection, config.project_dir)
-            try:
-                writes = bool(connector.enabled_capabilities() & WRITE_CAPABILITIES)
-            finally:
-                connector.close()
-        except (ConfigError, Exception):  # settings incomplete here: trust the file
-            writes = connection.push is True
-        if writes:
-            out.append(name)
-    return out
-
-
 def _rule_line(segment: SegmentDef) -> str:
     return " ".join(segment.rule.split()) if segment.rule else "(catch-all)"
 
@@ -149,6 +123,7 @@ def print_overlap(rows: list[Overlap]) -> None:
 
 
 def overlap_rows(ev: Evaluated, host: PluginHost, names: tuple[str, ...] = ()) -> list[Overlap]:
+    from segsync.insights import destinations
     from segsync.segments import insights
 
     chosen = [ev.segment(n) for n in names] if names else ev.segments
