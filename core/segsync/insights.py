@@ -4,14 +4,18 @@
 
     from segsync.insights import open_insights
 
-    with open_insights("segsync.toml") as project:      # the store, read-only
-        for s in project.segments():                     # evaluated at project.as_of
-            print(s.name, s.size, [h.entries for h in project.history(s.name)])
+    @cli.command()                                        # in segsync_register_commands(cli)
+    @click.pass_context
+    def sizes(ctx):
+        with open_insights(ctx) as project:               # the store, read-only
+            for s in project.segments():                  # evaluated at project.as_of
+                click.echo(f"{s.name} {s.size} {[h.entries for h in project.history(s.name)]}")
 
 Everything here is an aggregate (sizes, counts, rates, shares): no address leaves this module,
 so what is built from it can be shared. The store is opened read-only and the project's segments
-are evaluated into TEMP tables, as ``segsync segments list`` does; a running sync holds the
-store, so ``wait`` seconds are waited for it (``segsync --wait``).
+are evaluated into TEMP tables, as ``segsync segments list`` does, with the plugin host the
+command line loaded; a running sync holds the store, so ``--wait`` seconds are waited for it.
+Tests read the same figures with ``segsync.testing.Project.insights()``.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from segsync.consent.counts import BASES, STATUS_ORDER, ConsentCount
 from segsync.segments.insights import HistoryRow, Overlap, Performance, parse_window
 
 if TYPE_CHECKING:
+    import click
+
     from segsync.config import ProjectConfig
     from segsync.plugins import PluginHost
     from segsync.store import Store
@@ -81,6 +87,31 @@ def destinations(config: ProjectConfig, host: PluginHost) -> list[str]:
         if writes:
             out.append(name)
     return out
+
+
+@dataclass(frozen=True)
+class ScoreDistribution:
+    """How one model's scores spread over the contacts it scored in run ``run_id``.
+
+    ``bins`` counts contacts per interval of ``edges`` (``[lo, hi)``, the last one closed):
+    tenths of [0, 1] for probabilities; otherwise one per whole number (an hour of the day), or
+    ten equal ones over a range wider than :data:`MAX_WHOLE_BINS`.
+    """
+
+    model: str
+    run_id: int
+    as_of: datetime
+    edges: tuple[tuple[float, float], ...]
+    bins: tuple[int, ...]
+
+    @property
+    def contacts(self) -> int:
+        return sum(self.bins)
+
+
+# Scores outside [0, 1] get one bin per whole number up to this many (the hours of a day fit),
+# ten equal bins beyond.
+MAX_WHOLE_BINS = 48
 
 
 class Insights:
@@ -154,25 +185,79 @@ class Insights:
         return status_counts(self._store.con, settings, self.as_of)
 
 
-@contextmanager
-def open_insights(
-    config: str | Path | None = None, *, as_of: datetime | None = None, wait: float = 0.0
-) -> Iterator[Insights]:
-    """The figures of the project at ``config`` (a ``segsync.toml`` or its folder; default:
-    ``SEGSYNC_CONFIG`` or ``./segsync.toml``) as of ``as_of`` (default: now), with the installed
-    plugins (their segment functions and consent policies).
+    def score_distributions(self) -> list[ScoreDistribution]:
+        """Each model's scores from the latest run at or before :attr:`as_of` that computed it
+        (a plugin such as segsync-predict writes them), by model name; empty without any."""
+        con = self._store.con
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'contact_scores'").fetchone()[0]:
+            return []
+        latest = con.execute(
+            """
+            SELECT model, max(run_id) FROM score_runs
+            WHERE computed AND as_of <= $as_of GROUP BY model ORDER BY model
+            """,
+            {"as_of": self.as_of},
+        ).fetchall()
+        out = []
+        for model, run_id in latest:
+            as_of, low, high = con.execute(
+                """
+                SELECT r.as_of, min(s.score), max(s.score)
+                FROM score_runs r LEFT JOIN contact_scores s ON s.run_id = r.run_id AND s.model = r.model
+                WHERE r.run_id = $run AND r.model = $model GROUP BY r.as_of
+                """,
+                {"run": run_id, "model": model},
+            ).fetchone()
+            low, high = (0.0, 1.0) if low is None or (low >= 0 and high <= 1) else (low // 1, high // 1 + 1)
+            span = high - low
+            count = 10 if span == 1 or span > MAX_WHOLE_BINS else int(span)
+            edges = tuple((low + span * i / count, low + span * (i + 1) / count) for i in range(count))
+            counts = dict(con.execute(
+                "SELECT least(floor((score - $low) * $count / $span), $count - 1)::BIGINT, count(*) "
+                "FROM contact_scores WHERE run_id = $run AND model = $model GROUP BY ALL",
+                {"run": run_id, "model": model, "low": low, "span": span, "count": count},
+            ).fetchall())
+            out.append(ScoreDistribution(model, run_id, as_of, edges,
+                                         tuple(counts.get(i, 0) for i in range(len(edges)))))
+        return out
 
-    A plugin's command passes on the root options: ``click.get_current_context().find_root()
-    .params`` holds ``config`` and ``wait``. Errors a user can fix (no project file, no store,
-    a rule that does not compile) raise the core's user errors, which ``segsync`` prints as
-    ``error: …`` with exit code 2.
+
+class Invocation(Protocol):
+    """What ``open_insights`` reads from the root of a ``segsync`` command line (the CLI's own
+    context object): the ``--config`` and ``--wait`` options and the plugin host it loaded."""
+
+    config_path: str | None
+    wait: float
+
+    @property
+    def host(self) -> PluginHost: ...
+
+
+@contextmanager
+def open_insights(command: click.Context, *, as_of: datetime | None = None) -> Iterator[Insights]:
+    """For a plugin's command: the figures of the project this ``segsync`` invocation names
+    (``--config``, else ``SEGSYNC_CONFIG`` or ``./segsync.toml``), as of ``as_of`` (default:
+    now), waiting ``--wait`` seconds for a running sync, with the plugins the command line
+    loaded (their segment functions and consent policies apply).
+
+    ``command`` is the command's click context (``click.get_current_context()``). Errors a
+    user can fix (no project file, no store yet, a rule that does not compile) raise the core's
+    user errors, which ``segsync`` prints as ``error: …`` with exit code 2.
     """
+    invocation: Invocation = command.find_root().obj
+    with read_insights(invocation.config_path, invocation.host, as_of=as_of, wait=invocation.wait) as view:
+        yield view
+
+
+@contextmanager
+def read_insights(config: str | Path | None, host: PluginHost, *, as_of: datetime | None = None,
+                  wait: float = 0.0) -> Iterator[Insights]:
+    """The figures of the project at ``config`` with ``host``'s plugins (what
+    :func:`open_insights` and ``segsync.testing.Project.insights`` call)."""
     from segsync.config import load_config
-    from segsync.plugins import PluginHost
     from segsync.segments import evaluate
     from segsync.store import Store
 
-    host = PluginHost()
     project = load_config(config, host)
     at = as_of or datetime.now(timezone.utc)
     Store.reader_wait = wait
@@ -184,5 +269,5 @@ def open_insights(
 
 __all__ = [
     "BASES", "STATUS_ORDER", "ConsentCount", "GroupSplit", "HistoryRow", "Insights", "Overlap",
-    "Performance", "SegmentSize", "open_insights", "parse_window",
+    "Performance", "ScoreDistribution", "SegmentSize", "open_insights", "parse_window", "read_insights",
 ]

@@ -8,13 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from segsync.insights import (
-    ConsentCount,
-    GroupSplit,
-    HistoryRow,
-    SegmentSize,
-    open_insights,
-)
+from segsync.insights import ConsentCount, GroupSplit, HistoryRow, SegmentSize
 from segsync.testing import SAMPLE_CONFIG, Project
 
 FEB_10 = datetime(2024, 2, 10, tzinfo=timezone.utc)
@@ -76,7 +70,7 @@ def small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 
 
 def test_sizes_groups_and_history(small: Project) -> None:
-    with open_insights(small.root / "segsync.toml", as_of=MAR_12) as view:
+    with small.insights(as_of=MAR_12) as view:
         assert view.as_of == MAR_12
         assert view.segments() == [
             SegmentSize("openers", "Opened in the last 30 days", None, "opens(30d) >= 1", 0),
@@ -94,8 +88,7 @@ def test_sizes_groups_and_history(small: Project) -> None:
 
 
 def test_overlap_and_performance(small: Project) -> None:
-    # The folder names the project as well as its file.
-    with open_insights(small.root, as_of=FEB_10) as view:
+    with small.insights(as_of=FEB_10) as view:
         pairs = {(o.a, o.b): (o.both, o.share_of_a, o.share_of_b, o.exclusive) for o in view.overlap()}
         assert pairs == {
             ("openers", "gold"): (1, 1.0, 1.0, False), ("openers", "active"): (1, 1.0, 1.0, False),
@@ -116,7 +109,7 @@ def test_overlap_and_performance(small: Project) -> None:
 
 
 def test_consent_counts_per_system(small: Project) -> None:
-    with open_insights(small.root, as_of=MAR_12) as view:
+    with small.insights(as_of=MAR_12) as view:
         counts = view.consent_counts()
     assert counts == [
         # shop's latest record per person: ann and bo opted in, cy opted out; dee has none.
@@ -131,7 +124,7 @@ def test_consent_counts_per_system(small: Project) -> None:
 
 
 def test_nothing_returned_holds_an_address(small: Project) -> None:
-    with open_insights(small.root, as_of=FEB_10) as view:
+    with small.insights(as_of=FEB_10) as view:
         everything = [view.segments(), view.groups(), view.overlap(), view.consent_counts(),
                       view.performance(timedelta(days=30)), *(view.history(s.name) for s in view.segments())]
     assert "@" not in repr(everything)
@@ -142,5 +135,65 @@ def test_a_project_never_synced_has_no_store(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("SEGSYNC_PLUGINS", "files")
     project = Project.sample(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"no store at .*store\.duckdb; run `segsync sync`"):
-        with open_insights(project.root):
+        with project.insights():
             pass
+
+
+def test_a_plugin_command_reads_the_project_of_its_invocation(small: Project) -> None:
+    """open_insights takes --config and the plugin host from the command line it runs in."""
+    import click
+    from click.testing import CliRunner
+
+    from segsync.cli import cli
+    from segsync.insights import open_insights
+
+    @click.command("sizes")
+    @click.pass_context
+    def sizes(ctx: click.Context) -> None:
+        with open_insights(ctx, as_of=MAR_12) as view:
+            click.echo(" ".join(f"{s.name}={s.size}" for s in view.segments()))
+
+    host = small.host()
+    host.add_commands(cli)
+    cli.add_command(sizes)
+    try:
+        result = CliRunner().invoke(cli, ["--config", str(small.root / "segsync.toml"), "sizes"], obj=host)
+    finally:
+        cli.commands.pop("sizes")
+    assert (result.exit_code, result.output) == (0, "openers=0 gold=1 active=1 quiet=3\n")
+
+
+def test_score_distributions(small: Project) -> None:
+    from segsync.insights import ScoreDistribution
+    from segsync.store import Store
+
+    with small.insights(as_of=MAR_12) as view:
+        assert view.score_distributions() == []  # no plugin has scored anyone
+    # What a scoring plugin (segsync-predict) leaves in the store: per run and model, whether
+    # it computed the scores, and the scores.
+    with Store(small.root / "store.duckdb") as store:
+        store.con.execute("CREATE TABLE IF NOT EXISTS score_runs (run_id BIGINT, model VARCHAR, "
+                          "as_of TIMESTAMPTZ, computed BOOLEAN, detail VARCHAR, metrics JSON)")
+        store.con.execute("CREATE TABLE IF NOT EXISTS contact_scores (run_id BIGINT, model VARCHAR, "
+                          "contact_key VARCHAR, score DOUBLE)")
+        store.con.execute("INSERT INTO score_runs VALUES (1, 'churn', $feb, true, NULL, '{}'), "
+                          "(2, 'churn', $mar, true, NULL, '{}'), (2, 'hour', $mar, true, NULL, '{}'), "
+                          "(2, 'broken', $mar, false, 'too little history', '{}')",
+                          {"feb": FEB_10, "mar": MAR_12})
+        store.con.execute("INSERT INTO contact_scores VALUES (1, 'churn', 'ann@example.com', 0.9), "
+                          "(2, 'churn', 'ann@example.com', 0.05), (2, 'churn', 'bo@example.com', 0.1), "
+                          "(2, 'churn', 'cy@example.com', 0.95), (2, 'churn', 'dee@example.com', 1.0), "
+                          "(2, 'hour', 'ann@example.com', 7), (2, 'hour', 'bo@example.com', 9), "
+                          "(2, 'hour', 'cy@example.com', 9)")
+    with small.insights(as_of=MAR_12) as view:
+        churn, hour = view.score_distributions()
+    # Tenths of [0, 1], the last one closed: 0.05 | 0.1 | 0.95 and 1.0.
+    assert churn == ScoreDistribution("churn", 2, MAR_12, tuple((i / 10, (i + 1) / 10) for i in range(10)),
+                                      (1, 1, 0, 0, 0, 0, 0, 0, 0, 2))
+    assert churn.contacts == 4
+    # Beyond [0, 1]: one bin per whole number from the lowest to the highest.
+    assert hour == ScoreDistribution("hour", 2, MAR_12, ((7.0, 8.0), (8.0, 9.0), (9.0, 10.0)), (1, 0, 2))
+    # As of Feb 10 only run 1 had scored: ann's 0.9.
+    with small.insights(as_of=FEB_10) as view:
+        assert [(d.model, d.run_id, d.bins) for d in view.score_distributions()] == [
+            ("churn", 1, (0, 0, 0, 0, 0, 0, 0, 0, 0, 1))]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from segsync.testing.memory import MemoryPlugin
 
 if TYPE_CHECKING:
+    from segsync.insights import Insights
     from segsync.plugins import PluginHost
     from segsync.sync.summary import RunSummary
 
@@ -114,6 +116,15 @@ class Project:
 
         runner = Runner(load_config(self.root / "segsync.toml"), self.host(*plugins), clock=self.clock or utc_now)
         return runner.run(RunOptions(**options))
+
+    @contextmanager
+    def insights(self, *plugins: Any, as_of: datetime | None = None) -> Iterator[Insights]:
+        """The project's figures (:mod:`segsync.insights`) with its run's plugins and
+        ``plugins``, segments evaluated as of ``as_of`` (default: now)."""
+        from segsync.insights import read_insights
+
+        with read_insights(self.root / "segsync.toml", self.host(*plugins), as_of=as_of) as view:
+            yield view
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
         """Rows of a read-only query over the project's store, for assertions (the tables'
