@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Every distribution in the repository: the core, each connector, each plugin.
 DISTS := $(sort $(dir $(wildcard connectors/*/pyproject.toml plugins/*/pyproject.toml)))
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 $(BIN)/segsync: pyproject.toml $(wildcard connectors/*/pyproject.toml plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ demo: install
 	rm -rf demo-project
 	$(BIN)/segsync demo --dir demo-project
 
-test: install
+# The report's browser test (plugins/report) drives Debian's chromium through Playwright: as
+# root on Debian it is installed here when missing; elsewhere that test fails saying so.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "note: no $(CHROMIUM); the report's browser test needs Debian's chromium (apt-get install -y chromium)" >&2; \
+		fi; \
+	fi
+
+test: install browser
 	$(BIN)/python -m pytest
 
 bench: install

@@ -5,9 +5,8 @@
     from segsync.insights import open_insights
 
     @cli.command()                                        # in segsync_register_commands(cli)
-    @click.pass_context
-    def sizes(ctx):
-        with open_insights(ctx) as project:               # the store, read-only
+    def sizes():
+        with open_insights() as project:                  # the store, read-only
             for s in project.segments():                  # evaluated at project.as_of
                 click.echo(f"{s.name} {s.size} {[h.entries for h in project.history(s.name)]}")
 
@@ -25,14 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from segsync.consent.counts import BASES, STATUS_ORDER, ConsentCount
 from segsync.segments.insights import HistoryRow, Overlap, Performance, parse_window
 
 if TYPE_CHECKING:
-    import click
-
     from segsync.config import ProjectConfig
     from segsync.plugins import PluginHost
     from segsync.store import Store
@@ -103,6 +100,7 @@ class ScoreDistribution:
     as_of: datetime
     edges: tuple[tuple[float, float], ...]
     bins: tuple[int, ...]
+    not_computed: str | None = None  # why that run has no scores of the model (then no bins)
 
     @property
     def contacts(self) -> int:
@@ -186,81 +184,81 @@ class Insights:
 
 
     def score_distributions(self) -> list[ScoreDistribution]:
-        """Each model's scores from the latest run at or before :attr:`as_of` that computed it
-        (a plugin such as segsync-predict writes them), by model name; empty without any."""
+        """Each model's scores as rules read them at :attr:`as_of` (the latest run at or before
+        it that recorded the model, :func:`segsync.scores.scores_sql`), by model name; a model
+        that run could not compute has no bins and says why. Empty when no plugin scored."""
+        from segsync.scores import SCORE_RUNS_TABLE, scores_sql
+
         con = self._store.con
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'contact_scores'").fetchone()[0]:
-            return []
         latest = con.execute(
-            """
-            SELECT model, max(run_id) FROM score_runs
-            WHERE computed AND as_of <= $as_of GROUP BY model ORDER BY model
+            f"""
+            SELECT model, run_id, as_of, computed, detail FROM {SCORE_RUNS_TABLE}
+            WHERE as_of <= $as_of
+            QUALIFY row_number() OVER (PARTITION BY model ORDER BY run_id DESC) = 1
+            ORDER BY model
             """,
             {"as_of": self.as_of},
         ).fetchall()
         out = []
-        for model, run_id in latest:
-            as_of, low, high = con.execute(
-                """
-                SELECT r.as_of, min(s.score), max(s.score)
-                FROM score_runs r LEFT JOIN contact_scores s ON s.run_id = r.run_id AND s.model = r.model
-                WHERE r.run_id = $run AND r.model = $model GROUP BY r.as_of
-                """,
-                {"run": run_id, "model": model},
-            ).fetchone()
+        for model, run_id, as_of, computed, detail in latest:
+            if not computed:
+                out.append(ScoreDistribution(model, run_id, as_of, (), (), detail or "not computed"))
+                continue
+            scores = scores_sql(model, self.as_of)
+            low, high = con.execute(f"SELECT min(score), max(score) FROM ({scores})").fetchone()
             low, high = (0.0, 1.0) if low is None or (low >= 0 and high <= 1) else (low // 1, high // 1 + 1)
             span = high - low
             count = 10 if span == 1 or span > MAX_WHOLE_BINS else int(span)
             edges = tuple((low + span * i / count, low + span * (i + 1) / count) for i in range(count))
             counts = dict(con.execute(
                 "SELECT least(floor((score - $low) * $count / $span), $count - 1)::BIGINT, count(*) "
-                "FROM contact_scores WHERE run_id = $run AND model = $model GROUP BY ALL",
-                {"run": run_id, "model": model, "low": low, "span": span, "count": count},
+                f"FROM ({scores}) GROUP BY ALL",
+                {"low": low, "span": span, "count": count},
             ).fetchall())
-            out.append(ScoreDistribution(model, run_id, as_of, edges,
-                                         tuple(counts.get(i, 0) for i in range(len(edges)))))
+            out.append(ScoreDistribution(model, run_id, as_of, edges, tuple(counts.get(i, 0) for i in range(count))))
         return out
 
-
-class Invocation(Protocol):
-    """What ``open_insights`` reads from the root of a ``segsync`` command line (the CLI's own
-    context object): the ``--config`` and ``--wait`` options and the plugin host it loaded."""
-
-    config_path: str | None
-    wait: float
-
-    @property
-    def host(self) -> PluginHost: ...
-
-
 @contextmanager
-def open_insights(command: click.Context, *, as_of: datetime | None = None) -> Iterator[Insights]:
-    """For a plugin's command: the figures of the project this ``segsync`` invocation names
-    (``--config``, else ``SEGSYNC_CONFIG`` or ``./segsync.toml``), as of ``as_of`` (default:
-    now), waiting ``--wait`` seconds for a running sync, with the plugins the command line
-    loaded (their segment functions and consent policies apply).
+def open_insights(
+    config: str | Path | None = None, *, as_of: datetime | None = None, wait: float | None = None
+) -> Iterator[Insights]:
+    """For a plugin's command: the figures of the project at ``config`` (default: the running
+    command's ``--config``, else ``SEGSYNC_CONFIG`` or ``./segsync.toml``) as of ``as_of``
+    (default: now), waiting up to ``wait`` seconds (default: the command's ``--wait``) for a
+    running sync, with the plugins the command line loaded (their segment functions and consent
+    policies apply). Only inside a ``segsync`` command (else ``RuntimeError``), like
+    :func:`segsync.project.read_store`.
 
-    ``command`` is the command's click context (``click.get_current_context()``). Errors a
-    user can fix (no project file, no store yet, a rule that does not compile) raise the core's
-    user errors, which ``segsync`` prints as ``error: …`` with exit code 2.
+    Errors a user can fix (no project file, no store yet, a rule that does not compile) raise
+    the core's user errors, which ``segsync`` prints as ``error: …`` with exit code 2.
     """
-    invocation: Invocation = command.find_root().obj
-    with read_insights(invocation.config_path, invocation.host, as_of=as_of, wait=invocation.wait) as view:
+    from segsync.config import load_config
+    from segsync.project import running_command
+
+    running = running_command("open_insights() reads the figures")
+    project = running.config() if config is None else load_config(config, running.host)
+    with _insights(project, running.host, as_of, running.wait if wait is None else wait) as view:
         yield view
 
 
 @contextmanager
 def read_insights(config: str | Path | None, host: PluginHost, *, as_of: datetime | None = None,
                   wait: float = 0.0) -> Iterator[Insights]:
-    """The figures of the project at ``config`` with ``host``'s plugins (what
-    :func:`open_insights` and ``segsync.testing.Project.insights`` call)."""
+    """The figures of the project at ``config`` with ``host``'s plugins, outside a command
+    (``segsync.testing.Project.insights`` calls it with a test's host)."""
     from segsync.config import load_config
+
+    with _insights(load_config(config, host), host, as_of, wait) as view:
+        yield view
+
+
+@contextmanager
+def _insights(project: ProjectConfig, host: PluginHost, as_of: datetime | None, wait: float) -> Iterator[Insights]:
     from segsync.segments import evaluate
     from segsync.store import Store
 
-    project = load_config(config, host)
     at = as_of or datetime.now(timezone.utc)
-    Store.reader_wait = wait
+    Store.reader_wait = float(wait)
     with Store(project.store_path, read_only=True) as store:
         sizes = evaluate(store.con, project.segments.segments, project.segments.groups, at,
                          host.segment_registry())

@@ -148,9 +148,8 @@ def test_a_plugin_command_reads_the_project_of_its_invocation(small: Project) ->
     from segsync.insights import open_insights
 
     @click.command("sizes")
-    @click.pass_context
-    def sizes(ctx: click.Context) -> None:
-        with open_insights(ctx, as_of=MAR_12) as view:
+    def sizes() -> None:
+        with open_insights(as_of=MAR_12) as view:
             click.echo(" ".join(f"{s.name}={s.size}" for s in view.segments()))
 
     host = small.host()
@@ -161,6 +160,9 @@ def test_a_plugin_command_reads_the_project_of_its_invocation(small: Project) ->
     finally:
         cli.commands.pop("sizes")
     assert (result.exit_code, result.output) == (0, "openers=0 gold=1 active=1 quiet=3\n")
+    with pytest.raises(RuntimeError, match=r"^open_insights\(\) reads the figures of the segsync command that is running"):
+        with open_insights(small.root):
+            pass
 
 
 def test_score_distributions(small: Project) -> None:
@@ -169,31 +171,30 @@ def test_score_distributions(small: Project) -> None:
 
     with small.insights(as_of=MAR_12) as view:
         assert view.score_distributions() == []  # no plugin has scored anyone
-    # What a scoring plugin (segsync-predict) leaves in the store: per run and model, whether
-    # it computed the scores, and the scores.
+    # What a scoring plugin (segsync-predict) leaves in the store (segsync.scores): per run and
+    # model, whether it computed the scores, and the scores.
     with Store(small.root / "store.duckdb") as store:
-        store.con.execute("CREATE TABLE IF NOT EXISTS score_runs (run_id BIGINT, model VARCHAR, "
-                          "as_of TIMESTAMPTZ, computed BOOLEAN, detail VARCHAR, metrics JSON)")
-        store.con.execute("CREATE TABLE IF NOT EXISTS contact_scores (run_id BIGINT, model VARCHAR, "
-                          "contact_key VARCHAR, score DOUBLE)")
-        store.con.execute("INSERT INTO score_runs VALUES (1, 'churn', $feb, true, NULL, '{}'), "
-                          "(2, 'churn', $mar, true, NULL, '{}'), (2, 'hour', $mar, true, NULL, '{}'), "
-                          "(2, 'broken', $mar, false, 'too little history', '{}')",
+        store.con.execute("INSERT INTO score_runs (run_id, model, as_of, computed, detail) VALUES "
+                          "(1, 'churn', $feb, true, NULL), (2, 'churn', $mar, true, NULL), "
+                          "(2, 'hour', $mar, true, NULL), (1, 'broken', $feb, true, NULL), "
+                          "(2, 'broken', $mar, false, 'too little history')",
                           {"feb": FEB_10, "mar": MAR_12})
         store.con.execute("INSERT INTO contact_scores VALUES (1, 'churn', 'ann@example.com', 0.9), "
                           "(2, 'churn', 'ann@example.com', 0.05), (2, 'churn', 'bo@example.com', 0.1), "
                           "(2, 'churn', 'cy@example.com', 0.95), (2, 'churn', 'dee@example.com', 1.0), "
                           "(2, 'hour', 'ann@example.com', 7), (2, 'hour', 'bo@example.com', 9), "
-                          "(2, 'hour', 'cy@example.com', 9)")
+                          "(2, 'hour', 'cy@example.com', 9), (1, 'broken', 'ann@example.com', 0.5)")
     with small.insights(as_of=MAR_12) as view:
-        churn, hour = view.score_distributions()
+        broken, churn, hour = view.score_distributions()
+    # Rules at Mar 12 read run 2, which could not compute it: no bins, and why (not run 1's).
+    assert broken == ScoreDistribution("broken", 2, MAR_12, (), (), "too little history")
     # Tenths of [0, 1], the last one closed: 0.05 | 0.1 | 0.95 and 1.0.
     assert churn == ScoreDistribution("churn", 2, MAR_12, tuple((i / 10, (i + 1) / 10) for i in range(10)),
                                       (1, 1, 0, 0, 0, 0, 0, 0, 0, 2))
     assert churn.contacts == 4
     # Beyond [0, 1]: one bin per whole number from the lowest to the highest.
     assert hour == ScoreDistribution("hour", 2, MAR_12, ((7.0, 8.0), (8.0, 9.0), (9.0, 10.0)), (1, 0, 2))
-    # As of Feb 10 only run 1 had scored: ann's 0.9.
+    # As of Feb 10 only run 1 had scored: ann's 0.9 and 0.5.
     with small.insights(as_of=FEB_10) as view:
         assert [(d.model, d.run_id, d.bins) for d in view.score_distributions()] == [
-            ("churn", 1, (0, 0, 0, 0, 0, 0, 0, 0, 0, 1))]
+            ("broken", 1, (0, 0, 0, 0, 0, 1, 0, 0, 0, 0)), ("churn", 1, (0, 0, 0, 0, 0, 0, 0, 0, 0, 1))]

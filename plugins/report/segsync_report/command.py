@@ -41,7 +41,7 @@ def report(html: Path, as_of: datetime | None, window: str, runs: int) -> None:
         span = parse_window(window)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--window") from None
-    with open_insights(click.get_current_context(), as_of=as_of) as view:
+    with open_insights(as_of=as_of) as view:
         figures = collect(view, window, span, runs)
     text = render(figures)
     try:

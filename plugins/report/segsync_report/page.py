@@ -127,8 +127,9 @@ def build(figures: Figures) -> dict[str, Any]:
     ctx["score_charts"] = [
         (d, charts.histogram(f"score-{k}", f"Distribution of {d.model} (run {d.run_id})",
                              [(bin_label(d, i), n) for i, n in enumerate(d.bins)]))
-        for k, d in enumerate(figures.scores)
+        for k, d in enumerate(figures.scores) if d.not_computed is None
     ]
+    ctx["scores_missing"] = [d for d in figures.scores if d.not_computed is not None]
     ctx["scores_table"] = Table("scores-table", "Contacts per score interval",
                                 ["model", "run", "interval", "contacts"],
                                 [[d.model, str(d.run_id), bin_label(d, i), f"{n:,}"]

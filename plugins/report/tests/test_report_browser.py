@@ -82,7 +82,7 @@ def test_the_demo_report_renders_with_its_charts_and_tables(browser: Any, demo: 
         history = {s.name: view.history(s.name, last=30) for s in segments}
         pairs = view.overlap()
         consent = view.consent_counts()
-        scores = view.score_distributions()
+        scores = [d for d in view.score_distributions() if d.not_computed is None]
     n = len(segments)
     runs = sum(len(rows) for rows in history.values())
     assert n == 8 and runs == 16  # the demo: 8 segments, each evaluated by its 2 runs

@@ -168,3 +168,28 @@ def test_bad_input_is_named_and_writes_nothing(small: Project, tmp_path: Path) -
     assert "run `segsync sync` (or `segsync demo`) first" in never_synced.stderr
     assert "Traceback" not in bad_window.stderr + no_zone.stderr + unwritable.stderr + never_synced.stderr
     assert not out.exists()
+
+
+def test_predicted_scores_are_shown_as_histograms_and_a_model_not_computed_says_why(
+        small: Project, tmp_path: Path) -> None:
+    import shutil
+
+    import duckdb
+
+    copy = Project(Path(shutil.copytree(small.root, tmp_path / "scored")))
+    # What a scoring plugin leaves in run 2 (the tables segsync.scores documents).
+    with duckdb.connect(str(copy.root / "store.duckdb")) as con:
+        con.execute("INSERT INTO score_runs (run_id, model, as_of, computed, detail) VALUES "
+                    "(2, 'churn_risk', '2024-03-12 00:00:00+00', true, NULL), "
+                    "(2, 'purchase_propensity_30d', '2024-03-12 00:00:00+00', false, 'too little history')")
+        con.execute("INSERT INTO contact_scores VALUES (2, 'churn_risk', 'ann@example.com', 0.12), "
+                    "(2, 'churn_risk', 'bo@example.com', 0.81), (2, 'churn_risk', 'cy@example.com', 0.85)")
+    text = report(copy)
+    assert marks(text, "score-0") == 10
+    assert '<title id="score-0-title">Distribution of churn_risk (run 2)</title>' in text
+    assert tables(text)["scores-table"][1:] == [
+        ["churn_risk", "2", f"{i / 10:.1f}–{(i + 1) / 10:.1f}", {1: "1", 8: "2"}.get(i, "0")] for i in range(10)]
+    assert ("purchase_propensity_30d: no scores in run 2 (as of 2024-03-12 00:00 UTC): too little history."
+            in text)
+    assert 'id="no-scores"' not in text
+    assert "example.com" not in text
