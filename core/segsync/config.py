@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -53,6 +53,9 @@ from segsync.project_file import (
 from segsync.segments import GroupDef, SegmentDef, SegmentError, SegmentsConfig
 from segsync.segments.packs import SegmentPack, expand_packs
 
+if TYPE_CHECKING:
+    from segsync.engines import Engine, EngineSettings
+
 
 # DuckDB's memory for the store during a sync: its buffer cache otherwise keeps every block a
 # big load writes (peak RSS grew with the file), up to 80 % of the machine's memory.
@@ -71,8 +74,14 @@ class _Table(BaseModel):
 
 
 class StoreTable(_Table):
-    """``[store]``: where the embedded DuckDB file lives (relative to the project folder)."""
+    """``[store]``: where the embedded DuckDB file lives (relative to the project folder), and
+    the engine segments and consent are evaluated on (docs/scale.md). Keys besides these are
+    the engine's settings (``url``, ``master``, ``tables``…), checked against its ``Settings``
+    by :func:`engine_settings`."""
 
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    engine: str = Field(default="duckdb", pattern=r"^[a-z][a-z0-9_]*$")
     path: str = Field(default=DEFAULT_STORE, min_length=1)
     # DuckDB's memory for the store; past it, it spills to disk (see docs/configuration.md).
     memory_limit: str = Field(default=DEFAULT_MEMORY_LIMIT, pattern=r"^[1-9][0-9]*(\.[0-9]+)?\s*(MB|GB|TB|MiB|GiB|TiB)$")
@@ -149,6 +158,9 @@ class ProjectConfig:
     raw: dict[str, Any] = field(default_factory=dict)
     consent: ConsentTable = field(default_factory=ConsentTable)
     store_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # [store] engine and its settings (docs/scale.md); "duckdb" is the embedded store alone.
+    store_engine: str = "duckdb"
+    store_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def project_dir(self) -> Path:
@@ -245,8 +257,20 @@ def load_config(
                             f"{_did_you_mean(name, connections)}")
     if problems:
         raise _config_error(config_path, problems)
+    store_options = dict(parsed.store.model_extra or {})
+    if parsed.store.engine == "duckdb":
+        problems += [f"store.{key}: unknown setting (the embedded store takes path and "
+                     "memory_limit; url, master and tables are an external engine's: set "
+                     "store.engine, docs/scale.md)" for key in sorted(store_options)]
+    if host is not None and parsed.store.engine not in host.engines():
+        problems.append(f"store.engine: no engine {parsed.store.engine!r} (installed: "
+                        f"{', '.join(sorted(host.engines()))}; `segsync install segsync-"
+                        f"{parsed.store.engine}` adds a packaged one)")
+    if problems:
+        raise _config_error(config_path, problems)
     return ProjectConfig(config_path, store_path, connections, segments, raw, parsed.consent,
-                         store_memory_limit=parsed.store.memory_limit)
+                         store_memory_limit=parsed.store.memory_limit,
+                         store_engine=parsed.store.engine, store_options=store_options)
 
 
 def store_problem(path: Path | str) -> str | None:
@@ -508,3 +532,27 @@ def connection_settings(
         raise ConfigError(f"{where}: " + "; ".join(problems)) from None
     redaction.remember(settings)  # its secrets are masked in everything printed or stored
     return settings
+
+
+STORE_SETTINGS = "store"  # engine secrets are SEGSYNC_STORE_<FIELD>
+
+
+def engine_settings(engine_cls: type[Engine], config: ProjectConfig) -> EngineSettings:
+    """The engine's settings from ``[store]`` (besides path and memory_limit), the environment
+    and ``.env`` (secrets: ``SEGSYNC_STORE_<FIELD>``), checked like a connection's."""
+    table = ConnectionConfig(STORE_SETTINGS, engine_cls.name, config.store_options)
+    try:
+        return connection_settings(engine_cls, table, config.project_dir)  # type: ignore[arg-type,return-value]
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(f"connection {STORE_SETTINGS!r} (type {engine_cls.name})",
+                                           f"{config.path}: store (engine {engine_cls.name})")) from None
+
+
+def open_engine(config: ProjectConfig, host: PluginHost) -> Engine:
+    """The project's engine, not yet opened (``with engine:`` connects and closes)."""
+    engines = host.engines()
+    if config.store_engine not in engines:
+        raise ConfigError(f"{config.path}: store.engine: no engine {config.store_engine!r} "
+                          f"(installed: {', '.join(sorted(engines))})")
+    cls = engines[config.store_engine]
+    return cls(engine_settings(cls, config), config.project_dir)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from segsync.connector import Connector, ContactChange, WriteResult
     from segsync.consent.policies import ConsentPolicy
+    from segsync.engines import Engine
     from segsync.scores import ScoreRun
     from segsync.segments.functions import SegmentFunction
     from segsync.segments.packs import SegmentPack
@@ -49,6 +50,10 @@ class RegisterSegmentPack(Protocol):
 
 class RegisterConsentPolicy(Protocol):
     def __call__(self, policy: ConsentPolicy, /) -> None: ...
+
+
+class RegisterEngine(Protocol):
+    def __call__(self, engine_class: type[Engine], /) -> None: ...
 
 
 @hookspec
@@ -260,4 +265,27 @@ def segsync_register_consent_policies(register: RegisterConsentPolicy) -> None:
                 description="Soft opt-in from a purchase lasts 2 years",
                 implied={"purchase": timedelta(days=730)},
             ))
+    """
+
+
+@hookspec
+def segsync_register_engines(register: RegisterEngine) -> None:
+    """Register engines: where segment evaluation, effective consent and the membership
+    snapshot run (docs/scale.md).
+
+    :param register: call ``register(EngineClass)`` with a subclass of
+        :class:`segsync.engines.Engine`; its ``name`` is what users write as ``[store] engine =
+        "..."`` and its ``Settings`` (a :class:`segsync.engines.EngineSettings`) reads the other
+        keys of ``[store]``, secrets from ``SEGSYNC_STORE_<FIELD>``. A second class with the
+        same ``name`` is rejected with both plugins' names.
+
+    Called when a command opens the project's engine. The core registers ``duckdb`` (the
+    embedded store) through this hook (``segsync.default_plugins.engines``); the
+    ``segsync-postgres`` distribution registers ``postgres``.
+
+    Example::
+
+        @hookimpl
+        def segsync_register_engines(register):
+            register(PostgresEngine)
     """

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from segsync.connector import Connector, ContactChange, WriteResult
     from segsync.consent.policies import ConsentPolicy
+    from segsync.engines import Engine
     from segsync.scores import ScoreRun
     from segsync.sync.summary import RunSummary
     from segsync.segments import FunctionRegistry
@@ -45,6 +46,7 @@ DEFAULT_PLUGINS = (
     "segsync.default_plugins.segment_functions",
     "segsync.default_plugins.segment_packs",
     "segsync.default_plugins.consent_policies",
+    "segsync.default_plugins.engines",
     # The CLI's commands, added through segsync_register_commands like a third party's.
     "segsync.cli.project",
     "segsync.cli.sync",
@@ -136,6 +138,7 @@ class PluginHost:
         self._segment_functions: dict[str, _Registered] | None = None
         self._segment_packs: dict[str, _Registered] | None = None
         self._consent_policies: dict[str, _Registered] | None = None
+        self._engines: dict[str, _Registered] | None = None
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -179,6 +182,7 @@ class PluginHost:
         self._connectors = self._event_types = self._segment_functions = None
         self._segment_packs = None
         self._consent_policies = None
+        self._engines = None
         return registered
 
     def _collect(self, hook_name: str, kind: str, key) -> dict[str, _Registered]:
@@ -273,6 +277,12 @@ class PluginHost:
                 "segsync_register_consent_policies", "consent policy", lambda policy: policy.name
             )
         return {name: reg.value for name, reg in self._consent_policies.items()}
+
+    def engines(self) -> dict[str, type[Engine]]:
+        """Engine name -> class (``[store] engine``; docs/scale.md)."""
+        if self._engines is None:
+            self._engines = self._collect("segsync_register_engines", "engine", lambda cls: cls.name)
+        return {name: reg.value for name, reg in self._engines.items()}
 
     def add_commands(self, cli: click.Group) -> None:
         self.pm.hook.segsync_register_commands(cli=cli)

@@ -195,6 +195,7 @@ def test_register_callbacks_are_typed() -> None:
     assert annotations == {
         "segsync_register_connectors": "RegisterConnector",
         "segsync_register_consent_policies": "RegisterConsentPolicy",
+        "segsync_register_engines": "RegisterEngine",
         "segsync_register_event_types": "RegisterEventType",
         "segsync_register_segment_functions": "RegisterSegmentFunction",
         "segsync_register_segment_packs": "RegisterSegmentPack",

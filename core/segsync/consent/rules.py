@@ -76,6 +76,7 @@ def effective_status_sql(
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     contact_key: str | None = None,
     records_until: datetime | None = None,
+    portable: bool = False,
 ) -> str:
     """SQL selecting ``(contact_key, status, ledger_id, method, suppression_id, policy)``.
 
@@ -85,8 +86,13 @@ def effective_status_sql(
     ``status`` is in the destination vocabulary; ``ledger_id`` is the record that decided it
     (None when a suppression did: then ``suppression_id``). Contacts with no counted record and
     no suppression have no row. ``contact_key`` restricts it to one person (``consent show``).
+
+    The text is DuckDB's; ``portable=True`` avoids DuckDB's ``ASOF JOIN`` (the same result with a
+    join and ``row_number()``), so :func:`segsync.segments.dialects.transpile` can render it for
+    another engine (docs/scale.md).
     """
-    return _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until) + _final(
+    return _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until,
+                 portable) + _final(
         policy, channel, contact_key
     )
 
@@ -121,7 +127,8 @@ def echo_ids_sql(
     return _ctes(DEFAULT, channel, purpose, None, clock_skew, contact_key) + " SELECT id FROM echoes"
 
 
-def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until=None) -> str:
+def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until=None,
+          portable=False) -> str:
     only = f" AND contact_key = {literal(contact_key)}" if contact_key is not None else ""
     until = (
         f" AND recorded_at <= {literal(records_until.isoformat())}::TIMESTAMPTZ" if records_until else ""
@@ -150,13 +157,7 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
             FROM status_changes
             WHERE outcome = 'acknowledged' AND channel = {ch} AND purpose = {pu}{only}
         ),
-        echoes AS (
-            SELECT l.id FROM l ASOF JOIN pushes p
-              ON p.destination = l.source AND p.contact_key = l.contact_key
-             AND l.ingested_at >= p.changed_at
-            WHERE p.mailable = (l.status IN ({literal_list(LEDGER_MAILABLE)}))
-              AND l.t <= p.changed_at + {skew}
-        ),
+        echoes AS ({_echoes(skew, portable)}),
         counted AS (
             SELECT l.* FROM l
             WHERE l.id NOT IN (SELECT id FROM echoes)
@@ -182,6 +183,28 @@ def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_unti
             WHERE NOT EXISTS (SELECT 1 FROM open o WHERE o.contact_key = s.contact_key)
         )
     """
+
+
+def _echoes(skew: str, portable: bool) -> str:
+    """Rule 1: each record against segsync's latest acknowledged push to its source before it
+    arrived (DuckDB's ASOF JOIN; elsewhere the latest match by row_number())."""
+    if not portable:
+        return f"""
+            SELECT l.id FROM l ASOF JOIN pushes p
+              ON p.destination = l.source AND p.contact_key = l.contact_key
+             AND l.ingested_at >= p.changed_at
+            WHERE p.mailable = (l.status IN ({literal_list(LEDGER_MAILABLE)}))
+              AND l.t <= p.changed_at + {skew}"""
+    return f"""
+            SELECT id FROM (
+                SELECT l.id, l.status, l.t, p.mailable, p.changed_at,
+                       row_number() OVER (PARTITION BY l.id ORDER BY p.changed_at DESC) AS latest
+                FROM l JOIN pushes p
+                  ON p.destination = l.source AND p.contact_key = l.contact_key
+                 AND l.ingested_at >= p.changed_at
+            ) AS matched
+            WHERE latest = 1 AND mailable = (status IN ({literal_list(LEDGER_MAILABLE)}))
+              AND t <= changed_at + {skew}"""
 
 
 def _final(policy: ConsentPolicy, channel: str, contact_key: str | None) -> str:
@@ -211,6 +234,7 @@ def combined_status_sql(
     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
     channel: str = "email",
     purpose: str = "marketing",
+    portable: bool = False,
 ) -> str:
     """``policy`` for everyone, plus each contact's country policy: the more restrictive wins.
 
@@ -218,7 +242,8 @@ def combined_status_sql(
     policy the business's own rule; both must allow a contact.
     """
     def one(p: ConsentPolicy) -> str:
-        return effective_status_sql(p, channel=channel, purpose=purpose, as_of=as_of, clock_skew=clock_skew)
+        return effective_status_sql(p, channel=channel, purpose=purpose, as_of=as_of,
+                                    clock_skew=clock_skew, portable=portable)
 
     base = one(policy)
     if not countries:

@@ -265,7 +265,8 @@ def _build_consentable(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
 
     effective = sqlglot.parse_one(
         effective_status_sql(
-            channel=args["channel"], purpose=MARKETING, as_of=ctx.as_of, records_until=ctx.as_of
+            channel=args["channel"], purpose=MARKETING, as_of=ctx.as_of, records_until=ctx.as_of,
+            portable=ctx.dialect != "duckdb",
         ),
         read="duckdb",
     )

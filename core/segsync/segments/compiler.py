@@ -67,26 +67,28 @@ def compile_rule(
     as_of: datetime,
     segment_ref: Callable[[str], exp.Expression] | None = None,
     text: str | None = None,
+    dialect: str = "duckdb",
 ) -> CompiledRule:
     """Compile ``rule`` (text or a parsed tree; pass ``text`` with a tree for error carets).
 
     ``segment_ref(name)`` returns the boolean membership column of another segment and raises
-    ``KeyError`` for unknown names; without it ``in_segment`` is an error.
+    ``KeyError`` for unknown names; without it ``in_segment`` is an error. ``dialect`` names
+    the engine the SQL is for (:attr:`BuildContext.dialect`).
     """
     if isinstance(rule, str):
         text, tree = rule, parse(rule)
     else:
         tree = rule
-    return _Compiler(text or ast.to_text(tree), registry, as_of, segment_ref).compile(tree)
+    return _Compiler(text or ast.to_text(tree), registry, as_of, segment_ref, dialect).compile(tree)
 
 
 class _Compiler:
-    def __init__(self, text, registry, as_of, segment_ref) -> None:
+    def __init__(self, text, registry, as_of, segment_ref, dialect="duckdb") -> None:
         self.text = text
         self.registry: FunctionRegistry = registry
         self.out: CompiledRule | None = None
         self.depth = 0
-        self.ctx = BuildContext(as_of, self._segment)
+        self.ctx = BuildContext(as_of, self._segment, dialect)
         self._segment_ref = segment_ref
         self._node: ast.Node | None = None
 

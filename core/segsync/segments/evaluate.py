@@ -72,6 +72,19 @@ def fill_memberships(
                 "(segment VARCHAR NOT NULL, contact_key VARCHAR NOT NULL)")
     if not segment_query.segments:
         return {}
+    query = membership_select(segment_query, features_table)
+    con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {query.sql('duckdb', copy=False)}")
+    sizes = {s.name: 0 for s in segment_query.segments}
+    rows = con.execute(
+        f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY segment"
+    ).fetchall()
+    sizes.update({name: n for name, n in rows})
+    return sizes
+
+
+def membership_select(segment_query: SegmentQuery, features_table: str | None = None) -> exp.Select:
+    """``(segment, contact_key)`` of every member of ``segment_query``'s segments (which must
+    not be empty); every engine runs this query (docs/scale.md)."""
     # One pass: each contact row unfolds into the names of the segments it is in. (A flags
     # table scanned once per segment with UNION ALL measured ~2x slower at 1M contacts.)
     names = exp.Array(expressions=[
@@ -82,18 +95,11 @@ def fill_memberships(
     unfolded = exp.select(
         "contact_key", exp.Unnest(expressions=[names]).as_("segment")
     ).from_(flags.subquery("flags", copy=False), copy=False)
-    query = (
+    return (
         exp.select("segment", "contact_key")
         .from_(unfolded.subquery("unfolded", copy=False), copy=False)
         .where(exp.Not(this=exp.Is(this=exp.column("segment"), expression=exp.null())))
     )
-    con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} {query.sql('duckdb', copy=False)}")
-    sizes = {s.name: 0 for s in segment_query.segments}
-    rows = con.execute(
-        f"SELECT segment, count(*) FROM {MEMBERSHIP_TABLE} GROUP BY segment"
-    ).fetchall()
-    sizes.update({name: n for name, n in rows})
-    return sizes
 
 
 def snapshot(con: duckdb.DuckDBPyConnection, run_id: int, as_of: datetime) -> int:

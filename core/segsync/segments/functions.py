@@ -148,11 +148,16 @@ class BuildContext:
         self,
         as_of: datetime,
         segment_ref: Callable[[str], exp.Expression] | None = None,
+        dialect: str = "duckdb",
     ) -> None:
         if as_of.tzinfo is None or as_of.utcoffset() is None:
             raise ValueError("as_of must be timezone-aware (e.g. datetime.now(timezone.utc))")
         self.as_of = as_of.astimezone(timezone.utc)
         self._segment_ref = segment_ref
+        # The engine the SQL will run on (a sqlglot dialect name). Builders return DuckDB
+        # semantics and segsync.segments.dialects renders them; a builder that writes SQL text
+        # DuckDB alone understands asks for the portable form when this is not "duckdb".
+        self.dialect = dialect
 
     @staticmethod
     def timestamp(at: datetime) -> exp.Expression:

@@ -180,12 +180,14 @@ def build_query(
     registry: FunctionRegistry,
     *,
     only: Sequence[str] | None = None,
+    dialect: str = "duckdb",
 ) -> SegmentQuery:
     """Compile every segment, order them by dependency and check for cycles.
 
     ``only`` restricts the query to those segments plus what they need (their dependencies,
     and every member of a group they belong to). Raises :class:`RuleError` (naming the
-    segment) and :class:`SegmentConfigError`.
+    segment) and :class:`SegmentConfigError`. ``dialect``: the engine the query will run on
+    (render it with :func:`segsync.segments.dialects.render`).
     """
     groups = dict(groups or {})
     segments = list(segments)
@@ -204,7 +206,8 @@ def build_query(
             continue
         try:
             compiled[s.name] = compile_rule(
-                s.tree, registry=registry, as_of=as_of, segment_ref=ref, text=s.rule
+                s.tree, registry=registry, as_of=as_of, segment_ref=ref, text=s.rule,
+                dialect=dialect,
             )
         except RuleError as e:
             raise e.with_segment(s.name) from None

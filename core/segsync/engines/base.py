@@ -1,0 +1,232 @@
+"""What an engine must do: the seam between segsync and where the data lives (docs/scale.md).
+
+An engine runs segsync's heavy SQL where contacts, events and the consent ledger are: segment
+evaluation, effective consent and the membership snapshot. What comes back is what a
+destination must change (membership entries and exits) and what a command shows. Small state
+(cursors, acknowledgements, rejections, run history, the suppression list and the consent
+audit) stays in the embedded store; the two consent tables among it are copied to the engine
+before consent is derived (:meth:`Engine.copy_state`).
+
+An engine plugin registers its class through ``segsync_register_engines``; ``[store] engine =
+"NAME"`` picks it and the other keys of ``[store]`` fill its :class:`EngineSettings` (secrets
+from ``SEGSYNC_STORE_<FIELD>``, never from the file). Every SQL text an engine runs is built by
+segsync as a sqlglot tree (or DuckDB text) and rendered by :meth:`Engine.render` /
+:meth:`Engine.transpile`, which apply :mod:`segsync.segments.dialects`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from pydantic import Field, field_validator
+from sqlglot import exp
+
+from segsync.connector import ConnectorSettings
+from segsync.consent.policies import DEFAULT_CLOCK_SKEW, ConsentPolicy
+from segsync.consent.rules import combined_status_sql
+from segsync.engines.layout import CANONICAL_TABLES, RESULT_TABLES, USER_TABLES, missing_columns
+from segsync.segments import dialects
+from segsync.segments.evaluate import membership_select
+from segsync.segments.functions import BuildContext
+from segsync.segments.query import SegmentQuery
+from segsync.store.sql import literal
+
+DEFAULT_ENGINE = "duckdb"
+
+
+class EngineError(RuntimeError):
+    """An engine refused or failed a statement; the message names the engine."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached (or started); the message says why and what to set."""
+
+
+class EngineSettings(ConnectorSettings):
+    """``[store]`` keys every external engine reads; an engine's ``Settings`` adds its own.
+
+    ``tables`` maps a canonical table (contacts, events, consent_ledger) onto the user's own
+    table or view (``schema.name``); segsync then only reads it.
+    """
+
+    tables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tables")
+    @classmethod
+    def _only_user_tables(cls, tables: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(tables) - set(USER_TABLES))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} cannot be mapped; only "
+                             f"{', '.join(USER_TABLES)} can (the others are segsync's own)")
+        return tables
+
+
+class Engine(ABC):
+    """Where segment evaluation, effective consent and the snapshot run.
+
+    Subclasses set ``name`` (what ``[store] engine`` says), ``dialect`` (sqlglot's name of its
+    SQL), ``Settings`` and implement the abstract methods; the others are written once, here,
+    in terms of them, so every engine runs the same queries.
+    """
+
+    name: ClassVar[str]
+    dialect: ClassVar[str]
+    description: ClassVar[str] = ""
+    Settings: ClassVar[type[EngineSettings]] = EngineSettings
+
+    def __init__(self, settings: EngineSettings, project_dir: Path) -> None:
+        self.settings = settings
+        self.project_dir = project_dir
+
+    @property
+    def tables(self) -> Mapping[str, str]:
+        """Canonical table -> the user's table or view it is read from."""
+        return self.settings.tables
+
+    # -- what every engine implements --------------------------------------------------------
+
+    @abstractmethod
+    def open(self) -> None:
+        """Connect (start a local engine if the settings say so); raise
+        :class:`EngineUnavailable` with the reason when it cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Disconnect (and stop what :meth:`open` started)."""
+
+    @abstractmethod
+    def execute(self, sql: str) -> None:
+        """Run one statement (already in the engine's dialect) and commit it."""
+
+    @abstractmethod
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Every row of a query in the engine's dialect."""
+
+    @abstractmethod
+    def table_columns(self) -> dict[str, set[str]]:
+        """Each table or view the engine can read, as it is named in ``[store.tables]`` or
+        canonically (unqualified: in segsync's schema), with its column names."""
+
+    @abstractmethod
+    def create_tables(self) -> None:
+        """Create segsync's tables that are missing: the canonical ones not mapped onto the
+        user's, and the result tables (:data:`segsync.engines.layout.RESULT_TABLES`)."""
+
+    @abstractmethod
+    def append(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Append ``rows`` to a canonical table in bulk (COPY, a DataFrame write; never a
+        statement per row); return how many. Refused for a table mapped onto the user's."""
+
+    @abstractmethod
+    def upsert(self, table: str, key: Sequence[str], columns: Sequence[str],
+               rows: Iterable[Sequence[Any]]) -> int:
+        """Insert ``rows``, replacing the rows with the same ``key`` columns, in bulk (contacts
+        are updated as well as added); return how many. Refused for a mapped table."""
+
+    # -- written once for every engine -------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def render(self, expr: exp.Expression) -> str:
+        return dialects.render(expr, self.dialect, self.tables)
+
+    def transpile(self, duckdb_sql: str) -> str:
+        return dialects.transpile(duckdb_sql, self.dialect, self.tables)
+
+    def query(self, expr: exp.Expression) -> list[tuple[Any, ...]]:
+        """Rows of a query segsync built (rendered for this engine)."""
+        return self.rows(self.render(expr))
+
+    def check(self) -> list[str]:
+        """Missing tables and columns, one line each (connectivity: :meth:`open` raises)."""
+        found = self.table_columns()
+        problems = missing_columns(found, dict(self.tables))
+        for table, columns in RESULT_TABLES.items():
+            if table in found and set(columns) - found[table]:
+                problems.append(f"table {table} lacks columns "
+                                f"{', '.join(sorted(set(columns) - found[table]))}")
+        return problems
+
+    def evaluate(self, segment_query: SegmentQuery) -> dict[str, int]:
+        """Replace ``segment_membership`` with the members of ``segment_query`` (built with
+        this engine's ``dialect``); return each segment's size."""
+        self.execute("DELETE FROM segment_membership")
+        if not segment_query.segments:
+            return {}
+        select = membership_select(segment_query)
+        self.execute(f"INSERT INTO segment_membership (segment, contact_key) {self.render(select)}")
+        sizes = {s.name: 0 for s in segment_query.segments}
+        sizes.update({name: int(n) for name, n in self.rows(
+            "SELECT segment, count(*) FROM segment_membership GROUP BY segment")})
+        return sizes
+
+    def members(self) -> list[tuple[str, str]]:
+        """``(segment, contact_key)`` of the latest evaluation, sorted."""
+        return [(s, k) for s, k in self.query(
+            exp.select("segment", "contact_key").from_("segment_membership")
+            .order_by("segment", "contact_key"))]
+
+    def snapshot(self, run_id: int, as_of: datetime) -> int:
+        """Append ``segment_membership`` to ``segment_snapshots`` under ``run_id``."""
+        at = BuildContext.timestamp(as_of)
+        select = exp.select(exp.Literal.number(run_id), "segment", "contact_key", at).from_(
+            "segment_membership")
+        self.execute(f"INSERT INTO segment_snapshots (run_id, segment, contact_key, as_of) "
+                     f"{self.render(select)}")
+        return int(self.rows(self.render(
+            exp.select(exp.Count(this=exp.Star())).from_("segment_snapshots")
+            .where(exp.EQ(this=exp.column("run_id"), expression=exp.Literal.number(run_id)))))[0][0])
+
+    def membership_changes(self, previous_run: int | None) -> list[tuple[str, str, str]]:
+        """``(segment, contact_key, change)``, change ``enter`` or ``exit``: the latest
+        evaluation against the snapshot of ``previous_run`` (None: everyone enters). Only these
+        rows leave the engine."""
+        current = exp.select("segment", "contact_key").from_("segment_membership")
+        before = exp.select("segment", "contact_key").from_("segment_snapshots").where(
+            exp.EQ(this=exp.column("run_id"),
+                   expression=exp.Literal.number(-1 if previous_run is None else previous_run)))
+        enter = exp.select("segment", "contact_key", exp.Literal.string("enter").as_("change")).from_(
+            exp.except_(current, before.copy()).subquery("entering"))
+        leave = exp.select("segment", "contact_key", exp.Literal.string("exit").as_("change")).from_(
+            exp.except_(before, current.copy()).subquery("leaving"))
+        ordered = exp.select("segment", "contact_key", "change").from_(
+            exp.union(enter, leave, distinct=False).subquery("changes")).order_by(
+            "segment", "contact_key")
+        return [tuple(r) for r in self.query(ordered)]  # type: ignore[misc]
+
+    def effective_consent(
+        self,
+        policy: ConsentPolicy,
+        countries: Mapping[str, ConsentPolicy] | None = None,
+        *,
+        as_of: datetime,
+        clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+        contact_key: str | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """``(contact_key, status, ledger_id, method, suppression_id, policy)`` per contact with
+        a decision (:func:`segsync.consent.rules.combined_status_sql`), derived in the engine;
+        ``contact_key``: only that person's row (``consent show``)."""
+        sql = combined_status_sql(policy, countries or {}, as_of=as_of, clock_skew=clock_skew,
+                                  portable=self.dialect != dialects.DUCKDB)
+        query = f"SELECT * FROM ({sql}) AS effective"
+        if contact_key is not None:
+            query += f" WHERE contact_key = {literal(contact_key)}"
+        return self.rows(self.transpile(query + " ORDER BY contact_key"))
+
+    def copy_state(self, suppressions: Sequence[Sequence[Any]],
+                   status_changes: Sequence[Sequence[Any]]) -> None:
+        """Replace the engine's copy of segsync's consent state (rows in
+        :data:`CANONICAL_TABLES` column order): what effective consent reads besides the
+        ledger."""
+        for table, rows in (("suppressions", suppressions), ("status_changes", status_changes)):
+            self.execute(f"DELETE FROM {table}")
+            self.append(table, list(CANONICAL_TABLES[table]), rows)
