@@ -34,8 +34,9 @@ DISTRIBUTION_GROUPS = ("connectors", "plugins")
 PUBLIC_MODULES = frozenset({"segsync", "segsync.payload", "segsync.filesource", "segsync.http",
                             "segsync.segments.functions", "segsync.scores", "segsync.project",
                             "segsync.insights"})
-# The whole of segsync.testing is public (the conformance kit, emulator and test helpers).
-PUBLIC_PACKAGES = ("segsync.testing",)
+# The whole of segsync.testing is public (the conformance kit, emulator and test helpers), and
+# segsync.engines (the seam engine plugins implement, docs/scale.md).
+PUBLIC_PACKAGES = ("segsync.testing", "segsync.engines")
 
 EXPECTED_ALL = [
     "Attributes", "Batch", "CONFIRMED_METHODS", "CONSENT_METHODS", "Capability", "ConnectorSettings",

@@ -8,6 +8,7 @@ from segsync.engines.base import (
     EngineUnavailable,
 )
 from segsync.engines.layout import CANONICAL_TABLES, RESULT_TABLES, USER_TABLES
+from segsync.segments.dialects import POSTGRES_FUNCTIONS
 
 __all__ = ["CANONICAL_TABLES", "DEFAULT_ENGINE", "Engine", "EngineError", "EngineSettings",
-           "EngineUnavailable", "RESULT_TABLES", "USER_TABLES"]
+           "EngineUnavailable", "POSTGRES_FUNCTIONS", "RESULT_TABLES", "USER_TABLES"]

@@ -306,7 +306,9 @@ def _build_bucket(ctx: BuildContext, args: Mapping[str, Any]) -> Built:
             ),
             expression=exp.Literal.number(1),
         )
-        term = exp.Mul(this=exp.paren(digit), expression=exp.Literal.number(16 ** (7 - i)))
+        # BIGINT: the sum reaches 2**32, past a 32-bit INTEGER (PostgreSQL raises, Spark wraps).
+        weight = exp.cast(exp.Literal.number(16 ** (7 - i)), exp.DataType.build("bigint"))
+        term = exp.Mul(this=exp.paren(digit), expression=weight)
         total = term if total is None else exp.Add(this=total, expression=term)
     value = exp.Div(
         this=exp.cast(exp.paren(total), _DOUBLE),  # type: ignore[arg-type]
