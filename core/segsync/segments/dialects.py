@@ -12,6 +12,7 @@ never by the user:
   jsonb), not ``JSON_EXTRACT_PATH_TEXT`` (json only).
 * ``to_microseconds(n)`` (DuckDB's interval constructor, used by the consent rule) becomes an
   ``INTERVAL``.
+* A subquery in ``FROM`` gets a name (PostgreSQL 15 requires one).
 * Ties broken by ``contact_key`` sort by code point as in DuckDB (``COLLATE "C"`` in
   PostgreSQL, whose default collation orders text by language rules), so NTILE ranks agree.
 * The canonical table names are replaced by the user's tables or views (``[store.tables]``).
@@ -67,6 +68,10 @@ def _rewrite(tree: exp.Expression, dialect: str, tables: Mapping[str, str]) -> e
         # Set in place first: transform() does not descend into a node it replaced.
         for json in tree.find_all(exp.JSONExtractScalar):
             json.set("only_json_types", True)
+        # PostgreSQL (before 16) wants every subquery in FROM named; DuckDB does not.
+        for n, sub in enumerate(tree.find_all(exp.Subquery)):
+            if not sub.alias and isinstance(sub.parent, (exp.From, exp.Join)):
+                sub.set("alias", exp.TableAlias(this=exp.to_identifier(f"_subquery_{n}")))
 
     def fix(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and not node.args.get("db") and node.name in tables \

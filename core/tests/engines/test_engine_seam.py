@@ -129,6 +129,9 @@ def test_dialects_rewrite_what_sqlglot_does_not_translate() -> None:
                      {"events": "a.b"}) == "WITH events AS (SELECT 1 AS x) SELECT x FROM events"
     assert transpile("SELECT type FROM events", "postgres", {"events": "a.b"}) == \
         "SELECT type FROM a.b AS events"
+    # PostgreSQL 15 names every subquery in FROM (the combined consent rule has an unnamed one).
+    assert transpile("SELECT x FROM (SELECT 1 AS x UNION ALL SELECT 2) ORDER BY x", "postgres") == \
+        "SELECT x FROM (SELECT 1 AS x UNION ALL SELECT 2) AS _subquery_0 ORDER BY x"
     # DuckDB without a mapping: the text as segsync wrote it.
     assert transpile(duck, "duckdb") == duck
     tree = sqlglot.parse_one("SELECT 1 FROM events", read="duckdb")

@@ -10,6 +10,7 @@ run as root, so under root the cluster's files belong to, and its processes run 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -68,16 +69,43 @@ def _run_as() -> pwd.struct_passwd | None:
                             "a local PostgreSQL cluster as: PostgreSQL refuses to run as root")
 
 
+def _traversable(directory: Path, user: pwd.struct_passwd) -> bool:
+    """Whether ``user`` can reach ``directory`` (every existing ancestor searchable by it)."""
+    for folder in [directory, *directory.parents]:
+        if not folder.exists():
+            continue
+        st = folder.stat()
+        if st.st_uid == user.pw_uid:
+            mode_bit = 0o100
+        elif st.st_gid == user.pw_gid:
+            mode_bit = 0o010
+        else:
+            mode_bit = 0o001
+        if not st.st_mode & mode_bit:
+            return False
+    return True
+
+
 class LocalCluster:
     """A cluster in ``directory`` (kept, and reused by the next start) or in a temporary folder
-    (removed by :meth:`stop`)."""
+    (removed by :meth:`stop`).
+
+    Under root, a ``directory`` the server's user cannot reach (a project in root's home) is
+    replaced by one in the system's temporary folder named after it (:attr:`directory` says
+    where): still one per project, kept between commands.
+    """
 
     def __init__(self, directory: Path | None = None) -> None:
         self._temporary = directory is None
-        self.directory = Path(tempfile.mkdtemp(prefix="segsync-pg-")) if directory is None else directory
         self.port: int | None = None
         self._bin = server_binaries()
         self._user = _run_as()
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="segsync-pg-"))
+        elif self._user is not None and not _traversable(directory.resolve(), self._user):
+            digest = hashlib.sha1(str(directory.resolve()).encode()).hexdigest()[:12]
+            directory = Path(tempfile.gettempdir()) / f"segsync-postgres-{digest}"
+        self.directory = directory
 
     @property
     def data(self) -> Path:

@@ -79,7 +79,8 @@ class PostgresEngine(Engine):
     def where(self) -> str:
         if self.settings.url:
             return f"PostgreSQL at {masked(self.settings.url)}"
-        return f"the local PostgreSQL cluster in {self.project_dir / self.settings.local_folder}"
+        where = self._cluster.directory if self._cluster else self.project_dir / self.settings.local_folder
+        return f"the local PostgreSQL cluster in {where}"
 
     def open(self) -> None:
         url = self.settings.url
