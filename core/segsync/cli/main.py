@@ -28,6 +28,7 @@ USER_ERRORS = (
     ("segsync.plugins", "PluginError"),
     ("segsync.segments.errors", "SegmentError"),
     ("segsync.generator", "GeneratorError"),
+    ("segsync.engines.base", "EngineError"),  # an external engine unreachable or refusing
     ("builtins", "FileNotFoundError"),
 )
 

@@ -40,9 +40,14 @@ def init(directory: Path, contacts: int) -> None:
 @click.option("--seed", default=7, show_default=True)
 @click.option("--with", "emulated", multiple=True, metavar="TYPE",
               help="Also push to this connector's local emulator (e.g. --with mailchimp --with brevo).")
+@click.option("--engine", default="duckdb", show_default=True, metavar="NAME",
+              help="Evaluate on this engine (docs/scale.md): postgres runs a throwaway local cluster "
+                   "in the demo folder unless --engine-url names a server.")
+@click.option("--engine-url", default=None, metavar="URL", help="The engine's [store] url.")
 @pass_ctx
-def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tuple[str, ...]) -> None:
-    """Build a synthetic business and run a full sync on the embedded store."""
+def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tuple[str, ...],
+         engine: str, engine_url: str | None) -> None:
+    """Build a synthetic business and run a full sync on the embedded store (or an engine)."""
     from segsync.cli.segments import evaluated, overlap_rows, print_overlap, print_overview
     from segsync.cli.sync import EXIT_FAILED, print_summary
     from segsync.config import load_config
@@ -55,6 +60,10 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
     click.echo(f"Generating a synthetic business in {directory} ({contacts} contacts, two years of activity)…")
     counts = write_project(directory, contacts=contacts, seed=seed)
     click.echo(f"  {counts['contacts']} contact rows, {counts['events']} events, {counts['consent']} consent records")
+    if engine != "duckdb":
+        _use_engine(directory / "segsync.toml", engine, engine_url)
+        click.echo(f"  segments and consent evaluated on the {engine} engine"
+                   + (f" at {engine_url}" if engine_url else " (a local cluster in the demo folder)"))
     config = load_config(directory / "segsync.toml", ctx.host)
     with ExitStack() as stack:
         for type_name in emulated:
@@ -77,6 +86,19 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
                "segsync contacts show <email>")
     if summary.failed or again.failed:
         sys.exit(EXIT_FAILED)
+
+
+def _use_engine(config_path: Path, engine: str, url: str | None) -> None:
+    """Point the demo's project file at ``engine`` (its [store] table gains engine and url)."""
+    import json
+
+    text = config_path.read_text(encoding="utf-8")
+    lines = [f"engine = {json.dumps(engine)}"] + ([f"url = {json.dumps(url)}"] if url else [])
+    if "\n[store]\n" in f"\n{text}":
+        text = text.replace("[store]\n", "[store]\n" + "\n".join(lines) + "\n", 1)
+    else:
+        text = "[store]\n" + "\n".join(lines) + "\n\n" + text
+    config_path.write_text(text, encoding="utf-8")
 
 
 def _add_emulated_connection(host: PluginHost, config: ProjectConfig, type_name: str, stack: ExitStack) -> None:

@@ -63,16 +63,39 @@ def find_segment(config: ProjectConfig, name: str, *, listing: bool = False) -> 
 
 @contextmanager
 def evaluated(ctx: Context, config: ProjectConfig, as_of: datetime | None) -> Iterator[Evaluated]:
+    from segsync.engines import DEFAULT_ENGINE
     from segsync.segments import SegmentError, evaluate
 
     at = as_of or datetime.now(timezone.utc)
     with read_store(ctx, config.store_path) as store:
         try:
-            sizes = evaluate(store.con, config.segments.segments, config.segments.groups, at,
-                             ctx.host.segment_registry())
+            if config.store_engine == DEFAULT_ENGINE:
+                sizes = evaluate(store.con, config.segments.segments, config.segments.groups, at,
+                                 ctx.host.segment_registry())
+            else:
+                sizes = evaluate_elsewhere(ctx, config, store, at)
         except SegmentError as exc:
             raise click.ClickException(str(exc)) from None
         yield Evaluated(config, store, at, sizes)
+
+
+def evaluate_elsewhere(ctx: Context, config: ProjectConfig, store: Store, at: datetime) -> dict[str, int]:
+    """Evaluate on the project's external engine (docs/scale.md); its members fill the read-only
+    store connection's temp ``segment_membership``, which the commands read as on the store."""
+    from segsync.config import open_engine
+    from segsync.segments.evaluate import MEMBERSHIP_TABLE
+    from segsync.segments.query import build_query
+
+    with open_engine(config, ctx.host) as engine:
+        query = build_query(config.segments.segments, config.segments.groups, at,
+                            ctx.host.segment_registry(), dialect=engine.dialect)
+        sizes = engine.evaluate(query)
+        members = engine.members()
+    store.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {MEMBERSHIP_TABLE} AS SELECT unnest($s::VARCHAR[]) AS segment, "
+        "unnest($k::VARCHAR[]) AS contact_key",
+        {"s": [s for s, _ in members], "k": [k for _, k in members]})
+    return sizes
 
 
 def _rule_line(segment: SegmentDef) -> str:

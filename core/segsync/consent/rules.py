@@ -329,6 +329,33 @@ class EffectiveConsent(OwnsTempTables):
             tables[destination] = by_policy[policy.name]
         return cls(con, tables, run_id)
 
+    @classmethod
+    def from_rows(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        decided: Mapping[str, tuple[str, Sequence[Sequence[object]]]],
+        run_id: int | None = None,
+    ) -> EffectiveConsent:
+        """Consent derived elsewhere (an external engine, docs/scale.md): destination →
+        (policy name, rows of :func:`combined_status_sql`). Destinations sharing a policy
+        share one table."""
+        number = next(cls._numbers)
+        by_policy: dict[str, str] = {}
+        tables: dict[str, str] = {}
+        for destination, (policy, rows) in decided.items():
+            if policy not in by_policy:
+                table = f"_effective_consent_{number}_{len(by_policy)}"
+                columns = list(zip(*rows)) if rows else [[]] * 6
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT unnest($k::VARCHAR[]) AS contact_key, "
+                    "unnest($s::VARCHAR[]) AS status, unnest($l::BIGINT[]) AS ledger_id, "
+                    "unnest($m::VARCHAR[]) AS method, unnest($x::BIGINT[]) AS suppression_id, "
+                    "unnest($p::VARCHAR[]) AS policy",
+                    dict(zip("kslmxp", (list(c) for c in columns))))
+                by_policy[policy] = table
+            tables[destination] = by_policy[policy]
+        return cls(con, tables, run_id)
+
     def _table(self, destination: str) -> str:
         if not self._open:
             raise RuntimeError(f"the effective consent of run {self.run_id} is closed; the run has ended")

@@ -374,4 +374,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        8,
+        "external engines: the embedded mirror of the engine's current memberships",
+        (
+            # With [store] engine = "postgres" | "spark" the memberships are evaluated and
+            # snapshotted in the engine; only their changes come back and are applied here, so
+            # each destination is diffed against its acknowledgements locally (docs/scale.md).
+            """
+            CREATE TABLE engine_memberships (
+                segment     VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                PRIMARY KEY (segment, contact_key)
+            )
+            """,
+        ),
+    ),
 )

@@ -31,10 +31,14 @@ from segsync.config import (
     ProjectConfig,
     consent_settings,
     instantiate_connection,
+    open_engine,
 )
 from segsync.connector import READ_CAPABILITIES, WRITE_CAPABILITIES, Capability, Connector
 from segsync.consent import erasure
 from segsync.consent.rules import EffectiveConsent
+from segsync.engines import DEFAULT_ENGINE, Engine
+from segsync.engines.stage import consent_on_engine, evaluate_on_engine
+from segsync.engines.transfer import transfer
 from segsync.distributions import missing_connector
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
@@ -80,6 +84,7 @@ class Runner:
         self.clock = clock
         # Connections whose connector's plugin failed to load → why; their part of a run fails.
         self.broken: dict[str, str] = {}
+        self.engine: Engine | None = None
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -116,9 +121,19 @@ class Runner:
         as_of = options.as_of or self.clock()
         connectors = self.connectors()
         consent = consent_settings(self.config, self.host.consent_policies())
-        store = Store(self.config.store_path, memory_limit=self.config.store_memory_limit)
+        # An external engine (docs/scale.md): evaluation and consent run there; None: the store.
+        self.engine = None if self.config.store_engine == DEFAULT_ENGINE else open_engine(self.config, self.host)
+        if self.engine is not None:
+            self.engine.open()
+        try:
+            store = Store(self.config.store_path, memory_limit=self.config.store_memory_limit)
+        except BaseException:
+            self._close_engine()
+            raise
         self.reporter.listeners.append(_publish_to(store))
         try:
+            if self.engine is not None:
+                self.engine.create_tables()
             return self._run(store, connectors, consent, options, as_of)
         except BaseException as exc:
             # A bug or an interrupt: close the run row so history shows it, then re-raise.
@@ -134,7 +149,15 @@ class Runner:
                 except Exception:  # closing must not hide the run's own outcome
                     log.exception("connection %r failed to close", connector.connection)
             store.close()
+            self._close_engine()
             self.reporter.listeners.pop()
+
+    def _close_engine(self) -> None:
+        if self.engine is not None:
+            try:
+                self.engine.close()
+            except Exception:  # closing must not hide the run's own outcome
+                log.exception("the %s engine failed to close", self.engine.name)
 
     def _run(
         self,
@@ -168,14 +191,24 @@ class Runner:
                     ))
             # A pull may bring back someone who was erased: drop them before anything is planned.
             erasure.purge_reimported(store, summary.run_id)
+            if self.engine is not None and not options.dry_run:
+                with self.reporter.phase(f"append to {self.engine.name}"):
+                    sent = transfer(store.con, self.engine, summary.run_id)
+                log.info("appended to the %s engine: %s", self.engine.name, sent)
             self._report_broken(store, summary)
             memberships = self._evaluate(store, summary, as_of)
             destinations = {n: c for n, c in connectors.items() if self._pushes(n, c)}
             if destinations:
-                with EffectiveConsent.build(
-                    store.con, {name: consent.for_connection(name) for name in destinations},
-                    consent.countries, as_of=as_of, clock_skew=consent.clock_skew, run_id=summary.run_id,
-                ) as effective:
+                policies = {name: consent.for_connection(name) for name in destinations}
+                if self.engine is None:
+                    effective = EffectiveConsent.build(
+                        store.con, policies, consent.countries, as_of=as_of,
+                        clock_skew=consent.clock_skew, run_id=summary.run_id)
+                else:
+                    effective = consent_on_engine(
+                        store.con, self.engine, policies, consent.countries, as_of=as_of,
+                        clock_skew=consent.clock_skew, run_id=summary.run_id)
+                with effective:
                     for name, connector in destinations.items():
                         summary.destinations.append(
                             self._destination(store, connector, memberships, effective, options)
@@ -204,10 +237,15 @@ class Runner:
         if not self.config.segments.segments:
             return Memberships()
         with self.reporter.phase("evaluate segments"):
-            memberships = evaluate_memberships(
-                store.con, self.config.segments, as_of, self.host.segment_registry(), summary.run_id,
-                score=self.host.score_contacts,
-            )
+            if self.engine is not None:
+                memberships = evaluate_on_engine(
+                    store.con, self.engine, self.config.segments, as_of,
+                    self.host.segment_registry(), summary.run_id)
+            else:
+                memberships = evaluate_memberships(
+                    store.con, self.config.segments, as_of, self.host.segment_registry(), summary.run_id,
+                    score=self.host.score_contacts,
+                )
         summary.segments = memberships.sizes
         summary.segment_errors = memberships.held
         for name, reason in memberships.held.items():

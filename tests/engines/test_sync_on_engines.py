@@ -1,0 +1,97 @@
+"""`segsync sync` and the segment commands on each engine: the same project gives the same runs,
+the same audience and the same command output (docs/scale.md)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from datetime import datetime, timezone
+
+import pytest
+from click.testing import CliRunner
+
+from segsync.cli import cli
+from segsync.testing import SAMPLE_FILES, Project
+
+from .conftest import ENGINES
+
+_schemas = itertools.count(1)
+AS_OF = datetime(2024, 3, 1, tzinfo=timezone.utc)
+CONFIG = """
+[store]
+path = "store.duckdb"
+{engine}
+[connections.shop]
+type = "files"
+contacts = "data/contacts.csv"
+consent = "data/consent.csv"
+events = "data/events.jsonl"
+push = false
+
+[connections.upload]
+type = "files"
+output = "out/audience"
+
+[[segments]]
+name = "openers"
+rule = "opens(90d) >= 1"
+destinations = {{ upload = {{ tag = "openers" }} }}
+
+[[segments]]
+name = "gold"
+rule = 'attr.tier == "gold" or bucket("g") < 0.3'
+destinations = {{ upload = {{ tag = "gold" }} }}
+"""
+
+
+def _engine_table(name: str, request) -> str:
+    if name == "duckdb":
+        return ""
+    if name == "postgres":
+        cluster = request.getfixturevalue("postgres_cluster")
+        return f'engine = "postgres"\nurl = "{cluster.url}"\nschema_name = "sync{os.getpid()}_{next(_schemas)}"\n'
+    raise AssertionError(f"add {name} to _engine_table")
+
+
+def _outcome(project: Project) -> dict:
+    first = project.run(as_of=AS_OF)
+    project.append("consent.csv", "bo@example.com,opted_out,2024-02-20T00:00:00Z,form\n")
+    project.append("events.jsonl", '{"email": "cy@example.com", "type": "email.opened", '
+                                   '"timestamp": "2024-02-25T00:00:00Z", "id": "e2"}\n')
+    second = project.run(as_of=AS_OF)
+    third = project.run(as_of=AS_OF)
+    runner = CliRunner()
+    config = str(project.root / "segsync.toml")
+    commands = {}
+    for args in (["segments", "list", "--json"], ["segments", "members", "openers", "--json"],
+                 ["segments", "overlap", "--json"]):
+        result = runner.invoke(cli, ["--config", config, *args, "--as-of", AS_OF.isoformat()])
+        assert result.exit_code == 0, result.output
+        commands[" ".join(args)] = json.loads(result.output)
+    return {
+        "runs": [(r.status, r.segments, [(d.name, d.status, d.planned) for d in r.destinations])
+                 for r in (first, second, third)],
+        "audience": project.audience(),
+        "commands": commands,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(set(ENGINES) - {"duckdb"}))
+def test_a_project_syncs_the_same_on_every_engine(name, tmp_path, request, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,postgres")
+    outcomes = {}
+    for engine in ("duckdb", name):
+        project = Project(tmp_path / engine)
+        project.write_config(CONFIG.format(engine=_engine_table(engine, request)))
+        for file, text in SAMPLE_FILES.items():
+            project.write(file, text)
+        outcomes[engine] = _outcome(project)
+    assert outcomes[name] == outcomes["duckdb"]
+    runs = outcomes["duckdb"]["runs"]
+    # The runs did something: adds, then Bo's opt-out (Cy, an opener now, has no consent), then
+    # nothing.
+    assert runs[0][2][0][2] == {"add": 2}
+    assert runs[1][2][0][2] == {"unsubscribe": 1}
+    assert runs[2][2][0][2] == {}
+    assert outcomes[name]["commands"]["segments members openers --json"] == ["ann@example.com", "cy@example.com"]
