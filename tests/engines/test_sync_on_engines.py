@@ -54,6 +54,16 @@ def _engine_table(name: str, request) -> str:
     raise AssertionError(f"add {name} to _engine_table")
 
 
+def _without_clock(data):
+    """``data`` without the wall-clock instants of ingestion and acknowledgement."""
+    if isinstance(data, dict):
+        return {k: _without_clock(v) for k, v in data.items()
+                if k not in ("ingested_at", "acked_at", "changed_at")}
+    if isinstance(data, list):
+        return [_without_clock(v) for v in data]
+    return data
+
+
 def _outcome(project: Project) -> dict:
     first = project.run(as_of=AS_OF)
     project.append("consent.csv", "bo@example.com,opted_out,2024-02-20T00:00:00Z,form\n")
@@ -69,6 +79,10 @@ def _outcome(project: Project) -> dict:
         result = runner.invoke(cli, ["--config", config, *args, "--as-of", AS_OF.isoformat()])
         assert result.exit_code == 0, result.output
         commands[" ".join(args)] = json.loads(result.output)
+    for key in ("ann@example.com", "bo@example.com", "cy@example.com"):
+        result = runner.invoke(cli, ["--config", config, "consent", "show", key, "--json"])
+        assert result.exit_code == 0, result.output
+        commands[f"consent show {key}"] = _without_clock(json.loads(result.output))
     return {
         "runs": [(r.status, r.segments, [(d.name, d.status, d.planned) for d in r.destinations])
                  for r in (first, second, third)],
@@ -95,3 +109,38 @@ def test_a_project_syncs_the_same_on_every_engine(name, tmp_path, request, monke
     assert runs[1][2][0][2] == {"unsubscribe": 1}
     assert runs[2][2][0][2] == {}
     assert outcomes[name]["commands"]["segments members openers --json"] == ["ann@example.com", "cy@example.com"]
+    bo = outcomes[name]["commands"]["consent show bo@example.com"]["effective"]
+    assert [(e["channel"], e["status"], e["decided_by"]["ledger"]["status"]) for e in bo] == [
+        ("email", "unsubscribed", "opted_out")]
+
+
+
+def test_check_reports_the_engine(tmp_path, request, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "postgres")
+    cluster = request.getfixturevalue("postgres_cluster")
+    project = Project(tmp_path)
+    runner = CliRunner()
+    config = str(tmp_path / "segsync.toml")
+    schema = f"check{os.getpid()}"
+    project.write_config(f'[store]\nengine = "postgres"\nurl = "{cluster.url}"\nschema_name = "{schema}"\n'
+                         f'[store.tables]\nevents = "{schema}_user.events"\n')
+    result = runner.invoke(cli, ["--config", config, "check"])
+    assert result.exit_code == 1
+    assert "✗ engine postgres\n" in result.output
+    assert f"    table events (mapped to {schema}_user.events) is missing\n" in result.output
+    assert "    note: table contacts is missing (segsync creates it on the first sync)\n" in result.output
+    project.write_config(f'[store]\nengine = "postgres"\nurl = "{cluster.url}"\nschema_name = "{schema}"\n')
+    result = runner.invoke(cli, ["--config", config, "sync"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["--config", config, "check"])
+    assert (result.exit_code, "✓ engine postgres\n" in result.output, "note:" in result.output) == (0, True, False)
+    project.write_config('[store]\nengine = "postgres"\nurl = "postgresql://segsync@127.0.0.1:1/crm"\n'
+                         'connect_timeout = 2\n')
+    result = runner.invoke(cli, ["--config", config, "check"])
+    assert result.exit_code == 1
+    assert "✗ engine postgres\n    PostgreSQL at postgresql://" in result.output
+    assert "/crm cannot be reached: " in result.output
+    # A sync stops before anything, with the reason on one line (exit 2, no traceback).
+    result = runner.invoke(cli, ["--config", config, "sync"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: PostgreSQL at postgresql://") and "Traceback" not in result.output

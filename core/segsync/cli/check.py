@@ -45,6 +45,8 @@ def check(ctx: Context, connection: str | None, fix: bool) -> None:
 
     if connection is None:
         report(f"store ({config.store_path})", _store_problems(ctx, config))
+        if config.store_engine != "duckdb":
+            report(f"engine {config.store_engine}", _engine_problems(ctx, config))
         report("consent settings", _consent_problems(config, ctx.host))
         problems = _rule_problems(config, ctx.host)
         report(f"segments ({len(config.segments.segments)})", problems)
@@ -61,6 +63,25 @@ def check(ctx: Context, connection: str | None, fix: bool) -> None:
                 click.echo(f"    note: {note}")
     if failed:
         sys.exit(1)
+
+
+def _engine_problems(ctx: Context, config: ProjectConfig) -> list[str]:
+    """Connectivity, then missing tables and columns of the external engine (docs/scale.md).
+    segsync's own tables that are missing are created by the first sync: not a problem."""
+    from segsync.config import ConfigError, open_engine
+    from segsync.engines import USER_TABLES, EngineError
+
+    try:
+        with open_engine(config, ctx.host) as engine:
+            problems = engine.check()
+            mapped = set(engine.tables)
+    except (ConfigError, EngineError) as exc:
+        return [str(exc)]
+    own_missing = [f"table {t} is missing" for t in USER_TABLES if t not in mapped] + [
+        f"table {t} is missing" for t in ("suppressions", "status_changes")]
+    for problem in [p for p in problems if p in own_missing]:
+        click.echo(f"    note: {problem} (segsync creates it on the first sync)")
+    return [p for p in problems if p not in own_missing]
 
 
 def _store_problems(ctx: Context, config: ProjectConfig) -> list[str]:

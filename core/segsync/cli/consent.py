@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +15,23 @@ from segsync.cli.options import LazyChoice, json_option
 from segsync.cli.output import console, echo_json
 from segsync.cli.store import read_store, write_store
 from segsync.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from segsync.config import ProjectConfig
+    from segsync.engines import Engine
+
+
+@contextmanager
+def _engine(ctx: Context, config: ProjectConfig) -> Iterator[Engine | None]:
+    """The project's external engine, open (None on the embedded store; docs/scale.md)."""
+    from segsync.config import open_engine
+    from segsync.engines import DEFAULT_ENGINE
+
+    if config.store_engine == DEFAULT_ENGINE:
+        yield None
+        return
+    with open_engine(config, ctx.host) as engine:
+        yield engine
 
 
 def _channels() -> tuple[str, ...]:
@@ -178,8 +198,8 @@ def consent_show(ctx: Context, email: str, as_json: bool) -> None:
     key = _keys((email,))[0]
     config = ctx.config()
     settings = consent_settings(config, ctx.host.consent_policies())
-    with read_store(ctx) as store:
-        data = audit.show(store.con, key, settings, destinations=list(config.connections))
+    with read_store(ctx) as store, _engine(ctx, config) as engine:
+        data = audit.show(store.con, key, settings, destinations=list(config.connections), engine=engine)
     if as_json:
         echo_json(data)
         return

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -19,6 +19,9 @@ from segsync.config import ConsentSettings
 from segsync.consent import rules
 from segsync.consent.policies import ConsentPolicy
 from segsync.store.store import dicts
+
+if TYPE_CHECKING:
+    from segsync.engines import Engine
 
 
 def _ledger(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
@@ -32,9 +35,12 @@ def show(
     settings: ConsentSettings,
     destinations: Iterable[str] = (),
     as_of: datetime | None = None,
+    engine: Engine | None = None,
 ) -> dict[str, Any]:
     """The ledger (echoes flagged), the effective status per channel and purpose with the record
-    that decided it, and per destination its policy's verdict and what it was last sent."""
+    that decided it, and per destination its policy's verdict and what it was last sent.
+
+    With an external ``engine`` (docs/scale.md) the effective status is derived there."""
     ledger = _ledger(con, key)
     country = con.execute("SELECT country FROM contacts WHERE contact_key = ?", [key]).fetchall()
     country_policy = settings.countries.get(country[0][0]) if country and country[0][0] else None
@@ -51,9 +57,15 @@ def show(
         policies = [policy] + ([country_policy] if country_policy and country_policy is not policy else [])
         results = []
         for p in policies:
-            rows = dicts(con, rules.effective_status_sql(
-                p, channel=channel, purpose=purpose, as_of=as_of, clock_skew=settings.clock_skew,
-                contact_key=key), [])
+            if engine is None:
+                rows = dicts(con, rules.effective_status_sql(
+                    p, channel=channel, purpose=purpose, as_of=as_of, clock_skew=settings.clock_skew,
+                    contact_key=key), [])
+            else:
+                names = ("contact_key", "status", "ledger_id", "method", "suppression_id", "policy")
+                rows = [dict(zip(names, r)) for r in engine.effective_consent(
+                    p, as_of=as_of or datetime.now(timezone.utc), clock_skew=settings.clock_skew,
+                    contact_key=key, channel=channel, purpose=purpose)]
             row = rows[0] if rows else {"status": "none", "ledger_id": None, "suppression_id": None}
             results.append((rules.RESTRICTIVENESS.get(row["status"], 0), p.name, row))
         rank, name, row = max(results, key=lambda r: r[0])

@@ -211,11 +211,14 @@ class Engine(ABC):
         as_of: datetime,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
         contact_key: str | None = None,
+        channel: str = "email",
+        purpose: str = "marketing",
     ) -> list[tuple[Any, ...]]:
         """``(contact_key, status, ledger_id, method, suppression_id, policy)`` per contact with
         a decision (:func:`segsync.consent.rules.combined_status_sql`), derived in the engine;
         ``contact_key``: only that person's row (``consent show``)."""
         sql = combined_status_sql(policy, countries or {}, as_of=as_of, clock_skew=clock_skew,
+                                  channel=channel, purpose=purpose,
                                   portable=self.dialect != dialects.DUCKDB)
         query = f"SELECT * FROM ({sql}) AS effective"
         if contact_key is not None:
