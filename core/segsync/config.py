@@ -258,10 +258,10 @@ def load_config(
     if problems:
         raise _config_error(config_path, problems)
     store_options = dict(parsed.store.model_extra or {})
-    if parsed.store.engine == "duckdb":
-        problems += [f"store.{key}: unknown setting (the embedded store takes path and "
-                     "memory_limit; url, master and tables are an external engine's: set "
-                     "store.engine, docs/scale.md)" for key in sorted(store_options)]
+    if parsed.store.engine == "duckdb":  # the other keys are an external engine's settings
+        problems += [f"store.{key}: {_unknown('key', key, _known_keys(('store',)))}"
+                     + (" (an external engine's setting: set store.engine, docs/scale.md)"
+                        if key in ENGINE_KEYS else "") for key in sorted(store_options)]
     if host is not None and parsed.store.engine not in host.engines():
         problems.append(f"store.engine: no engine {parsed.store.engine!r} (installed: "
                         f"{', '.join(sorted(host.engines()))}; `segsync install segsync-"
@@ -535,6 +535,8 @@ def connection_settings(
 
 
 STORE_SETTINGS = "store"  # engine secrets are SEGSYNC_STORE_<FIELD>
+# [store] keys of the external engines (a hint when one is set without store.engine).
+ENGINE_KEYS = ("url", "master", "tables", "schema_name", "password")
 
 
 def engine_settings(engine_cls: type[Engine], config: ProjectConfig) -> EngineSettings:

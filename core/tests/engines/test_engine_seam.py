@@ -100,8 +100,8 @@ def test_store_engine_errors_name_the_key(tmp_path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(_project(tmp_path, '[store]\nurl = "postgresql://127.0.0.1/x"\n'), host)
     assert raised.value.problems == [
-        "store.url: unknown setting (the embedded store takes path and memory_limit; url, "
-        "master and tables are an external engine's: set store.engine, docs/scale.md)"]
+        "store.url: unknown key (known: engine, memory_limit, path) (an external engine's "
+        "setting: set store.engine, docs/scale.md)"]
     config = load_config(_project(tmp_path, '[store]\nengine = "fake"\nurl = "x"\npassword = "p"\n'), host)
     with pytest.raises(ConfigError) as raised:
         open_engine(config, host)
