@@ -26,6 +26,8 @@ TABLES = {
     "segment_evaluation",
     # migration 7 (per-contact scores, segsync.scores)
     "score_runs", "contact_scores",
+    # migration 8 (the embedded mirror of an external engine's memberships, docs/scale.md)
+    "engine_memberships",
 }
 
 
