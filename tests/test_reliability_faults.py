@@ -6,8 +6,10 @@ Every API request either emulator gets (every endpoint the connectors use: pulls
 imports, batch updates, tag and list writes, process polls) draws from a seeded generator: 30%
 fail, the kinds in turn: 429 (``Retry-After`` / ``x-sib-ratelimit-reset`` 0.2 s), a bare 500/502/503,
 a timeout (the answer is held 1.5 s, past the client's 1 s timeout, and the request is applied
-anyway) and a connection reset; and the first create of a Brevo list and of a Mailchimp tag
-times out. Checked on the emulators' state and request logs:
+anyway) and a connection reset; and on top, scripted, the first create of a Brevo list times
+out, and Mailchimp's first batch-subscribe (which creates the tags its members carry) times out,
+the next one is reset and the one after is refused with a 429 (the push makes few Mailchimp
+calls, too few for the random draws alone to act out every kind there). Checked on the emulators' state and request logs:
 
 * correct final state: both ESPs hold what one clean sync leaves (no list or tag created twice),
   and no suppressed person was ever sent as mailable;
@@ -25,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from .reliability import (
+    LIST_ID,
     Emulators,
     Project,
     Request,
@@ -51,11 +54,19 @@ class Outcome:
             clean_project = Project(base / "clean", clean, CLEAN)
             clean_project.seed_suppressed_as_mailable()
             self.project = Project(base / "faulty", faulty, FAULTY)
-            # On top of the random faults: the first create of a Brevo list and of a Mailchimp
-            # tag lose their answer (applied, but the client times out), so the create is retried.
-            faulty.brevo.add_fault(kind="timeout", method="POST", path="^/v3/contacts/lists$",
-                                   delay=FAULTY.timeout_delay)
-            faulty.mc.inject("timeout", delay=FAULTY.timeout_delay, method="POST", path="/segments$")
+            # On top of the random faults: the first create of a Brevo list and the first
+            # Mailchimp batch-subscribe (its members' tags are created by it) lose their answer
+            # (applied, but the client times out), so they are retried; the next batch-subscribe
+            # is reset, the one after it refused with a 429 (Retry-After).
+            scripted = [
+                ("brevo", faulty.brevo.add_fault(kind="timeout", method="POST", path="^/v3/contacts/lists$",
+                                                 delay=FAULTY.timeout_delay)),
+                ("mc", faulty.mc.inject("timeout", delay=FAULTY.timeout_delay, method="POST",
+                                        path=f"^/lists/{LIST_ID}$")),
+                ("mc", faulty.mc.inject("reset", method="POST", path=f"^/lists/{LIST_ID}$")),
+                ("mc", faulty.mc.inject("error", error="TooManyRequests", retry_after=FAULTY.retry_after,
+                                        method="POST", path=f"^/lists/{LIST_ID}$")),
+            ]
             self.seeded = self.project.seed_suppressed_as_mailable()
             self.clean_runs: list[RunResult] = []
             self.rounds: list[list[RunResult]] = []  # the faulty project's runs, per round
@@ -72,6 +83,8 @@ class Outcome:
             self.mc, self.brevo = faulty.mailchimp_view(), faulty.brevo_view()
             self.lists = faulty.brevo_list_names()
             self.injected = faulty.faults_injected()
+            for esp, fault in scripted:
+                self.injected[esp]["429" if fault.error == "TooManyRequests" else fault.kind] += fault.fired
             self.peak_in_flight = faulty.mc.peak_in_flight
             self.mc_max_concurrency = faulty.mc.max_concurrency()
             self.final_breaches = final_suppression_breaches(faulty, self.suppressed[-1])

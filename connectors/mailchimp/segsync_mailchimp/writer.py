@@ -2,13 +2,20 @@
 
 * Member upserts and status changes: batch-subscribe ``POST /lists/{id}`` with up to 500
   members per call, ``update_existing`` on and ``sync_tags`` off (tags that segsync does not
-  manage must survive); its ``errors[]`` become per-record outcomes.
-* Memberships (tags): one ``POST /lists/{id}/segments/{segment_id}`` per tag carries up to 500
-  additions *and* 500 removals; a missing tag is created once with ``static_segment: []``.
+  manage must survive); its ``errors[]`` become per-record outcomes. The tags a member enters
+  ride in its entry (``tags``: Mailchimp adds them to new and existing members and creates a
+  tag it does not know), so they cost no call of their own.
+* Other memberships (tags): one ``POST /lists/{id}/segments/{segment_id}`` per tag carries up
+  to 500 additions *and* 500 removals: the removals, and the additions of contacts with nothing
+  else to change (they have no batch-subscribe entry); a missing tag is created once with
+  ``static_segment: []``.
 * Erasure: ``POST …/members/{hash}/actions/delete-permanent`` (there is no bulk form).
 
 A write is cut into *write batches*: up to 500 contacts with their batch-subscribe call and
-their tag calls, or one erasure. Write batches run in parallel on at most ``max_connections``
+their tag calls, or one erasure. Contacts with a batch-subscribe entry fill the first write
+batches, the tag-only ones the next; each kind is ordered by the tag calls it still needs, so
+that contacts entering or leaving the same tags share write batches and a tag costs as few
+calls as its changes need. Write batches run in parallel on at most ``max_connections``
 connections, and each is reported (``write(changes, report=...)``) as soon as its calls are
 done, so the runner acknowledges it at once: a killed push re-sends at most ``max_connections``
 write batches (10 × 500 contacts), never the whole write.
@@ -53,6 +60,24 @@ STATUS = {"subscribed": "subscribed", "unsubscribed": "unsubscribed", "pending":
           "cleaned": "cleaned", "complained": "unsubscribed"}
 
 
+@dataclass(slots=True)
+class _Planned:
+    """One upsert, planned: its batch-subscribe entry (None: nothing but tags to change), the
+    tag changes left to segment calls, or why it is refused without a call."""
+
+    key: str
+    member: dict[str, Any] | None = None
+    tag_adds: tuple[str, ...] = ()
+    tag_removes: tuple[str, ...] = ()
+    refusal: Outcome | None = None
+
+    def order(self) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
+        """Batch-subscribe entries first, then tag-only changes, then changes without a call;
+        within each, by the segment calls still needed."""
+        kind = 0 if self.member is not None else 1 if (self.tag_adds or self.tag_removes) else 2
+        return kind, self.tag_removes, self.tag_adds
+
+
 @dataclass
 class _Plan:
     """One write batch: at most 500 contacts (their batch-subscribe call and one tag call per
@@ -89,19 +114,31 @@ class Writer:
                            calls=self.api.calls - calls_before)
 
     def _write_batches(self, changes: Iterable[ContactChange]) -> list[_Plan]:
-        """Write batches in the order of the changes: a delete alone (it is one call per
-        contact), upserts by up to 500 (one batch-subscribe call and ≤ 500 per tag call)."""
+        """Write batches: a delete alone (it is one call per contact), the other changes by up
+        to 500 in the order of :meth:`_Planned.order` (one batch-subscribe call and ≤ 500 per
+        tag call)."""
         plans: list[_Plan] = []
-        upserts: _Plan | None = None
+        planned: list[_Planned] = []
         for change in changes:
             if change.op == "delete":
                 plans.append(_Plan(keys=[change.contact_key], deletes=[change.contact_key]))
-                continue
-            if upserts is None or len(upserts.keys) == BATCH_MAX:
-                upserts = _Plan()
-                plans.append(upserts)
-            upserts.keys.append(change.contact_key)
-            self._plan(change, upserts)
+            else:
+                planned.append(self._plan(change))
+        planned.sort(key=_Planned.order)
+        for start in range(0, len(planned), BATCH_MAX):
+            plan = _Plan()
+            for item in planned[start:start + BATCH_MAX]:
+                plan.keys.append(item.key)
+                if item.refusal is not None:
+                    plan.outcomes[item.key] = item.refusal
+                    continue
+                if item.member is not None:
+                    plan.members.append(item.member)
+                for tag in item.tag_adds:
+                    plan.tag_adds[tag].append(item.key)
+                for tag in item.tag_removes:
+                    plan.tag_removes[tag].append(item.key)
+            plans.append(plan)
         return plans
 
     def _send(self, plan: _Plan) -> None:
@@ -113,24 +150,25 @@ class Writer:
         self._tags(plan)
 
     # ------------------------------------------------------------------ planning
-    def _plan(self, change: ContactChange, plan: _Plan) -> None:
+    def _plan(self, change: ContactChange) -> _Planned:
         email = change.contact_key
         status, reason = self._status(change)
         if reason:
-            plan.outcomes[email] = Outcome.rejected(email, reason, field="status")
-            return
+            return _Planned(email, refusal=Outcome.rejected(email, reason, field="status"))
         merge_fields = merge_fields_for(change.attributes, self.settings.attribute_mapping)
-        memberships_in_field = self.settings.segment_mode == "attribute"
-        if memberships_in_field and (change.tags_add or change.tags_remove or change.tags):
-            current = (set(change.tags) | set(change.tags_add)) - set(change.tags_remove)
-            merge_fields[self.settings.segment_attribute] = ",".join(sorted(current))
-        if merge_fields or status != change.previous_status:
-            plan.members.append({"email_address": email, "status": status, "merge_fields": merge_fields})
-        if not memberships_in_field:
-            for tag in change.tags_add:
-                plan.tag_adds[tag].append(email)
-            for tag in change.tags_remove:
-                plan.tag_removes[tag].append(email)
+        if self.settings.segment_mode == "attribute":
+            if change.tags_add or change.tags_remove or change.tags:
+                current = (set(change.tags) | set(change.tags_add)) - set(change.tags_remove)
+                merge_fields[self.settings.segment_attribute] = ",".join(sorted(current))
+            tag_adds = tag_removes = ()
+        else:
+            tag_adds, tag_removes = tuple(sorted(change.tags_add)), tuple(sorted(change.tags_remove))
+        if not merge_fields and status == change.previous_status:
+            return _Planned(email, tag_adds=tag_adds, tag_removes=tag_removes)
+        member: dict[str, Any] = {"email_address": email, "status": status, "merge_fields": merge_fields}
+        if tag_adds:
+            member["tags"] = list(tag_adds)  # added, never replacing others (sync_tags off)
+        return _Planned(email, member=member, tag_removes=tag_removes)
 
     @staticmethod
     def _status(change: ContactChange) -> tuple[str | None, str | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from segsync import ContactChange
 
 from segsync_mailchimp.emulator import subscriber_hash
@@ -57,14 +59,37 @@ def test_mixed_batch_maps_each_error_to_its_record(emulator, connector):
     assert emulator.state.member(LIST_ID, "cleaned@example.com").status == "cleaned"
 
 
-def test_tag_diffs_use_bulk_segment_calls_and_create_each_tag_once(emulator, connector):
+def test_tags_of_contacts_sent_in_a_batch_ride_in_their_entries(emulator, make_connector):
+    # Mailchimp adds a batch entry's tags to new and existing members (creating a tag it does
+    # not know) and, with sync_tags off, leaves their other tags alone: no tag call at all.
+    emulator.keep_bodies = True
+    connector = make_connector()
+    emulator.state.seed_member(LIST_ID, "old@example.com", tags=["kept"])
     emails = [f"t{i:04d}@example.com" for i in range(1200)]
-    first = connector.write([upsert(e, tags_add=("vip",)) for e in emails])
-    # 3 upserts + 1 tag listing + 1 tag creation + 3 bulk adds (500, 500, 200)
-    assert first.calls == 8
-    assert len(emulator.calls("POST", r"/segments$")) == 1
-    creation = emulator.calls("POST", r"/segments$")[0]
-    assert creation.body_size > 0
+    first = connector.write([upsert(e, tags_add=("vip", "all") if i % 2 else ("all",)) for i, e in enumerate(emails)]
+                            + [upsert("old@example.com", "unsubscribed", "subscribed", tags_add=("vip",))])
+
+    assert first.calls == 3  # ceil(1201 / 500) batch-subscribe calls, nothing else
+    assert [c.path for c in emulator.calls()] == [f"/lists/{LIST_ID}"] * 3
+    assert set(statuses(first).values()) == {"ok"}
+    bodies = [json.loads(c.body) for c in emulator.calls()]
+    assert sorted(len(b["members"]) for b in bodies) == [201, 500, 500]
+    assert {(b["sync_tags"], b["update_existing"]) for b in bodies} == {(False, True)}
+    sent = {m["email_address"]: m for b in bodies for m in b["members"]}
+    assert len(sent) == 1201
+    assert sent["t0000@example.com"] == {"email_address": "t0000@example.com", "status": "subscribed",
+                                         "merge_fields": {}, "tags": ["all"]}
+    assert sent["t0001@example.com"]["tags"] == ["all", "vip"]
+    assert sent["old@example.com"] == {"email_address": "old@example.com", "status": "unsubscribed",
+                                       "merge_fields": {}, "tags": ["vip"]}
+    sizes = {s.name: len(s.members) for s in emulator.state.audiences[LIST_ID].segments.values()}
+    assert sizes == {"kept": 1, "vip": 601, "all": 1200}
+    assert emulator.state.tag_names(LIST_ID, emulator.state.member(LIST_ID, "old@example.com")) == ["kept", "vip"]
+
+
+def test_tag_only_diffs_use_bulk_segment_calls_and_create_each_tag_once(emulator, connector):
+    emails = [f"t{i:04d}@example.com" for i in range(1200)]
+    connector.write([upsert(e, tags_add=("vip",)) for e in emails])
     vip = next(s for s in emulator.state.audiences[LIST_ID].segments.values() if s.name == "vip")
     assert len(vip.members) == 1200
 
@@ -76,28 +101,67 @@ def test_tag_diffs_use_bulk_segment_calls_and_create_each_tag_once(emulator, con
     )
     assert statuses(second) == {e: "ok" for e in emails[:700]}
     assert [(c.method, c.path) for c in emulator.calls()].count(("POST", "/lists/aud0001")) == 0
-    # tag ids are cached: one creation, then two churn-risk calls (500 + 100) and one vip removal
-    assert second.calls == 4
+    # tags listed once, churn-risk created once, then two churn-risk calls (500 + 100) and one
+    # vip removal
+    assert second.calls == 5
+    assert len(emulator.calls("GET", r"/segments$")) == 1
+    assert len(emulator.calls("POST", r"/segments$")) == 1
     assert len(vip.members) == 1100
     churn = next(s for s in emulator.state.audiences[LIST_ID].segments.values() if s.name == "churn-risk")
     assert len(churn.members) == 600
     assert emulator.state.tag_names(LIST_ID, emulator.state.member(LIST_ID, emails[0])) == []
 
+    emulator.reset_log()
+    third = connector.write([upsert(e, previous="subscribed", tags_add=("vip",)) for e in emails[:100]])
+    assert third.calls == 1  # tag ids are cached: one vip call
+    assert len(vip.members) == 1200
+
+
+def test_contacts_with_the_same_tag_changes_share_write_batches(emulator, connector):
+    # 1,000 known contacts, alternately entering "a" and leaving "b": cut in the order given,
+    # each write batch of 500 would hold both kinds (4 tag calls); grouped by the tag changes
+    # they need, one batch holds the 500 entering "a" and one the 500 leaving "b".
+    emails = [f"g{i:04d}@example.com" for i in range(1000)]
+    for email in emails:
+        emulator.state.seed_member(LIST_ID, email, tags=["b"])
+    result = connector.write([upsert(e, previous="subscribed", tags_add=("a",)) if i % 2 else
+                              upsert(e, previous="subscribed", tags_remove=("b",)) for i, e in enumerate(emails)])
+
+    assert set(statuses(result).values()) == {"ok"}
+    assert result.calls == 4  # list tags, create "a", one call for "a" and one for "b"
+    sizes = {s.name: len(s.members) for s in emulator.state.audiences[LIST_ID].segments.values()}
+    assert sizes == {"a": 500, "b": 500}
+
+
+def test_a_removal_for_a_contact_in_a_batch_goes_to_the_segment_endpoint(emulator, connector):
+    gold = next(iter(emulator.state.seed_member(LIST_ID, "a@example.com", tags=["gold"]).tags))
+    result = connector.write([upsert("a@example.com", previous="subscribed", attributes={"first_name": "Al"},
+                                     tags_add=("silver",), tags_remove=("gold",))])
+    assert statuses(result) == {"a@example.com": "ok"}
+    # tag listing, the batch (carrying "silver"), the "gold" removal
+    assert [(c.method, c.path) for c in emulator.calls()] == [
+        ("GET", f"/lists/{LIST_ID}/segments"), ("POST", f"/lists/{LIST_ID}"),
+        ("POST", f"/lists/{LIST_ID}/segments/{gold}")]
+    assert emulator.state.tag_names(LIST_ID, emulator.state.member(LIST_ID, "a@example.com")) == ["silver"]
+
 
 def test_batch_answers_leave_out_the_member_documents(emulator, connector):
     # The writer reads only a batch answer's errors: asking Mailchimp to leave out the member
     # documents (~440 KB per 500 members) saves sending and parsing them; errors still arrive.
-    changes = [upsert(f"d{i:03d}@example.com", tags_add=("vip",)) for i in range(600)] + [upsert("not-an-address")]
+    for i in range(600, 700):
+        emulator.state.seed_member(LIST_ID, f"d{i:03d}@example.com")
+    changes = ([upsert(f"d{i:03d}@example.com", tags_add=("vip",)) for i in range(600)] + [upsert("not-an-address")]
+               + [upsert(f"d{i:03d}@example.com", previous="subscribed", tags_add=("vip",)) for i in range(600, 700)])
     result = connector.write(changes)
 
-    assert statuses(result) == {**{f"d{i:03d}@example.com": "ok" for i in range(600)}, "not-an-address": "rejected"}
+    assert statuses(result) == {**{f"d{i:03d}@example.com": "ok" for i in range(700)}, "not-an-address": "rejected"}
     subscribes = emulator.calls("POST", r"^/lists/aud0001$")
     assert [c.query.get("exclude_fields") for c in subscribes] == [["new_members,updated_members,_links"]] * 2
     tag_calls = emulator.calls("POST", r"/segments/\d+$")
-    assert [c.query.get("exclude_fields") for c in tag_calls] == [["members_added,members_removed,_links"]] * 2
+    assert [c.query.get("exclude_fields") for c in tag_calls] == [["members_added,members_removed,_links"]]
     assert max(c.response_bytes for c in subscribes + tag_calls) < 1_000
     vip = next(s for s in emulator.state.audiences[LIST_ID].segments.values() if s.name == "vip")
-    assert len(vip.members) == 600
+    assert len(vip.members) == 700
 
 
 def test_adds_and_removes_of_one_tag_share_a_call(emulator, connector):
