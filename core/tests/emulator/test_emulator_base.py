@@ -148,6 +148,36 @@ def test_requests_are_validated_against_the_spec_once_per_shape() -> None:
     assert notes.violations == []  # /broken is not in the spec: nothing to check it against
 
 
+def test_an_item_shape_keeps_everything_its_validity_depends_on() -> None:
+    # Items are validated once per shape, so a shape must tell apart every two items that are
+    # not valid together: types inside lists and maps, and the values under value constraints.
+    item = {"type": "object", "properties": {
+        "text": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "colors": {"type": "array", "items": {"enum": ["red", "blue"]}},
+        "meta": {"type": "object", "additionalProperties": {"type": "string"}},
+        "parts": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"}}}}}}
+    spec = {"openapi": "3.0.0", "paths": {"/notes": {"post": {
+        "requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "properties": {"notes": {"type": "array", "items": item}}}}}},
+        "responses": {"201": {}}}}}}
+    validator = OpenApiValidator(spec)
+    good = {"text": "a", "tags": ["x", "y"], "colors": ["red"], "meta": {"k": "v"}, "parts": [{"n": 1}]}
+    bad = [
+        ({**good, "tags": ["x", 1]}, "notes.0.tags.1", "1 is not of type 'string'"),
+        ({**good, "tags": [["x"]]}, "notes.0.tags.0", "['x'] is not of type 'string'"),
+        ({**good, "colors": ["green"]}, "notes.0.colors.0", "'green' is not one of ['red', 'blue']"),
+        ({**good, "meta": {"k": 2}}, "notes.0.meta.k", "2 is not of type 'string'"),
+        ({**good, "parts": [{"n": "1"}]}, "notes.0.parts.0.n", "'1' is not of type 'integer'"),
+        ({**good, "text": None}, "notes.0.text", "None is not of type 'string'"),
+    ]
+    assert validator.check_request("POST", "/notes", {}, {"notes": [good, {**good, "tags": ["z"]}]}) == []
+    for instance, field, message in bad:
+        assert [(v.field, v.message) for v in validator.check_request("POST", "/notes", {}, {"notes": [instance]})] == [
+            (field, message)]
+    assert len(validator._valid_shapes[("request", "POST", "/notes", "notes")]) == 1
+
+
 def test_answers_the_spec_forbids_are_collected() -> None:
     spec = {**SPEC, "paths": {**SPEC["paths"], "/broken": {"get": {"responses": SPEC["paths"]["/notes"]["get"]["responses"]}}}}
     with NotesEmulator(validator=OpenApiValidator(spec), validate_responses=True) as notes:

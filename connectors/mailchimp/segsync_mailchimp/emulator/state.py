@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from segsync_mailchimp.emulator.problems import ApiProblem
@@ -111,10 +111,13 @@ class Member:
     web_id: int = 0
     # Fields answered in place of the member's own (see MailchimpState.serve_member_as).
     served_as: dict[str, Any] = field(default_factory=dict)
+    # The subscriber hash; computed from the address unless the caller has it already (the
+    # address of a member never changes).
+    id: str = ""
 
-    @cached_property
-    def id(self) -> str:  # computed once: the address of a member never changes
-        return subscriber_hash(self.email_address)
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = subscriber_hash(self.email_address)
 
 
 @dataclass
@@ -133,7 +136,17 @@ class Audience:
     merge_fields: dict[str, MergeField] = field(default_factory=dict)
     members: dict[str, Member] = field(default_factory=dict)
     segments: dict[int, Segment] = field(default_factory=dict)
+    segment_ids: dict[str, int] = field(default_factory=dict)  # name -> id (names are unique)
     forgotten: set[str] = field(default_factory=set)
+
+    def add_segment(self, segment: Segment) -> Segment:
+        self.segments[segment.id] = segment
+        self.segment_ids[segment.name] = segment.id
+        return segment
+
+    def blank_merge_fields(self) -> dict[str, Any]:
+        """Every merge field of the audience, empty: where a new member's fields start."""
+        return dict.fromkeys(self.merge_fields, "")
 
 
 @dataclass
@@ -212,7 +225,7 @@ class EmulatorState:
                 timestamp_opt=timestamp_opt if timestamp_opt else (now if status == "subscribed" else None),
                 last_changed=last_changed or now,
                 source=source,
-                merge_fields={t: "" for t in audience.merge_fields} | dict(merge_fields or {}),
+                merge_fields=audience.blank_merge_fields() | dict(merge_fields or {}),
                 ip_opt=ip_opt,
                 unsubscribe_reason=unsubscribe_reason,
                 web_id=next(self._ids),
@@ -409,10 +422,11 @@ class EmulatorState:
             updated: list[Member] = []
             errors: list[dict[str, str]] = []
             seen: set[str] = set()
+            now = self.clock()  # one time for the whole batch, as one request's
             for entry in entries:
                 email = str(entry.get("email_address") or "").strip()
                 error = self._subscribe_one(a, entry, email, seen, update_existing, sync_tags,
-                                            skip_merge, skip_dupes, created, updated)
+                                            skip_merge, skip_dupes, created, updated, now)
                 if error:
                     errors.append({"email_address": email, "error": error[0], "error_code": error[1],
                                    "field": error[2], "field_message": error[3]})
@@ -426,7 +440,7 @@ class EmulatorState:
     def _subscribe_one(
         self, a: Audience, entry: dict[str, Any], email: str, seen: set[str],
         update_existing: bool, sync_tags: bool, skip_merge: bool, skip_dupes: bool,
-        created: list[Member], updated: list[Member],
+        created: list[Member], updated: list[Member], now: datetime,
     ) -> tuple[str, str, str, str] | None:
         """Apply one batch entry; return (error, error_code, field, field_message) on refusal."""
         if not _EMAIL.match(email):
@@ -452,7 +466,6 @@ class EmulatorState:
         existing = a.members.get(key)
         if existing is not None and existing.status == "archived":
             existing = None  # an archived contact is re-added as new
-        now = self.clock()
         if existing is None:
             if not status:
                 return ("The resource submitted could not be validated.", "ERROR_GENERIC",
@@ -462,7 +475,7 @@ class EmulatorState:
                     if definition.required and merge_fields.get(definition.tag) in (None, ""):
                         return ("Your merge fields were invalid.", "ERROR_GENERIC",
                                 definition.tag, "Please enter a value")
-            member = a.members.get(key) or Member(email, status, None, None, now, web_id=next(self._ids))
+            member = a.members.get(key) or Member(email, status, None, None, now, web_id=next(self._ids), id=key)
             member.email_address, member.status, member.last_changed = email, status, now
             # Mailchimp leaves timestamp_signup empty for API adds unless the request sets it
             # (it is the time of a sign-up form, not of an import).
@@ -472,7 +485,7 @@ class EmulatorState:
             member.timestamp_opt = (_opt_time(entry.get("timestamp_opt")) or now) if status == "subscribed" else None
             member.ip_signup, member.ip_opt = entry.get("ip_signup", ""), entry.get("ip_opt", "")
             member.source = "API - Generic"
-            member.merge_fields = {t: "" for t in a.merge_fields} | merge_fields
+            member.merge_fields = a.blank_merge_fields() | merge_fields
             _copy_profile(member, entry)
             a.members[key] = member
             if status == "pending":
@@ -516,13 +529,11 @@ class EmulatorState:
         member.tags |= wanted
 
     def _segment_by_name(self, a: Audience, name: str) -> Segment:
-        for segment in a.segments.values():
-            if segment.name == name:
-                return segment
+        segment_id = a.segment_ids.get(name)
+        if segment_id is not None:
+            return a.segments[segment_id]
         now = self.clock()
-        segment = Segment(next(self._ids), name, now, now)
-        a.segments[segment.id] = segment
-        return segment
+        return a.add_segment(Segment(next(self._ids), name, now, now))
 
     def segment_doc(self, a: Audience, s: Segment) -> dict[str, Any]:
         return {"id": s.id, "name": s.name, "member_count": len(s.members), "type": "static",
@@ -566,12 +577,11 @@ class EmulatorState:
                 raise ApiProblem("InvalidResource", "static_segment cannot be provided with the options field.")
             if "static_segment" not in body:
                 raise ApiProblem("InvalidResource", "The emulator only models static segments and tags; send static_segment.")
-            if any(s.name == name for s in a.segments.values()):
+            if name in a.segment_ids:
                 # Mailchimp's own answer (seen in solspace/craft-freeform#1576).
                 raise ApiProblem("BadRequest", "Sorry, that tag already exists.")
             now = self.clock()
-            segment = Segment(next(self._ids), name, now, now)
-            a.segments[segment.id] = segment
+            segment = a.add_segment(Segment(next(self._ids), name, now, now))
             for email in body.get("static_segment") or ():
                 member = a.members.get(subscriber_hash(str(email)))
                 if member is not None and member.status != "archived":  # others are ignored

@@ -108,7 +108,7 @@ class OpenApiValidator:
         self._found: dict[tuple[str, str], Operation | None] = {}
         self._validators: dict[tuple[Any, ...], Any] = {}
         self._valid_shapes: dict[tuple[Any, ...], set[Any]] = {}
-        self._schema_info: dict[int, tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]] = {}
+        self._schema_info: dict[int, tuple[Any, ...]] = {}
         self._keep_alive: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -247,27 +247,48 @@ class OpenApiValidator:
         return schema if isinstance(schema, dict) else {}
 
     def _shape(self, value: Any, schema: dict[str, Any]) -> Any:
-        # Called for every item of every big body: what each schema says is looked up once.
+        # Called for every item of every big body: what each schema says is looked up once, and
+        # a scalar under an unconstrained schema is its type without a call of its own.
         info = self._schema_info.get(id(schema))
         if info is None:
             info = self._learn(schema)
-        props, extra, items, constrained = info
+        props, extra, items, constrained, free, extra_free, items_free = info
         kind = type(value)
         if kind is dict:
-            return frozenset((k, self._shape(v, props.get(k, extra))) for k, v in value.items())
+            out = []
+            for k, v in value.items():
+                child = type(v)
+                if child is not dict and child is not list and (k in free if k in props else extra_free):
+                    out.append((k, child))
+                else:
+                    out.append((k, self._shape(v, props.get(k, extra))))
+            return frozenset(out)
         if kind is list:
             if constrained:
                 return ("arr", tuple(self._shape(v, items) for v in value))
+            kinds = frozenset(map(type, value))
+            if items_free and dict not in kinds and list not in kinds:
+                return ("arr", kinds)
             return ("arr", frozenset(self._shape(v, items) for v in value))
         if constrained:
             return (kind, value)
         return kind
 
-    def _learn(self, schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], bool]:
+    def _learn(self, schema: dict[str, Any]) -> tuple[Any, ...]:
+        """(properties, additionalProperties, items, whether values matter, names of the
+        properties whose values do not matter, whether additional ones' do not, whether items'
+        do not)."""
         resolved = self._resolve(schema)
         extra = resolved.get("additionalProperties")
-        info = (resolved.get("properties") or {}, extra if isinstance(extra, dict) else {},
-                resolved.get("items") or {}, bool(_VALUE_CONSTRAINTS & resolved.keys()))
+        extra = extra if isinstance(extra, dict) else {}
+        props = resolved.get("properties") or {}
+        items = resolved.get("items") or {}
+
+        def free(sub: Any) -> bool:
+            return not (_VALUE_CONSTRAINTS & self._resolve(sub).keys())
+
+        info = (props, extra, items, not free(resolved),
+                frozenset(name for name, sub in props.items() if free(sub)), free(extra), free(items))
         with self._lock:
             self._schema_info[id(schema)] = info
             self._keep_alive.append(schema)  # ids stay unique while the schema is referenced
