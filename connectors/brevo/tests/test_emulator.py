@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 import sys
 import urllib.error
@@ -71,3 +72,32 @@ def test_standalone_module_runs():
 def test_entry_point_registers_the_connector():
     assert plugin_load_failures() == []
     assert registered_connectors("brevo") == {"brevo": BrevoConnector}
+
+
+def test_imports_are_background_processes_a_few_of_which_run_at_once():
+    # Brevo answers an import at once (202 + processId) and processes it in the background:
+    # queued, in_process, completed. The emulator runs up to import_workers of them together.
+    from segsync_brevo.emulator.state import BrevoState
+
+    state = BrevoState(import_delay=1.5, import_workers=2)
+    try:
+        list_id = state.add_list("l")
+        ids = [state.import_contacts({"jsonBody": [{"email": f"u{n}@example.com"}], "listIds": [list_id]})["processId"]
+               for n in range(3)]
+
+        def statuses():
+            return [state.get_process(i)["status"] for i in ids]
+
+        deadline = time.monotonic() + 10
+        while statuses()[:2] != ["in_process", "in_process"]:
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.01)
+        assert statuses()[2] == "queued"  # both workers are busy for 1.5 s
+        while statuses() != ["completed"] * 3:
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.05)
+        assert [state.get_process(i)["info"] for i in ids] == [{"import": {}}] * 3
+        assert sorted(state.contacts[c].email for c in state.lists[list_id].members) == [
+            "u0@example.com", "u1@example.com", "u2@example.com"]
+    finally:
+        state.close()

@@ -15,7 +15,7 @@ from typing import Any
 from segsync.testing.emulator import Answer, AnswerError, Emulator, Fault, RandomFaults, Request, RequestRecord, route
 from segsync_brevo.emulator.errors import ApiError
 from segsync_brevo.emulator.spec import spec_validator
-from segsync_brevo.emulator.state import BrevoState
+from segsync_brevo.emulator.state import IMPORT_WORKERS, BrevoState
 from segsync_brevo.limits import GENERAL_TIER, bucket_for
 
 LogEntry = RequestRecord  # the name this emulator's log entries had
@@ -44,6 +44,7 @@ class BrevoEmulator(Emulator):
         validate: bool = True,
         import_delay: float = 0.05,
         import_rows_per_second: float = 200_000.0,
+        import_workers: int = IMPORT_WORKERS,
         account_email: str = "owner@example.com",
         random_faults: RandomFaults | None = None,
         keep_bodies: bool = False,
@@ -53,7 +54,7 @@ class BrevoEmulator(Emulator):
                          random_faults=random_faults, keep_bodies=keep_bodies)
         self.api_key = api_key
         self.state = BrevoState(account_email=account_email, import_delay=import_delay,
-                                import_rows_per_second=import_rows_per_second,
+                                import_rows_per_second=import_rows_per_second, import_workers=import_workers,
                                 report_base_url=f"http://127.0.0.1:{self.port}")
 
     def stop(self) -> None:
@@ -165,7 +166,7 @@ class BrevoEmulator(Emulator):
 
     @route("POST", "/contacts/import")
     def import_contacts(self, request: Request) -> Any:
-        return 202, self.state.import_contacts(request.body)
+        return 202, self.state.import_contacts(request.body, body_bytes=len(request.raw))
 
     @route("GET", "/contacts/attributes")
     def get_attributes(self, request: Request) -> Any:
