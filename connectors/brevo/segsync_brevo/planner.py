@@ -61,6 +61,11 @@ def _json_value(value: Any) -> Any:
 
 def _size(row: dict[str, Any]) -> int:
     """Bytes a row takes in an import's JSON body (with its separating comma)."""
+    if len(row) == 1:
+        email = row.get("email")
+        if isinstance(email, str) and email.isascii() and email.isprintable() and '"' not in email \
+                and "\\" not in email:
+            return len(email) + 13  # {"email":"…"} and its comma, nothing in it escaped
     return len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
 
 
@@ -92,6 +97,7 @@ class Planner:
 
     def plan(self, changes: Sequence[ContactChange], outcomes: Outcomes) -> Plan:
         plan = Plan()
+        self._list_ids: dict[tuple[str, bool], int | None] = {}
         # (index, row, adds) per blocklist flag, for the import strategy choice below.
         to_import: dict[bool, list[tuple[int, dict[str, Any], frozenset[int]]]] = defaultdict(list)
         audience: int | None = None
@@ -165,6 +171,16 @@ class Planner:
             attrs[name] = _json_value(value)
         return attrs
 
+    def _list_id(self, segment: str, *, create: bool) -> int | None:
+        """The list of a segment, looked up once per plan (a write names a few lists, each for
+        thousands of contacts)."""
+        key = (segment, create)
+        if key not in self._list_ids:
+            self._list_ids[key] = self.directory.list_id(segment, create=create)
+            if self._list_ids[key] is not None:
+                self._list_ids[(segment, False)] = self._list_ids[key]
+        return self._list_ids[key]
+
     def _lists(self, index, change, outcomes, attrs) -> tuple[set[int], set[int]]:
         if self.settings.segment_mode == "attribute":
             if change.tags_add or change.tags_remove or change.previous_status is None:
@@ -177,7 +193,7 @@ class Planner:
             return set(), set()
         adds, removes = set(), set()
         for segment in change.tags_add:
-            list_id = self.directory.list_id(segment, create=self.settings.create_lists)
+            list_id = self._list_id(segment, create=self.settings.create_lists)
             if list_id is None:
                 outcomes.reject(
                     [index], f"no Brevo list for segment {segment!r} (set list_mapping or create_lists)", "segments"
@@ -185,7 +201,7 @@ class Planner:
             else:
                 adds.add(list_id)
         for segment in change.tags_remove:
-            list_id = self.directory.list_id(segment, create=False)
+            list_id = self._list_id(segment, create=False)
             if list_id is not None:
                 removes.add(list_id)
         return adds, removes

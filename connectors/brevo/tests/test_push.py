@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
 from segsync import ContactChange
 
 
@@ -217,3 +221,31 @@ def test_each_import_row_is_measured_once_however_the_planner_groups_it(emulator
     assert len(emulator.state.lists[vip].members) == 40 and len(emulator.state.lists[trial].members) == 20
     assert emulator.state.contact("m01@example.com").list_ids >= {vip, trial}
     assert result.calls == sum(1 for _ in emulator.requests())
+
+
+@given(st.emails() | st.text(max_size=30).map(lambda s: s + "@example.com"))
+def test_a_rows_measured_size_is_its_json_size(email):
+    from segsync_brevo.planner import _size
+
+    for row in ({"email": email}, {"email": email, "attributes": {"FIRSTNAME": email[:5]}}):
+        assert _size(row) == len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+
+
+def test_an_import_goes_out_as_brevo_json_and_lists_are_resolved_once_per_write(emulator, connector, monkeypatch):
+    # The import body is JSON already (the rows the planner sized): the SDK sends it without
+    # walking every value, with Brevo's field names; each segment's list is looked up once.
+    emulator.keep_bodies = True
+    vip = emulator.state.add_list("vip")
+    looked_up: list[str] = []
+    list_id = connector.directory.list_id
+    monkeypatch.setattr(connector.directory, "list_id",
+                        lambda name, *, create: looked_up.append(name) or list_id(name, create=create))
+    result = connector.write([change(f"j{i}@example.com", attributes={"first_name": f"J{i}"}, add=("vip",))
+                              for i in range(3)])
+    assert [o.status for o in result.outcomes] == ["ok"] * 3
+    assert looked_up.count("vip") == 1
+    (sent,) = [json.loads(r.body) for r in emulator.requests("POST", "/v3/contacts/import")]
+    audience = next(l.id for l in emulator.state.lists.values() if l.name == "segsync")
+    assert sent == {"jsonBody": [{"email": f"j{i}@example.com", "attributes": {"FIRSTNAME": f"J{i}"}} for i in range(3)],
+                    "listIds": sorted({vip, audience}),
+                    "emailBlacklist": False, "updateExistingContacts": True, "emptyContactsAttributes": False}
