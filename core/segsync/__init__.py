@@ -5,7 +5,8 @@ plus the modules :mod:`segsync.payload` (reading API payloads field by field),
 :mod:`segsync.filesource` (source files as the store reads them), :mod:`segsync.http` (the HTTP
 kit), :mod:`segsync.segments.functions` (writing segment functions), :mod:`segsync.scores`
 (per-contact scores), :mod:`segsync.project` (a plugin command's store), :mod:`segsync.insights`
-(a project's figures, read-only) and :mod:`segsync.testing` (the conformance kit and test
+(a project's figures, read-only), :mod:`segsync.live` (runs started by a schedule or a webhook)
+and :mod:`segsync.testing` (the conformance kit and test
 helpers). Every other module is internal
 and may change without notice; ``core/tests/test_author_api.py`` fails when a distribution under
 ``connectors/`` or ``plugins/`` imports one. docs/architecture.md ("The public API") lists the

@@ -6,18 +6,23 @@ cannot be read fails the source's pull (named with its plugin) and nothing after
 loaded; the other sources go on. So does a batch that breaks the connector contract (not a
 ``Batch``, another stream's, a cursor JSON cannot store): a contract error, checked before
 anything of it is stored (:mod:`segsync.sync.contract`).
+
+:func:`receive` is the same stage for batches a service pushed to segsync (a webhook, see
+``plugins/serve``): each batch is checked and ingested by the same rules in its own
+transaction, and no cursor moves (the connector's next pull still reads from where it was).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
-from segsync.connector import STREAM_CAPABILITY, Connector, Stream
+from segsync.connector import STREAM_CAPABILITY, Batch, Connector, Stream
 from segsync.progress import Reporter
 from segsync.statuses import PartStatus
 from segsync.store import Store
 from segsync.store.ingest import Ingestor
-from segsync.sync.contract import ContractError, check_batch
+from segsync.sync.contract import ContractError, check_batch, type_name
 from segsync.sync.summary import SourceReport
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,42 @@ def pull(
         finally:
             report.loaded[stream.value] = loaded
             report.rejected[stream.value] = rejected
+    rejected_total = sum(report.rejected.values())
+    if report.status == PartStatus.OK and rejected_total:
+        report.status = PartStatus.WITH_REJECTIONS
+        report.error = f"{rejected_total} record(s) rejected (see `segsync runs --errors`)"
+    return report
+
+
+def receive(
+    store: Store,
+    connection: str,
+    plugin: str,
+    batches: Iterable[Batch],
+    run_id: int | None,
+    event_types: dict[str, str],
+) -> SourceReport:
+    """Ingest ``batches`` received from ``connection`` (its connector is ``plugin``'s) by the
+    pull's rules: contract check, validation, record errors, deduplication; one transaction per
+    batch, no cursor. A batch that breaks the contract fails the source and stops there."""
+    report = SourceReport(connection)
+    ingestor = Ingestor(store.con, connection=connection, run_id=run_id, event_types=event_types)
+    for batch in batches:
+        breach = (check_batch(batch, batch.stream) if isinstance(batch, Batch)
+                  else f"handed over {type_name(batch)}, not a Batch")
+        if breach is not None:
+            report.status = PartStatus.FAILED
+            report.error = str(ContractError(plugin, connection, breach))
+            log.error(report.error)
+            store.record_error(run_id=run_id, connection=connection, phase="receive", record=connection,
+                               field=None, reason=report.error)
+            break
+        with store.transaction():
+            result = ingestor.ingest(batch)
+            store.redact_record_errors(run_id, connection)
+        stream = batch.stream.value
+        report.loaded[stream] = report.loaded.get(stream, 0) + result.loaded
+        report.rejected[stream] = report.rejected.get(stream, 0) + result.rejected
     rejected_total = sum(report.rejected.values())
     if report.status == PartStatus.OK and rejected_total:
         report.status = PartStatus.WITH_REJECTIONS

@@ -21,8 +21,8 @@ engine's) and hands the next an object that owns its data; see docs/architecture
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from segsync.config import (
@@ -33,7 +33,7 @@ from segsync.config import (
     instantiate_connection,
     open_engine,
 )
-from segsync.connector import READ_CAPABILITIES, WRITE_CAPABILITIES, Capability, Connector
+from segsync.connector import READ_CAPABILITIES, WRITE_CAPABILITIES, Batch, Capability, Connector
 from segsync.consent import erasure
 from segsync.consent.rules import EffectiveConsent
 from segsync.engines import DEFAULT_ENGINE, Engine
@@ -48,7 +48,7 @@ from segsync.store import Store, dicts
 from segsync.sync.ack import Acknowledgement
 from segsync.sync.diff import DestinationDiff
 from segsync.sync.gate import Gate
-from segsync.sync.pull import pull
+from segsync.sync.pull import pull, receive
 from segsync.sync.push import push
 from segsync.sync.rejections import RememberedRejections
 from segsync.sync.summary import DestinationReport, RunSummary, SourceReport, run_counts, run_status
@@ -64,6 +64,13 @@ class RunOptions:
     full_refresh: bool = False
     as_of: datetime | None = None
     sample_size: int = 5
+    # What started the run: "sync" (a command), "schedule" or "webhook" (``segsync serve``).
+    trigger: str = "sync"
+    # Whether sources are read (a webhook-driven run reads none: it brings its records along).
+    pull: bool = True
+    # Batches a service pushed to segsync, per connection: ingested by the pull's rules
+    # (``pull.receive``) before anything is evaluated; no cursor moves.
+    received: Mapping[str, Sequence[Batch]] = field(default_factory=dict)
 
 
 def utc_now() -> datetime:
@@ -118,6 +125,9 @@ class Runner:
 
     def run(self, options: RunOptions | None = None) -> RunSummary:
         options = options or RunOptions()
+        if options.dry_run and options.received:
+            # Received records are committed batch by batch, as a pull's are; a dry run commits nothing.
+            raise ValueError("a dry run cannot take received records")
         as_of = options.as_of or self.clock()
         connectors = self.connectors()
         consent = consent_settings(self.config, self.host.consent_policies())
@@ -167,14 +177,17 @@ class Runner:
         options: RunOptions,
         as_of: datetime,
     ) -> RunSummary:
-        summary = RunSummary(None, RunStatus.RUNNING, as_of, options.dry_run)
+        summary = RunSummary(None, RunStatus.RUNNING, as_of, options.dry_run, trigger=options.trigger)
         if options.dry_run:
             # Everything (pull included) happens in one transaction that is rolled back.
             store.con.execute("BEGIN TRANSACTION")
         else:
-            summary.run_id = store.start_run(
-                as_of, {"full_refresh": options.full_refresh, "dry_run": False}
-            )
+            stored_options: dict[str, object] = {"full_refresh": options.full_refresh, "dry_run": False}
+            if options.trigger != "sync":
+                stored_options["trigger"] = options.trigger
+            if options.received:
+                stored_options["received"] = sorted(options.received)
+            summary.run_id = store.start_run(as_of, stored_options)
         try:
             if not options.dry_run and erasure.pending(store):
                 # Before pulling: a system that now confirms the deletion is not read again.
@@ -182,8 +195,13 @@ class Runner:
                 summary.erasures = [{"erasure_id": erasure_id, **vars(t)}
                                     for erasure_id, targets in retried.items() for t in targets]
             event_types = self.host.event_types()
+            for name, batches in options.received.items():
+                if name not in self.config.connections:
+                    raise ConfigError(f"records received for {name!r}, which is not a connection of this project")
+                plugin = self.host.connector_plugin(self.config.connections[name].type)
+                summary.sources.append(receive(store, name, plugin, batches, summary.run_id, event_types))
             for name, connector in connectors.items():
-                if self._pulls(name, connector):
+                if options.pull and self._pulls(name, connector):
                     plugin = self.host.connector_plugin(self.config.connections[name].type)
                     summary.sources.append(pull(
                         store, connector, plugin, summary.run_id, event_types, self.reporter,
