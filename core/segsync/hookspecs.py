@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from segsync.connector import Connector, ContactChange, WriteResult
     from segsync.consent.policies import ConsentPolicy
     from segsync.engines import Engine
+    from segsync.live import LiveProject
     from segsync.scores import ScoreRun
     from segsync.segments.functions import SegmentFunction
     from segsync.segments.packs import SegmentPack
@@ -292,4 +293,28 @@ def segsync_register_engines(register: RegisterEngine) -> None:
         @hookimpl
         def segsync_register_engines(register):
             register(PostgresEngine)
+    """
+
+
+@hookspec(firstresult=True)
+def segsync_demo_serve(project: LiveProject, emulated: Sequence[str], forever: bool) -> bool | None:
+    """Show the live loop of ``segsync demo --serve`` on the demo business.
+
+    :param project: the demo's :class:`segsync.live.LiveProject`, after its first syncs, while
+        the emulators of ``emulated`` still run.
+    :param emulated: the connections that go to a local emulator (``--with``), by name.
+    :param forever: keep serving until Ctrl-C (``--serve-forever``) instead of returning once
+        the show is over.
+    :return: True once shown; the first implementation that returns a value wins.
+
+    Called by ``segsync demo --serve`` after the demo's syncs. Without an implementation the
+    demo exits 2 naming the distribution to install (``segsync-serve``, ``plugins/serve``,
+    implements it: a scripted unsubscribe in one emulator reaching the other within seconds).
+
+    Example::
+
+        @hookimpl
+        def segsync_demo_serve(project, emulated, forever):
+            print(f"serving {project.directory} with {', '.join(emulated)}")
+            return True
     """

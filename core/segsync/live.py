@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import click
 
+    from segsync.config import ProjectConfig
     from segsync.connector import Batch, Connector
     from segsync.plugins import PluginHost
     from segsync.sync.summary import RunSummary
@@ -44,22 +45,25 @@ class LiveProject:
     """One project (its ``segsync.toml``) and the plugins installed beside segsync.
 
     ``config_path`` as ``segsync --config`` takes it (None: ``./segsync.toml``); ``host`` the
-    plugin host (default: every installed plugin); ``clock`` gives each run's ``as_of``.
+    command's plugin host (plugins load once per command: :func:`project_of` hands over the
+    CLI's; tests take ``segsync.testing.Project(...).host()``); ``clock`` gives each run's ``as_of``;
+    ``config`` a project already loaded instead of the file (``segsync demo``'s, whose emulated
+    connections are not in its file).
     """
 
     def __init__(
         self,
         config_path: str | Path | None = None,
         *,
-        host: PluginHost | None = None,
+        host: PluginHost,
         clock: Callable[[], datetime] | None = None,
+        config: ProjectConfig | None = None,
     ) -> None:
         from segsync.config import load_config
-        from segsync.plugins import PluginHost
         from segsync.sync.runner import utc_now
 
-        self.host = host or PluginHost()
-        self.config = load_config(config_path, self.host)
+        self.host = host
+        self.config = config if config is not None else load_config(config_path, self.host)
         self.clock = clock or utc_now
 
     @property
@@ -117,5 +121,4 @@ def project_of(ctx: click.Context) -> LiveProject:
     """The project a plugin's command runs on: ``segsync --config`` and the plugin host the
     command line loaded (the root context's object, ``segsync.cli.context.Context``)."""
     root = ctx.find_root()
-    host = getattr(root.obj, "host", None)
-    return LiveProject(root.params.get("config"), host=host)
+    return LiveProject(root.params.get("config"), host=root.obj.host)

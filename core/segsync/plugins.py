@@ -360,6 +360,13 @@ class PluginHost:
                     exc,
                 )
 
+    def can_demo_serve(self) -> bool:
+        """Whether a plugin shows ``segsync demo --serve`` (``segsync_demo_serve``)."""
+        return bool(self.pm.hook.segsync_demo_serve.get_hookimpls())
+
+    def demo_serve(self, project: Any, emulated: Sequence[str], forever: bool) -> bool:
+        return bool(self.pm.hook.segsync_demo_serve(project=project, emulated=list(emulated), forever=forever))
+
     # -- introspection -----------------------------------------------------------------------
 
     def plugins(self) -> list[PluginInfo]:

@@ -27,7 +27,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 
 
 def _live(project: Project) -> LiveProject:
-    return LiveProject(project.root / "segsync.toml")
+    return LiveProject(project.root / "segsync.toml", host=project.host())
 
 
 def _ledger(project: Project) -> list[tuple]:

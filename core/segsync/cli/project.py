@@ -44,9 +44,13 @@ def init(directory: Path, contacts: int) -> None:
               help="Evaluate on this engine (docs/scale.md): postgres runs a throwaway local cluster "
                    "in the demo folder unless --engine-url names a server.")
 @click.option("--engine-url", default=None, metavar="URL", help="The engine's [store] url.")
+@click.option("--serve", "serve", is_flag=True,
+              help="Then show the live loop (segsync serve): a scripted unsubscribe in one emulator "
+                   "reaching the others within seconds (default --with mailchimp --with brevo).")
+@click.option("--serve-forever", is_flag=True, help="With --serve: keep serving until Ctrl-C.")
 @pass_ctx
 def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tuple[str, ...],
-         engine: str, engine_url: str | None) -> None:
+         engine: str, engine_url: str | None, serve: bool, serve_forever: bool) -> None:
     """Build a synthetic business and run a full sync on the embedded store (or an engine)."""
     from segsync.cli.segments import evaluated, overlap_rows, print_overlap, print_overview
     from segsync.cli.sync import EXIT_FAILED, print_summary
@@ -57,6 +61,12 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
 
     if (directory / "segsync.toml").exists():
         raise click.ClickException(f"{directory} already holds a project; pick another --dir or remove it")
+    serve = serve or serve_forever
+    if serve and not ctx.host.can_demo_serve():
+        raise click.UsageError("--serve needs the segsync-serve plugin: segsync install -e plugins/serve "
+                               "(or pip install segsync-serve)")
+    if serve and not emulated:
+        emulated = ("mailchimp", "brevo")
     click.echo(f"Generating a synthetic business in {directory} ({contacts} contacts, two years of activity)…")
     counts = write_project(directory, contacts=contacts, seed=seed)
     click.echo(f"  {counts['contacts']} contact rows, {counts['events']} events, {counts['consent']} consent records")
@@ -73,6 +83,11 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
         click.echo("\nRunning the same sync again: nothing changed, so nothing is written.")
         again = Runner(config, ctx.host, Reporter(quiet=True)).run(RunOptions())
         print_summary(again)
+        if serve:
+            from segsync.live import LiveProject
+
+            live = LiveProject(host=ctx.host, config=config)  # with the emulated connections
+            ctx.host.demo_serve(live, emulated, serve_forever)
     if config.segments.segments:
         click.echo("")
         with evaluated(ctx, config, summary.as_of) as ev:

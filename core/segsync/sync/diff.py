@@ -225,8 +225,8 @@ class DestinationDiff(OwnsTempTables):
 
         ``action`` is add, update, unsubscribe, resubscribe or delete; ``priority`` puts opt-outs
         first so they reach the destination before any other write. A destination that reports
-        a mailable status (on its identity, as pulled) for someone it acknowledged as opted out
-        has drifted: the opt-out is planned again. A state the destination (or the gate) refused
+        a mailable status (on its identity, as pulled after the acknowledgement) for someone it
+        acknowledged as opted out has drifted: the opt-out is planned again. A state the destination (or the gate) refused
         is not planned again (``rejected``).
         """
         opt_outs = literal_list(OPT_OUT_STATUSES)
@@ -243,6 +243,9 @@ class DestinationDiff(OwnsTempTables):
                 FROM identities i JOIN acked a USING (contact_key)
                 WHERE i.connection = $dest AND a.status IN ({opt_outs})
                   AND i.properties ->> '$.status' IN ({literal_list(MAILABLE_STATUSES)})
+                  -- Only what the system reported after the opt-out was acknowledged: a run that
+                  -- read no source (a webhook's) still holds the status pulled before it.
+                  AND i.seen_at > a.acked_at
             ),
             changed AS (
                 SELECT d.contact_key, 'upsert' AS op, d.status, d.consent_method, d.attributes, d.custom, d.tags,

@@ -16,17 +16,20 @@ from segsync.testing.emulator import Answer, AnswerError, Emulator, Fault, Rando
 from segsync_brevo.emulator.errors import ApiError
 from segsync_brevo.emulator.spec import spec_validator
 from segsync_brevo.emulator.state import IMPORT_WORKERS, BrevoState
+from segsync_brevo.emulator.webhooks import BrevoWebhooks
 from segsync_brevo.limits import GENERAL_TIER, bucket_for
 
 LogEntry = RequestRecord  # the name this emulator's log entries had
 
 
-class BrevoEmulator(Emulator):
+class BrevoEmulator(BrevoWebhooks, Emulator):
     """A stateful Brevo API v3 on 127.0.0.1; ``url`` is the host to give the SDK.
 
     ``random_faults`` fails a share of the requests no scripted fault claimed (429 with
     ``x-sib-ratelimit-reset``, 5xx, timeouts after which the request is applied, connection
-    resets); ``keep_bodies`` keeps each request's body in the log.
+    resets); ``keep_bodies`` keeps each request's body in the log. Marketing webhooks registered
+    through ``/webhooks`` are sent when a person acts (``act``, ``/_emulator/act``; see
+    :mod:`segsync_brevo.emulator.webhooks`).
     """
 
     name = "brevo"
@@ -56,10 +59,12 @@ class BrevoEmulator(Emulator):
         self.state = BrevoState(account_email=account_email, import_delay=import_delay,
                                 import_rows_per_second=import_rows_per_second, import_workers=import_workers,
                                 report_base_url=f"http://127.0.0.1:{self.port}")
+        self._init_webhooks()
 
     def stop(self) -> None:
         super().stop()
         self.state.close()
+        self.webhook_sender.close()
 
     # -- observation and faults ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from segsync.testing.emulator import Answer, Emulator, Fault, RandomFaults, Requ
 from segsync_mailchimp.emulator.problems import GLOSSARY, ApiProblem
 from segsync_mailchimp.emulator.spec import spec_validator
 from segsync_mailchimp.emulator.state import EmulatorState
+from segsync_mailchimp.emulator.webhooks import MailchimpWebhooks
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us1"
 PROBLEM_JSON = "application/problem+json; charset=utf-8"
@@ -23,7 +24,7 @@ PROBLEM_JSON = "application/problem+json; charset=utf-8"
 __all__ = ["DEFAULT_API_KEY", "MailchimpEmulator", "RequestRecord"]
 
 
-class MailchimpEmulator(Emulator):
+class MailchimpEmulator(MailchimpWebhooks, Emulator):
     """A stateful Mailchimp Marketing API v3 on 127.0.0.1.
 
     ``latency`` (seconds) is added to every admitted request; ``max_connections`` is the
@@ -31,7 +32,9 @@ class MailchimpEmulator(Emulator):
     limit produces (Mailchimp itself sends none; None leaves it out). ``random_faults`` fails a
     share of the requests no scripted fault claimed (429 with ``Retry-After``, bare 5xx, timeouts
     after which the request is applied, connection resets); ``keep_bodies`` keeps each request's
-    body in the log, so tests can see exactly what was sent.
+    body in the log, so tests can see exactly what was sent. Webhooks registered through
+    ``/lists/{list_id}/webhooks`` are sent when a person acts (``act``, ``/_emulator/act``; see
+    :mod:`segsync_mailchimp.emulator.webhooks`).
     """
 
     name = "mailchimp"
@@ -58,6 +61,11 @@ class MailchimpEmulator(Emulator):
         self.api_key = api_key
         self.retry_after = retry_after
         self.state = state or EmulatorState()
+        self._init_webhooks()
+
+    def stop(self) -> None:
+        super().stop()
+        self.webhook_sender.close()
 
     def inject(self, kind: str, count: int = 1, *, delay: float = 0.0, **options: Any) -> Fault:
         """Fail the next ``count`` requests matching ``method``/``path`` (a regex).

@@ -22,8 +22,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "encode_json": "segsync.testing.emulator.server",
     "route": "segsync.testing.emulator.server",
     "RandomFaults": "segsync.testing.faults",
+    "WebhookSender": "segsync.testing.emulator.webhooks",
 })
 
 __all__ = ["Answer", "AnswerError", "ConnectionLimit", "Emulator", "EmulatorProcess", "Fault", "FaultPlan",
            "OpenApiValidator", "RandomFaults", "RateLimiter", "Request", "RequestRecord", "Violation",
-           "encode_json", "find_spec", "route"]
+           "WebhookSender", "encode_json", "find_spec", "route"]

@@ -320,6 +320,11 @@ class Emulator:
         """Fill the state from JSON (``POST /_emulator/seed``), for an emulator in its own process."""
         raise AnswerError(Answer(501, {"message": f"the {self.name} emulator takes no seed"}))
 
+    def act(self, body: Any) -> Any:
+        """``POST /_emulator/act``: what a person does in the service (unsubscribes through a
+        link, bounces, complains), with the consequences the service gives it (its webhooks)."""
+        raise AnswerError(Answer(501, {"message": f"the {self.name} emulator takes no act"}))
+
     def configure(self, body: Mapping[str, Any]) -> None:
         """``POST /_emulator/config``: ``latency`` seconds, ``rate_limits: false``."""
         if "latency" in body:
@@ -389,6 +394,8 @@ class Emulator:
             return Answer(200, {"ok": True})
         if path == "seed" and method == "POST":
             return Answer(200, self.seed(body))
+        if path == "act" and method == "POST":
+            return Answer(200, self.act(body))
         if path == "stats" and method == "GET":
             return Answer(200, {"requests": len(self.log), "peak_in_flight": self.peak_in_flight,
                                 "violations": list(self.violations)})
