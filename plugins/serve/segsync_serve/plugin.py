@@ -43,17 +43,22 @@ def serve(ctx: click.Context, host: str, port: int, every: float | None, cron: s
     try:
         settings = ServeSettings()
     except ValidationError:
-        raise click.ClickException(
-            "set SEGSYNC_SERVE_WEBHOOK_SECRET (in the environment or .env) to a random text of at "
-            "least 16 characters: the services must present it with every webhook") from None
-    service = Service(project_of(ctx), settings.webhook_secret, schedule=schedule, host=host, port=port)
+        # A configuration error, as the core's: one line, exit code 2.
+        click.echo("error: set SEGSYNC_SERVE_WEBHOOK_SECRET (in the environment or .env) to a random text "
+                   "of at least 16 characters: the services must present it with every webhook", err=True)
+        ctx.exit(2)
+    service = Service(project_of(ctx), settings.webhook_secret, schedule=schedule, host=host, port=port).bind()
     if public_url:
         for line in service.register_webhooks(public_url):
             click.echo(line)
     receivers = ", ".join(f"{name} ({service.webhook_url(name).split('?')[0]})" for name in service.endpoints)
     click.echo(f"segsync serve on {service.url}: webhooks from {receivers or 'no connection'}; "
                f"{schedule.describe()}; /healthz, /metrics. Ctrl-C stops.")
-    service.serve_forever()
+    try:
+        service.serve_forever()
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again: a normal end here
+        pass
+    click.echo("segsync serve stopped (the run going on, if any, finished first).")
 
 
 @hookimpl

@@ -71,6 +71,7 @@ class Service:
                 self.endpoints[name] = Endpoint(receiver, project.connector(name))
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._socket: Any = None
 
     @property
     def secret(self) -> str:
@@ -112,12 +113,22 @@ class Service:
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         return self
 
+    def bind(self) -> Service:
+        """Open the listening socket now (``port=0``: a free one; :attr:`url` says which)."""
+        import socket
+
+        self._socket = socket.create_server((self.host, self.port))
+        self.port = self._socket.getsockname()[1]
+        return self
+
     def serve_forever(self) -> None:
         """Serve on this thread until interrupted (uvicorn handles Ctrl-C), then stop the worker."""
+        if self._socket is None:
+            self.bind()
         self.worker.start()
         self._server = self._uvicorn()
         try:
-            self._server.run()
+            self._server.run(sockets=[self._socket])
         finally:
             self._close()
 
