@@ -218,3 +218,26 @@ def test_while_another_process_syncs_the_webhook_waits_and_nothing_is_lost(esp: 
     wait_until(lambda: esp.mc_members()[ANN]["status"] == "unsubscribed", "Ann unsubscribed in Mailchimp")
     wait_until(lambda: _idle(served), "the webhook run to end")
     assert _ledger(esp, ANN)[-1] == ("complained", "complaint", "brevo")
+
+
+def test_an_opt_out_a_destination_could_not_take_is_pushed_again_once_it_is_back(esp: EspProject) -> None:
+    esp.sync_until_quiet()
+    live = LiveProject(esp.root / "segsync.toml", host=PluginHost())
+    service = Service(live, SECRET, port=0, busy_retry=0.05, retry_wait=0.2).start()
+    try:
+        service.register_webhooks()
+        esp.brevo.inject("status", count=10_000, status=503, method="POST", path="/v3/contacts")
+        esp.mc.act({"action": "unsubscribe", "email": ANN})
+        wait_until(lambda: service.worker.last_run is not None, "the webhook run to end")
+        assert (service.worker.last_run.trigger, service.worker.last_run.status) == ("webhook", "partial")
+        assert esp.brevo_contacts()[ANN]["emailBlacklisted"] is False
+        assert esp.mc_members()[ANN]["status"] == "unsubscribed"
+        esp.brevo.clear_faults()
+        wait_until(lambda: service.worker.last_run.status == "succeeded" and _idle(service), "a run that pushed it")
+        assert service.worker.last_run.trigger == "retry"
+        assert esp.brevo_contacts()[ANN]["emailBlacklisted"] is True
+    finally:
+        service.stop()
+    # The webhook's record was applied once; the runs after it read nothing and only pushed.
+    assert _ledger(esp, ANN).count(("opted_out", "email_link", "mc")) == 1
+    assert {r[1] for r in _runs(esp)[-2:]} <= {"webhook", "retry"}

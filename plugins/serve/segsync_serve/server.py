@@ -56,6 +56,7 @@ class Service:
         port: int = 8787,
         max_attempts: int = 5,
         busy_retry: float = 1.0,
+        retry_wait: float = 30.0,
     ) -> None:
         self.project = project
         self._secret = secret if isinstance(secret, SecretStr) else SecretStr(secret)
@@ -63,7 +64,7 @@ class Service:
         self.metrics = Metrics()
         self.inbox = Inbox.beside(project.store_path)
         self.worker = Worker(project, self.inbox, schedule or Schedule(), self.metrics,
-                             max_attempts=max_attempts, busy_retry=busy_retry)
+                             max_attempts=max_attempts, busy_retry=busy_retry, retry_wait=retry_wait)
         self.endpoints: dict[str, Endpoint] = {}
         for name, connector_type in project.connections().items():
             receiver = receiver_for(connector_type)

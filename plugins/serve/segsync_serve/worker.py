@@ -6,6 +6,11 @@ durable inbox and are applied right after it. When another process holds the sto
 ``segsync sync`` from cron), nothing is written: deliveries stay pending and are retried every
 ``busy_retry`` seconds, and a scheduled sync is skipped (counted in ``/metrics``).
 
+A run whose destinations did not all take their changes (a service down, records left to retry)
+has still committed what it received: the opt-out is in the store. The worker then runs again
+without reading any source (trigger ``retry``) after ``retry_wait`` seconds, doubling up to
+``retry_wait_max``, until a run pushes everything; a later webhook or scheduled sync does too.
+
 A run that raises (a bug, a broken configuration) leaves its deliveries pending with the error;
 after ``max_attempts`` such runs they are given up (kept in the inbox, shown in ``/healthz`` and
 ``/metrics``), so one bad record cannot stop every later webhook.
@@ -51,6 +56,8 @@ class Worker:
         *,
         max_attempts: int = 5,
         busy_retry: float = 1.0,
+        retry_wait: float = 30.0,
+        retry_wait_max: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.project = project
@@ -59,6 +66,9 @@ class Worker:
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.busy_retry = busy_retry
+        self.retry_wait, self.retry_wait_max = retry_wait, retry_wait_max
+        self._retry_at: float | None = None  # when to push again what a run left behind
+        self._retries = 0
         self.clock = clock
         self.last_run: LastRun | None = None
         self.last_error: str | None = None
@@ -102,6 +112,8 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()
             busy = self._apply_pending()
+            if not busy and self._retry_at is not None and self._retry_at <= self.clock():
+                busy = self._push_again()
             now = self.clock()
             due = self.schedule.next_after(self._last_sync_start, now)
             if not self._stop.is_set() and (self._sync_requested or (due is not None and due <= now)):
@@ -110,8 +122,9 @@ class Worker:
                 busy = self._sync() or busy
                 continue  # webhooks that came during the sync go first
             waits = [self.busy_retry] if busy else []
-            if due is not None:
-                waits.append(max(0.0, due - self.clock()))
+            for moment in (due, self._retry_at):
+                if moment is not None:
+                    waits.append(max(0.0, moment - self.clock()))
             self._wake.wait(min(waits) if waits else None)
 
     def _apply_pending(self) -> bool:
@@ -140,6 +153,22 @@ class Worker:
         self._finished(summary, pending)
         return False
 
+    def _push_again(self) -> bool:
+        """A run that reads nothing and pushes what earlier runs left; True when the store was busy."""
+        self.running = "retry"
+        try:
+            summary = self.project.apply({}, trigger="retry")
+        except StoreBusy:
+            self.metrics.busy.inc()
+            return True
+        except Exception as exc:  # noqa: BLE001 - reported; tried again later
+            self._failed("retry", exc, [])
+            return False
+        finally:
+            self.running = None
+        self._finished(summary, [])
+        return False
+
     def _sync(self) -> bool:
         self.running = "schedule"
         try:
@@ -159,6 +188,13 @@ class Worker:
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _finished(self, summary: Any, deliveries: list[Pending]) -> None:
+        if summary.failed:
+            self._retries += 1
+            wait = min(self.retry_wait * 2 ** (self._retries - 1), self.retry_wait_max)
+            self._retry_at = self.clock() + wait
+            log.warning("run %s left changes to push: pushing again in %.0f s", summary.run_id, wait)
+        else:
+            self._retry_at, self._retries = None, 0
         self.metrics.run_finished(summary)
         self.metrics.last_run.labels(summary.trigger).set(self.clock())
         self.last_run = LastRun(summary.run_id, summary.trigger, str(summary.status), self.clock(), len(deliveries))
