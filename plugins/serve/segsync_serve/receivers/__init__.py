@@ -78,9 +78,6 @@ def receiver_for(connector_type: str) -> Receiver | None:
     return None
 
 
-RECEIVER_TYPES = ("mailchimp", "brevo")
-
-
 def same_secret(given: str | None, secret: str) -> bool:
     """Constant-time comparison (a timing difference must not reveal the secret)."""
     return given is not None and hmac.compare_digest(given.encode(), secret.encode())
