@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import click
-
     from segsync.config import ProjectConfig
     from segsync.connector import Batch, Connector
     from segsync.plugins import PluginHost
@@ -46,7 +44,7 @@ class LiveProject:
 
     ``config_path`` as ``segsync --config`` takes it (None: ``./segsync.toml``); ``host`` the
     command's plugin host (plugins load once per command: :func:`project_of` hands over the
-    CLI's; tests take ``segsync.testing.Project(...).host()``); ``clock`` gives each run's ``as_of``;
+    running command's; tests take ``segsync.testing.Project(...).host()``); ``clock`` gives each run's ``as_of``;
     ``config`` a project already loaded instead of the file (``segsync demo``'s, whose emulated
     connections are not in its file).
     """
@@ -117,8 +115,10 @@ class LiveProject:
         return Runner(self.config, self.host, clock=self.clock).run(RunOptions(**options))
 
 
-def project_of(ctx: click.Context) -> LiveProject:
-    """The project a plugin's command runs on: ``segsync --config`` and the plugin host the
-    command line loaded (the root context's object, ``segsync.cli.context.Context``)."""
-    root = ctx.find_root()
-    return LiveProject(root.params.get("config"), host=root.obj.host)
+def project_of() -> LiveProject:
+    """The project the running ``segsync`` command works on (its ``--config`` and plugin host),
+    for a plugin's command (as ``segsync.project.read_store``); a ``RuntimeError`` outside one."""
+    from segsync.project import running_command
+
+    running = running_command("project_of() runs the project")
+    return LiveProject(host=running.host, config=running.config())

@@ -47,7 +47,7 @@ def serve(ctx: click.Context, host: str, port: int, every: float | None, cron: s
         click.echo("error: set SEGSYNC_SERVE_WEBHOOK_SECRET (in the environment or .env) to a random text "
                    "of at least 16 characters: the services must present it with every webhook", err=True)
         ctx.exit(2)
-    service = Service(project_of(ctx), settings.webhook_secret, schedule=schedule, host=host, port=port).bind()
+    service = Service(project_of(), settings.webhook_secret, schedule=schedule, host=host, port=port).bind()
     if public_url:
         for line in service.register_webhooks(public_url):
             click.echo(line)
