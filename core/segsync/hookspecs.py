@@ -233,9 +233,10 @@ def segsync_run_finished(summary: RunSummary) -> None:
     Called once at the end of every non-dry run, after the run row is final. Exceptions raised
     here are logged with the plugin's name and do not change the run's status.
 
-    ``summary.trigger`` says what started the run: ``"sync"`` (a command), ``"schedule"`` or
+    ``summary.trigger`` says what started the run: ``"sync"`` (a command), ``"schedule"``,
     ``"webhook"`` (a webhook-driven update: records a service pushed, applied and propagated
-    through :mod:`segsync.live`, e.g. by ``segsync serve``).
+    through :mod:`segsync.live`, e.g. by ``segsync serve``) or ``"retry"`` (pushing again what
+    such a run could not).
 
     Example::
 

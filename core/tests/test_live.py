@@ -92,8 +92,10 @@ def test_something_that_is_not_a_batch_fails_the_source_and_nothing_of_it_is_sto
 def test_records_for_an_unknown_connection_are_refused_naming_it(project: Project) -> None:
     from segsync.config import ConfigError
 
+    runs = project.query("SELECT count(*) FROM runs")
     with pytest.raises(ConfigError, match="records received for 'nope', which is not a connection"):
         _live(project).apply({"nope": [Batch(Stream.CONSENT, None, [OPT_OUT])]})
+    assert project.query("SELECT count(*) FROM runs") == runs  # refused before any run started
 
 
 def test_while_another_process_holds_the_store_nothing_is_written(project: Project) -> None:

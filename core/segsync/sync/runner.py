@@ -64,7 +64,8 @@ class RunOptions:
     full_refresh: bool = False
     as_of: datetime | None = None
     sample_size: int = 5
-    # What started the run: "sync" (a command), "schedule" or "webhook" (``segsync serve``).
+    # What started the run: "sync" (a command), or what a long-lived process names it
+    # (``segsync serve``: "schedule", "webhook", "retry").
     trigger: str = "sync"
     # Whether sources are read (a webhook-driven run reads none: it brings its records along).
     pull: bool = True
@@ -128,6 +129,9 @@ class Runner:
         if options.dry_run and options.received:
             # Received records are committed batch by batch, as a pull's are; a dry run commits nothing.
             raise ValueError("a dry run cannot take received records")
+        unknown = sorted(set(options.received) - set(self.config.connections))
+        if unknown:
+            raise ConfigError(f"records received for {unknown[0]!r}, which is not a connection of this project")
         as_of = options.as_of or self.clock()
         connectors = self.connectors()
         consent = consent_settings(self.config, self.host.consent_policies())
@@ -196,8 +200,6 @@ class Runner:
                                     for erasure_id, targets in retried.items() for t in targets]
             event_types = self.host.event_types()
             for name, batches in options.received.items():
-                if name not in self.config.connections:
-                    raise ConfigError(f"records received for {name!r}, which is not a connection of this project")
                 plugin = self.host.connector_plugin(self.config.connections[name].type)
                 summary.sources.append(receive(store, name, plugin, batches, summary.run_id, event_types))
             for name, connector in connectors.items():

@@ -59,7 +59,7 @@ class RunSummary:
     # The finished run as the store's history shows it (``Store.runs``), read before the runner
     # closed the store: ``sync --json`` prints it without opening the store again.
     history: dict[str, Any] | None = None
-    # What started the run (``RunOptions.trigger``): sync, schedule or webhook.
+    # What started the run (``RunOptions.trigger``): sync, schedule, webhook or retry.
     trigger: str = "sync"
 
     @property
