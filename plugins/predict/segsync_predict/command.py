@@ -37,12 +37,13 @@ def report(models: tuple[str, ...], as_of: str | None, as_json: bool) -> None:
     """Backtest each model on the store's history: trained as a run would have been one horizon
     ago, scored then, compared with what happened since (AUC, calibration, lift in the top
     decile). Exit code 1 when a model cannot be backtested."""
+    at = _instant(as_of)  # a usage error before the heavy imports
+
     from segsync.project import read_store
 
     from segsync_predict.backtest import backtest
     from segsync_predict.models import MODELS, NotEnoughHistory
 
-    at = _instant(as_of)
     results, problems = [], {}
     with read_store() as con:
         for name in models or MODEL_NAMES:

@@ -27,7 +27,9 @@ def purchase_model(days: timedelta) -> str:
     choices = ", ".join(f"{d}d" for d in PURCHASE_HORIZONS)
     whole = days.days if days == timedelta(days=days.days) else None
     if whole not in PURCHASE_HORIZONS:
-        shown = f"{whole}d" if whole is not None else f"{days.total_seconds():g} seconds"
+        seconds = days.total_seconds()
+        shown = (f"{whole}d" if whole is not None else f"{seconds / 3600:g}h" if seconds % 3600 == 0
+                 else f"{seconds:g} seconds")
         raise ValueError(f"days must be one of {choices} (the horizons a model is trained for), "
                          f"not {shown}")
     return f"purchase_{whole}d"

@@ -101,16 +101,25 @@ def estimator() -> HistGradientBoostingClassifier:
     )
 
 
-def _check(spec: ModelSpec, data: Frame) -> None:
+def _check(con: duckdb.DuckDBPyConnection, spec: ModelSpec, data: Frame) -> None:
     assert data.y is not None
     n, positives = len(data.y), int(data.y.sum())
-    if n < MIN_CONTACTS or min(positives, n - positives) < MIN_EACH_OUTCOME:
-        what = "churned" if spec.outcome == "churn" else "ordered"
-        raise NotEnoughHistory(
-            f"too little history to train {spec.name}: {n} contacts existed on "
-            f"{data.cutoff:%Y-%m-%d} with their outcome known until {data.until:%Y-%m-%d} "
-            f"(needs {MIN_CONTACTS}), of whom {positives} {what} and {n - positives} did not "
-            f"(needs {MIN_EACH_OUTCOME} of each)")
+    what = "churned" if spec.outcome == "churn" else "ordered"
+    if n < MIN_CONTACTS:
+        problem = (f"only {n} contact{'' if n == 1 else 's'} existed on {data.cutoff:%Y-%m-%d} (needs {MIN_CONTACTS} "
+                   f"whose outcome is known until {data.until:%Y-%m-%d})")
+    elif min(positives, n - positives) < MIN_EACH_OUTCOME:
+        problem = (f"of the {n} contacts on {data.cutoff:%Y-%m-%d}, {positives} {what} by "
+                   f"{data.until:%Y-%m-%d} and {n - positives} did not (needs {MIN_EACH_OUTCOME} "
+                   "of each)")
+    else:
+        return
+    first, last = con.execute(
+        "SELECT min(occurred_at), max(occurred_at) FROM events WHERE occurred_at <= $until",
+        {"until": data.until}).fetchall()[0]
+    span = (f"the store's events up to then span {first:%Y-%m-%d} to {last:%Y-%m-%d}" if first
+            else "the store has no events up to then")
+    raise NotEnoughHistory(f"too little history to train {spec.name}: {problem}; {span}")
 
 
 def train(con: duckdb.DuckDBPyConnection, spec: ModelSpec, labels_until: datetime) -> Trained:
@@ -118,7 +127,7 @@ def train(con: duckdb.DuckDBPyConnection, spec: ModelSpec, labels_until: datetim
     ``labels_until - horizon``). Raises :class:`NotEnoughHistory`."""
     started = time.perf_counter()
     data = frame(con, labels_until - spec.horizon, spec.outcome, spec.horizon)
-    _check(spec, data)
+    _check(con, spec, data)
     x, y = data.x, data.y
     assert y is not None
     if len(y) > MAX_TRAIN_ROWS:

@@ -27,6 +27,8 @@ CONFIG = """
 
 
 def event(email: str, type_: str, at: datetime, event_id: str, **top: object) -> str:
+    if type_ == "order.completed":
+        top = {"value": 20.0, "currency": "EUR", **top}
     return json.dumps({"email": email, "type": type_, "timestamp": at.isoformat(), "id": event_id,
                        **top}) + "\n"
 
@@ -61,7 +63,7 @@ def business(contacts: int, seed: int = 3, until: datetime = AS_OF) -> tuple[str
     return "\n".join(people) + "\n", "".join(lines)
 
 
-def make_project(root, contacts: int = 500, seed: int = 3) -> Project:
+def make_project(root, contacts: int = 300, seed: int = 3) -> Project:
     project = Project(root)
     project.write_config(CONFIG)
     people, events = business(contacts, seed)
