@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import click
 
-MODEL_NAMES = ("churn_risk", "purchase_30d", "purchase_90d")  # models.MODELS, without importing it
+from segsync_predict.specs import MODELS
 
 
 @click.group()
@@ -29,7 +29,7 @@ def _instant(text: str | None) -> datetime:
 
 
 @predict.command()
-@click.option("--model", "models", multiple=True, type=click.Choice(MODEL_NAMES),
+@click.option("--model", "models", multiple=True, type=click.Choice(list(MODELS)),
               help="Only this model (repeatable; default: every one).")
 @click.option("--as-of", "as_of", metavar="ISO", help="Backtest up to this instant (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
@@ -42,11 +42,11 @@ def report(models: tuple[str, ...], as_of: str | None, as_json: bool) -> None:
     from segsync.project import read_store
 
     from segsync_predict.backtest import backtest
-    from segsync_predict.models import MODELS, NotEnoughHistory
+    from segsync_predict.models import NotEnoughHistory
 
     results, problems = [], {}
     with read_store() as con:
-        for name in models or MODEL_NAMES:
+        for name in models or MODELS:
             try:
                 results.append(backtest(con, MODELS[name], at))
             except NotEnoughHistory as e:

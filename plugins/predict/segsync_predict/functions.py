@@ -9,10 +9,9 @@ from typing import Any
 from segsync.scores import score_feature
 from segsync.segments.functions import BuildContext, Built, Param, SegmentFunction
 
-from .models import CHURN, MODELS, PURCHASE_HORIZONS
+from .specs import BEST_SEND_HOUR, CHURN, PURCHASE_HORIZONS
 
 ORIGIN = "segsync-predict"
-BEST_SEND_HOUR = "best_send_hour"
 
 
 def _read(model: str) -> Any:

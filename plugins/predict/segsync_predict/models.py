@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 import numpy as np
@@ -30,6 +30,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from .features import FEATURES, Frame, frame
+from .specs import CHURN, MODELS, PURCHASE_HORIZONS, ModelSpec
+
+__all__ = ["CHURN", "MODELS", "PURCHASE_HORIZONS", "ModelSpec", "NotEnoughHistory", "Trained",
+           "estimator", "predict", "score", "threads", "train"]
 
 SEED = 0
 # Training rows above this are sampled (seeded): the model gains little beyond, the time does.
@@ -37,7 +41,6 @@ MAX_TRAIN_ROWS = 300_000
 # Below these a model is not trained: the run says so and the rules reading it are held.
 MIN_CONTACTS = 200
 MIN_EACH_OUTCOME = 20
-PURCHASE_HORIZONS = (30, 90)
 # OpenMP threads for training and scoring. One by default: on a shared or busy machine the
 # estimator's threads wait on each other (bench/RESULTS-predict.md: 2 threads took 40x longer
 # than 1 under a load of 12 on 2 cores); raise it on a machine of your own.
@@ -55,26 +58,6 @@ def threads() -> Iterator[int]:
         raise ValueError(f"{THREADS_VARIABLE}={text!r}: expected a whole number of threads, 1 or more") from None
     with threadpool_limits(limits=n):
         yield n
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A trained model: its name (the model name in ``score_runs``), outcome and horizon."""
-
-    name: str
-    outcome: str  # "churn" or "purchase"
-    horizon: timedelta
-    meaning: str
-
-
-CHURN = ModelSpec("churn_risk", "churn", timedelta(days=90),
-                  "probability that the person neither opens, clicks, views a page, adds to a "
-                  "cart nor orders in the next 90 days")
-MODELS: dict[str, ModelSpec] = {CHURN.name: CHURN} | {
-    f"purchase_{days}d": ModelSpec(f"purchase_{days}d", "purchase", timedelta(days=days),
-                                   f"probability of an order in the next {days} days")
-    for days in PURCHASE_HORIZONS
-}
 
 
 class NotEnoughHistory(Exception):

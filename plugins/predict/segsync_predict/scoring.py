@@ -7,8 +7,8 @@ import time
 
 from segsync.scores import ScoreRun
 
-from .functions import BEST_SEND_HOUR
 from .models import MODELS, NotEnoughHistory, score, train
+from .specs import BEST_SEND_HOUR
 
 log = logging.getLogger(__name__)
 

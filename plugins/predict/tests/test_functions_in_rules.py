@@ -3,6 +3,9 @@ stores, and the errors a user sees."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
 
 from segsync.testing import Project
@@ -159,3 +162,12 @@ def test_bad_arguments_are_rule_errors_naming_the_segment(tmp_path) -> None:
     }
     # Rules that do not compile ask for no model: only f's are computed (and fail).
     assert project.query("SELECT model FROM score_runs ORDER BY 1") == [("best_send_hour",), ("churn_risk",)]
+
+
+def test_registering_the_functions_and_commands_imports_no_scikit_learn() -> None:
+    """Every rule compilation and every command registers them: only a run that reads a model
+    (or the report) pays for scikit-learn."""
+    program = ("import json, sys, segsync_predict.functions, segsync_predict.command; "
+               "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'numpy', 'scipy'})))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
