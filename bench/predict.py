@@ -101,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     con.execute("DELETE FROM contact_scores")
     con.execute("DELETE FROM score_runs")
 
-    print("\n| model | train rows | features+fit s | score contacts | features+predict s | "
-          "write s | peak RSS MiB | AUC | top-decile lift | base rate |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | train rows | train: features s | train: fit s | scored contacts | "
+          "score: features s | score: predict s | write s | run's hook in all s | peak RSS MiB | "
+          "AUC | top-decile lift | base rate |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     scores = ScoreRun(con, 1, AS_OF, frozenset(args.models))
     calibrations = []
     for name in args.models:
@@ -116,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         rss = peak_mib()
         result = backtest(con, spec, AS_OF)
         calibrations.append(result)
-        print(f"| {name} | {trained.rows:,} | {fit_s:.1f} | {len(data.keys):,} | "
-              f"{data_s + predict_s:.1f} | {write_s:.1f} | {rss:,.0f} | {result.auc:.3f} | "
-              f"{result.lift_top_decile:.2f}x | {result.base_rate:.1%} |")
+        print(f"| {name} | {trained.rows:,} | {trained.features_seconds:.1f} | "
+              f"{fit_s - trained.features_seconds:.1f} | {len(data.keys):,} | {data_s:.1f} | "
+              f"{predict_s:.1f} | {write_s:.1f} | {fit_s + data_s + predict_s + write_s:.1f} | "
+              f"{rss:,.0f} | {result.auc:.3f} | {result.lift_top_decile:.2f}x | {result.base_rate:.1%} |")
         sys.stdout.flush()
     print(f"\n{load()}")
     for result in calibrations:

@@ -42,7 +42,7 @@ def report(models: tuple[str, ...], as_of: str | None, as_json: bool) -> None:
     from segsync.project import read_store
 
     from segsync_predict.backtest import backtest
-    from segsync_predict.models import NotEnoughHistory
+    from segsync_predict.models import NotEnoughHistory, SettingError
 
     results, problems = [], {}
     with read_store() as con:
@@ -51,6 +51,8 @@ def report(models: tuple[str, ...], as_of: str | None, as_json: bool) -> None:
                 results.append(backtest(con, MODELS[name], at))
             except NotEnoughHistory as e:
                 problems[name] = str(e)
+            except SettingError as e:
+                raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps({"as_of": at.isoformat(), "models": [r.as_json() for r in results],
                                "not_backtested": problems}, indent=2))

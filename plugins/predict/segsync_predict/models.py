@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from .features import FEATURES, Frame, frame
 from .specs import CHURN, MODELS, PURCHASE_HORIZONS, ModelSpec
 
-__all__ = ["CHURN", "MODELS", "PURCHASE_HORIZONS", "ModelSpec", "NotEnoughHistory", "Trained",
+__all__ = ["CHURN", "MODELS", "PURCHASE_HORIZONS", "ModelSpec", "NotEnoughHistory", "SettingError", "Trained",
            "estimator", "predict", "score", "threads", "train"]
 
 SEED = 0
@@ -47,6 +47,10 @@ MIN_EACH_OUTCOME = 20
 THREADS_VARIABLE = "SEGSYNC_PREDICT_THREADS"
 
 
+class SettingError(ValueError):
+    """A setting of the plugin (an environment variable) is not usable; the message names it."""
+
+
 @contextmanager
 def threads() -> Iterator[int]:
     text = os.environ.get(THREADS_VARIABLE, "1")
@@ -55,7 +59,8 @@ def threads() -> Iterator[int]:
         if n < 1:
             raise ValueError
     except ValueError:
-        raise ValueError(f"{THREADS_VARIABLE}={text!r}: expected a whole number of threads, 1 or more") from None
+        raise SettingError(f"{THREADS_VARIABLE}={text!r}: expected a whole number of threads, "
+                           "1 or more") from None
     with threadpool_limits(limits=n):
         yield n
 
@@ -71,7 +76,8 @@ class Trained:
     cutoff: datetime
     rows: int
     positives: int
-    seconds: float
+    seconds: float  # in all: the features' SQL, then the fit
+    features_seconds: float
     # The features it was trained on: those with a value for someone (a column with none, e.g.
     # page views in a store without any, carries nothing and the estimator cannot bin it).
     columns: np.ndarray = field(default_factory=lambda: np.arange(len(FEATURES)))
@@ -110,6 +116,7 @@ def train(con: duckdb.DuckDBPyConnection, spec: ModelSpec, labels_until: datetim
     ``labels_until - horizon``). Raises :class:`NotEnoughHistory`."""
     started = time.perf_counter()
     data = frame(con, labels_until - spec.horizon, spec.outcome, spec.horizon)
+    features_seconds = time.perf_counter() - started
     _check(con, spec, data)
     x, y = data.x, data.y
     assert y is not None
@@ -120,7 +127,7 @@ def train(con: duckdb.DuckDBPyConnection, spec: ModelSpec, labels_until: datetim
     with threads():
         model = estimator().fit(x[:, columns], y)
     return Trained(spec, model, data.cutoff, len(y), int(y.sum()),
-                   time.perf_counter() - started, columns)
+                   time.perf_counter() - started, features_seconds, columns)
 
 
 def predict(trained: Trained, data: Frame) -> np.ndarray:

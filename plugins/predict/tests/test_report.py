@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -17,9 +18,10 @@ from segsync_predict.models import MODELS
 from .conftest import AS_OF, make_project
 
 
-def segsync(project: Project, *args: str) -> subprocess.CompletedProcess:
+def segsync(project: Project, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "segsync", "--config", str(project.root / "segsync.toml"),
-                           "predict", "report", *args], capture_output=True, text=True, timeout=300)
+                           "predict", "report", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,10 @@ def test_bad_input_and_too_little_history(shop) -> None:
     bad = segsync(shop, "--as-of", "yesterday")
     assert bad.returncode == 2
     assert "Invalid value for --as-of: 'yesterday' is not an ISO date or time" in bad.stderr
+    threads = segsync(shop, "--model", "purchase_30d", "--as-of", "2025-06-01", SEGSYNC_PREDICT_THREADS="two")
+    assert (threads.returncode, threads.stdout) == (1, "")
+    assert threads.stderr == ("Error: SEGSYNC_PREDICT_THREADS='two': expected a whole number of "
+                              "threads, 1 or more\n")
     # Before the data starts: nothing to train on, said per model (stderr), exit code 1.
     early = segsync(shop, "--model", "churn_risk", "--as-of", "2024-05-01")
     assert (early.returncode, early.stdout) == (1, "")
