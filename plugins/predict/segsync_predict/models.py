@@ -42,8 +42,8 @@ MAX_TRAIN_ROWS = 300_000
 MIN_CONTACTS = 200
 MIN_EACH_OUTCOME = 20
 # OpenMP threads for training and scoring. One by default: on a shared or busy machine the
-# estimator's threads wait on each other (bench/RESULTS-predict.md: 2 threads took 40x longer
-# than 1 under a load of 12 on 2 cores); raise it on a machine of your own.
+# estimator's threads wait on each other (bench/RESULTS-predict.md: 2 threads took 23x longer
+# than 1 under a load of 20 on 2 cores); raise it on a machine of your own.
 THREADS_VARIABLE = "SEGSYNC_PREDICT_THREADS"
 
 
