@@ -16,9 +16,11 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 
+# The event types the features read, bound as parameters of the query ($opened, …).
+TYPES = {"opened": "email.opened", "clicked": "email.clicked", "viewed": "page.viewed",
+         "carted": "cart.added", "ordered": "order.completed", "sent": "email.sent"}
 # What counts as the person still being there (the churn outcome is "none of these").
-ENGAGEMENT = ("email.opened", "email.clicked", "page.viewed", "cart.added", "order.completed")
-ORDER = "order.completed"
+ENGAGEMENT = "type IN ($opened, $clicked, $viewed, $carted, $ordered)"
 
 # name → SQL over the aggregates below (NULL becomes NaN: "never", which the estimator handles).
 _DAYS = "(epoch($cutoff) - epoch({col})) / 86400.0"
@@ -39,58 +41,55 @@ FEATURES: dict[str, str] = {
 }
 
 
-def _types(types: tuple[str, ...]) -> str:
-    return ", ".join(f"'{t}'" for t in types)  # constants of this module, never user text
-
-
 def _within(days: int, type_: str) -> str:
-    return (f"type = '{type_}' AND occurred_at > $cutoff - INTERVAL {days} DAY "
-            f"AND occurred_at <= $cutoff")
+    """Events of the type bound as ``$type_`` in the ``days`` before the cut-off."""
+    return (f"type = ${type_} AND occurred_at > $cutoff - INTERVAL {days:d} DAY "
+            "AND occurred_at <= $cutoff")
 
 
 _AGGREGATES = f"""
     min(occurred_at) FILTER (WHERE occurred_at <= $cutoff) AS first_event,
-    max(occurred_at) FILTER (WHERE type = 'email.opened' AND occurred_at <= $cutoff) AS last_open,
-    max(occurred_at) FILTER (WHERE type = 'email.clicked' AND occurred_at <= $cutoff) AS last_click,
-    max(occurred_at) FILTER (WHERE type = '{ORDER}' AND occurred_at <= $cutoff) AS last_order,
-    max(occurred_at) FILTER (WHERE type = 'page.viewed' AND occurred_at <= $cutoff) AS last_view,
-    max(occurred_at) FILTER (WHERE type IN ({_types(ENGAGEMENT)}) AND occurred_at <= $cutoff)
-        AS last_engaged,
-    count(*) FILTER (WHERE {_within(30, 'email.opened')}) AS opens_30d,
-    count(*) FILTER (WHERE {_within(90, 'email.opened')}) AS opens_90d,
-    count(*) FILTER (WHERE {_within(365, 'email.opened')}) AS opens_365d,
-    count(*) FILTER (WHERE {_within(90, 'email.clicked')}) AS clicks_90d,
-    count(*) FILTER (WHERE {_within(365, 'email.clicked')}) AS clicks_365d,
-    count(*) FILTER (WHERE {_within(90, 'email.sent')}) AS sends_90d,
-    count(*) FILTER (WHERE {_within(90, 'page.viewed')}) AS views_90d,
-    count(*) FILTER (WHERE {_within(90, 'cart.added')}) AS carts_90d,
-    count(*) FILTER (WHERE {_within(90, ORDER)}) AS orders_90d,
-    count(*) FILTER (WHERE {_within(365, ORDER)}) AS orders_365d,
-    count(*) FILTER (WHERE type = '{ORDER}' AND occurred_at <= $cutoff) AS orders_all,
-    coalesce(sum(value) FILTER (WHERE {_within(365, ORDER)}), 0) AS revenue_365d
+    max(occurred_at) FILTER (WHERE type = $opened AND occurred_at <= $cutoff) AS last_open,
+    max(occurred_at) FILTER (WHERE type = $clicked AND occurred_at <= $cutoff) AS last_click,
+    max(occurred_at) FILTER (WHERE type = $ordered AND occurred_at <= $cutoff) AS last_order,
+    max(occurred_at) FILTER (WHERE type = $viewed AND occurred_at <= $cutoff) AS last_view,
+    max(occurred_at) FILTER (WHERE {ENGAGEMENT} AND occurred_at <= $cutoff) AS last_engaged,
+    count(*) FILTER (WHERE {_within(30, 'opened')}) AS opens_30d,
+    count(*) FILTER (WHERE {_within(90, 'opened')}) AS opens_90d,
+    count(*) FILTER (WHERE {_within(365, 'opened')}) AS opens_365d,
+    count(*) FILTER (WHERE {_within(90, 'clicked')}) AS clicks_90d,
+    count(*) FILTER (WHERE {_within(365, 'clicked')}) AS clicks_365d,
+    count(*) FILTER (WHERE {_within(90, 'sent')}) AS sends_90d,
+    count(*) FILTER (WHERE {_within(90, 'viewed')}) AS views_90d,
+    count(*) FILTER (WHERE {_within(90, 'carted')}) AS carts_90d,
+    count(*) FILTER (WHERE {_within(90, 'ordered')}) AS orders_90d,
+    count(*) FILTER (WHERE {_within(365, 'ordered')}) AS orders_365d,
+    count(*) FILTER (WHERE type = $ordered AND occurred_at <= $cutoff) AS orders_all,
+    coalesce(sum(value) FILTER (WHERE {_within(365, 'ordered')}), 0) AS revenue_365d
 """
 
-# The outcome in (cut-off, outcome end]: 1 when it happened.
+# The outcome in (cut-off, outcome end] (1 when it happened), and what it is for a contact
+# without any event by the outcome's end: churned, bought nothing.
 OUTCOMES = {
-    "churn": f"count(*) FILTER (WHERE type IN ({_types(ENGAGEMENT)}) AND occurred_at > $cutoff) = 0",
-    "purchase": f"count(*) FILTER (WHERE type = '{ORDER}' AND occurred_at > $cutoff) > 0",
+    "churn": (f"count(*) FILTER (WHERE {ENGAGEMENT} AND occurred_at > $cutoff) = 0", "true"),
+    "purchase": ("count(*) FILTER (WHERE type = $ordered AND occurred_at > $cutoff) > 0", "false"),
 }
 
 
 def frame_sql(outcome: str | None) -> str:
-    """The query of :func:`frame` (parameters ``$cutoff`` and ``$until``)."""
+    """The query of :func:`frame` (parameters ``$cutoff``, ``$until`` and :data:`TYPES`)."""
     columns = ",\n        ".join(f"coalesce(({sql})::DOUBLE, 'NaN'::DOUBLE) AS {name}"
                                  for name, sql in FEATURES.items())
     outcome_agg = outcome_col = ""
     if outcome:
-        outcome_agg = f",\n        {OUTCOMES[outcome]} AS outcome"
-        # A contact without any event by the outcome's end: churned, bought nothing.
-        outcome_col = f",\n        coalesce(agg.outcome, {'true' if outcome == 'churn' else 'false'}) AS outcome"
+        happened, default = OUTCOMES[outcome]
+        outcome_agg = f",\n        {happened} AS outcome"
+        outcome_col = f",\n        coalesce(agg.outcome, {default}) AS outcome"
     return f"""
     WITH agg AS (
         SELECT contact_id, {_AGGREGATES}{outcome_agg}
         FROM events
-        WHERE occurred_at <= $until AND type IN ({_types(ENGAGEMENT + ('email.sent',))})
+        WHERE occurred_at <= $until AND type IN ($opened, $clicked, $viewed, $carted, $ordered, $sent)
         GROUP BY contact_id
     )
     SELECT c.contact_key,
@@ -118,7 +117,7 @@ def frame(con: duckdb.DuckDBPyConnection, cutoff: datetime, outcome: str | None 
     """Features at ``cutoff`` and, with ``outcome`` (``churn`` or ``purchase``), whether it
     happened in ``(cutoff, cutoff + window]``."""
     until = cutoff + window if outcome and window else cutoff
-    result = con.execute(frame_sql(outcome), {"cutoff": cutoff, "until": until}).fetchnumpy()
+    result = con.execute(frame_sql(outcome), {"cutoff": cutoff, "until": until, **TYPES}).fetchnumpy()
     x = np.column_stack([np.asarray(result[name], dtype=np.float64) for name in FEATURES]) \
         if len(result["contact_key"]) else np.empty((0, len(FEATURES)))
     y = np.asarray(result["outcome"], dtype=np.int8) if outcome else None
