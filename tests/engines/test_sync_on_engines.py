@@ -3,6 +3,7 @@ the same audience and the same command output (docs/scale.md)."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -75,10 +76,15 @@ def _outcome(project: Project) -> dict:
     config = str(project.root / "segsync.toml")
     commands = {}
     for args in (["segments", "list", "--json"], ["segments", "members", "openers", "--json"],
-                 ["segments", "overlap", "--json"]):
+                 ["segments", "overlap", "--json"], ["segments", "preview", "gold", "--json"]):
         result = runner.invoke(cli, ["--config", config, *args, "--as-of", AS_OF.isoformat()])
         assert result.exit_code == 0, result.output
         commands[" ".join(args)] = json.loads(result.output)
+    for key in ("cy@example.com", "bo@example.com"):
+        result = runner.invoke(cli, ["--config", config, "segments", "explain", "gold", key,
+                                     "--as-of", AS_OF.isoformat()])
+        assert result.exit_code == 0, result.output
+        commands[f"explain gold {key}"] = result.output
     for key in ("ann@example.com", "bo@example.com", "cy@example.com"):
         result = runner.invoke(cli, ["--config", config, "consent", "show", key, "--json"])
         assert result.exit_code == 0, result.output
@@ -109,6 +115,18 @@ def test_a_project_syncs_the_same_on_every_engine(name, tmp_path, request, monke
     assert runs[1][2][0][2] == {"unsubscribe": 1}
     assert runs[2][2][0][2] == {}
     assert outcomes[name]["commands"]["segments members openers --json"] == ["ann@example.com", "cy@example.com"]
+    # preview against the latest run: a later as-of moves nobody here, the run was at AS_OF.
+    preview = outcomes[name]["commands"]["segments preview gold --json"]
+    assert (preview["since_run"], preview["entries"], preview["exits"]) == (3, 0, 0)
+    # bucket() is md5 of "salt:key", its first 8 hex digits over 2**32 (docs/rules.md).
+    cy_bucket = int(hashlib.md5(b"g:cy@example.com").hexdigest()[:8], 16) / 2**32
+    assert outcomes[name]["commands"]["explain gold cy@example.com"].splitlines()[1:] == [
+        f"  attr.tier == \"gold\" or bucket(\"g\") < 0.3  =>  {cy_bucket < 0.3}",
+        "    attr.tier == \"gold\"  =>  False",
+        "      attr.tier  =>  'silver'",
+        f"    bucket(\"g\") < 0.3  =>  {cy_bucket < 0.3}",
+        f"      bucket(\"g\")  =>  {cy_bucket!r}",
+    ]
     bo = outcomes[name]["commands"]["consent show bo@example.com"]["effective"]
     assert [(e["channel"], e["status"], e["decided_by"]["ledger"]["status"]) for e in bo] == [
         ("email", "unsubscribed", "opted_out")]

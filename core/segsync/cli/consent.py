@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _engine(ctx: Context, config: ProjectConfig) -> Iterator[Engine | None]:
+def project_engine(ctx: Context, config: ProjectConfig) -> Iterator[Engine | None]:
     """The project's external engine, open (None on the embedded store; docs/scale.md)."""
     from segsync.config import open_engine
     from segsync.engines import DEFAULT_ENGINE
@@ -198,7 +198,7 @@ def consent_show(ctx: Context, email: str, as_json: bool) -> None:
     key = _keys((email,))[0]
     config = ctx.config()
     settings = consent_settings(config, ctx.host.consent_policies())
-    with read_store(ctx) as store, _engine(ctx, config) as engine:
+    with read_store(ctx) as store, project_engine(ctx, config) as engine:
         data = audit.show(store.con, key, settings, destinations=list(config.connections), engine=engine)
     if as_json:
         echo_json(data)

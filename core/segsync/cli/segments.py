@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from segsync.config import ProjectConfig
     from segsync.plugins import PluginHost
     from segsync.segments import SegmentDef
-    from segsync.segments.insights import Overlap
+    from segsync.segments.insights import Change, Overlap
     from segsync.store import Store
 
 _AS_OF = as_of_option("Evaluate as of this instant (ISO 8601 with a zone; default: now).")
@@ -39,6 +39,8 @@ class Evaluated:
     store: Store
     as_of: datetime
     sizes: dict[str, int]
+    # On an external engine: each segment's change against the engine's latest snapshot.
+    changes: dict[str, Change] | None = None
 
     @property
     def segments(self) -> list[SegmentDef]:
@@ -69,21 +71,27 @@ def evaluated(ctx: Context, config: ProjectConfig, as_of: datetime | None) -> It
     at = as_of or datetime.now(timezone.utc)
     with read_store(ctx, config.store_path) as store:
         try:
+            changes = None
             if config.store_engine == DEFAULT_ENGINE:
                 sizes = evaluate(store.con, config.segments.segments, config.segments.groups, at,
                                  ctx.host.segment_registry())
             else:
-                sizes = evaluate_elsewhere(ctx, config, store, at)
+                sizes, changes = evaluate_elsewhere(ctx, config, store, at)
         except SegmentError as exc:
             raise click.ClickException(str(exc)) from None
-        yield Evaluated(config, store, at, sizes)
+        yield Evaluated(config, store, at, sizes, changes)
 
 
-def evaluate_elsewhere(ctx: Context, config: ProjectConfig, store: Store, at: datetime) -> dict[str, int]:
+def evaluate_elsewhere(
+    ctx: Context, config: ProjectConfig, store: Store, at: datetime
+) -> tuple[dict[str, int], dict[str, Change]]:
     """Evaluate on the project's external engine (docs/scale.md); its members fill the read-only
-    store connection's temp ``segment_membership``, which the commands read as on the store."""
+    store connection's temp ``segment_membership``, which the commands read as on the store.
+    Also each segment's entries and exits against the engine's latest snapshot."""
     from segsync.config import open_engine
+    from segsync.engines.stage import last_snapshot
     from segsync.segments.evaluate import MEMBERSHIP_TABLE
+    from segsync.segments.insights import Change
     from segsync.segments.query import build_query
 
     with open_engine(config, ctx.host) as engine:
@@ -91,11 +99,16 @@ def evaluate_elsewhere(ctx: Context, config: ProjectConfig, store: Store, at: da
                             ctx.host.segment_registry(), dialect=engine.dialect)
         sizes = engine.evaluate(query)
         members = engine.members()
+        previous = last_snapshot(engine)
+        moved = engine.membership_changes(previous)
+    changes = {name: Change(previous, sum(1 for s, _, c in moved if s == name and c == "enter"),
+                            sum(1 for s, _, c in moved if s == name and c == "exit"))
+               for name in sizes}
     store.con.execute(
         f"CREATE OR REPLACE TEMP TABLE {MEMBERSHIP_TABLE} AS SELECT unnest($s::VARCHAR[]) AS segment, "
         "unnest($k::VARCHAR[]) AS contact_key",
         {"s": [s for s, _ in members], "k": [k for _, k in members]})
-    return sizes
+    return sizes, changes
 
 
 def _rule_line(segment: SegmentDef) -> str:
@@ -224,7 +237,8 @@ def preview(ctx: Context, name: str, as_of: datetime | None, limit: int, as_json
 
     with evaluated(ctx, ctx.config(), as_of) as ev:
         s = ev.segment(name)
-        change = insights.change_since_last_run(ev.store.con, s.name)
+        change = (insights.change_since_last_run(ev.store.con, s.name) if ev.changes is None
+                  else ev.changes[s.name])
         sample = insights.members(ev.store.con, s.name, limit)
     size = ev.sizes.get(s.name, 0)
     if as_json:
@@ -273,13 +287,15 @@ def explain_cmd(ctx: Context, name: str, email: str, as_of: datetime | None) -> 
         key = normalize_email(email)
     except InvalidEmail as exc:
         raise click.BadParameter(f"{email!r}: {exc}") from None
+    from segsync.cli.consent import project_engine
+
     config = ctx.config()
-    with read_store(ctx, config.store_path) as store:
+    with read_store(ctx, config.store_path) as store, project_engine(ctx, config) as engine:
         segment = find_segment(config, name)
         try:
             result = explain(store.con, segment, key, as_of or datetime.now(timezone.utc),
                              segments=config.segments.segments, groups=config.segments.groups,
-                             registry=ctx.host.segment_registry())
+                             registry=ctx.host.segment_registry(), engine=engine)
         except SegmentError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(result.format())

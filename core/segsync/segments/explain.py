@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 from . import ast
@@ -14,6 +15,9 @@ from .evaluate import _aware, _resolve
 from .functions import FunctionRegistry
 from .definitions import GroupDef, SegmentDef, group_members
 from .query import build_query
+
+if TYPE_CHECKING:
+    from segsync.engines import Engine
 
 
 @dataclass(frozen=True)
@@ -53,23 +57,26 @@ def explain(
     segments: Sequence[SegmentDef] = (),
     groups: Mapping[str, GroupDef] | None = None,
     registry: FunctionRegistry | None = None,
+    engine: Engine | None = None,
 ) -> Explanation:
     """Evaluate every sub-expression of ``segment``'s rule for one contact at ``as_of``.
 
     Runs the same query as :func:`evaluate` (ranks still compare against all contacts),
-    filtered to ``contact_key``. Raises ``SegmentConfigError`` for an unknown contact.
+    filtered to ``contact_key``; on ``engine`` when given (an external one, docs/scale.md),
+    else on ``con``. Raises ``SegmentConfigError`` for an unknown contact.
     """
     as_of = _aware(as_of)
     target, segments = _resolve(segment, segments)
     segment_query = build_query(segments, groups, as_of, registry or default_registry(),
-                      only=[target.name])
+                      only=[target.name], dialect=engine.dialect if engine else "duckdb")
     compiled = segment_query.compiled.get(target.name)
     steps = compiled.steps if compiled else []
     extra = [(f"e_{i}", e.copy()) for i, (_, _, e) in enumerate(steps)]
     members = group_members(segment_query.segments, segment_query.groups) if target.group else {}
     siblings = members.get(target.group, []) if target.group else []
     extra += [(f"s_{i}", segment_query.compiled[s.name].expr.copy()) for i, s in enumerate(siblings)]
-    rows = con.execute(segment_query.select(extra=extra, contact_key=contact_key).sql("duckdb")).fetchall()
+    select = segment_query.select(extra=extra, contact_key=contact_key)
+    rows = engine.query(select) if engine is not None else con.execute(select.sql("duckdb")).fetchall()
     row = rows[0] if rows else None
     if row is None:
         raise SegmentConfigError(f"no contact {contact_key!r} in the store")
