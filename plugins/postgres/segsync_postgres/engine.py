@@ -37,6 +37,7 @@ INDEXES = {
 }
 PRIMARY_KEYS = {"contacts": ("contact_key",)}
 LOCAL_FOLDER = "segsync-postgres"
+MEMBERSHIPS = "segment_membership"
 
 
 class PostgresSettings(EngineSettings):
@@ -104,6 +105,11 @@ class PostgresEngine(Engine):
             self._con.execute("SET TimeZone TO 'UTC'")
             for statement in POSTGRES_FUNCTIONS:
                 self._con.execute(statement)
+            # The memberships of this connection's evaluations: a temp table (searched before
+            # the schema), so a command's evaluation never replaces a running sync's.
+            self._con.execute(pgsql.SQL(
+                'CREATE TEMP TABLE IF NOT EXISTS {} (segment text COLLATE "C", contact_key text COLLATE "C")'
+            ).format(pgsql.Identifier(MEMBERSHIPS)))
         except psycopg.Error as exc:
             self.close()
             raise EngineUnavailable(f"{self.where}: cannot use schema {self.settings.schema_name!r}: "
@@ -154,7 +160,8 @@ class PostgresEngine(Engine):
 
     def create_tables(self) -> None:
         own = {t: c for t, c in CANONICAL_TABLES.items() if t not in self.tables}
-        for table, columns in {**own, **RESULT_TABLES}.items():
+        results = {t: c for t, c in RESULT_TABLES.items() if t != MEMBERSHIPS}  # per session
+        for table, columns in {**own, **results}.items():
             defs = [pgsql.SQL("{} {}{}").format(
                 pgsql.Identifier(column), pgsql.SQL(kind),
                 # Keys compare and sort by code point, as in DuckDB (docs/scale.md).

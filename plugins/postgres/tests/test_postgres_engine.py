@@ -112,6 +112,18 @@ def test_append_and_upsert_write_in_bulk(engine) -> None:
     assert engine.rows("SELECT count(*), min(occurred_at) FROM events") == [(5, AT)]
 
 
+def test_each_connection_evaluates_into_its_own_memberships(engine, cluster, tmp_path) -> None:
+    """A command evaluating while a sync runs must not replace the sync's memberships."""
+    engine.create_tables()
+    engine.execute("INSERT INTO segment_membership VALUES ('vip', 'a@example.com')")
+    other = PostgresEngine(engine.settings, tmp_path)
+    with other:
+        assert other.rows("SELECT count(*) FROM segment_membership") == [(0,)]
+        other.execute("INSERT INTO segment_membership VALUES ('vip', 'b@example.com')")
+    assert engine.rows("SELECT contact_key FROM segment_membership") == [("a@example.com",)]
+    assert "segment_membership" not in engine.table_columns()  # not a table of the schema
+
+
 def test_a_failing_statement_names_the_engine(engine) -> None:
     with pytest.raises(EngineError) as raised:
         engine.rows("SELECT * FROM no_such_table")
