@@ -162,3 +162,22 @@ def test_check_reports_the_engine(tmp_path, request, monkeypatch) -> None:
     result = runner.invoke(cli, ["--config", config, "sync"])
     assert result.exit_code == 2
     assert result.output.startswith("error: PostgreSQL at postgresql://") and "Traceback" not in result.output
+
+
+def test_demo_on_postgres_without_a_url_runs_end_to_end(tmp_path, monkeypatch) -> None:
+    """`segsync demo --engine postgres`: a throwaway cluster in the demo folder, the same
+    output as on the embedded store (the segment sizes and every run's plans)."""
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,postgres")
+    tmp_path.chmod(0o755)  # the cluster's own user (postgres, under root) reaches the folder
+    outputs = {}
+    for engine in ("duckdb", "postgres"):
+        result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / engine), "--contacts", "80",
+                                          "--engine", engine])
+        assert result.exit_code == 0, result.output
+        outputs[engine] = [line for line in result.output.splitlines()
+                           if "evaluated on the" not in line and not line.startswith(("Explore", "Generating"))
+                           and "append to postgres" not in line]
+    assert outputs["postgres"] == outputs["duckdb"]
+    assert "push newsletter: done (70)" in outputs["postgres"]
+    config = (tmp_path / "postgres" / "segsync.toml").read_text(encoding="utf-8")
+    assert config.startswith('[store]\nengine = "postgres"\n') or '\n[store]\nengine = "postgres"\n' in config
