@@ -21,13 +21,14 @@ from segsync.lazy import lazy_exports
 
 _CONNECTOR = ("Batch", "Capability", "Connector", "ContactChange", "FileSlice",
               "Outcome", "OutcomeReport", "READ_CAPABILITIES", "RecordProblem", "Stream",
-              "WRITE_CAPABILITIES", "WriteResult", "lazy_settings")
+              "TriggerMessage", "WRITE_CAPABILITIES", "WriteResult", "lazy_settings")
 _STATUSES = ("MAILABLE_STATUSES", "OPT_OUT_STATUSES", "OutcomeStatus", "PartStatus", "RunStatus",
              "SubscriptionStatus")
 _MODEL = ("Attributes", "ConsentRecord", "ConsentStatus", "Contact", "Event", "InvalidEmail", "normalize_email")
 _VOCABULARY = ("CONSENT_METHODS", "KNOWN_ATTRIBUTES")  # no pydantic: a connector module may use them at import
 _CONSENT_METHODS = ("CONFIRMED_METHODS", "EXPLICIT_METHODS")
 _HOOK_TYPES = ("RegisterConnector", "RegisterEventType")
+_TRIGGERS = ("SegmentChange", "SegmentChanges")
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(_CONNECTOR, "segsync.connector"),
     "ConnectorSettings": "segsync.connector_settings",  # pydantic-settings: loaded on first use
@@ -37,6 +38,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(_VOCABULARY, "segsync.vocabulary"),
     **dict.fromkeys(_CONSENT_METHODS, "segsync.consent.policies"),
     **dict.fromkeys(_HOOK_TYPES, "segsync.hookspecs"),
+    **dict.fromkeys(_TRIGGERS, "segsync.triggers.changes"),
 })
 
 __all__ = [
@@ -67,8 +69,11 @@ __all__ = [
     "RegisterConnector",
     "RegisterEventType",
     "RunStatus",
+    "SegmentChange",
+    "SegmentChanges",
     "Stream",
     "SubscriptionStatus",
+    "TriggerMessage",
     "WRITE_CAPABILITIES",
     "WriteResult",
     "hookimpl",

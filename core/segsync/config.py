@@ -52,6 +52,7 @@ from segsync.project_file import (
 )
 from segsync.segments import GroupDef, SegmentDef, SegmentError, SegmentsConfig
 from segsync.segments.packs import SegmentPack, expand_packs
+from segsync.triggers.definitions import TriggerDef
 
 if TYPE_CHECKING:
     from segsync.engines import Engine, EngineSettings
@@ -127,6 +128,7 @@ class ProjectFile(_Table):
     # A pack's parameters depend on the pack: SegmentPack.values() checks them.
     packs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     consent: ConsentTable = Field(default_factory=ConsentTable)
+    triggers: list[TriggerDef] = Field(default_factory=list)
 
     @field_validator("connections")
     @classmethod
@@ -161,6 +163,7 @@ class ProjectConfig:
     # [store] engine and its settings (docs/scale.md); "duckdb" is the embedded store alone.
     store_engine: str = "duckdb"
     store_options: dict[str, Any] = field(default_factory=dict)
+    triggers: list[TriggerDef] = field(default_factory=list)
 
     @property
     def project_dir(self) -> Path:
@@ -255,6 +258,7 @@ def load_config(
         if name not in connections:
             problems.append(f"consent.connections.{name}: {name!r} is not a connection"
                             f"{_did_you_mean(name, connections)}")
+    problems += _trigger_problems(parsed.triggers, segments, connections)
     if problems:
         raise _config_error(config_path, problems)
     store_options = dict(parsed.store.model_extra or {})
@@ -270,7 +274,28 @@ def load_config(
         raise _config_error(config_path, problems)
     return ProjectConfig(config_path, store_path, connections, segments, raw, parsed.consent,
                          store_memory_limit=parsed.store.memory_limit,
-                         store_engine=parsed.store.engine, store_options=store_options)
+                         store_engine=parsed.store.engine, store_options=store_options,
+                         triggers=list(parsed.triggers))
+
+
+def _trigger_problems(
+    triggers: list[TriggerDef], segments: SegmentsConfig, connections: Mapping[str, ConnectionConfig]
+) -> list[str]:
+    """``triggers.NAME.KEY: ...`` for a duplicate name, an unknown segment or connection."""
+    problems, seen = [], set()
+    names = [s.name for s in segments.segments]
+    for trigger in triggers:
+        where = f"triggers.{trigger.name}"
+        if trigger.name in seen:
+            problems.append(f"{where}.name: two triggers are called {trigger.name!r}")
+        seen.add(trigger.name)
+        if trigger.segment not in names:
+            problems.append(f"{where}.segment: {trigger.segment!r} is not a segment"
+                            f"{_did_you_mean(trigger.segment, names)}")
+        if trigger.connection is not None and trigger.connection not in connections:
+            problems.append(f"{where}.connection: {trigger.connection!r} is not a connection"
+                            f"{_did_you_mean(trigger.connection, connections)}")
+    return problems
 
 
 def store_problem(path: Path | str) -> str | None:

@@ -38,6 +38,7 @@ import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -58,6 +59,9 @@ class Capability(str, enum.Enum):
     WRITE_MEMBERSHIPS = "write_memberships"  # tags / lists / segments
     WRITE_CONSENT = "write_consent"  # opt-outs and their equivalents
     DELETE_CONTACTS = "delete_contacts"
+    # Optional: member events or tags that start the system's own automations, for segment-entry
+    # triggers (``send_triggers``, docs/triggers.md). Not a write of the sync's diff.
+    SEND_TRIGGERS = "send_triggers"
 
 
 READ_CAPABILITIES = frozenset(
@@ -192,6 +196,29 @@ class Outcome:
         return cls(contact_key, OutcomeStatus.RETRYABLE, reason=reason)
 
 
+@dataclass(frozen=True)
+class TriggerMessage:
+    """One segment entry or exit for a system's automations (:meth:`Connector.send_triggers`).
+
+    ``kind`` is ``event`` (record an event called ``name`` on the person) or ``tag`` (add the
+    tag ``name``). ``key`` is the delivery's idempotency key, the same on every attempt: send it
+    with the event (e.g. as a property) so a repeat can be recognised. ``in_doubt`` says an
+    earlier attempt may have reached the system (the process stopped before its outcome was
+    recorded): look for ``key`` there before sending again, where the system allows it.
+    ``properties`` are strings: ``segment``, ``change`` and ``segsync_key`` plus the trigger's own.
+    """
+
+    key: str
+    contact_key: str
+    kind: Literal["event", "tag"]
+    name: str
+    segment: str
+    change: Literal["enter", "exit"]
+    occurred_at: datetime
+    properties: Mapping[str, str] = field(default_factory=dict)
+    in_doubt: bool = False
+
+
 OutcomeReport = Callable[[Sequence[Outcome]], None]
 """What ``write(changes, report=...)`` calls with the outcomes of each finished write batch."""
 
@@ -299,6 +326,16 @@ class Connector:
         still holds every outcome, reported or not.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot write")
+
+    def send_triggers(self, messages: Sequence[TriggerMessage]) -> list[Outcome]:
+        """Hand segment entries and exits to the system's automations (capability
+        ``SEND_TRIGGERS``); return one :class:`Outcome` per message, in order: ``ok`` once the
+        system accepted it, ``rejected`` when it never will, ``retryable`` otherwise.
+
+        Called after the run's push, only for people this connection acknowledged as
+        subscribed and whose consent still allows mail (the core's consent gate for triggers).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot send triggers")
 
     def close(self) -> None:
         """Release connections; called once at the end of a run."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from segsync.segments.functions import SegmentFunction
     from segsync.segments.packs import SegmentPack
     from segsync.sync.summary import RunSummary
+    from segsync.triggers.changes import SegmentChanges
 
 hookspec = pluggy.HookspecMarker("segsync")
 # Plugins mark their implementations with it (also ``segsync.hookimpl``); it lives beside the
@@ -244,6 +245,35 @@ def segsync_run_finished(summary: RunSummary) -> None:
         def segsync_run_finished(summary):
             if summary.status != RunStatus.SUCCEEDED:  # from segsync import RunStatus
                 notify_slack(f"segsync run {summary.run_id}: {summary.status}")
+    """
+
+
+@hookspec
+def segsync_segment_changes(changes: SegmentChanges) -> None:
+    """Observe who entered and left which segment, once per sync run (a scheduled or
+    webhook-driven run too).
+
+    :param changes: a :class:`segsync.SegmentChanges`: ``origin`` (what started the run:
+        ``"sync"``, ``"schedule"``, ``"webhook"``), ``run_id``, ``as_of``, ``changes`` (each a
+        :class:`segsync.SegmentChange`: ``segment``, ``contact_key``, ``change`` = ``"enter"`` or
+        ``"exit"``; also as ``entries`` and ``exits``), ``baselined`` (segments evaluated for the
+        first time: their members are a baseline, not entries) and ``queued`` (outbox rows per
+        ``[[triggers]]`` entry).
+
+    Called after the run's push, once the changes (and the outbox of the configured triggers)
+    were committed, before the triggers are delivered. Changes are computed
+    only when the project configures ``[[triggers]]`` or a plugin implements this hook; the
+    first such evaluation of a segment is its baseline. An observer sees each change at most
+    once (a crash before the call skips it): for exactly-once delivery use ``[[triggers]]``
+    (docs/triggers.md). Exceptions are logged with the plugin's name and change nothing else.
+
+    Example::
+
+        @hookimpl
+        def segsync_segment_changes(changes):
+            for change in changes.entries:
+                if change.segment == "vip":
+                    crm.create_task(f"welcome {change.contact_key} to VIP")
     """
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from segsync.engines import Engine
     from segsync.scores import ScoreRun
     from segsync.sync.summary import RunSummary
+    from segsync.triggers.changes import SegmentChanges
     from segsync.segments import FunctionRegistry
     from segsync.segments.packs import SegmentPack
 
@@ -57,6 +58,7 @@ DEFAULT_PLUGINS = (
     "segsync.cli.plugins",
     "segsync.cli.check",
     "segsync.cli.rejections",
+    "segsync.cli.triggers",
     "segsync.cli.new",
     "segsync.cli.install",
 )
@@ -349,16 +351,22 @@ class PluginHost:
                                f"no installed plugin computes model {model!r}")
 
     def run_finished(self, summary: RunSummary) -> None:
-        for impl in self.pm.hook.segsync_run_finished.get_hookimpls():
+        self._observe("segsync_run_finished", summary=summary)
+
+    def observes_segment_changes(self) -> bool:
+        """A plugin implements ``segsync_segment_changes`` (so entries and exits are computed)."""
+        return bool(self.pm.hook.segsync_segment_changes.get_hookimpls())
+
+    def segment_changes(self, changes: SegmentChanges) -> None:
+        self._observe("segsync_segment_changes", changes=changes)
+
+    def _observe(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every implementation of an observing hook; one that raises is logged and skipped."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             try:
-                impl.function(summary=summary)
+                impl.function(**kwargs)
             except Exception as exc:  # an observer never changes the run's outcome
-                log.warning(
-                    "plugin %r failed in segsync_run_finished: %s: %s",
-                    impl.plugin_name,
-                    type(exc).__name__,
-                    exc,
-                )
+                log.warning("plugin %r failed in %s: %s: %s", impl.plugin_name, hook_name, type(exc).__name__, exc)
 
     def can_demo_serve(self) -> bool:
         """Whether a plugin shows ``segsync demo --serve`` (``segsync_demo_serve``)."""

@@ -76,6 +76,15 @@ rule = 'category_events("outdoor", 30d) >= 2'
 [segments.destinations.newsletter]
 tag = "likes-outdoor"
 
+# Triggers: act when someone enters (or leaves) a segment, exactly once: an ESP event or tag
+# that starts an automation, a signed webhook, or a JSON Lines file (docs/triggers.md).
+# [[triggers]]
+# name = "cart-reminder"
+# segment = "cart-recovery"
+# on = "enter"
+# action = "file"                 # or: event / tag (with connection = ...), webhook (url = ...)
+# path = "out/cart-entries.jsonl"
+
 # Secrets never go in this file. A connector's secret setting FIELD of connection NAME is read
 # from the environment or from .env beside this file as SEGSYNC_<NAME>_<FIELD>, for example:
 # [connections.mailchimp]

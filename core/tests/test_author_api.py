@@ -44,8 +44,9 @@ EXPECTED_ALL = [
     "Connector", "ConsentRecord", "ConsentStatus", "Contact", "ContactChange", "EXPLICIT_METHODS",
     "Event", "FileSlice", "InvalidEmail", "KNOWN_ATTRIBUTES", "MAILABLE_STATUSES",
     "OPT_OUT_STATUSES", "Outcome", "OutcomeReport", "OutcomeStatus", "PartStatus", "READ_CAPABILITIES",
-    "RecordProblem", "RegisterConnector", "RegisterEventType", "RunStatus", "Stream",
-    "SubscriptionStatus", "WRITE_CAPABILITIES", "WriteResult", "hookimpl", "lazy_exports", "lazy_settings",
+    "RecordProblem", "RegisterConnector", "RegisterEventType", "RunStatus", "SegmentChange", "SegmentChanges",
+    "Stream", "SubscriptionStatus", "TriggerMessage", "WRITE_CAPABILITIES", "WriteResult", "hookimpl", "lazy_exports",
+    "lazy_settings",
     "mask_email", "normalize_email",
 ]
 

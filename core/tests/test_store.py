@@ -28,6 +28,8 @@ TABLES = {
     "score_runs", "contact_scores",
     # migration 8 (the embedded mirror of an external engine's memberships, docs/scale.md)
     "engine_memberships",
+    # migration 9 (segment-entry triggers)
+    "trigger_baseline", "trigger_segments", "trigger_outbox",
 }
 
 

@@ -38,6 +38,8 @@ T = TypeVar("T")
 # Most look-ups while a create whose answer was lost in transport may still land (see _settle).
 SETTLE_LOOKUPS = 8
 # Every answer says what is left of the current window of its bucket, and when it resets.
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+EVENTS_PAGE = 1000  # custom events per GET /v3/events page (Brevo allows up to 10,000)
 RATE_LIMIT_HEADERS = RateLimitHeaders("x-sib-ratelimit-remaining", "x-sib-ratelimit-reset", "seconds")
 
 
@@ -457,3 +459,35 @@ class BrevoApi:
         self._call(
             "delete_contact", "/contacts/delete", self._contacts.delete_contact_with_http_info, email
         )
+
+    # -- custom events (segment-entry triggers; the SDK predates the events API) -------------
+
+    def create_event(self, event: dict[str, Any]) -> None:
+        """``POST /v3/events``: track a custom event (an automation may start on it)."""
+        self._call("create_event", "/events", self._client.call_api, "/events", "POST",
+                   header_params=_JSON_HEADERS, body=event, auth_settings=["api-key"])
+
+    def event_sent(self, email: str, event_name: str, key: str, value: str) -> bool:
+        """Whether the contact has a custom event ``event_name`` whose property ``key`` is
+        ``value`` (``GET /v3/contacts/{email}`` for its id, then ``GET /v3/events``)."""
+        try:
+            contact = self._call("get_contact", "/contacts/{identifier}", self._contacts.get_contact_info_with_http_info,
+                                 email)
+        except BrevoApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        offset = 0
+        while True:
+            page = self._call(
+                "get_events", "/events", self._client.call_api, "/events", "GET",
+                query_params=[("contact_id", contact["id"]), ("event_name", event_name), ("limit", EVENTS_PAGE),
+                              ("offset", offset)],
+                header_params={"Accept": "application/json"}, auth_settings=["api-key"], response_type="object",
+            ) or {}
+            events = page.get("events") or []
+            if any((e.get("event_properties") or {}).get(key) == value for e in events):
+                return True
+            offset += len(events)
+            if not events or offset >= int(page.get("count") or 0):
+                return False

@@ -12,8 +12,10 @@ from segsync import (
     Capability,
     Connector,
     ContactChange,
+    Outcome,
     OutcomeReport,
     Stream,
+    TriggerMessage,
     WriteResult,
     lazy_settings,
 )
@@ -92,6 +94,12 @@ class BrevoConnector(Connector):
 
     def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
         return self._writer.write(changes, report)
+
+    def send_triggers(self, messages: Sequence[TriggerMessage]) -> list[Outcome]:
+        """Custom events, where a Brevo automation can start (triggers.py)."""
+        from segsync_brevo.triggers import send_triggers
+
+        return send_triggers(self.api, messages)
 
     def close(self) -> None:
         self.api.close()

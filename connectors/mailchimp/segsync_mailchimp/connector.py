@@ -12,8 +12,10 @@ from segsync import (
     Capability,
     Connector,
     ContactChange,
+    Outcome,
     OutcomeReport,
     Stream,
+    TriggerMessage,
     WriteResult,
     lazy_settings,
 )
@@ -108,6 +110,12 @@ class MailchimpConnector(Connector):
 
             self._writer = Writer(self.api, self.settings)
         return self._writer.write(changes, report)
+
+    def send_triggers(self, messages: Sequence[TriggerMessage]) -> list[Outcome]:
+        """Member events and tags with ``is_syncing`` false, so automations start (triggers.py)."""
+        from segsync_mailchimp.triggers import send_triggers
+
+        return send_triggers(self.api, self.settings, messages)
 
     def close(self) -> None:
         if self._api is not None:

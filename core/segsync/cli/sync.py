@@ -83,6 +83,17 @@ def print_summary(summary: RunSummary) -> None:
             console().print(f"  {d.name}: {row['action']:<11} {row['contact']:<28} status={row['status']}"
                             + (f" +tags={row['tags_add']}" if row["tags_add"] else "")
                             + (f" -tags={row['tags_remove']}" if row["tags_remove"] else ""))
+    if summary.triggers:
+        table = Table(title=f"{title} — triggers", title_justify="left")
+        for col in ("trigger", "status", "action", "queued", "delivered", "blocked", "rejected", "retrying"):
+            table.add_column(col, justify="left" if col in ("trigger", "status", "action") else "right")
+        for t in summary.triggers:
+            table.add_row(t.name, t.status, t.action, str(t.queued), str(t.delivered), str(t.blocked),
+                          str(t.rejected), str(t.failed))
+        console().print(table)
+        for t in summary.triggers:
+            if t.error:
+                console().print(f"{t.name}: {for_output(t.error)}", style="red", markup=False)
     for s in summary.sources:
         if s.error:
             console().print(f"{s.name}: {for_output(s.error)}", style="red", markup=False)

@@ -390,4 +390,53 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        9,
+        "segment-entry triggers: the membership they last saw, and the outbox of deliveries",
+        (
+            # What the triggers last saw of each segment: a run's entries and exits are the
+            # current membership against it (segsync.triggers.changes). A segment is listed in
+            # trigger_segments from its first evaluation on: that evaluation is its baseline,
+            # so switching triggers on (or adding a segment) does not make everyone "enter".
+            """
+            CREATE TABLE trigger_baseline (
+                segment     VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE trigger_segments (
+                segment       VARCHAR NOT NULL,
+                baselined_at  TIMESTAMPTZ NOT NULL,
+                run_id        BIGINT
+            )
+            """,
+            "CREATE SEQUENCE trigger_delivery_id",
+            # One row per trigger and entry (or exit), written in the transaction that moves the
+            # baseline; delivered after it commits. status: pending | sending (handed to the
+            # action, outcome not recorded yet: in doubt after a crash) | delivered | rejected
+            # (refused for good) | blocked (consent) | failed (retried next time).
+            # idempotency_key is sent with every attempt, so a receiver drops a repeat.
+            """
+            CREATE TABLE trigger_outbox (
+                id              BIGINT PRIMARY KEY DEFAULT nextval('trigger_delivery_id'),
+                trigger         VARCHAR NOT NULL,
+                segment         VARCHAR NOT NULL,
+                contact_key     VARCHAR NOT NULL,
+                change          VARCHAR NOT NULL,
+                occurred_at     TIMESTAMPTZ NOT NULL,
+                origin          VARCHAR NOT NULL,
+                run_id          BIGINT,
+                idempotency_key VARCHAR NOT NULL,
+                status          VARCHAR NOT NULL,
+                attempts        INTEGER NOT NULL DEFAULT 0,
+                last_error      VARCHAR,
+                enqueued_at     TIMESTAMPTZ NOT NULL,
+                updated_at      TIMESTAMPTZ NOT NULL,
+                delivered_at    TIMESTAMPTZ,
+                delivered_run   BIGINT
+            )
+            """,
+        ),
+    ),
 )

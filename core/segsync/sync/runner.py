@@ -13,6 +13,8 @@ engine's) and hands the next an object that owns its data; see docs/architecture
   name; the others go on, and nothing of the failed one is acknowledged.
 * ``dry_run`` does all of the above inside one transaction that is rolled back, and never
   calls a connector's ``write``.
+* Segment-entry triggers (docs/triggers.md): entries and exits are queued right after the
+  evaluation, and delivered after the push.
 * Consent (docs/consent.md): pending erasures are retried first; people erased earlier and
   pulled again are dropped after the pull; effective consent is derived once, under each
   destination's policy, for the diff, the gate and the audit.
@@ -52,6 +54,7 @@ from segsync.sync.pull import pull, receive
 from segsync.sync.push import push
 from segsync.sync.rejections import RememberedRejections
 from segsync.sync.summary import DestinationReport, RunSummary, SourceReport, run_counts, run_status
+from segsync.triggers import stage as triggers
 
 __all__ = ["DestinationReport", "RunOptions", "RunSummary", "Runner", "SourceReport"]
 
@@ -217,6 +220,12 @@ class Runner:
                 log.info("appended to the %s engine: %s", self.engine.name, sent)
             self._report_broken(store, summary)
             memberships = self._evaluate(store, summary, as_of)
+            changes = None
+            if not options.dry_run and triggers.wanted(self.config, self.host):
+                # Committed with the moved baseline before anything is pushed; delivered below.
+                changes = triggers.record(store, self.config, memberships, as_of=as_of, run_id=summary.run_id,
+                                          origin="sync")
+                summary.segment_changes = changes.counts()
             destinations = {n: c for n, c in connectors.items() if self._pushes(n, c)}
             if destinations:
                 policies = {name: consent.for_connection(name) for name in destinations}
@@ -233,6 +242,10 @@ class Runner:
                         summary.destinations.append(
                             self._destination(store, connector, memberships, effective, options)
                         )
+            if not options.dry_run and (self.config.triggers or changes is not None):
+                # After the push: an ESP event finds the person (and tags) just written.
+                summary.triggers = triggers.finish(store, self.config, self.host, changes, connectors=connectors,
+                                                   consent=consent, as_of=as_of, run_id=summary.run_id)
         finally:
             if options.dry_run:
                 store.con.execute("ROLLBACK")

@@ -43,6 +43,32 @@ class DestinationReport:
 
 
 @dataclass
+class TriggerReport:
+    """One trigger's part of a run (or update): what was delivered this time and what is left."""
+
+    name: str
+    action: str
+    status: PartStatus = PartStatus.OK
+    queued: int = 0  # rows this run (or update) added to the outbox
+    delivered: int = 0
+    rejected: int = 0  # refused for good by the receiver
+    blocked: int = 0  # stopped by the consent gate
+    failed: int = 0  # left to retry next time
+    error: str | None = None
+    reasons: list[str] = field(default_factory=list)  # the first few, masked
+
+    def settle(self) -> None:
+        if self.error is not None or (self.failed and not (self.delivered or self.rejected or self.blocked)):
+            self.status = PartStatus.FAILED
+        elif self.failed:
+            self.status = PartStatus.PARTIAL
+        elif self.rejected or self.blocked:
+            self.status = PartStatus.WITH_REJECTIONS
+        else:
+            self.status = PartStatus.OK
+
+
+@dataclass
 class RunSummary:
     run_id: int | None
     status: RunStatus  # succeeded | with-rejections | partial | failed | dry-run (running while it runs)
@@ -56,6 +82,9 @@ class RunSummary:
     erasures: list[dict[str, Any]] = field(default_factory=list)
     # Segments that could not be evaluated → why; they kept their last membership.
     segment_errors: dict[str, str] = field(default_factory=dict)
+    # Entries and exits found this run: segment → {"enter": n, "exit": m} (docs/triggers.md).
+    segment_changes: dict[str, dict[str, int]] = field(default_factory=dict)
+    triggers: list[TriggerReport] = field(default_factory=list)
     # The finished run as the store's history shows it (``Store.runs``), read before the runner
     # closed the store: ``sync --json`` prints it without opening the store again.
     history: dict[str, Any] | None = None
@@ -65,7 +94,7 @@ class RunSummary:
     @property
     def failed(self) -> bool:
         return bool(self.segment_errors) or any(s.status == PartStatus.FAILED for s in self.sources) or any(
-            d.status in (PartStatus.FAILED, PartStatus.PARTIAL) for d in self.destinations
+            d.status in (PartStatus.FAILED, PartStatus.PARTIAL) for d in [*self.destinations, *self.triggers]
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +106,7 @@ class RunSummary:
 
 def run_status(summary: RunSummary) -> RunStatus:
     """succeeded only when nothing failed, is left to retry, or was rejected."""
-    parts = [*summary.sources, *summary.destinations]
+    parts = [*summary.sources, *summary.destinations, *summary.triggers]
     failed = [p for p in parts if p.status in (PartStatus.FAILED, PartStatus.PARTIAL)]
     if failed or summary.segment_errors:
         # A segment that could not be evaluated is a part of the run that did not do its job.
@@ -104,4 +133,10 @@ def run_counts(summary: RunSummary) -> dict[str, Any]:
             }
             for d in summary.destinations
         },
+        **({"triggers": {
+            t.name: {"status": t.status, "queued": t.queued, "delivered": t.delivered, "rejected": t.rejected,
+                     "blocked": t.blocked, "failed": t.failed, "error": t.error}
+            for t in summary.triggers
+        }} if summary.triggers else {}),
+        **({"segment_changes": summary.segment_changes} if summary.segment_changes else {}),
     }

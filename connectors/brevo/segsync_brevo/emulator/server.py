@@ -206,6 +206,10 @@ class BrevoEmulator(BrevoWebhooks, Emulator):
     def create_folder(self, request: Request) -> Any:
         return 201, self.state.create_folder(request.body)
 
+    @route("GET", "/contacts/{identifier}")
+    def get_contact(self, request: Request, identifier: str) -> Any:
+        return self.state.get_contact(identifier)
+
     @route("DELETE", "/contacts/{identifier}")
     def delete_contact(self, request: Request, identifier: str) -> Answer:
         self.state.delete_contact(identifier)
@@ -218,6 +222,15 @@ class BrevoEmulator(BrevoWebhooks, Emulator):
     @route("GET", "/smtp/blockedContacts")
     def get_blocked(self, request: Request) -> Any:
         return self.state.get_blocked(request.params)
+
+    @route("POST", "/events")
+    def create_custom_event(self, request: Request) -> Answer:
+        self.state.create_custom_event(request.body or {})
+        return Answer(204)
+
+    @route("GET", "/events")
+    def get_custom_events(self, request: Request) -> Any:
+        return self.state.get_custom_events(request.params)
 
     @route("GET", "/smtp/statistics/events")
     def get_events(self, request: Request) -> Any:

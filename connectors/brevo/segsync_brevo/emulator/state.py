@@ -155,6 +155,12 @@ class BrevoState:
         self.reports: dict[str, str] = {}
         self.blocked: list[Blocked] = []
         self.events: list[EmailEvent] = []
+        # Custom events (POST /v3/events), oldest first: contact_id, event_name, event_date,
+        # event_properties. Brevo keeps each one (it does not deduplicate them), and an
+        # automation whose entry point is the event starts: automation_starts records that
+        # as ("event", name, email).
+        self.custom_events: list[dict[str, Any]] = []
+        self.automation_starts: list[tuple[str, str, str]] = []
         self._ids = {k: itertools.count(1) for k in ("contact", "list", "folder", "process")}
         self.import_delay = import_delay
         self.import_rows_per_second = import_rows_per_second
@@ -228,6 +234,48 @@ class BrevoState:
         with self.lock:
             fields.setdefault("message_id", f"<{len(self.events) + 1}.emulator@brevo.local>")
             self.events.append(EmailEvent(email.lower(), event, when or self.clock.now(), **fields))
+
+    def create_custom_event(self, body: dict[str, Any]) -> None:
+        """``POST /v3/events``. The emulator asks for an existing contact (by ``email_id``,
+        ``contact_id`` or ``ext_id``): segsync sends events only for contacts it wrote there."""
+        name = body.get("event_name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", name):
+            raise bad_request("event_name: up to 255 letters, digits, - and _")
+        identifiers = body.get("identifiers") or {}
+        properties = body.get("event_properties") or {}
+        if not isinstance(properties, dict):
+            raise bad_request("event_properties must be an object")
+        with self.lock:
+            if identifiers.get("contact_id") is not None:
+                contact = self._lookup(str(identifiers["contact_id"]))
+            elif identifiers.get("email_id"):
+                contact = self._lookup(str(identifiers["email_id"]))
+            else:
+                raise bad_request("identifiers: at least one identifier is required")
+            when = self._since(body["event_date"], "event_date") if body.get("event_date") else self.clock.now()
+            self.custom_events.append({"contact_id": contact.id, "event_name": name,
+                                       "event_date": fmt(when), "event_properties": dict(properties),
+                                       "object_type": "contact"})
+            self.automation_starts.append(("event", name, contact.email))
+
+    def get_contact(self, identifier: str) -> dict[str, Any]:
+        """``GET /v3/contacts/{identifier}`` (an address or a contact id); the emulator keeps no
+        campaign statistics, so ``statistics`` is empty."""
+        with self.lock:
+            return {**self._lookup(identifier).to_json(), "statistics": {}}
+
+    def get_custom_events(self, query: dict[str, str]) -> dict[str, Any]:
+        """``GET /v3/events``: filtered by ``contact_id`` and ``event_name``, newest first."""
+        with self.lock:
+            found = list(reversed(self.custom_events))
+            if "contact_id" in query:
+                found = [e for e in found if str(e["contact_id"]) == query["contact_id"]]
+            if "event_name" in query:
+                found = [e for e in found if e["event_name"] == query["event_name"]]
+            limit, offset = int(query.get("limit", 100)), int(query.get("offset", 0))
+            if not 1 <= limit <= 10_000 or offset < 0:
+                raise bad_request("limit must be 1 to 10000 and offset at least 0")
+            return {"events": found[offset:offset + limit], "count": len(found)}
 
     def contact(self, email: str) -> Contact | None:
         with self.lock:

@@ -191,6 +191,20 @@ class MailchimpEmulator(MailchimpWebhooks, Emulator):
         self.state.delete_permanent(list_id, member)
         return Answer(204)
 
+    @route("POST", "/lists/{list_id}/members/{member}/events")
+    def add_member_event(self, request: Request, list_id: str, member: str) -> Answer:
+        self.state.add_member_event(list_id, member, request.body or {})
+        return Answer(204)
+
+    @route("GET", "/lists/{list_id}/members/{member}/events")
+    def member_events(self, request: Request, list_id: str, member: str) -> Any:
+        return self.state.member_events(list_id, member, request.query)
+
+    @route("POST", "/lists/{list_id}/members/{member}/tags")
+    def update_member_tags(self, request: Request, list_id: str, member: str) -> Answer:
+        self.state.update_member_tags(list_id, member, request.body or {})
+        return Answer(204)
+
     @route("GET", "/lists/{list_id}/merge-fields")
     def merge_fields(self, request: Request, list_id: str) -> Any:
         return self.state.merge_fields_doc(list_id, request.query)

@@ -114,6 +114,9 @@ class Member:
     # The subscriber hash; computed from the address unless the caller has it already (the
     # address of a member never changes).
     id: str = ""
+    # Contact events (POST …/members/{hash}/events), oldest first: name, properties, occurred_at,
+    # is_syncing (an event sent with is_syncing true starts no automation).
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -181,6 +184,9 @@ class EmulatorState:
         self.audiences: dict[str, Audience] = {}
         self.campaigns: dict[str, Campaign] = {}
         self.outbox: list[tuple[str, str, str]] = []  # (kind, list_id, address): emails "sent"
+        # What would start an automation: (kind "event" | "tag", name, list_id, address), for an
+        # event or a tag added with is_syncing false, in arrival order.
+        self.automation_starts: list[tuple[str, str, str, str]] = []
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ seeding
@@ -394,6 +400,59 @@ class EmulatorState:
             for segment in a.segments.values():
                 segment.members.discard(member.id)
             a.forgotten.add(member.id)
+
+    def add_member_event(self, list_id: str, key: str, body: dict[str, Any]) -> None:
+        """``POST /lists/{list_id}/members/{hash}/events``: name 2-30 characters, properties
+        strings; Mailchimp keeps every event (it does not deduplicate them)."""
+        name = body.get("name")
+        if not isinstance(name, str) or not 2 <= len(name) <= 30:
+            raise ApiProblem("InvalidResource", errors=[{"field": "name",
+                                                         "message": "Must be 2-30 characters in length"}])
+        properties = body.get("properties") or {}
+        if not isinstance(properties, dict) or not all(isinstance(v, str) for v in properties.values()):
+            raise ApiProblem("InvalidResource", errors=[{"field": "properties",
+                                                         "message": "Property values must be strings"}])
+        with self.lock:
+            member = self.member(list_id, key)
+            if member is None:
+                raise ApiProblem("ResourceNotFound")
+            occurred = parse_time(body["occurred_at"], "occurred_at") if body.get("occurred_at") else self.clock()
+            syncing = bool(body.get("is_syncing"))
+            member.events.append({"name": name, "properties": dict(properties), "occurred_at": iso(occurred),
+                                  "is_syncing": syncing})
+            if not syncing:
+                self.automation_starts.append(("event", name, list_id, member.email_address))
+
+    def member_events(self, list_id: str, key: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """``GET /lists/{list_id}/members/{hash}/events``: newest first, paged by count/offset."""
+        with self.lock:
+            member = self.member(list_id, key)
+            if member is None:
+                raise ApiProblem("ResourceNotFound")
+            events = [{k: e[k] for k in ("name", "properties", "occurred_at")} for e in reversed(member.events)]
+            return {"events": _page(events, query), "total_items": len(events), "_links": []}
+
+    def update_member_tags(self, list_id: str, key: str, body: dict[str, Any]) -> None:
+        """``POST /lists/{list_id}/members/{hash}/tags``: each tag ``active`` (added) or
+        ``inactive`` (removed); a tag added with ``is_syncing`` false may start an automation."""
+        tags = body.get("tags")
+        if not isinstance(tags, list) or not all(isinstance(t, dict) and t.get("name") for t in tags):
+            raise ApiProblem("InvalidResource", errors=[{"field": "tags", "message": "Tags must have a name"}])
+        with self.lock:
+            a = self.audience(list_id)
+            member = self.member(list_id, key)
+            if member is None:
+                raise ApiProblem("ResourceNotFound")
+            for tag in tags:
+                segment = self._segment_by_name(a, str(tag["name"]))
+                if tag.get("status", "active") == "inactive":
+                    member.tags.discard(segment.id)
+                    segment.members.discard(member.id)
+                elif segment.id not in member.tags:
+                    member.tags.add(segment.id)
+                    segment.members.add(member.id)
+                    if not body.get("is_syncing"):
+                        self.automation_starts.append(("tag", segment.name, list_id, member.email_address))
 
     def merge_fields_doc(self, list_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
         with self.lock:
