@@ -328,3 +328,26 @@ def test_the_triggers_command_lists_each_trigger_and_its_deliveries_by_state(pro
     assert text.returncode == 0, text.stderr
     assert "gold-welcome" in text.stdout and "file out/gold-entries.jsonl" in text.stdout
     assert "1 deliveries are owed: the next `segsync sync` sends them" in text.stdout
+
+
+def test_a_webhook_driven_run_delivers_its_entries_with_its_origin(project):
+    """An update a service pushed (segsync serve → segsync.live) is a run: its entries are found
+    and delivered at once, and say where they came from."""
+    from segsync import Batch, Stream
+    from segsync.live import LiveProject
+
+    project.write_config(BASIC_CONFIG + GOLD + FILE_TRIGGERS)
+    seen = []
+
+    class Observer:
+        @hookimpl
+        def segsync_segment_changes(self, changes):
+            seen.append((changes.origin, [(c.contact_key, c.change) for c in changes.changes]))
+
+    live = LiveProject(project.root / "segsync.toml", host=project.host(Observer()))
+    live.sync()
+    summary = live.apply({"shop": [Batch(Stream.CONTACTS, None, [{"email": "bo@example.com", "tier": "gold"}])]})
+    assert summary.status == RunStatus.SUCCEEDED
+    assert seen == [("schedule", []), ("webhook", [("bo@example.com", "enter")])]
+    [line] = lines(project.root / "out/gold-entries.jsonl")
+    assert (line["email"], line["origin"], line["run_id"]) == ("bo@example.com", "webhook", summary.run_id)

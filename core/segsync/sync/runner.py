@@ -224,7 +224,7 @@ class Runner:
             if not options.dry_run and triggers.wanted(self.config, self.host):
                 # Committed with the moved baseline before anything is pushed; delivered below.
                 changes = triggers.record(store, self.config, memberships, as_of=as_of, run_id=summary.run_id,
-                                          origin="sync")
+                                          origin=options.trigger)
                 summary.segment_changes = changes.counts()
             destinations = {n: c for n, c in connectors.items() if self._pushes(n, c)}
             if destinations:
