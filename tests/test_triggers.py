@@ -351,3 +351,19 @@ def test_a_webhook_driven_run_delivers_its_entries_with_its_origin(project):
     assert seen == [("schedule", []), ("webhook", [("bo@example.com", "enter")])]
     [line] = lines(project.root / "out/gold-entries.jsonl")
     assert (line["email"], line["origin"], line["run_id"]) == ("bo@example.com", "webhook", summary.run_id)
+
+
+def test_forgetting_a_person_removes_their_outbox_rows_and_baseline(project):
+    from .test_cli import run
+
+    project.write_config(BASIC_CONFIG + GOLD + FILE_TRIGGERS)
+    project.run()
+    set_bo(project, "gold")
+    project.run()
+    assert project.query("SELECT count(*) FROM trigger_outbox WHERE contact_key = 'bo@example.com'") == [(1,)]
+    done = run(["forget", "--yes", "bo@example.com"], project.root, env={"SEGSYNC_PLUGINS": "files"})
+    # exit 1: the read-only source folder still holds the person (forget says so); the store is clean
+    assert done.returncode == 1 and "left (still holding the person): shop" in done.stdout, done.stderr
+    for table in ("trigger_outbox", "trigger_baseline"):
+        assert project.query(f"SELECT count(*) FROM {table} WHERE contact_key = 'bo@example.com'") == [(0,)]
+    assert project.query("SELECT count(*) FROM trigger_baseline WHERE contact_key = 'ann@example.com'") == [(1,)]
