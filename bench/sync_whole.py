@@ -16,6 +16,8 @@ files destination. Then runs the real command line, each in its own process:
 Printed per run: wall seconds, CPU seconds (user + system) and peak RSS of the `segsync`
 process (``ru_maxrss`` from ``wait4``; CPU time says what a run costs when the machine is
 shared), the run's status and what it loaded and wrote. ``--dir`` keeps the project (the generated files are reused when present).
+``--breakdown`` runs each sync through ``bench/sync_breakdown.py`` instead (the same runner in
+its own process, each stage timed, its peak RSS per stage) and prints the stages too.
 """
 
 from __future__ import annotations
@@ -128,14 +130,23 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=20_000_000)
     parser.add_argument("--dir", help="keep the project here (files reused when present)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time each stage of each run (bench/sync_breakdown.py)")
     args = parser.parse_args()
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="segsync-whole-"))
     try:
-        if not (root / "data" / "events.csv").exists():
+        sizes = root / "data" / "generated.json"
+        if not sizes.exists():
             started = time.perf_counter()
             generate(root, args.contacts, args.events)
+            files = sorted((root / "data").glob("*.csv"))
+            sizes.write_text(json.dumps({p.name: p.stat().st_size for p in files}))
             print(f"generated in {time.perf_counter() - started:.0f} s: "
-                  + ", ".join(f"{p.name} {p.stat().st_size / 1e6:,.0f} MB" for p in sorted((root / "data").iterdir())))
+                  + ", ".join(f"{p.name} {p.stat().st_size / 1e6:,.0f} MB" for p in files))
+        else:
+            # A kept project: undo the rows an earlier 1 % run appended.
+            for name, size in json.loads(sizes.read_text()).items():
+                os.truncate(root / "data" / name, size)
         for path in (root / "store.duckdb", root / "out"):
             if path.is_dir():
                 shutil.rmtree(path)
@@ -145,26 +156,33 @@ def main() -> None:
         for name in ("first sync", "no change", "1% changed"):
             if name == "1% changed":
                 change_one_percent(root, args.contacts, args.events)
-            figures = _measured(root)
+            figures = _measured(root, args.breakdown)
             report = figures["report"]
+            if "peak_rss_mib" in report:  # the breakdown resets the kernel's peak per stage: its own figure
+                figures["peak_rss_mib"] = report["peak_rss_mib"]
             destinations = {d.get("destination", d.get("name")): {k: d.get(k) for k in ("status", "planned", "records_written", "write_calls")}
                             for d in report.get("destinations", [])}
             sources = {s["name"]: s.get("loaded") for s in report.get("sources", [])}
             print(f"{name:<11} {figures['wall']:7.1f} s  CPU {figures['cpu']:7.1f} s  peak RSS {figures['peak_rss_mib'] or 0:7,.0f} MiB  "
                   f"exit {figures['exit']}  status {report.get('status')}  loaded {sources}  {destinations}"
                   + (f"  error {report['error']}" if "error" in report else ""), flush=True)
+            for stage, figure in report.get("stages", {}).items():
+                print(f"    {stage:<36} {figure['seconds']:8.2f} s  {figure['calls']:>5} calls"
+                      + (f"  peak RSS {figure['peak_rss_mib']:7,.0f} MiB" if "peak_rss_mib" in figure else ""))
         print(f"load after: {os.getloadavg()}")
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _measured(root: Path) -> dict:
+def _measured(root: Path, breakdown: bool = False) -> dict:
     """One `segsync sync` in its own process: wall time and that process's peak RSS."""
+    command = ([sys.executable, str(Path(__file__).with_name("sync_breakdown.py")), str(root), "--as-of", AS_OF]
+               if breakdown else [sys.executable, "-m", "segsync", "sync", "--json", "--as-of", AS_OF])
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "segsync", "sync", "--json", "--as-of", AS_OF],
+            command,
             cwd=root, stdout=subprocess.PIPE, stderr=err,
             env=dict(os.environ, SEGSYNC_PLUGINS="files"),
         )
