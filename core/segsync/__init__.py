@@ -21,7 +21,7 @@ from segsync.lazy import lazy_exports
 
 _CONNECTOR = ("Batch", "Capability", "Connector", "ContactChange", "FileSlice",
               "Outcome", "OutcomeReport", "READ_CAPABILITIES", "RecordProblem", "Stream",
-              "TriggerMessage", "WRITE_CAPABILITIES", "WriteResult", "lazy_settings")
+              "TriggerMessage", "WRITE_CAPABILITIES", "WriteResult", "WriteSession", "lazy_settings")
 _STATUSES = ("MAILABLE_STATUSES", "OPT_OUT_STATUSES", "OutcomeStatus", "PartStatus", "RunStatus",
              "SubscriptionStatus")
 _MODEL = ("Attributes", "ConsentRecord", "ConsentStatus", "Contact", "Event", "InvalidEmail", "normalize_email")
@@ -76,6 +76,7 @@ __all__ = [
     "TriggerMessage",
     "WRITE_CAPABILITIES",
     "WriteResult",
+    "WriteSession",
     "hookimpl",
     "lazy_exports",
     "lazy_settings",

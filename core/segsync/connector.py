@@ -24,6 +24,11 @@ one instance per configured *connection* (a named entry under ``[connections]`` 
   ``write``. A connector running write batches concurrently starts a new one only after an
   earlier one was reported, so at most ``write_concurrency`` write batches are ever sent but
   unacknowledged.
+* ``write_session()`` — only for connectors without ``max_batch_size`` whose one write per run
+  replaces everything they hold at once (the files destination): a :class:`WriteSession` that
+  takes the run's changes a page at a time and makes them durable together on ``commit()``,
+  so neither the connector nor the runner holds every change of a large run at once. The
+  runner acknowledges the pages only after the commit.
 
 Records a connector yields use the canonical column names documented in ``docs/records.md``
 (contacts: ``email`` plus attribute columns; events: ``email``, ``type``, ``timestamp``, ``id``,
@@ -257,6 +262,27 @@ class lazy_settings:  # noqa: N801 - used like a class attribute's value, named 
         return f"lazy_settings({self.target!r})"
 
 
+class WriteSession:
+    """One run's write to a connector that replaces what it holds at once, taken in pages
+    (:meth:`Connector.write_session`).
+
+    ``write(changes)`` is called for each page, in the order of the run's diff, and returns one
+    outcome per change as ``write`` does; an ``ok`` is final only once ``commit()`` returned,
+    which makes every page durable at once and returns how many writes (files, calls) it made.
+    ``abort()`` drops what the pages staged; after either, the session is finished. A change
+    for a contact written in an earlier page replaces it, as consecutive ``write`` calls would.
+    """
+
+    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+        raise NotImplementedError
+
+    def commit(self) -> int:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop what the pages staged (the default stages nothing)."""
+
+
 class Connector:
     """Base class of connectors. Subclass it, set the class attributes, override what you declare.
 
@@ -336,6 +362,13 @@ class Connector:
         subscribed and whose consent still allows mail (the core's consent gate for triggers).
         """
         raise NotImplementedError(f"{type(self).__name__} cannot send triggers")
+
+    def write_session(self) -> WriteSession | None:
+        """A :class:`WriteSession` for this run's changes, or None (the default): then the
+        runner calls ``write`` once with every change (no ``max_batch_size``) or once per batch.
+        Offer one only without ``max_batch_size`` and ``write_batch_size``, when the run's
+        changes are written in one atomic replacement that can be built page by page."""
+        return None
 
     def close(self) -> None:
         """Release connections; called once at the end of a run."""

@@ -182,6 +182,55 @@ def test_a_write_batch_is_acknowledged_rejected_audited_and_retried_from_what_wa
         again.close()
 
 
+@pytest.mark.parametrize("committed", [True, False])
+def test_pages_of_a_write_session_are_acknowledged_only_once_it_commits(shop, committed) -> None:
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        planned = {p.change.contact_key: p for b in diff.batches(10) for p in b}
+        report = DestinationReport("crm")
+        ack = Acknowledgement(shop, consent, diff, report)
+        acked = "SELECT contact_key, state_hash FROM acknowledged WHERE destination = 'crm' ORDER BY ALL"
+        ack.written(WrittenBatch(diff, (planned[ANN], planned[BO]), WriteResult(
+            [Outcome.ok(ANN, external_id="x-1"), Outcome.rejected(BO, "Invalid Resource", "email")], 0),
+            pending=True))
+        ack.written(WrittenBatch(diff, (planned[GONE],), WriteResult([Outcome.ok(GONE)], 0), pending=True))
+        # Refusals are final at once; the ok answers wait for the session's commit.
+        assert (report.records_written, report.records_rejected) == (0, 1)
+        assert rows(shop, acked) == [(BO, "old"), (GONE, "old")]
+        assert rows(shop, "SELECT contact_key, refused_by FROM rejected") == [(BO, "destination")]
+        assert rows(shop, "SELECT contact_key, outcome FROM status_changes") == [(BO, "rejected")]
+        assert rows(shop, "SELECT count(*) FROM acknowledged_memberships") == [(0,)]
+        if committed:
+            ack.commit_pending()
+            assert report.records_written == 2
+            assert rows(shop, acked) == [(ANN, planned[ANN].state_hash), (BO, "old")]
+            assert rows(shop, "SELECT contact_key, segment FROM acknowledged_memberships") == [(ANN, "vip")]
+            assert rows(shop, "SELECT external_id, contact_key FROM identities WHERE connection = 'crm'") == [
+                ("x-1", ANN)]
+            assert rows(shop, "SELECT contact_key, outcome FROM status_changes ORDER BY ALL") == [
+                (ANN, "acknowledged"), (BO, "rejected")]
+        else:
+            ack.drop_pending()
+            ack.commit_pending()  # nothing left to commit
+            assert report.records_written == 0
+            assert rows(shop, acked) == [(BO, "old"), (GONE, "old")]
+            assert rows(shop, "SELECT count(*) FROM acknowledged_memberships") == [(0,)]
+        ack.finish(PushResult(diff))
+        assert not {t for t in _temp_tables(shop) if t.startswith("_acknowledging")}
+
+
+def test_a_plugin_gets_no_write_session_through_the_gated_connector(shop) -> None:
+    from segsync.sync.gate import GatedConnector
+
+    class Session(_Recorder):
+        def write_session(self):
+            raise AssertionError("the gated connector must not open a session")
+
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        gated = GatedConnector(Session(), Gate(shop, consent, diff), [])
+        assert gated.write_session() is None
+        assert gated.connection == "crm"  # the rest is delegated
+
+
 def test_planned_changes_the_gate_blocked_are_remembered_as_its_refusals(shop) -> None:
     with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", Memberships(), consent) as diff:
         report = DestinationReport("crm")

@@ -1,75 +1,175 @@
-"""The audience a destination would hold, as CSV and JSONL files replaced atomically."""
+"""The audience a destination would hold, as CSV and JSONL files replaced atomically.
+
+A run's changes come in pages (:class:`AudienceWrite`, the connector's write session): each
+page is sorted and spilled to a temporary file beside the audience, and the commit merges the
+current audience (sorted by email, as this module writes it) with the pages into the new
+files in one streaming pass, so no more than a page of rows is ever held in memory. The files
+are the same, byte for byte, as loading every row, applying the changes and writing them out
+sorted.
+"""
 
 from __future__ import annotations
 
 import csv
+import heapq
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from segsync import KNOWN_ATTRIBUTES, ContactChange, Outcome
+from segsync import KNOWN_ATTRIBUTES, ContactChange, Outcome, WriteResult, WriteSession
 
 
 class AudienceFile:
-    """``<base>.jsonl`` is the state (one object per contact); ``<base>.csv`` mirrors it."""
+    """``<base>.jsonl`` is the state (one object per contact, sorted by email); ``<base>.csv``
+    mirrors it."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
         self.jsonl = base.with_name(base.name + ".jsonl")
         self.csv = base.with_name(base.name + ".csv")
-        self._rows: dict[str, dict[str, Any]] | None = None
 
-    def rows(self) -> dict[str, dict[str, Any]]:
-        if self._rows is None:
-            self._rows = {}
-            if self.jsonl.exists():
-                with self.jsonl.open(encoding="utf-8") as handle:
-                    for line in handle:
-                        if line.strip():
-                            row = json.loads(line)
-                            self._rows[row["email"]] = row
-        return self._rows
+    def session(self) -> AudienceWrite:
+        return AudienceWrite(self)
 
-    def apply(self, changes: Sequence[ContactChange]) -> list[Outcome]:
-        rows = self.rows()
-        outcomes = []
-        for change in changes:
-            if change.op == "delete":
-                rows.pop(change.contact_key, None)
-            else:
-                rows[change.contact_key] = {
-                    "email": change.contact_key,
-                    "status": change.status,
-                    "tags": sorted(change.tags),
-                    "attributes": dict(change.attributes),
-                }
-            outcomes.append(Outcome.ok(change.contact_key))
-        return outcomes
+    def current(self) -> Iterator[tuple[str, str]]:
+        """``(email, JSON line)`` of each row of the audience, in the file's order; the line is
+        the row as this module writes it (keys sorted)."""
+        if not self.jsonl.exists():
+            return
+        with self.jsonl.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    yield row["email"], json.dumps(row, sort_keys=True)
 
-    def save(self) -> int:
-        """Replace both files atomically; return how many files were written."""
-        rows = [self.rows()[key] for key in sorted(self.rows())]
-        self.base.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.jsonl, lambda h: h.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-        custom = sorted({k for r in rows for k in r["attributes"]} - set(KNOWN_ATTRIBUTES))
-        header = ["email", "status", "tags", *KNOWN_ATTRIBUTES, *custom]
 
-        def write_csv(handle) -> None:
-            writer = csv.writer(handle)
-            writer.writerow([_inert(name) for name in header])
-            for r in rows:
-                attrs = r["attributes"]
-                writer.writerow(
-                    _inert(cell)
-                    for cell in [r["email"], r["status"], ";".join(r["tags"])]
-                    + [_cell(attrs.get(name)) for name in (*KNOWN_ATTRIBUTES, *custom)]
-                )
+class AudienceWrite(WriteSession):
+    """Changes to an audience, a page at a time, replacing its files once on :meth:`commit`."""
 
-        _atomic_write(self.csv, write_csv)
+    def __init__(self, audience: AudienceFile) -> None:
+        self.audience = audience
+        self._spill: Path | None = None  # the folder holding the sorted pages
+        self._pages: list[Path] = []
+
+    def write(self, changes: Sequence[ContactChange]) -> WriteResult:
+        """Stage one page: its rows sorted by email (a later change for a contact wins)."""
+        if not changes:
+            return WriteResult([], 0)
+        if self._spill is None:
+            self.audience.base.parent.mkdir(parents=True, exist_ok=True)
+            self._spill = Path(tempfile.mkdtemp(prefix=f".{self.audience.base.name}.pages.",
+                                                dir=self.audience.base.parent))
+        latest = {change.contact_key: change for change in changes}
+        page = self._spill / f"{len(self._pages):06}"
+        with page.open("w", encoding="utf-8") as out:
+            for key in sorted(latest):
+                # One line per contact: its email (JSON), a tab, its row's JSON line or null (deleted).
+                out.write(f"{json.dumps(key)}\t{_row_line(latest[key])}\n")
+        self._pages.append(page)
+        return WriteResult([Outcome.ok(change.contact_key) for change in changes], 0)
+
+    def commit(self) -> int:
+        """Replace both files atomically with the audience and every page; return how many
+        files were written (0 when no page was staged)."""
+        if self._spill is None:
+            return 0
+        try:
+            lines = self._merged()
+            try:
+                columns = self._write_jsonl(lines)
+            except _Unsorted:
+                # Not written by this module (rows out of order): sort the current rows first.
+                lines = self._merged(sorted(dict(self.audience.current()).items()))
+                columns = self._write_jsonl(lines)
+            _atomic_write(self.audience.csv, lambda handle: _write_csv(handle, self.audience.jsonl, columns))
+        finally:
+            self.abort()
         return 2
+
+    def abort(self) -> None:
+        if self._spill is not None:
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._spill, self._pages = None, []
+
+    def _merged(self, current: Iterator[tuple[str, str]] | list[tuple[str, str]] | None = None) -> Iterator[str]:
+        """The new audience's JSON lines in email order: each contact's last change over its
+        current row; deleted contacts left out."""
+        sources = [_tagged(_in_order(self.audience.current()) if current is None else iter(current), 0)]
+        sources += [_tagged(_page(path), number) for number, path in enumerate(self._pages, start=1)]
+        pending: tuple[str, str] | None = None
+        for key, _, line in heapq.merge(*sources):
+            if pending is not None and pending[0] != key and pending[1] != "null":
+                yield pending[1]
+            pending = (key, line)
+        if pending is not None and pending[1] != "null":
+            yield pending[1]
+
+    def _write_jsonl(self, lines: Iterator[str]) -> list[str]:
+        """Write the JSONL state; return the CSV's attribute columns (known, then custom sorted)."""
+        custom: set[str] = set()
+
+        def fill(handle) -> None:
+            for line in lines:
+                handle.write(line + "\n")
+                custom.update(json.loads(line)["attributes"])
+
+        _atomic_write(self.audience.jsonl, fill)
+        return [*KNOWN_ATTRIBUTES, *sorted(custom - set(KNOWN_ATTRIBUTES))]
+
+
+class _Unsorted(Exception):
+    """The current audience file is not in email order."""
+
+
+def _row_line(change: ContactChange) -> str:
+    if change.op == "delete":
+        return "null"
+    return json.dumps({"email": change.contact_key, "status": change.status, "tags": sorted(change.tags),
+                       "attributes": dict(change.attributes)}, sort_keys=True)
+
+
+def _in_order(rows: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """``rows`` as they are, raising :class:`_Unsorted` at the first one out of email order; of
+    two rows for one email (a hand-edited file) the later one counts, as before."""
+    previous: tuple[str, str] | None = None
+    for row in rows:
+        if previous is not None:
+            if row[0] < previous[0]:
+                raise _Unsorted
+            if row[0] != previous[0]:
+                yield previous
+        previous = row
+    if previous is not None:
+        yield previous
+
+
+def _page(path: Path) -> Iterator[tuple[str, str]]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            key, row = line.rstrip("\n").split("\t", 1)
+            yield json.loads(key), row
+
+
+def _tagged(rows: Iterator[tuple[str, str]], source: int) -> Iterator[tuple[str, int, str]]:
+    """Rows with their source's number: of equal emails the merge puts the later source last."""
+    return ((key, source, line) for key, line in rows)
+
+
+def _write_csv(handle, jsonl: Path, columns: list[str]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow([_inert(name) for name in ["email", "status", "tags", *columns]])
+    with jsonl.open(encoding="utf-8") as rows:
+        for line in rows:
+            r = json.loads(line)
+            attrs = r["attributes"]
+            writer.writerow(
+                _inert(cell)
+                for cell in [r["email"], r["status"], ";".join(r["tags"])] + [_cell(attrs.get(name)) for name in columns]
+            )
 
 
 def _cell(value: Any) -> str:

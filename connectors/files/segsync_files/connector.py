@@ -17,7 +17,7 @@ from segsync import (
     WriteResult,
     lazy_settings,
 )
-from segsync_files.audience import AudienceFile
+from segsync_files.audience import AudienceFile, AudienceWrite
 
 if TYPE_CHECKING:
     from segsync_files.settings import FilesSettings
@@ -42,8 +42,8 @@ class FilesConnector(Connector):
         }
     )
     Settings = lazy_settings("segsync_files.settings:FilesSettings")  # pydantic: on first use
-    # No limit: the push stage hands over the whole diff in one write, one atomic rewrite of
-    # the audience per run (a limit would rewrite every file once per batch).
+    # No limit: one atomic rewrite of the audience per run (a limit would rewrite every file
+    # once per batch). The push stage hands the diff over a page at a time (write_session).
     max_batch_size = None
 
     settings: FilesSettings
@@ -237,10 +237,17 @@ class FilesConnector(Connector):
     def write(self, changes: Sequence[ContactChange]) -> WriteResult:
         if not changes:
             return WriteResult([], 0)
-        audience = self._audience()
-        outcomes = audience.apply(changes)
-        calls = audience.save()
-        return WriteResult(outcomes, calls)
+        session = self.write_session()
+        try:
+            written = session.write(changes)
+            return WriteResult(written.outcomes, session.commit())
+        finally:
+            session.abort()
+
+    def write_session(self) -> AudienceWrite:
+        """The run's changes a page at a time, merged into the audience in one atomic rewrite
+        (segsync_files.audience): memory holds a page, not the whole audience."""
+        return self._audience().session()
 
 
 def _leading_parts(pattern: Path) -> list[str]:

@@ -1,7 +1,8 @@
 """The files destination rewrites its audience once per run, however many changes the run has.
 
-It declares no ``max_batch_size``: the push stage hands it the whole diff in one ``write``
-(before, it cut the diff into batches of 10,000 and every batch re-sorted, re-serialised and
+It declares no ``max_batch_size`` and offers a write session: the push stage hands it the diff
+a page at a time (10,000 changes) and commits once, which rewrites the audience once (before
+the fix, it cut the diff into batches of 10,000 and every batch re-sorted, re-serialised and
 fsynced the whole audience: 3 rewrites for 25,000 changes, 81 for 1,000,000).
 """
 
@@ -50,22 +51,36 @@ def _project(root: Path, opted_out: range = range(0)) -> None:
 
 
 class Counted:
-    """Counts the files connector's write calls and changes, and the audience files it replaces."""
+    """Counts the files connector's write calls, the pages of its write sessions and their
+    commits, and the audience files it replaces."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.writes: list[int] = []
+        self.pages: list[int] = []
+        self.commits = 0
         self.replaced: list[str] = []
         write, atomic_write = FilesConnector.write, audience_module._atomic_write
+        page, commit = audience_module.AudienceWrite.write, audience_module.AudienceWrite.commit
 
         def counted_write(connector, changes):
             self.writes.append(len(changes))
             return write(connector, changes)
+
+        def counted_page(session, changes):
+            self.pages.append(len(changes))
+            return page(session, changes)
+
+        def counted_commit(session):
+            self.commits += 1
+            return commit(session)
 
         def counted_atomic_write(path, fill):
             self.replaced.append(path.name)
             return atomic_write(path, fill)
 
         monkeypatch.setattr(FilesConnector, "write", counted_write)
+        monkeypatch.setattr(audience_module.AudienceWrite, "write", counted_page)
+        monkeypatch.setattr(audience_module.AudienceWrite, "commit", counted_commit)
         monkeypatch.setattr(audience_module, "_atomic_write", counted_atomic_write)
 
 
@@ -91,7 +106,7 @@ def test_a_sync_of_25000_changes_is_one_write_and_one_rewrite_acknowledged_once(
     summary = _run(root)
     upload = summary.destinations[0]
     assert (summary.status, upload.status) == ("succeeded", "ok")
-    assert counted.writes == [CONTACTS]
+    assert (counted.writes, counted.pages, counted.commits) == ([], [10_000, 10_000, 5_000], 1)
     assert counted.replaced == ["audience.jsonl", "audience.csv"]
     assert (upload.planned, upload.records_written, upload.write_calls) == ({"add": CONTACTS}, CONTACTS, 2)
     rows = _audience(root)
@@ -110,7 +125,7 @@ def test_a_sync_of_25000_changes_is_one_write_and_one_rewrite_acknowledged_once(
     # Acknowledged once, for all of them: the next run plans and writes nothing.
     again = _run(root)
     assert (again.destinations[0].planned, again.destinations[0].write_calls) == ({}, 0)
-    assert counted.writes == [CONTACTS]
+    assert (counted.writes, counted.pages, counted.commits) == ([], [10_000, 10_000, 5_000], 1)
 
 
 def test_opt_outs_and_updates_of_one_run_are_still_one_write(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +135,7 @@ def test_opt_outs_and_updates_of_one_run_are_still_one_write(root: Path, monkeyp
     counted = Counted(monkeypatch)
     upload = _run(root).destinations[0]
     assert upload.planned == {"unsubscribe": CONTACTS // 2}
-    assert counted.writes == [CONTACTS // 2]
+    assert (counted.writes, counted.pages, counted.commits) == ([], [10_000, CONTACTS // 2 - 10_000], 1)
     assert counted.replaced == ["audience.jsonl", "audience.csv"]
     statuses = [row["status"] for row in _audience(root)]
     assert (statuses.count("unsubscribed"), statuses.count("subscribed")) == (CONTACTS // 2, CONTACTS // 2)
@@ -134,7 +149,7 @@ def test_a_failed_rewrite_acknowledges_nothing_and_the_next_run_writes_everythin
         def full_disk(self) -> int:
             raise OSError(28, "No space left on device")
 
-        failing.setattr(audience_module.AudienceFile, "save", full_disk)
+        failing.setattr(audience_module.AudienceWrite, "commit", full_disk)
         upload = _run(root).destinations[0]
     assert (upload.status, upload.records_written, upload.records_retrying) == ("failed", 0, CONTACTS)
     assert upload.error.endswith("(connection 'upload') failed writing: OSError: [Errno 28] No space left on device")
@@ -143,5 +158,5 @@ def test_a_failed_rewrite_acknowledges_nothing_and_the_next_run_writes_everythin
     counted = Counted(monkeypatch)
     upload = _run(root).destinations[0]
     assert (upload.status, upload.planned, upload.records_written) == ("ok", {"add": CONTACTS}, CONTACTS)
-    assert counted.writes == [CONTACTS]
+    assert (counted.pages, counted.commits) == ([10_000, 10_000, 5_000], 1)
     assert len(_audience(root)) == CONTACTS

@@ -8,6 +8,11 @@ retryable record errors (planned again next run); and the status-changing upsert
 ``status_changes`` audit, with the ledger record or suppression that decided them. At the end
 (:meth:`Acknowledgement.finish`) it settles the destination's status and stores it with the run.
 
+The pages of a connector's write session (``WrittenBatch.pending``) are final only once the
+session commits: their refusals and errors are committed as they come, their ``ok`` outcomes are
+staged in a table of their own and acknowledged together by :meth:`Acknowledgement.commit_pending`
+(or dropped by :meth:`Acknowledgement.drop_pending` when the commit failed).
+
 Everything it writes comes from the planned changes the push stage hands over and the run's
 effective consent; it reads no other stage's tables.
 """
@@ -48,6 +53,9 @@ class Acknowledgement:
         self.report = report
         # This batch's answers, staged once for the set-based writes (private, unique per object).
         self._batch = f"_acknowledging_{next(self._numbers)}"
+        # The ok answers of a write session's pages, acknowledged once it commits.
+        self._pending = f"{self._batch}_pending"
+        self._has_pending = False
 
     def _check(self, diff: DestinationDiff) -> None:
         if diff is not self.diff:
@@ -110,9 +118,39 @@ class Acknowledgement:
             self._stage([(planned[k], OutcomeStatus.OK, None, external_ids.get(k)) for k in ok_keys]
                         + [(planned[k], OutcomeStatus.REJECTED, reason, None) for k, reason in rejections.items()])
             self._remember(refused_by="destination")
-            self._acknowledge()
-            self._audit()
-        report.records_written += len(ok_keys)
+            if batch.pending:
+                self._audit(self._batch, "b.outcome = 'rejected'")
+                self._hold()
+            else:
+                self._acknowledge(self._batch)
+                self._audit(self._batch)
+        if not batch.pending:
+            report.records_written += len(ok_keys)
+
+    def commit_pending(self) -> None:
+        """The write session committed: acknowledge the ok outcomes of its pages."""
+        if not self._has_pending:
+            return
+        with self.store.transaction():
+            self._acknowledge(self._pending)
+            self._audit(self._pending)
+            written = self.store.con.execute(f"SELECT count(*) FROM {self._pending}").fetchall()[0][0]
+            self.store.con.execute(f"DROP TABLE {self._pending}")
+        self._has_pending = False
+        self.report.records_written += written
+
+    def drop_pending(self) -> None:
+        """The write session failed: its pages' ok outcomes are not acknowledged (planned again)."""
+        self.store.con.execute(f"DROP TABLE IF EXISTS {self._pending}")
+        self._has_pending = False
+
+    def _hold(self) -> None:
+        """Keep this page's ok answers for :meth:`commit_pending`."""
+        con = self.store.con
+        if not self._has_pending:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {self._pending} AS SELECT * FROM {self._batch} LIMIT 0")
+            self._has_pending = True
+        con.execute(f"INSERT INTO {self._pending} SELECT * FROM {self._batch} WHERE outcome = 'ok'")
 
     def finish(self, pushed: PushResult) -> DestinationReport:
         """Settle the destination's status from what was pushed and acknowledged; store it."""
@@ -164,6 +202,7 @@ class Acknowledgement:
             error=report.error,
         )
         self.store.con.execute(f"DROP TABLE IF EXISTS {self._batch}")
+        self.drop_pending()
         return report
 
     # -- set-based writes of one batch ---------------------------------------------------------
@@ -203,9 +242,9 @@ class Acknowledgement:
             {"dest": self.destination, "run": self.run_id, "by": refused_by},
         )
 
-    def _acknowledge(self) -> None:
-        """The destination now holds what was planned for the ``ok`` answers."""
-        con, batch = self.store.con, self._batch
+    def _acknowledge(self, batch: str) -> None:
+        """The destination now holds what was planned for the ``ok`` answers staged in ``batch``."""
+        con = self.store.con
         params = {"dest": self.destination, "run": self.run_id}
         dest = {"dest": self.destination}
         ok = f"SELECT contact_key FROM {batch} WHERE outcome = 'ok'"
@@ -244,9 +283,10 @@ class Acknowledgement:
             dest,
         )
 
-    def _audit(self) -> None:
-        """A ``status_changes`` row for each acknowledged or refused upsert that changes the
-        person's subscription status, with what decided the new status."""
+    def _audit(self, batch: str, where: str = "true") -> None:
+        """A ``status_changes`` row for each acknowledged or refused upsert staged in ``batch``
+        (those matching ``where``) that changes the person's subscription status, with what
+        decided the new status."""
         self.store.con.execute(
             f"""
             INSERT INTO status_changes (run_id, destination, contact_key, channel, purpose, action,
@@ -254,9 +294,9 @@ class Acknowledgement:
             SELECT $run, $dest, b.contact_key, 'email', 'marketing', b.action, b.previous_status, b.status,
                    e.ledger_id, e.suppression_id, e.policy,
                    CASE b.outcome WHEN 'ok' THEN 'acknowledged' ELSE 'rejected' END, b.reason, now()
-            FROM {self._batch} b
+            FROM {batch} b
             LEFT JOIN ({self.consent.status_sql(self.destination)}) e USING (contact_key)
-            WHERE b.op = 'upsert' AND b.status IS DISTINCT FROM b.previous_status
+            WHERE b.op = 'upsert' AND b.status IS DISTINCT FROM b.previous_status AND {where}
             """,
             {"run": self.run_id, "dest": self.destination},
         )

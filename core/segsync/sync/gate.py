@@ -302,7 +302,8 @@ class GatedConnector:
     with a ``write`` that rebuilds and checks every change first. Everything else is delegated.
 
     ``batch`` is the push stage's own plain changes; the hook gets copies (:meth:`handed_over`), and
-    ``write`` passes on only changes equal to one of the batch, each at most once. ``caller``
+    ``write`` passes on only changes equal to one of the batch, each at most once (to ``writer``
+    when given: a page of the connector's write session). ``caller``
     names the plugin calling ``write`` (the plugin host knows it); ``plugin`` the connector's own,
     which contract errors (:mod:`segsync.sync.contract`) name. After :meth:`close` every
     ``write`` raises.
@@ -316,8 +317,12 @@ class GatedConnector:
         caller: Callable[[], str | None] = lambda: None,
         report: OutcomeReport | None = None,
         plugin: str | None = None,
+        writer: Callable[[Sequence[ContactChange]], WriteResult] | None = None,
     ) -> None:
         self._connector = connector
+        # Where the checked changes go: the connector's write, or the page write of its
+        # session (Connector.write_session) the push stage opened.
+        self._writer = writer
         self._plugin = plugin  # the connector's plugin: contract errors name it
         self._gate = gate
         self._caller = caller
@@ -346,6 +351,10 @@ class GatedConnector:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connector, name)
+
+    def write_session(self) -> None:
+        """Not offered to plugins: a session's writes would pass no gate (the push stage opens it)."""
+        return None
 
     def handed_over(self) -> tuple[ContactChange, ...]:
         """Fresh copies of the batch for the hook: what a plugin does to them stays with it."""
@@ -406,6 +415,8 @@ class GatedConnector:
         keys = {c.contact_key for c in passed}
         if not passed:
             result = WriteResult([], 0)
+        elif self._writer is not None:
+            result = self._take(self._writer(passed), keys)
         elif self._report is not None and self._connector.write_batch_size:
             result = self._take(self._connector.write(passed, report=self._forward(keys)), keys)
         else:

@@ -10,9 +10,14 @@ what is still in flight. A plugin that raises stops this destination's push; wha
 acknowledged by then is planned again on the next run.
 
 A batch holds at most ``Connector.max_batch_size`` changes. A connector without that limit
-(``None``, e.g. the files destination, which rewrites its audience atomically) gets the whole
-diff as one batch: one write call per run, acknowledged once after it. The diff is still read
-and gated page by page, so per-change work stays the same whatever the batch size.
+gets the whole diff as one batch: one write call per run, acknowledged once after it. The diff
+is still read and gated page by page, so per-change work stays the same whatever the batch
+size. A connector without that limit that offers a write session (``Connector.write_session``,
+e.g. the files destination, which rewrites its audience atomically) gets the diff a page at a
+time instead, each page through the hook like a batch, and one ``commit`` at the end: its
+pages are acknowledged (:meth:`~segsync.sync.ack.Acknowledgement.commit_pending`) only once the
+commit returned, so nothing holds every change of a large run at once and a crash before the
+commit acknowledges nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from segsync.connector import Connector, Outcome, WriteResult
+from segsync.connector import Connector, Outcome, WriteResult, WriteSession
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
 from segsync.sync.diff import DestinationDiff, PlannedChange
@@ -41,6 +46,8 @@ class WrittenBatch:
     diff: DestinationDiff
     planned: tuple[PlannedChange, ...]
     result: WriteResult
+    # A page of a write session: its ok outcomes are final only once the session commits.
+    pending: bool = False
 
 
 @dataclass
@@ -61,6 +68,10 @@ class Acknowledger(Protocol):
     def refused(self, gate: Gate, blocked: Sequence[Blocked], planned: Sequence[PlannedChange]) -> None: ...
 
     def written(self, batch: WrittenBatch) -> None: ...
+
+    def commit_pending(self) -> None: ...
+
+    def drop_pending(self) -> None: ...
 
 
 def push(
@@ -86,26 +97,25 @@ def push(
         if done:
             ack.written(WrittenBatch(diff, tuple(done), WriteResult(list(outcomes), 0)))
 
+    session = connector.write_session() if connector.max_batch_size is None and diff.total else None
+    page_size = PAGE_SIZE if session is not None else connector.max_batch_size
     with reporter.phase(f"push {name}", total=diff.total) as advance:
-        for batch, planned_count in _gated_batches(diff, gate, ack, connector.max_batch_size):
+        for batch, planned_count in _gated_batches(diff, gate, ack, page_size):
             if not batch:
                 advance(planned_count)
                 continue
             # Hooks get copies of the batch and a connector bound to it: only changes equal
             # to the push stage's own, checked again, reach the connector (sync/gate.py).
             gated = GatedConnector(connector, gate, [p.change for p in batch], host.calling_plugin,
-                                   report=acknowledge, plugin=plugin)
+                                   report=acknowledge, plugin=plugin,
+                                   writer=session.write if session is not None else None)
             in_flight.clear()
             in_flight.update((p.change.contact_key, p) for p in batch)
             try:
                 result = host.push(gated, gated.handed_over(), gate.run_id)
             except Exception as exc:
                 # What was not reported before the failure is planned again next run.
-                raiser = host.raised_by(exc, "segsync_push") or plugin
-                pushed.error = (
-                    f"plugin {raiser!r} (connection {name!r}) failed writing: {type(exc).__name__}: {exc}"
-                )
-                log.error(pushed.error)
+                pushed.error = _failed(host, exc, plugin, name)
                 break
             finally:
                 gated.close()
@@ -114,9 +124,36 @@ def push(
             pushed.problems.extend(p for p in settled.problems if p not in pushed.problems)
             pushed.contract_errors.extend(e for e in settled.contract_errors if e not in pushed.contract_errors)
             pushed.write_calls += settled.result.calls
-            ack.written(WrittenBatch(diff, tuple(in_flight.values()), settled.result))
+            ack.written(WrittenBatch(diff, tuple(in_flight.values()), settled.result, pending=session is not None))
             advance(planned_count)
+        if session is not None:
+            _finish_session(session, pushed, ack, host, plugin, name)
     return pushed
+
+
+def _failed(host: PluginHost, exc: Exception, plugin: str | None, name: str) -> str:
+    raiser = host.raised_by(exc, "segsync_push") or plugin
+    error = f"plugin {raiser!r} (connection {name!r}) failed writing: {type(exc).__name__}: {exc}"
+    log.error(error)
+    return error
+
+
+def _finish_session(
+    session: WriteSession, pushed: PushResult, ack: Acknowledger, host: PluginHost, plugin: str | None, name: str
+) -> None:
+    """Commit the session's pages and acknowledge them; after a failure, drop both."""
+    if pushed.error is None:
+        try:
+            pushed.write_calls += session.commit()
+        except Exception as exc:
+            pushed.error = _failed(host, exc, plugin, name)
+    if pushed.error is None:
+        ack.commit_pending()
+        return
+    try:
+        session.abort()
+    finally:
+        ack.drop_pending()
 
 
 def _gated_batches(
