@@ -297,6 +297,14 @@ class PluginHost:
             raise PluginError("no plugin implemented segsync_push (the core's default is missing)")
         return result
 
+    def only_core_pushes(self) -> bool:
+        """True when the core's own ``segsync_push`` (which hands the batch to the connector's
+        write) is the only implementation: then no plugin code sees the changes on their way."""
+        from segsync.default_plugins import push
+
+        impls = self.pm.hook.segsync_push.get_hookimpls()
+        return len(impls) == 1 and impls[0].function is push.segsync_push
+
     def calling_plugin(self, hook_name: str = "segsync_push") -> str | None:
         """The plugin whose ``hook_name`` implementation is running below the caller, if any:
         the innermost implementation frame on the current stack."""

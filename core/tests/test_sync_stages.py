@@ -316,6 +316,46 @@ def test_the_gate_keeps_no_copy_of_the_push_stages_changes_and_the_connector_get
         assert [(o.contact_key, o.status, o.field) for o in refused.outcomes] == [(ANN, "rejected", "attributes")]
 
 
+def test_with_only_the_cores_hook_the_batch_itself_is_handed_over_and_written_as_it_is(shop) -> None:
+    from segsync.sync.gate import GatedConnector
+
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        planned = [p.change for page in diff.batches(10) for p in page]
+        connector = _Recorder()
+        gated = GatedConnector(connector, Gate(shop, consent, diff), planned, only_core=True)
+        handed = gated.handed_over()
+        assert [id(c) for c in handed] == [id(c) for c in planned]
+        result = gated.write(handed)
+        assert [id(c) for c in connector.given] == [id(c) for c in planned]
+        assert [(o.contact_key, o.status) for o in result.outcomes] == [(BO, "ok"), (GONE, "ok"), (ANN, "ok")]
+        # Anything but that very tuple, once, is checked as a plugin's write would be.
+        again = gated.write(handed)
+        assert len(connector.given) == 3
+        assert [(o.contact_key, o.field) for o in again.outcomes] == [
+            (BO, "contact_key"), (GONE, "contact_key"), (ANN, "contact_key")]
+        settled = gated.settle(result)
+        assert [(o.contact_key, o.status) for o in settled.result.outcomes] == [
+            (BO, "ok"), (GONE, "ok"), (ANN, "ok")]
+        assert settled.problems == ["a segsync_push plugin passed a second change for the same contact in "
+                                    "one batch (field contact_key)"]
+
+
+def test_the_host_knows_when_only_the_cores_hook_pushes() -> None:
+    from segsync import hookimpl
+    from segsync.plugins import PluginHost
+
+    host = PluginHost(load_entry_points=False)
+    assert host.only_core_pushes()
+
+    class Observer:
+        @hookimpl(wrapper=True)
+        def segsync_push(self, connector, changes, run_id):
+            return (yield)
+
+    host.pm.register(Observer(), name="observer")
+    assert not host.only_core_pushes()
+
+
 @pytest.mark.parametrize(("a", "b", "field"), [
     ({"n": 1}, {"n": True}, "attributes"),
     ({"n": 1}, {"n": 1.0}, "attributes"),

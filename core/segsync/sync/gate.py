@@ -15,7 +15,10 @@ implementation that injects, alters or disguises changes) and planner bugs. It i
    after the check, therefore cannot change what the connector receives. The push stage's
    changes are checked but not copied (no plugin can reach them) and the plugin's items are
    copied a page at a time, so a batch of a million changes costs one extra copy for the hook,
-   not several per change.
+   not several per change. When the core's own ``segsync_push`` is the only implementation
+   (``PluginHost.only_core_pushes``), no plugin code ever holds the changes: the hook is handed
+   the batch itself, and its write of exactly that tuple goes to the connector unchanged (the
+   push stage's split already checked those very objects); any other write is checked as above.
 
 What reaches the acknowledgement (:mod:`segsync.sync.ack`) is settled by the gate too
 (:meth:`GatedConnector.settle`): only a change the connector itself answered ``ok`` is
@@ -318,6 +321,7 @@ class GatedConnector:
         report: OutcomeReport | None = None,
         plugin: str | None = None,
         writer: Callable[[Sequence[ContactChange]], WriteResult] | None = None,
+        only_core: bool = False,
     ) -> None:
         self._connector = connector
         # Where the checked changes go: the connector's write, or the page write of its
@@ -339,6 +343,10 @@ class GatedConnector:
                     change.contact_key, f"the change cannot be pushed: {exc}", exc.field)
         # An endless generator must not hang the run; room for a batch written twice, and junk.
         self._most_read = 2 * len(self._batch) + 100
+        # With only the core's segsync_push installed no plugin code ever holds the changes:
+        # the hook gets the batch itself, and a write of exactly that tuple is the push
+        # stage's own changes, which the gate split already passed (nothing to copy or compare).
+        self._own: tuple[ContactChange, ...] | None = tuple(self._batch.values()) if only_core else None
         self._handed: set[str] = set()  # keys given to the connector in this batch
         self._answered: dict[str, Outcome] = {}  # the connector's own outcome per key
         self._refused: dict[str, str] = {}  # key of the batch → why a write of it was refused
@@ -357,7 +365,10 @@ class GatedConnector:
         return None
 
     def handed_over(self) -> tuple[ContactChange, ...]:
-        """Fresh copies of the batch for the hook: what a plugin does to them stays with it."""
+        """Fresh copies of the batch for the hook: what a plugin does to them stays with it
+        (with only the core's own hook: the batch itself)."""
+        if self._own is not None:
+            return self._own
         return tuple(plain_change(c) for c in self._batch.values())
 
     def close(self) -> None:
@@ -371,6 +382,8 @@ class GatedConnector:
                 f"{plugin} called write on connection {self._connector.connection!r} for a batch "
                 "that is finished; write only the changes of the current segsync_push call"
             )
+        if self._own is not None and changes is self._own and not self._handed:
+            return self._write_own()
         try:
             items = list(islice(iter(changes), self._most_read + 1))
         except TypeError:
@@ -422,6 +435,19 @@ class GatedConnector:
         else:
             result = self._take(self._connector.write(passed), keys)
         return WriteResult([*result.outcomes, *refused], result.calls)
+
+    def _write_own(self) -> WriteResult:
+        """The core's hook wrote the batch it was handed: the connector gets it as it is."""
+        assert self._own is not None
+        keys = set(self._batch)
+        self._handed.update(keys)
+        if not self._own:
+            return WriteResult([], 0)
+        if self._writer is not None:
+            return self._take(self._writer(self._own), keys)
+        if self._report is not None and self._connector.write_batch_size:
+            return self._take(self._connector.write(self._own, report=self._forward(keys)), keys)
+        return self._take(self._connector.write(self._own), keys)
 
     def _mismatch(self, change: ContactChange) -> tuple[str | None, str] | None:
         key = change.contact_key

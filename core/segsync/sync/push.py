@@ -88,6 +88,7 @@ def push(
     name = diff.destination
     plugin = host.connector_plugin(connector.type_name)
     pushed = PushResult(diff)
+    only_core = host.only_core_pushes()
     in_flight: dict[str, PlannedChange] = {}  # this batch's changes not yet acknowledged
 
     def acknowledge(outcomes: Sequence[Outcome]) -> None:
@@ -108,7 +109,7 @@ def push(
             # to the push stage's own, checked again, reach the connector (sync/gate.py).
             gated = GatedConnector(connector, gate, [p.change for p in batch], host.calling_plugin,
                                    report=acknowledge, plugin=plugin,
-                                   writer=session.write if session is not None else None)
+                                   writer=session.write if session is not None else None, only_core=only_core)
             in_flight.clear()
             in_flight.update((p.change.contact_key, p) for p in batch)
             try:
