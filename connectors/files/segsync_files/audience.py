@@ -35,16 +35,16 @@ class AudienceFile:
     def session(self) -> AudienceWrite:
         return AudienceWrite(self)
 
-    def current(self) -> Iterator[tuple[str, str]]:
-        """``(email, JSON line)`` of each row of the audience, in the file's order; the line is
-        the row as this module writes it (keys sorted)."""
+    def current(self) -> Iterator[tuple[str, str, list[str]]]:
+        """``(email, JSON line, attribute names)`` of each row of the audience, in the file's
+        order; the line is the row as this module writes it (keys sorted)."""
         if not self.jsonl.exists():
             return
         with self.jsonl.open(encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():
                     row = json.loads(line)
-                    yield row["email"], json.dumps(row, sort_keys=True)
+                    yield row["email"], json.dumps(row, sort_keys=True), list(row["attributes"])
 
 
 class AudienceWrite(WriteSession):
@@ -67,8 +67,11 @@ class AudienceWrite(WriteSession):
         page = self._spill / f"{len(self._pages):06}"
         with page.open("w", encoding="utf-8") as out:
             for key in sorted(latest):
-                # One line per contact: its email (JSON), a tab, its row's JSON line or null (deleted).
-                out.write(f"{json.dumps(key)}\t{_row_line(latest[key])}\n")
+                # One line per contact: its email and attribute names (JSON), and its row's JSON
+                # line or null (deleted), tab-separated (JSON escapes a tab inside a string).
+                change = latest[key]
+                names = [] if change.op == "delete" else list(change.attributes)
+                out.write(f"{json.dumps(key)}\t{json.dumps(names)}\t{_row_line(change)}\n")
         self._pages.append(page)
         return WriteResult([Outcome.ok(change.contact_key) for change in changes], 0)
 
@@ -83,7 +86,8 @@ class AudienceWrite(WriteSession):
                 columns = self._write_jsonl(lines)
             except _Unsorted:
                 # Not written by this module (rows out of order): sort the current rows first.
-                lines = self._merged(sorted(dict(self.audience.current()).items()))
+                latest = {key: (key, line, names) for key, line, names in self.audience.current()}
+                lines = self._merged([latest[key] for key in sorted(latest)])
                 columns = self._write_jsonl(lines)
             _atomic_write(self.audience.csv, lambda handle: _write_csv(handle, self.audience.jsonl, columns))
         finally:
@@ -95,27 +99,27 @@ class AudienceWrite(WriteSession):
             shutil.rmtree(self._spill, ignore_errors=True)
             self._spill, self._pages = None, []
 
-    def _merged(self, current: Iterator[tuple[str, str]] | list[tuple[str, str]] | None = None) -> Iterator[str]:
-        """The new audience's JSON lines in email order: each contact's last change over its
-        current row; deleted contacts left out."""
+    def _merged(self, current: list[Row] | None = None) -> Iterator[tuple[str, list[str]]]:
+        """The new audience's JSON lines in email order, each with its attribute names: each
+        contact's last change over its current row; deleted contacts left out."""
         sources = [_tagged(_in_order(self.audience.current()) if current is None else iter(current), 0)]
         sources += [_tagged(_page(path), number) for number, path in enumerate(self._pages, start=1)]
-        pending: tuple[str, str] | None = None
-        for key, _, line in heapq.merge(*sources):
+        pending: tuple[str, str, list[str]] | None = None
+        for key, _, line, names in heapq.merge(*sources):
             if pending is not None and pending[0] != key and pending[1] != "null":
-                yield pending[1]
-            pending = (key, line)
+                yield pending[1], pending[2]
+            pending = (key, line, names)
         if pending is not None and pending[1] != "null":
-            yield pending[1]
+            yield pending[1], pending[2]
 
-    def _write_jsonl(self, lines: Iterator[str]) -> list[str]:
+    def _write_jsonl(self, lines: Iterator[tuple[str, list[str]]]) -> list[str]:
         """Write the JSONL state; return the CSV's attribute columns (known, then custom sorted)."""
         custom: set[str] = set()
 
         def fill(handle) -> None:
-            for line in lines:
+            for line, names in lines:
                 handle.write(line + "\n")
-                custom.update(json.loads(line)["attributes"])
+                custom.update(names)
 
         _atomic_write(self.audience.jsonl, fill)
         return [*KNOWN_ATTRIBUTES, *sorted(custom - set(KNOWN_ATTRIBUTES))]
@@ -132,10 +136,13 @@ def _row_line(change: ContactChange) -> str:
                        "attributes": dict(change.attributes)}, sort_keys=True)
 
 
-def _in_order(rows: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+Row = tuple[str, str, list[str]]  # email, JSON line (or null: deleted), attribute names
+
+
+def _in_order(rows: Iterator[Row]) -> Iterator[Row]:
     """``rows`` as they are, raising :class:`_Unsorted` at the first one out of email order; of
     two rows for one email (a hand-edited file) the later one counts, as before."""
-    previous: tuple[str, str] | None = None
+    previous: Row | None = None
     for row in rows:
         if previous is not None:
             if row[0] < previous[0]:
@@ -147,16 +154,17 @@ def _in_order(rows: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str]]:
         yield previous
 
 
-def _page(path: Path) -> Iterator[tuple[str, str]]:
+def _page(path: Path) -> Iterator[Row]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
-            key, row = line.rstrip("\n").split("\t", 1)
-            yield json.loads(key), row
+            key, names, row = line.rstrip("\n").split("\t", 2)
+            yield json.loads(key), row, json.loads(names)
 
 
-def _tagged(rows: Iterator[tuple[str, str]], source: int) -> Iterator[tuple[str, int, str]]:
-    """Rows with their source's number: of equal emails the merge puts the later source last."""
-    return ((key, source, line) for key, line in rows)
+def _tagged(rows: Iterator[Row], source: int) -> Iterator[tuple[str, int, str, list[str]]]:
+    """Rows with their source's number: of equal emails the merge puts the later source last
+    (a source holds an email once, so the comparison never reaches the line)."""
+    return ((key, source, line, names) for key, line, names in rows)
 
 
 def _write_csv(handle, jsonl: Path, columns: list[str]) -> None:
