@@ -176,8 +176,10 @@ def segsync_push(
     Called by the push stage of a sync run for every batch of every destination, after the
     consent gate. The core implements it (``trylast``) by calling ``connector.write(changes)``; a
     connector that declares ``write_batch_size`` reports its write batches during that call and
-    the acknowledge stage commits them at once (see :class:`~segsync.connector.Connector`).
-    Plugins wrap it with ``@hookimpl(wrapper=True)`` to observe or time a push, or answer first with
+    the acknowledge stage commits them at once (see :class:`~segsync.connector.Connector`). A
+    connector with a write session (``Connector.write_session``, e.g. the files destination)
+    gets the run's changes in pages of 10,000, one call each, and its session commits them all
+    after the last; nothing of them is acknowledged before. Plugins wrap it with ``@hookimpl(wrapper=True)`` to observe or time a push, or answer first with
     ``@hookimpl(tryfirst=True)`` returning their own result to veto a batch (return None to let
     the push happen).
 
