@@ -45,7 +45,8 @@ EXPECTED_ALL = [
     "Event", "FileSlice", "InvalidEmail", "KNOWN_ATTRIBUTES", "MAILABLE_STATUSES",
     "OPT_OUT_STATUSES", "Outcome", "OutcomeReport", "OutcomeStatus", "PartStatus", "READ_CAPABILITIES",
     "RecordProblem", "RegisterConnector", "RegisterEventType", "RunStatus", "SegmentChange", "SegmentChanges",
-    "Stream", "SubscriptionStatus", "TriggerMessage", "WRITE_CAPABILITIES", "WriteResult", "hookimpl", "lazy_exports",
+    "Stream", "SubscriptionStatus", "TriggerMessage", "WRITE_CAPABILITIES", "WriteResult", "WriteSession",
+    "hookimpl", "lazy_exports",
     "lazy_settings",
     "mask_email", "normalize_email",
 ]
