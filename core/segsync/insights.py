@@ -60,6 +60,21 @@ class GroupSplit:
         return sum(n for _, n in self.parts)
 
 
+def parse_as_of(text: str) -> datetime:
+    """An ISO 8601 instant with a zone (``Z`` or an offset), in UTC: what ``--as-of`` takes.
+    ``ValueError`` names what is wrong."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; add Z or an offset")
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range in UTC") from None
+
+
 def destinations(config: ProjectConfig, host: PluginHost) -> list[str]:
     """The connections a sync pushes to (what the connector can write, unless push = false)."""
     from segsync.config import ConfigError, instantiate_connection
@@ -267,5 +282,6 @@ def _insights(project: ProjectConfig, host: PluginHost, as_of: datetime | None, 
 
 __all__ = [
     "BASES", "STATUS_ORDER", "ConsentCount", "GroupSplit", "HistoryRow", "Insights", "Overlap",
-    "Performance", "ScoreDistribution", "SegmentSize", "open_insights", "parse_window", "read_insights",
+    "Performance", "ScoreDistribution", "SegmentSize", "open_insights", "parse_as_of", "parse_window",
+    "read_insights",
 ]

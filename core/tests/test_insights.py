@@ -198,3 +198,16 @@ def test_score_distributions(small: Project) -> None:
     with small.insights(as_of=FEB_10) as view:
         assert [(d.model, d.run_id, d.bins) for d in view.score_distributions()] == [
             ("broken", 1, (0, 0, 0, 0, 0, 1, 0, 0, 0, 0)), ("churn", 1, (0, 0, 0, 0, 0, 0, 0, 0, 0, 1))]
+
+
+def test_parse_as_of_names_what_is_wrong() -> None:
+    from segsync.insights import parse_as_of
+
+    assert parse_as_of("2024-02-10T01:00:00+01:00") == FEB_10
+    assert parse_as_of("2024-02-10T00:00:00Z") == FEB_10
+    with pytest.raises(ValueError, match=r"^'2024-02-10T00:00:00' has no time zone; add Z or an offset$"):
+        parse_as_of("2024-02-10T00:00:00")
+    with pytest.raises(ValueError, match=r"^'yesterday' is not an ISO 8601 timestamp$"):
+        parse_as_of("yesterday")
+    with pytest.raises(ValueError, match=r"^'0001-01-01T00:00:00\+01:00' is out of range in UTC$"):
+        parse_as_of("0001-01-01T00:00:00+01:00")

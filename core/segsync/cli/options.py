@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 
 import click
 
@@ -12,16 +12,12 @@ def parse_time(value: str | None) -> datetime | None:
     """An ISO 8601 instant with a zone (``Z`` or an offset), in UTC; None stays None."""
     if value is None:
         return None
+    from segsync.insights import parse_as_of
+
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} has no time zone; add Z or an offset")
-    try:
-        return parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise click.BadParameter(f"{value!r} is out of range in UTC") from None
+        return parse_as_of(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def as_of_option(help: str):

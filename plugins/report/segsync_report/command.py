@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 
 def _as_of(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
+    from segsync.insights import parse_as_of
+
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 timestamp") from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} has no time zone; add Z or an offset")
-    return parsed.astimezone(timezone.utc)
+        return None if value is None else parse_as_of(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command("report")

@@ -115,6 +115,15 @@ def test_every_table_holds_the_exact_figures(small: Project) -> None:
     assert "scores-table" not in t
 
 
+def test_runs_limits_the_history_to_the_latest_runs(small: Project) -> None:
+    text = report(small, "--runs", "1")
+    assert [row[:2] for row in tables(text)["history-table"][1:]] == [
+        ["openers", "2"], ["gold", "2"], ["active", "2"], ["quiet", "2"]]
+    assert marks(text, "history-0", "mark size") == 1
+    zero = segsync(small.root, "report", "--html", str(small.root / "r.html"), "--runs", "0")
+    assert zero.returncode == 2 and "Invalid value for '--runs': 0 is not in the range x>=1" in zero.stderr
+
+
 def test_charts_have_one_mark_per_figure(small: Project) -> None:
     text = report(small)
     assert marks(text, "sizes") == 4
