@@ -1,0 +1,284 @@
+"""The Spark engine: segments, effective consent and the membership diff in Spark SQL.
+
+Tables (docs/scale.md#spark):
+
+* segsync's own tables (the canonical ``contacts``, ``events``, ``consent_ledger`` unless
+  mapped, ``suppressions``, ``status_changes``, ``segment_membership``, ``segment_snapshots``)
+  are Parquet folders under ``location`` (a local folder, ``hdfs://…``, ``s3a://…``),
+  registered in every session as external tables, so they outlive the session whether or not
+  the cluster has a metastore;
+* ``[store.tables]`` maps ``contacts``, ``events`` or ``consent_ledger`` onto the user's data:
+  ``parquet:PATH``, ``delta:PATH``, ``orc:PATH`` or a catalog table ``db.name``. Each is
+  registered as a temporary view under the canonical name, so the SQL segsync renders reads
+  the canonical names whatever the mapping.
+
+Every statement is SQL segsync built and rendered for Spark (:mod:`segsync.segments.dialects`);
+writes are DataFrame writes of whole batches, never a statement per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from segsync.engines import CANONICAL_TABLES, RESULT_TABLES, Engine, EngineSettings, EngineUnavailable
+from segsync.engines.layout import missing_columns
+from segsync.segments.evaluate import membership_select
+from segsync.segments.query import SegmentQuery
+
+from .session import LOCAL, SparkUnavailable, start_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# The canonical layout's types (PostgreSQL spelling) in Spark SQL.
+SPARK_TYPES = {"text": "STRING", "bigint": "BIGINT", "integer": "INT", "timestamptz": "TIMESTAMP",
+               "jsonb": "STRING", "double precision": "DOUBLE"}
+# Formats a mapped table may be read in: "FORMAT:PATH".
+FORMATS = ("parquet", "delta", "orc")
+# Every table segsync reads or writes, with its columns.
+ALL_TABLES: dict[str, dict[str, str]] = {**CANONICAL_TABLES, **RESULT_TABLES}
+
+
+class SparkSettings(EngineSettings):
+    """``[store]`` of ``engine = "spark"``.
+
+    ``master``: ``local[N]`` (Spark inside segsync's process; needs Java 17+), or a cluster's
+    master URL (``spark://host:7077``, ``yarn``, ``k8s://…``). ``location``: where segsync's
+    own tables live (relative to the project folder, or a URI the cluster can write), registered
+    in the catalog database ``database`` (created when missing). ``conf``:
+    further Spark settings (executor memory, a metastore, …); credentials for object stores
+    come from the environment or the cluster's own configuration, never from segsync.toml.
+    """
+
+    master: str = Field(default=LOCAL, min_length=1)
+    location: str = Field(default="spark-tables", min_length=1)
+    database: str = Field(default="segsync", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tables")
+    @classmethod
+    def _known_sources(cls, tables: dict[str, str]) -> dict[str, str]:
+        for table, source in tables.items():
+            fmt, sep, path = source.partition(":")
+            if sep and "/" not in fmt and fmt not in FORMATS:
+                raise ValueError(f"{table}: {source!r} names format {fmt!r}; use one of "
+                                 f"{', '.join(f + ':PATH' for f in FORMATS)} or a catalog table "
+                                 "db.name")
+            if sep and fmt in FORMATS and not path:
+                raise ValueError(f"{table}: {source!r} has no path after {fmt}:")
+        return tables
+
+    @field_validator("conf")
+    @classmethod
+    def _no_secrets(cls, conf: dict[str, str]) -> dict[str, str]:
+        secret = [k for k in conf if any(w in k.lower() for w in ("secret", "password", "token",
+                                                                  "access.key", "credential"))]
+        if secret:
+            raise ValueError(f"{', '.join(sorted(secret))}: credentials do not belong in "
+                             "segsync.toml; give them to Spark through the environment or "
+                             "spark-defaults.conf (docs/scale.md#spark)")
+        return conf
+
+
+class SparkEngine(Engine):
+    name = "spark"
+    dialect = "spark"
+    description = "Apache Spark (local[N] or a cluster): Spark SQL over Parquet, Delta or catalog tables"
+    Settings = SparkSettings
+
+    def __init__(self, settings: EngineSettings, project_dir: Path) -> None:
+        super().__init__(settings, project_dir)
+        self._spark: SparkSession | None = None
+        self._started = False
+        self._unreadable: dict[str, str] = {}  # mapped table -> why it cannot be read
+
+    @property
+    def spark_settings(self) -> SparkSettings:
+        assert isinstance(self.settings, SparkSettings)
+        return self.settings
+
+    @property
+    def tables(self) -> Mapping[str, str]:
+        # Mapped tables are temporary views under the canonical names: the SQL needs no renaming.
+        return {}
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            raise RuntimeError("open() the Spark engine first")
+        return self._spark
+
+    def location(self, table: str) -> str:
+        """Where segsync's own ``table`` is kept (a folder or URI)."""
+        base = self.spark_settings.location
+        if "://" not in base and not Path(base).is_absolute():
+            base = str(self.project_dir / base)
+        return f"{base.rstrip('/')}/{table}"
+
+    # -- connection ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        from pyspark.sql import SparkSession
+
+        settings = self.spark_settings
+        self._started = SparkSession.getActiveSession() is None
+        try:
+            self._spark = start_session(settings.master, conf=settings.conf)
+        except SparkUnavailable as e:
+            raise EngineUnavailable(f"spark: {e}") from None
+        self._unreadable = {}
+        for table, source in settings.tables.items():
+            try:
+                self._read_source(source).createOrReplaceTempView(table)
+            except Exception as e:  # AnalysisException and friends: reported by check()
+                self._unreadable[table] = _first_line(e)
+        self.create_tables()
+
+    def close(self) -> None:
+        if self._spark is not None:
+            for table in self.spark_settings.tables:
+                self._spark.catalog.dropTempView(table)
+            if self._started:
+                self._spark.stop()
+        self._spark = None
+
+    def _read_source(self, source: str) -> DataFrame:
+        fmt, sep, path = source.partition(":")
+        if sep and fmt in FORMATS:
+            return self.spark.read.format(fmt).load(path)
+        return self.spark.table(source)
+
+    # -- statements ------------------------------------------------------------------------
+
+    def execute(self, sql: str) -> None:
+        self.spark.sql(sql).collect()
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(_aware(v) for v in row) for row in self.spark.sql(sql).collect()]
+
+    def table_columns(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for table in ALL_TABLES:
+            if table in self._unreadable:
+                continue
+            if self.spark.catalog.tableExists(table):
+                found[table] = set(self.spark.table(table).columns)
+        return found
+
+    def check(self) -> list[str]:
+        sources = self.spark_settings.tables
+        problems = [f"table {t} (mapped to {sources[t]}) cannot be read: {why}"
+                    for t, why in sorted(self._unreadable.items())]
+        found = self.table_columns()
+        for line in missing_columns(found):
+            table = line.split()[1]
+            if table in self._unreadable:
+                continue
+            problems.append(line.replace(f"table {table} ", f"table {table} (mapped to "
+                                         f"{sources[table]}) ", 1) if table in sources else line)
+        for table, columns in RESULT_TABLES.items():
+            if table in found and set(columns) - found[table]:
+                problems.append(f"table {table} lacks columns "
+                                f"{', '.join(sorted(set(columns) - found[table]))}")
+        return problems
+
+    def create_tables(self) -> None:
+        # (Re-)register each table over its folder in segsync's own database: external tables,
+        # so dropping a registration (a session's, or one pointing elsewhere) keeps the files.
+        database = self.spark_settings.database
+        self.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        self.execute(f"USE `{database}`")
+        mapped = set(self.spark_settings.tables)
+        for table, columns in ALL_TABLES.items():
+            if table in mapped:  # read from the user's data alone, never from a stale copy
+                self.execute(f"DROP TABLE IF EXISTS `{database}`.`{table}`")
+                continue
+            cols = ", ".join(f"`{c}` {SPARK_TYPES[t]}" for c, t in columns.items())
+            self.execute(f"DROP TABLE IF EXISTS `{database}`.`{table}`")
+            self.execute(f"CREATE TABLE `{database}`.`{table}` ({cols}) USING parquet "
+                         f"LOCATION '{_quoted(self.location(table))}'")
+
+    # -- bulk writes -----------------------------------------------------------------------
+
+    def _frame(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> DataFrame:
+        if table in self.spark_settings.tables:
+            raise PermissionError(f"table {table} is mapped to {self.spark_settings.tables[table]}: "
+                                  "segsync reads it and never writes it")
+        types = ALL_TABLES[table]
+        unknown = [c for c in columns if c not in types]
+        if unknown:
+            raise ValueError(f"table {table} has no column {', '.join(unknown)}")
+        schema = ", ".join(f"`{c}` {SPARK_TYPES[types[c]]}" for c in columns)
+        frame = self.spark.createDataFrame([tuple(r) for r in rows], schema=schema)
+        # Columns the rows do not give are NULL; the table's column order is the file's.
+        from pyspark.sql import functions as F
+
+        return frame.select(*[
+            F.col(c) if c in columns else F.lit(None).cast(SPARK_TYPES[t]).alias(c)
+            for c, t in types.items()
+        ])
+
+    def append(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        frame = self._frame(table, columns, rows)
+        count = frame.count()
+        if count:
+            frame.write.insertInto(table)
+        return count
+
+    def upsert(self, table: str, key: Sequence[str], columns: Sequence[str],
+               rows: Iterable[Sequence[Any]]) -> int:
+        new = self._frame(table, columns, rows).localCheckpoint()
+        count = new.count()
+        if not count:
+            return 0
+        kept = self.spark.table(table).join(new.select(*key), list(key), "left_anti")
+        # Cut the lineage to the table's files before they are overwritten with the result.
+        merged = kept.unionByName(new).localCheckpoint()
+        merged.write.insertInto(table, overwrite=True)
+        self.spark.catalog.refreshTable(table)
+        return count
+
+    def _overwrite(self, table: str, select_sql: str) -> None:
+        self.execute(f"INSERT OVERWRITE TABLE `{table}` {select_sql}")
+        self.spark.catalog.refreshTable(table)
+
+    # -- what the base class writes as DELETE + INSERT (Parquet tables have no DELETE) -----
+
+    def evaluate(self, segment_query: SegmentQuery) -> dict[str, int]:
+        if not segment_query.segments:
+            self._overwrite("segment_membership",
+                            "SELECT CAST(NULL AS STRING), CAST(NULL AS STRING) WHERE FALSE")
+            return {}
+        self._overwrite("segment_membership", self.render(membership_select(segment_query)))
+        sizes = {s.name: 0 for s in segment_query.segments}
+        sizes.update({name: int(n) for name, n in self.rows(
+            "SELECT segment, count(*) FROM segment_membership GROUP BY segment")})
+        return sizes
+
+    def copy_state(self, suppressions: Sequence[Sequence[Any]],
+                   status_changes: Sequence[Sequence[Any]]) -> None:
+        for table, rows in (("suppressions", suppressions), ("status_changes", status_changes)):
+            frame = self._frame(table, list(CANONICAL_TABLES[table]), rows).localCheckpoint()
+            frame.write.insertInto(table, overwrite=True)
+            self.spark.catalog.refreshTable(table)
+
+
+def _aware(value: Any) -> Any:
+    # pyspark hands TIMESTAMP values back as naive datetimes in the Python process's local zone.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.astimezone(timezone.utc)
+    return value
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,79 @@
+"""The project's packs and groups, compiled for Spark SQL, give the embedded store's members
+and effective consent on a generated business (contacts, two years of events, opt-outs, a
+consent ledger and segsync's own pushes to a destination, so echoes are in play too)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from segsync.config import load_config
+from segsync.consent.policies import DEFAULT
+from segsync.consent.rules import EffectiveConsent
+from segsync.plugins import PluginHost
+from segsync.scaffold import write_project
+from segsync.segments import evaluate
+from segsync.segments.query import build_query
+from segsync.store import Store
+from segsync.testing import Project
+
+from segsync_spark.engine import SparkEngine, SparkSettings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from storecopy import copy_store  # noqa: E402
+
+NOW = datetime(2025, 3, 1, 12, tzinfo=timezone.utc)
+EVERY_PACK = """
+[packs.lifecycle]
+[packs.value]
+[packs.triggers]
+categories = ["shoes", "outdoor"]
+"""
+
+
+@pytest.fixture(scope="module")
+def business(tmp_path_factory):
+    """A synced project with every standard pack: its config, host and store."""
+    root = tmp_path_factory.mktemp("business")
+    write_project(root, contacts=400, now=NOW)
+    with (root / "segsync.toml").open("a", encoding="utf-8") as config:
+        config.write(EVERY_PACK)
+    summary = Project(root, clock=lambda: NOW).run()
+    assert summary.status == "succeeded"
+    host = PluginHost()
+    config = load_config(root / "segsync.toml", host)
+    with Store(config.store_path, read_only=True) as store:
+        yield config, host, store
+
+
+def test_every_pack_and_group_has_the_stores_members_on_spark(business, engine: SparkEngine) -> None:
+    config, host, store = business
+    segments, groups = config.segments.segments, config.segments.groups
+    assert {s.group for s in segments} >= {"engagement", "lifecycle"}  # exclusive groups
+    counts = copy_store(store.con, engine)
+    assert counts["contacts"] == 400 and counts["status_changes"] > 0
+    registry = host.segment_registry()
+    query = build_query(segments, groups, NOW, registry, dialect="spark")
+    spark_sizes = engine.evaluate(query)
+    duck_sizes = evaluate(store.con, segments, groups, NOW, registry)
+    assert spark_sizes == duck_sizes
+    assert engine.members() == sorted(store.con.execute(
+        "SELECT segment, contact_key FROM segment_membership").fetchall())
+    # Every group puts each contact in exactly one of its segments, on Spark too.
+    for group in groups:
+        names = [s.name for s in segments if s.group == group]
+        assert sum(spark_sizes[n] for n in names) == 400
+    assert sum(1 for n in spark_sizes.values() if n) >= len(spark_sizes) - 3  # not an empty match
+
+
+def test_effective_consent_with_echoes_is_the_stores_on_spark(business, engine: SparkEngine) -> None:
+    _, _, store = business
+    copy_store(store.con, engine)
+    with EffectiveConsent.build(store.con, {"d": DEFAULT}, {}, as_of=NOW) as consent:
+        local = store.con.execute(consent.status_sql("d") + " ORDER BY contact_key").fetchall()
+    statuses = {r[1] for r in local}
+    assert {"subscribed", "unsubscribed"} <= statuses
+    assert engine.effective_consent(DEFAULT, as_of=NOW) == local
