@@ -18,6 +18,7 @@ writes are DataFrame writes of whole batches, never a statement per row.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,8 @@ SPARK_TYPES = {"text": "STRING", "bigint": "BIGINT", "integer": "INT", "timestam
                "jsonb": "STRING", "double precision": "DOUBLE"}
 # Formats a mapped table may be read in: "FORMAT:PATH".
 FORMATS = ("parquet", "delta", "orc")
+# Rows per DataFrame write of append().
+BATCH = 100_000
 # Every table segsync reads or writes, with its columns.
 ALL_TABLES: dict[str, dict[str, str]] = {**CANONICAL_TABLES, **RESULT_TABLES}
 
@@ -205,7 +208,8 @@ class SparkEngine(Engine):
 
     # -- bulk writes -----------------------------------------------------------------------
 
-    def _frame(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> DataFrame:
+    def _writable(self, table: str, columns: Sequence[str]) -> dict[str, str]:
+        """The column types of segsync's ``table``; refuses a mapped table or unknown columns."""
         if table in self.spark_settings.tables:
             raise PermissionError(f"table {table} is mapped to {self.spark_settings.tables[table]}: "
                                   "segsync reads it and never writes it")
@@ -213,6 +217,10 @@ class SparkEngine(Engine):
         unknown = [c for c in columns if c not in types]
         if unknown:
             raise ValueError(f"table {table} has no column {', '.join(unknown)}")
+        return types
+
+    def _frame(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> DataFrame:
+        types = self._writable(table, columns)
         schema = ", ".join(f"`{c}` {SPARK_TYPES[types[c]]}" for c in columns)
         frame = self.spark.createDataFrame([tuple(r) for r in rows], schema=schema)
         # Columns the rows do not give are NULL; the table's column order is the file's.
@@ -224,10 +232,13 @@ class SparkEngine(Engine):
         ])
 
     def append(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        frame = self._frame(table, columns, rows)
-        count = frame.count()
-        if count:
-            frame.write.insertInto(table)
+        # One DataFrame write per batch of rows: the rows cross from Python to the JVM once,
+        # and the caller's iterator is never held in memory whole.
+        self._writable(table, columns)
+        count, rows = 0, iter(rows)
+        while batch := list(itertools.islice(rows, BATCH)):
+            self._frame(table, columns, batch).write.insertInto(table)
+            count += len(batch)
         return count
 
     def upsert(self, table: str, key: Sequence[str], columns: Sequence[str],
