@@ -56,4 +56,22 @@ def _postgres(request, store, tmp_path):
             engine.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-ENGINES = {"duckdb": _duckdb, "postgres": _postgres}
+@pytest.fixture(scope="session")
+def spark_session():
+    from segsync_spark.testing import spark_for_tests
+
+    yield from spark_for_tests()  # fails the Spark tests with the reason when it cannot start
+
+
+@contextmanager
+def _spark(request, store, tmp_path):
+    from segsync_spark.engine import SparkEngine, SparkSettings
+
+    request.getfixturevalue("spark_session")  # one local[2] session for the whole test run
+    with SparkEngine(SparkSettings(location=str(tmp_path / "spark-tables")), tmp_path) as engine:
+        engine.create_tables()
+        transfer(store.con, engine)
+        yield engine
+
+
+ENGINES = {"duckdb": _duckdb, "postgres": _postgres, "spark": _spark}

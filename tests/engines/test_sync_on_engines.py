@@ -52,6 +52,9 @@ def _engine_table(name: str, request) -> str:
     if name == "postgres":
         cluster = request.getfixturevalue("postgres_cluster")
         return f'engine = "postgres"\nurl = "{cluster.url}"\nschema_name = "sync{os.getpid()}_{next(_schemas)}"\n'
+    if name == "spark":
+        request.getfixturevalue("spark_session")  # the engine joins the test run's session
+        return 'engine = "spark"\n'
     raise AssertionError(f"add {name} to _engine_table")
 
 
@@ -99,7 +102,7 @@ def _outcome(project: Project) -> dict:
 
 @pytest.mark.parametrize("name", sorted(set(ENGINES) - {"duckdb"}))
 def test_a_project_syncs_the_same_on_every_engine(name, tmp_path, request, monkeypatch) -> None:
-    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,postgres")
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,postgres,spark")
     outcomes = {}
     for engine in ("duckdb", name):
         project = Project(tmp_path / engine)

@@ -42,8 +42,10 @@ def init(directory: Path, contacts: int) -> None:
               help="Also push to this connector's local emulator (e.g. --with mailchimp --with brevo).")
 @click.option("--engine", default="duckdb", show_default=True, metavar="NAME",
               help="Evaluate on this engine (docs/scale.md): postgres runs a throwaway local cluster "
-                   "in the demo folder unless --engine-url names a server.")
-@click.option("--engine-url", default=None, metavar="URL", help="The engine's [store] url.")
+                   "in the demo folder unless --engine-url names a server; spark runs Spark in "
+                   "local mode (local[2]) unless --engine-url names a master.")
+@click.option("--engine-url", default=None, metavar="URL",
+              help="The engine's [store] url (postgres) or master (spark).")
 @click.option("--serve", "serve", is_flag=True,
               help="Then show the live loop (segsync serve): a scripted unsubscribe in one emulator "
                    "reaching the others within seconds (default --with mailchimp --with brevo).")
@@ -72,8 +74,9 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
     click.echo(f"  {counts['contacts']} contact rows, {counts['events']} events, {counts['consent']} consent records")
     if engine != "duckdb":
         _use_engine(directory / "segsync.toml", engine, engine_url)
+        local = LOCAL_ENGINES.get(engine, "")
         click.echo(f"  segments and consent evaluated on the {engine} engine"
-                   + (f" at {engine_url}" if engine_url else " (a local cluster in the demo folder)"))
+                   + (f" at {engine_url}" if engine_url else f" ({local})" if local else ""))
     config = load_config(directory / "segsync.toml", ctx.host)
     with ExitStack() as stack:
         for type_name in emulated:
@@ -103,12 +106,20 @@ def demo(ctx: Context, directory: Path, contacts: int, seed: int, emulated: tupl
         sys.exit(EXIT_FAILED)
 
 
+# What each engine runs when the demo names no --engine-url, and the [store] key that URL sets.
+LOCAL_ENGINES = {"postgres": "a local cluster in the demo folder",
+                 "spark": "Spark in local mode, its tables in the demo folder"}
+URL_SETTING = {"spark": "master"}
+
+
 def _use_engine(config_path: Path, engine: str, url: str | None) -> None:
-    """Point the demo's project file at ``engine`` (its [store] table gains engine and url)."""
+    """Point the demo's project file at ``engine`` (its [store] table gains engine and the url,
+    or what the engine calls it)."""
     import json
 
     text = config_path.read_text(encoding="utf-8")
-    lines = [f"engine = {json.dumps(engine)}"] + ([f"url = {json.dumps(url)}"] if url else [])
+    key = URL_SETTING.get(engine, "url")
+    lines = [f"engine = {json.dumps(engine)}"] + ([f"{key} = {json.dumps(url)}"] if url else [])
     if "\n[store]\n" in f"\n{text}":
         text = text.replace("[store]\n", "[store]\n" + "\n".join(lines) + "\n", 1)
     else:

@@ -16,6 +16,11 @@ never by the user:
 * Ties broken by ``contact_key`` sort by code point as in DuckDB (``COLLATE "C"`` in
   PostgreSQL, whose default collation orders text by language rules), so NTILE ranks agree.
 * The canonical table names are replaced by the user's tables or views (``[store.tables]``).
+* Spark SQL: the membership query's ``UNNEST`` in a projection becomes ``EXPLODE(…) AS
+  segment``, and epoch seconds (``days_since``) are ``UNIX_MICROS(…) / 1e6``, since
+  ``UNIX_TIMESTAMP`` drops the fraction of a second DuckDB keeps. Spark orders strings by code
+  point already, and with ANSI mode off (the Spark engine's session sets it) its ``CAST`` of
+  bad input is NULL, as ``TRY_CAST`` is in DuckDB.
 
 The consent rule's ``ASOF JOIN`` has no portable translation; :mod:`segsync.consent.rules`
 writes the portable form itself for other engines (``portable=True``).
@@ -29,6 +34,7 @@ import sqlglot
 from sqlglot import exp
 
 DUCKDB = "duckdb"
+SPARK = "spark"
 
 # TRY_CAST target -> the PostgreSQL function that does it.
 _POSTGRES_TRY = {"DOUBLE": "segsync_try_double", "BOOLEAN": "segsync_try_boolean",
@@ -73,6 +79,9 @@ def _rewrite(tree: exp.Expression, dialect: str, tables: Mapping[str, str]) -> e
             if not sub.alias and isinstance(sub.parent, (exp.From, exp.Join)):
                 sub.set("alias", exp.TableAlias(this=exp.to_identifier(f"_subquery_{n}")))
 
+    if dialect == SPARK:
+        _number_ctes(tree)
+
     def fix(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and not node.args.get("db") and node.name in tables \
                 and node.name not in ctes:
@@ -85,6 +94,8 @@ def _rewrite(tree: exp.Expression, dialect: str, tables: Mapping[str, str]) -> e
         if isinstance(node, exp.Anonymous) and node.name.lower() == "to_microseconds":
             return exp.paren(exp.Interval(this=exp.Literal.string(node.expressions[0].sql()),
                                           unit=exp.var("MICROSECOND")))
+        if dialect == SPARK:
+            return _spark(node)
         if dialect != "postgres":
             return node
         if isinstance(node, exp.TryCast):
@@ -98,3 +109,36 @@ def _rewrite(tree: exp.Expression, dialect: str, tables: Mapping[str, str]) -> e
         return node
 
     return tree.transform(fix, copy=False)
+
+
+def _number_ctes(tree: exp.Expression) -> None:
+    """Give the CTEs of each WITH their own names (``l`` → ``l_0``, ``l_1``, …).
+
+    sqlglot's Spark output lifts every WITH to the top of the statement; two ``consentable()``
+    features each carry the consent rule's CTEs, which would then clash. A renamed table keeps
+    its old name as alias, so columns qualified with it still resolve. Innermost WITHs first:
+    a name an inner WITH shadows is renamed in its own scope before the outer one's."""
+    for n, with_ in enumerate(reversed(list(tree.find_all(exp.With)))):
+        names = {cte.alias_or_name for cte in with_.expressions}
+        for table in with_.parent.find_all(exp.Table):
+            if not table.args.get("db") and table.name in names:
+                if not table.args.get("alias"):
+                    table.set("alias", exp.TableAlias(this=exp.to_identifier(table.name)))
+                table.set("this", exp.to_identifier(f"{table.name}_{n}"))
+        for cte in with_.expressions:
+            cte.set("alias", exp.TableAlias(this=exp.to_identifier(f"{cte.alias_or_name}_{n}")))
+
+
+def _spark(node: exp.Expression) -> exp.Expression:
+    """Spark SQL: what sqlglot's "spark" dialect would render with another meaning."""
+    if isinstance(node, exp.Unnest) and len(node.expressions) == 1:
+        # UNNEST in a projection is Spark's EXPLODE (sqlglot would pass the alias to EXPLODE
+        # as a second argument).
+        explode = exp.Explode(this=node.expressions[0])
+        alias = node.args.get("alias")
+        return exp.alias_(explode, alias.copy()) if alias is not None else explode
+    if isinstance(node, exp.TimeToUnix):
+        # UNIX_TIMESTAMP() drops the fraction of a second that DuckDB's epoch() keeps.
+        micros = exp.cast(exp.Anonymous(this="UNIX_MICROS", expressions=[node.this]), "double")
+        return exp.paren(exp.Div(this=micros, expression=exp.Literal.number(1_000_000)))
+    return node

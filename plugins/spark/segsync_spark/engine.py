@@ -19,15 +19,16 @@ writes are DataFrame writes of whole batches, never a statement per row.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
+from sqlglot import exp
 
 from segsync.engines import CANONICAL_TABLES, RESULT_TABLES, Engine, EngineSettings, EngineUnavailable
-from segsync.engines.layout import missing_columns
+from segsync.segments import dialects
 from segsync.segments.evaluate import membership_select
 from segsync.segments.query import SegmentQuery
 
@@ -105,10 +106,12 @@ class SparkEngine(Engine):
         assert isinstance(self.settings, SparkSettings)
         return self.settings
 
-    @property
-    def tables(self) -> Mapping[str, str]:
-        # Mapped tables are temporary views under the canonical names: the SQL needs no renaming.
-        return {}
+    def render(self, expr: exp.Expression) -> str:
+        # Mapped tables are temporary views under the canonical names: no renaming needed.
+        return dialects.render(expr, self.dialect)
+
+    def transpile(self, duckdb_sql: str) -> str:
+        return dialects.transpile(duckdb_sql, self.dialect)
 
     @property
     def spark(self) -> SparkSession:
@@ -140,7 +143,7 @@ class SparkEngine(Engine):
                 self._read_source(source).createOrReplaceTempView(table)
             except Exception as e:  # AnalysisException and friends: reported by check()
                 self._unreadable[table] = _first_line(e)
-        self.create_tables()
+        self._register()
 
     def close(self) -> None:
         if self._spark is not None:
@@ -165,46 +168,56 @@ class SparkEngine(Engine):
         return [tuple(_aware(v) for v in row) for row in self.spark.sql(sql).collect()]
 
     def table_columns(self) -> dict[str, set[str]]:
+        # Mapped tables under their source's name, as Engine.check() expects.
+        sources = self.spark_settings.tables
         found: dict[str, set[str]] = {}
         for table in ALL_TABLES:
-            if table in self._unreadable:
-                continue
-            if self.spark.catalog.tableExists(table):
-                found[table] = set(self.spark.table(table).columns)
+            if table not in self._unreadable and self.spark.catalog.tableExists(table):
+                found[sources.get(table, table)] = set(self.spark.table(table).columns)
         return found
 
     def check(self) -> list[str]:
         sources = self.spark_settings.tables
-        problems = [f"table {t} (mapped to {sources[t]}) cannot be read: {why}"
-                    for t, why in sorted(self._unreadable.items())]
-        found = self.table_columns()
-        for line in missing_columns(found):
-            table = line.split()[1]
-            if table in self._unreadable:
-                continue
-            problems.append(line.replace(f"table {table} ", f"table {table} (mapped to "
-                                         f"{sources[table]}) ", 1) if table in sources else line)
-        for table, columns in RESULT_TABLES.items():
-            if table in found and set(columns) - found[table]:
-                problems.append(f"table {table} lacks columns "
-                                f"{', '.join(sorted(set(columns) - found[table]))}")
-        return problems
+        unreadable = [f"table {t} (mapped to {sources[t]}) " for t in sorted(self._unreadable)]
+        return [f"{line}cannot be read: {self._unreadable[t]}"
+                for t, line in zip(sorted(self._unreadable), unreadable)] + [
+            p for p in super().check() if not p.startswith(tuple(unreadable))]
 
     def create_tables(self) -> None:
-        # (Re-)register each table over its folder in segsync's own database: external tables,
-        # so dropping a registration (a session's, or one pointing elsewhere) keeps the files.
+        """Create the folders of segsync's tables that have none yet, and register them."""
+        for table in self._own_tables():
+            self._filesystem_path(table, create=True)
+        self._register()
+
+    def _own_tables(self) -> list[str]:
+        return [t for t in ALL_TABLES if t not in self.spark_settings.tables]
+
+    def _register(self) -> None:
+        """(Re-)register each of segsync's tables whose folder exists, in segsync's database.
+
+        External tables: dropping a registration (this session's earlier one, or one pointing
+        at another location) keeps the files. A table whose folder does not exist yet stays
+        unregistered (``check`` reports it; the first sync creates it)."""
         database = self.spark_settings.database
         self.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         self.execute(f"USE `{database}`")
-        mapped = set(self.spark_settings.tables)
         for table, columns in ALL_TABLES.items():
-            if table in mapped:  # read from the user's data alone, never from a stale copy
-                self.execute(f"DROP TABLE IF EXISTS `{database}`.`{table}`")
-                continue
-            cols = ", ".join(f"`{c}` {SPARK_TYPES[t]}" for c, t in columns.items())
             self.execute(f"DROP TABLE IF EXISTS `{database}`.`{table}`")
+            if table in self.spark_settings.tables or not self._filesystem_path(table):
+                continue  # a mapped table is read from the user's data alone
+            cols = ", ".join(f"`{c}` {SPARK_TYPES[t]}" for c, t in columns.items())
             self.execute(f"CREATE TABLE `{database}`.`{table}` ({cols}) USING parquet "
                          f"LOCATION '{_quoted(self.location(table))}'")
+
+    def _filesystem_path(self, table: str, *, create: bool = False) -> bool:
+        """Whether ``table``'s folder exists (made first with ``create``), through Spark's own
+        filesystem layer, so hdfs://, s3a:// and local folders alike."""
+        jvm = self.spark.sparkContext._jvm  # noqa: SLF001 - Hadoop's FileSystem has no Python API
+        path = jvm.org.apache.hadoop.fs.Path(self.location(table))
+        fs = path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
+        if create and not fs.exists(path):
+            fs.mkdirs(path)
+        return bool(fs.exists(path))
 
     # -- bulk writes -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from segsync.segments.query import build_query
 from segsync.store import Store
 
 from segsync_spark.engine import SparkEngine, SparkSettings
+from segsync_spark.testing import TEST_CONF
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[3] / "core" / "tests" / "segments"))
@@ -121,8 +122,14 @@ def test_upsert_replaces_contacts_by_key_and_appends_the_new(loaded: SparkEngine
 
 
 def test_tables_persist_under_the_location_across_engines(spark, store: Store, tmp_path: Path) -> None:
-    settings = SparkSettings(location="lake", conf={"spark.sql.shuffle.partitions": "2"})
+    settings = SparkSettings(location="lake", conf=TEST_CONF)
     with SparkEngine(settings, tmp_path) as first:
+        # Before the first sync segsync's tables do not exist: check names each (segsync
+        # check shows them as notes), and nothing was created by looking.
+        assert first.check() == [f"table {t} is missing" for t in (
+            "contacts", "events", "consent_ledger", "suppressions", "status_changes")]
+        assert not (tmp_path / "lake").exists()
+        first.create_tables()
         copy_store(store.con, first)
     assert (tmp_path / "lake" / "events").is_dir()
     with SparkEngine(settings, tmp_path) as second:
@@ -141,6 +148,8 @@ def test_mapped_tables_are_read_from_the_users_files_and_never_written(
         "contacts": f"parquet:{tmp_path / 'user-contacts'}",
         "consent_ledger": f"parquet:{tmp_path / 'nowhere'}"})
     with SparkEngine(settings, tmp_path) as mapped:
+        mapped.create_tables()
+        assert not (tmp_path / "own" / "events").exists()  # mapped: no copy of the user's table
         problems = mapped.check()
         assert problems[0].startswith(
             f"table consent_ledger (mapped to parquet:{tmp_path / 'nowhere'}) cannot be read: "

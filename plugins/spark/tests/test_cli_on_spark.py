@@ -1,0 +1,41 @@
+"""`segsync check` on the Spark engine: Spark's reason when a mapped table cannot be read, notes
+for segsync's own tables before the first sync, and a clear line when Spark cannot start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from segsync.cli import cli
+from segsync.testing import Project
+
+
+def _check(tmp_path: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "segsync.toml"), "check"])
+    return result.exit_code, result.output
+
+
+def test_check_names_an_unreadable_mapped_table_and_notes_segsyncs_own(spark, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "spark")
+    lake = tmp_path / "lake" / "events"
+    Project(tmp_path).write_config(f'[store]\nengine = "spark"\n[store.tables]\nevents = "parquet:{lake}"\n')
+    code, output = _check(tmp_path)
+    assert code == 1
+    assert "✗ engine spark\n" in output
+    assert (f"    table events (mapped to parquet:{lake}) cannot be read: [PATH_NOT_FOUND] Path does "
+            f"not exist: file:{lake}.\n") in output
+    assert "    note: table contacts is missing (segsync creates it on the first sync)\n" in output
+    assert not (tmp_path / "spark-tables").exists()  # checking created nothing
+
+
+def test_check_says_why_spark_cannot_start(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "spark")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    Project(tmp_path).write_config('[store]\nengine = "spark"\nmaster = "local[1]"\n')
+    code, output = _check(tmp_path)
+    assert code == 1
+    assert "✗ engine spark\n" in output
+    assert (f"    spark: no Java runtime found (looked in JAVA_HOME={tmp_path / 'no-jdk'}); Spark needs "
+            "Java 17 or newer, e.g. apt-get install openjdk-17-jre-headless\n") in output
+    assert "Traceback" not in output
