@@ -97,6 +97,7 @@ def peaks_mib(pids: list[int]) -> float:
 def export(store: Store, folder: Path) -> dict[str, str]:
     """The store's user tables as Parquet folders; the [store.tables] mapping onto them."""
     tables = {}
+    folder.mkdir(parents=True)
     for table in USER_TABLES:
         cols = ", ".join(f"{c}::VARCHAR AS {c}" if (table, c) in JSON_COLUMNS else c
                          for c in CANONICAL_TABLES[table])

@@ -39,3 +39,18 @@ def test_check_says_why_spark_cannot_start(tmp_path, monkeypatch) -> None:
     assert (f"    spark: no Java runtime found (looked in JAVA_HOME={tmp_path / 'no-jdk'}); Spark needs "
             "Java 17 or newer, e.g. apt-get install openjdk-17-jre-headless\n") in output
     assert "Traceback" not in output
+
+
+def test_the_demo_runs_end_to_end_on_spark(spark, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,spark")
+    folder = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(folder), "--contacts", "120", "--engine", "spark"])
+    assert result.exit_code == 0, result.output
+    assert ("  segments and consent evaluated on the spark engine (Spark in local mode, its tables "
+            "in the demo folder)\n") in result.output
+    assert "Running the same sync again: nothing changed, so nothing is written." in result.output
+    assert 'engine = "spark"\n' in (folder / "segsync.toml").read_text(encoding="utf-8")
+    # Both runs' memberships were snapshotted in Spark, under the demo folder.
+    assert sorted(p.name for p in (folder / "spark-tables").iterdir()) == [
+        "consent_ledger", "contacts", "events", "segment_membership", "segment_snapshots",
+        "status_changes", "suppressions"]
