@@ -63,6 +63,17 @@ def spark_session():
     yield from spark_for_tests()  # fails the Spark tests with the reason when it cannot start
 
 
+@pytest.fixture
+def spark_engine(spark_session, tmp_path):
+    """A Spark engine keeping its tables under ``tmp_path``, created as a sync creates them."""
+    from segsync_spark.engine import SparkEngine, SparkSettings
+    from segsync_spark.testing import TEST_CONF
+
+    with SparkEngine(SparkSettings(conf=TEST_CONF), tmp_path) as engine:
+        engine.create_tables()
+        yield engine
+
+
 @contextmanager
 def _spark(request, store, tmp_path):
     from segsync_spark.engine import SparkEngine, SparkSettings

@@ -137,10 +137,23 @@ class Engine(ABC):
         self.close()
 
     def render(self, expr: exp.Expression) -> str:
-        return dialects.render(expr, self.dialect, self.tables)
+        return dialects.render(expr, self.dialect, self.renamed_tables())
 
     def transpile(self, duckdb_sql: str) -> str:
-        return dialects.transpile(duckdb_sql, self.dialect, self.tables)
+        return dialects.transpile(duckdb_sql, self.dialect, self.renamed_tables())
+
+    def renamed_tables(self) -> Mapping[str, str]:
+        """Canonical table -> the name the rendered SQL reads instead: :attr:`tables`, unless
+        the engine makes each mapped table readable under its canonical name (a view)."""
+        return self.tables
+
+    def replace_rows(self, table: str, select_sql: str | None) -> None:
+        """Replace every row of segsync's ``table`` with those of ``select_sql`` (its columns in
+        the table's order; None: no rows). DELETE then INSERT here; an engine without DELETE
+        (Spark's Parquet tables) overwrites instead."""
+        self.execute(f"DELETE FROM {table}")
+        if select_sql is not None:
+            self.execute(f"INSERT INTO {table} {select_sql}")
 
     def query(self, expr: exp.Expression) -> list[tuple[Any, ...]]:
         """Rows of a query segsync built (rendered for this engine)."""
@@ -159,11 +172,11 @@ class Engine(ABC):
     def evaluate(self, segment_query: SegmentQuery) -> dict[str, int]:
         """Replace ``segment_membership`` with the members of ``segment_query`` (built with
         this engine's ``dialect``); return each segment's size."""
-        self.execute("DELETE FROM segment_membership")
         if not segment_query.segments:
+            self.replace_rows("segment_membership", None)
             return {}
-        select = membership_select(segment_query)
-        self.execute(f"INSERT INTO segment_membership (segment, contact_key) {self.render(select)}")
+        # (segment, contact_key): the table's column order.
+        self.replace_rows("segment_membership", self.render(membership_select(segment_query)))
         sizes = {s.name: 0 for s in segment_query.segments}
         sizes.update({name: int(n) for name, n in self.rows(
             "SELECT segment, count(*) FROM segment_membership GROUP BY segment")})
@@ -231,5 +244,5 @@ class Engine(ABC):
         :data:`CANONICAL_TABLES` column order): what effective consent reads besides the
         ledger."""
         for table, rows in (("suppressions", suppressions), ("status_changes", status_changes)):
-            self.execute(f"DELETE FROM {table}")
+            self.replace_rows(table, None)
             self.append(table, list(CANONICAL_TABLES[table]), rows)

@@ -19,18 +19,14 @@ writes are DataFrame writes of whole batches, never a statement per row.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
-from sqlglot import exp
 
 from segsync.engines import CANONICAL_TABLES, RESULT_TABLES, Engine, EngineSettings, EngineUnavailable
-from segsync.segments import dialects
-from segsync.segments.evaluate import membership_select
-from segsync.segments.query import SegmentQuery
 
 from .session import LOCAL, SparkUnavailable, start_session
 
@@ -106,12 +102,9 @@ class SparkEngine(Engine):
         assert isinstance(self.settings, SparkSettings)
         return self.settings
 
-    def render(self, expr: exp.Expression) -> str:
+    def renamed_tables(self) -> Mapping[str, str]:
         # Mapped tables are temporary views under the canonical names: no renaming needed.
-        return dialects.render(expr, self.dialect)
-
-    def transpile(self, duckdb_sql: str) -> str:
-        return dialects.transpile(duckdb_sql, self.dialect)
+        return {}
 
     @property
     def spark(self) -> SparkSession:
@@ -267,29 +260,14 @@ class SparkEngine(Engine):
         self.spark.catalog.refreshTable(table)
         return count
 
-    def _overwrite(self, table: str, select_sql: str) -> None:
+    def replace_rows(self, table: str, select_sql: str | None) -> None:
+        # Parquet tables have no DELETE: overwrite them (no rows: from an empty SELECT).
+        if select_sql is None:
+            types = ALL_TABLES[table]
+            select_sql = "SELECT " + ", ".join(f"CAST(NULL AS {SPARK_TYPES[t]})" for t in types.values()) \
+                + " WHERE FALSE"
         self.execute(f"INSERT OVERWRITE TABLE `{table}` {select_sql}")
         self.spark.catalog.refreshTable(table)
-
-    # -- what the base class writes as DELETE + INSERT (Parquet tables have no DELETE) -----
-
-    def evaluate(self, segment_query: SegmentQuery) -> dict[str, int]:
-        if not segment_query.segments:
-            self._overwrite("segment_membership",
-                            "SELECT CAST(NULL AS STRING), CAST(NULL AS STRING) WHERE FALSE")
-            return {}
-        self._overwrite("segment_membership", self.render(membership_select(segment_query)))
-        sizes = {s.name: 0 for s in segment_query.segments}
-        sizes.update({name: int(n) for name, n in self.rows(
-            "SELECT segment, count(*) FROM segment_membership GROUP BY segment")})
-        return sizes
-
-    def copy_state(self, suppressions: Sequence[Sequence[Any]],
-                   status_changes: Sequence[Sequence[Any]]) -> None:
-        for table, rows in (("suppressions", suppressions), ("status_changes", status_changes)):
-            frame = self._frame(table, list(CANONICAL_TABLES[table]), rows).localCheckpoint()
-            frame.write.insertInto(table, overwrite=True)
-            self.spark.catalog.refreshTable(table)
 
 
 def _aware(value: Any) -> Any:

@@ -16,7 +16,7 @@ def _check(tmp_path: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_check_names_an_unreadable_mapped_table_and_notes_segsyncs_own(spark, tmp_path, monkeypatch) -> None:
+def test_check_names_an_unreadable_mapped_table_and_notes_segsyncs_own(spark_session, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SEGSYNC_PLUGINS", "spark")
     lake = tmp_path / "lake" / "events"
     Project(tmp_path).write_config(f'[store]\nengine = "spark"\n[store.tables]\nevents = "parquet:{lake}"\n')
@@ -41,7 +41,7 @@ def test_check_says_why_spark_cannot_start(tmp_path, monkeypatch) -> None:
     assert "Traceback" not in output
 
 
-def test_the_demo_runs_end_to_end_on_spark(spark, tmp_path, monkeypatch) -> None:
+def test_the_demo_runs_end_to_end_on_spark(spark_session, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SEGSYNC_PLUGINS", "files,spark")
     folder = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--dir", str(folder), "--contacts", "120", "--engine", "spark"])

@@ -15,15 +15,14 @@ from segsync.consent.rules import EffectiveConsent
 from segsync.segments import GroupDef, SegmentDef, evaluate
 from segsync.segments.builtins import default_registry
 from segsync.segments.query import build_query
+from segsync.engines.transfer import transfer
 from segsync.store import Store
 
 from segsync_spark.engine import SparkEngine, SparkSettings
 from segsync_spark.testing import TEST_CONF
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[3] / "core" / "tests" / "segments"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "core" / "tests" / "segments"))
 from segtestkit import ALICE, AS_OF, BOB, CAROL, DAVE, EVE, populate  # noqa: E402
-from storecopy import copy_store  # noqa: E402
 
 # One segment per construct the compiler must render for Spark (docs/scale.md#spark).
 SEGMENTS = [
@@ -56,10 +55,9 @@ def store():
 
 
 @pytest.fixture
-def loaded(engine: SparkEngine, store: Store) -> SparkEngine:
-    assert copy_store(store.con, engine) == {"contacts": 5, "events": 32, "consent_ledger": 7,
-                                             "suppressions": 0, "status_changes": 0}
-    return engine
+def loaded(spark_engine: SparkEngine, store: Store) -> SparkEngine:
+    assert transfer(store.con, spark_engine) == {"contacts": 5, "events": 32, "consent_ledger": 7}
+    return spark_engine
 
 
 def _duckdb_members(store: Store) -> list[tuple[str, str]]:
@@ -121,7 +119,7 @@ def test_upsert_replaces_contacts_by_key_and_appends_the_new(loaded: SparkEngine
         (EVE, None), ("zoe@example.com", "Zoe")]
 
 
-def test_tables_persist_under_the_location_across_engines(spark, store: Store, tmp_path: Path) -> None:
+def test_tables_persist_under_the_location_across_engines(spark_session, store: Store, tmp_path: Path) -> None:
     settings = SparkSettings(location="lake", conf=TEST_CONF)
     with SparkEngine(settings, tmp_path) as first:
         # Before the first sync segsync's tables do not exist: check names each (segsync
@@ -130,7 +128,7 @@ def test_tables_persist_under_the_location_across_engines(spark, store: Store, t
             "contacts", "events", "consent_ledger", "suppressions", "status_changes")]
         assert not (tmp_path / "lake").exists()
         first.create_tables()
-        copy_store(store.con, first)
+        transfer(store.con, first)
     assert (tmp_path / "lake" / "events").is_dir()
     with SparkEngine(settings, tmp_path) as second:
         assert second.rows("SELECT count(*) FROM events") == [(32,)]
@@ -138,7 +136,7 @@ def test_tables_persist_under_the_location_across_engines(spark, store: Store, t
 
 
 def test_mapped_tables_are_read_from_the_users_files_and_never_written(
-        loaded: SparkEngine, spark, store: Store, tmp_path: Path) -> None:
+        loaded: SparkEngine, store: Store, tmp_path: Path) -> None:
     # The user's events: Parquet files with the canonical columns (a Delta or catalog table
     # works the same way); their contacts: a folder with a column missing.
     loaded.spark.table("events").write.parquet(str(tmp_path / "user-events"))
