@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
+from sqlglot import exp
 
 from segsync.engines import CANONICAL_TABLES, RESULT_TABLES, Engine, EngineSettings, EngineUnavailable
 
@@ -199,8 +200,8 @@ class SparkEngine(Engine):
             if table in self.spark_settings.tables or not self._filesystem_path(table):
                 continue  # a mapped table is read from the user's data alone
             cols = ", ".join(f"`{c}` {SPARK_TYPES[t]}" for c, t in columns.items())
-            self.execute(f"CREATE TABLE `{database}`.`{table}` ({cols}) USING parquet "
-                         f"LOCATION '{_quoted(self.location(table))}'")
+            location = exp.Literal.string(self.location(table)).sql(dialect="spark")
+            self.execute(f"CREATE TABLE `{database}`.`{table}` ({cols}) USING parquet LOCATION {location}")
 
     def _filesystem_path(self, table: str, *, create: bool = False) -> bool:
         """Whether ``table``'s folder exists (made first with ``create``), through Spark's own
@@ -275,10 +276,6 @@ def _aware(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.astimezone(timezone.utc)
     return value
-
-
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _first_line(error: BaseException) -> str:
