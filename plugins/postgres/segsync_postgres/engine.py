@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import psycopg
 from pydantic import SecretStr
@@ -26,6 +26,7 @@ from segsync.engines import (
     EngineSettings,
     EngineUnavailable,
 )
+from segsync.http import safe_url
 from segsync_postgres.cluster import LocalCluster
 
 # Indexes on segsync's own tables: what evaluation joins and groups on, what a snapshot is read by.
@@ -53,13 +54,22 @@ class PostgresSettings(EngineSettings):
 
 
 def masked(url: str) -> str:
-    """``url`` without a password (for messages)."""
+    """``url`` for messages: a password in it (``user:PASSWORD@`` or libpq's ``?password=``) and
+    other secret query values replaced by the HTTP kit's ``safe_url``; the user name kept."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    userinfo, at, host = parts.netloc.rpartition("@")
+    shown = urlsplit(safe_url(urlunsplit(parts._replace(netloc=host))))
+    if not at:
+        return urlunsplit(shown)
+    user = f"{parts.username or ''}:***" if parts.password is not None else userinfo
+    return urlunsplit(shown._replace(netloc=f"{user}@{shown.netloc}"))
+
+
+def has_password(url: str) -> bool:
+    """A password in ``url``: in its authority or as libpq's ``password`` query parameter."""
+    parts = urlsplit(url)
+    return parts.password is not None or any(
+        key.lower() == "password" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
 
 
 class PostgresEngine(Engine):
@@ -88,7 +98,7 @@ class PostgresEngine(Engine):
         if url is None:
             self._cluster = LocalCluster(self.project_dir / self.settings.local_folder)
             url = self._cluster.start()
-        if urlsplit(url).password is not None:
+        if has_password(url):
             raise EngineUnavailable(
                 f"{masked(url)}: a password does not belong in [store] url; set SEGSYNC_STORE_PASSWORD")
         password = self.settings.password.get_secret_value() if self.settings.password else None

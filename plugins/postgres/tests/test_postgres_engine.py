@@ -91,6 +91,12 @@ def test_an_unreachable_server_is_named_without_its_password(tmp_path) -> None:
     assert str(raised.value) == (f"postgresql://segsync:***@127.0.0.1:{port}/crm: a password does not "
                                  "belong in [store] url; set SEGSYNC_STORE_PASSWORD")
     assert "hunter2" not in str(raised.value)
+    # libpq also reads a password from the query string: refused the same way, never shown.
+    with pytest.raises(EngineUnavailable) as raised:
+        PostgresEngine(PostgresSettings(url=f"postgresql://segsync@127.0.0.1:{port}/crm?password=hunter2"),
+                       tmp_path).open()
+    assert str(raised.value) == (f"postgresql://segsync@127.0.0.1:{port}/crm?password=***: a password does "
+                                 "not belong in [store] url; set SEGSYNC_STORE_PASSWORD")
 
 
 def test_append_and_upsert_write_in_bulk(engine) -> None:
