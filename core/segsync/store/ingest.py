@@ -456,16 +456,26 @@ class Ingestor:
     def ingest(self, batch: Batch) -> IngestResult:
         """Validate and merge ``batch``; a file a part of :attr:`lines_per_part` lines at a time
         (in order, so the merge rule's "later rows win" and deduplication hold across parts)."""
-        if batch.file is None:
-            return self._ingest(batch, None)
+        split: list[Part | None] = [None]
         file = batch.file
-        header = 1 if file.format == "csv" else 0
-        split = parts(
-            file.path, file.format, file.skip_rows + header + 1,
-            file.until_row + header if file.until_row is not None else None, self.lines_per_part,
-        ) if file.path.is_file() else [None]
-        if len(split) == 1:
-            return self._ingest(batch, None)
+        if file is not None and file.path.is_file():
+            header = 1 if file.format == "csv" else 0
+            split = parts(
+                file.path, file.format, file.skip_rows + header + 1,
+                file.until_row + header if file.until_row is not None else None, self.lines_per_part,
+            ) or [None]
+        if batch.stream is Stream.EVENTS:
+            self._begin_events(parts=len(split))
+        try:
+            if len(split) == 1:
+                return self._ingest(batch, None)
+            return self._ingest_parts(batch, split)
+        finally:
+            if batch.stream is Stream.EVENTS:
+                self.con.execute("DROP TABLE IF EXISTS _batch_ids")
+
+    def _ingest_parts(self, batch: Batch, split: list[Part | None]) -> IngestResult:
+        assert batch.file is not None
         total = IngestResult()
         self._seen_keys = set()
         # A contact in several parts is merged once per part but counts once for the batch.
@@ -477,9 +487,9 @@ class Ingestor:
             total.loaded = int(self.con.execute(
                 "SELECT count(DISTINCT contact_key) FROM _merged_contacts").fetchall()[0][0])
         self.con.execute("DROP TABLE _merged_contacts")
-        if file.format == "jsonl":
+        if batch.file.format == "jsonl":
             # Each part maps the keys it holds; the file as a whole must hold what the mapping names.
-            self._column_map(batch.stream, sorted(self._seen_keys), file.columns)
+            self._column_map(batch.stream, sorted(self._seen_keys), batch.file.columns)
         return total
 
     def _ingest(self, batch: Batch, part: Part | None) -> IngestResult:
@@ -760,8 +770,57 @@ class Ingestor:
             self.con.execute("INSERT INTO _merged_contacts SELECT contact_key FROM _contacts_in")
         return self._count("_contacts_in")
 
+    def _begin_events(self, *, parts: int) -> None:
+        """Prepare the deduplication of a batch of events (see :meth:`_merge_events`).
+
+        ``(source, source_event_id)`` is unique in ``events``. A row of the batch may repeat an
+        event loaded before (by an earlier batch, or an earlier part of this one) or an earlier
+        row of its own part. Each part is checked against only what it can collide with, by a
+        hash join built on the part's side, never by scanning the growing events table once per
+        part: a batch that cannot meet earlier events (the source never loaded any) checks its
+        parts against the ids of its earlier parts only; one of several parts from a source
+        loaded before starts from that source's ids (one scan); a single part probes the
+        events table once.
+        """
+        self._prior_events = bool(self.con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE source = ? LIMIT 1)", [self.connection]
+        ).fetchall()[0][0])
+        # Ids loaded by this batch so far (and, for several parts, the source's earlier ones),
+        # with a 64-bit hash the probe compares first: integers join ~6x faster than text.
+        self._batch_ids = parts > 1
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _batch_ids (h UBIGINT, source_event_id VARCHAR)")
+        if self._batch_ids and self._prior_events:
+            self.con.execute(
+                "INSERT INTO _batch_ids SELECT hash(source_event_id), source_event_id FROM events "
+                "WHERE source = ?", [self.connection])
+
     def _merge_events(self) -> int:
         self._ensure_contacts()
+        # The part's valid rows, each marked when it repeats an event already loaded or an
+        # earlier row of the part (the first by line wins). Only rows whose hash occurs twice
+        # are compared by id: with unique ids that is none of them.
+        earlier = []
+        if self._batch_ids:
+            earlier.append(
+                "EXISTS (SELECT 1 FROM _batch_ids b WHERE b.h = p.h AND b.source_event_id = p.source_event_id)")
+        elif self._prior_events:
+            earlier.append(
+                "EXISTS (SELECT 1 FROM events e WHERE e.source = $source AND e.source_event_id = p.source_event_id)")
+        self.con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _part_ids AS
+            SELECT _row, source_event_id, hash(source_event_id) AS h
+            FROM _checked WHERE len(_errors) = 0
+            """
+        )
+        repeated = f"""
+            SELECT _row FROM _part_ids
+            WHERE h IN (SELECT h FROM _part_ids GROUP BY h HAVING count(*) > 1)
+            QUALIFY row_number() OVER (PARTITION BY source_event_id ORDER BY _row) > 1
+            {''.join(f" UNION SELECT _row FROM _part_ids p WHERE {e}" for e in earlier)}
+        """
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _repeated AS {repeated}",
+                         *([{"source": self.connection}] if "$source" in repeated else []))
         before = self._count("events")
         self.con.execute(
             """
@@ -774,14 +833,14 @@ class Ingestor:
                    coalesce(properties ->> '$.campaign_id', $source || source_event_id),
                    k.contact_id
             FROM _checked c JOIN contacts k ON k.contact_key = c.contact_key
-            WHERE len(_errors) = 0 AND NOT EXISTS (
-                SELECT 1 FROM events e
-                WHERE e.source = $source AND e.source_event_id = c.source_event_id
-            )
-            QUALIFY row_number() OVER (PARTITION BY source_event_id ORDER BY _row) = 1
+            WHERE len(_errors) = 0 AND _row NOT IN (SELECT _row FROM _repeated)
             """,
             {"source": self.connection, "run": self.run_id},
         )
+        if self._batch_ids and self._more_follows:
+            self.con.execute(
+                "INSERT INTO _batch_ids SELECT h, source_event_id FROM _part_ids "
+                "WHERE _row NOT IN (SELECT _row FROM _repeated)")
         return self._count("events") - before
 
     def _merge_consent(self) -> int:
