@@ -105,6 +105,9 @@ class FileSlice:
     ``skip_rows + 1`` to ``until_row`` are loaded (``until_row`` None: to the end).
     ``newer_than`` keeps only rows whose ``(column, ISO timestamp)`` is later. ``columns``
     maps canonical column names to the file's column names (identity where absent).
+    ``skip_bytes``: the byte offset where row ``skip_rows + 1`` starts, when the connector
+    knows it (an append-only file's cursor): the store then reads from there rather than
+    counting ``skip_rows`` rows from the top. It must be that row's true start.
     """
 
     path: Path
@@ -114,6 +117,7 @@ class FileSlice:
     newer_than: tuple[str, str] | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
     label: str = ""  # how record errors name the file; defaults to the path
+    skip_bytes: int | None = None
 
 
 @dataclass(frozen=True)

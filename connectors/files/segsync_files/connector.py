@@ -175,8 +175,8 @@ class FilesConnector(Connector):
             key = self._label(path)
             if unchanged_since(path, state.get(key)):
                 continue  # not even read: a re-run over unchanged files costs a stat each
-            skip = rows_already_loaded(path, state.get(key))
-            rows, new_state = self._complete_rows(path)
+            skip, skip_bytes = rows_already_loaded(path, state.get(key))
+            rows, new_state = self._complete_rows(path, skip, skip_bytes)
             if rows <= skip:
                 if key not in state or rows == skip:
                     state[key] = new_state  # the same rows: remember the file as it is now
@@ -186,23 +186,28 @@ class FilesConnector(Connector):
                 stream,
                 cursor=dict(state),
                 file=FileSlice(path, self._format(path), skip_rows=skip, until_row=rows,
-                               columns=columns, label=key),
+                               columns=columns, label=key, skip_bytes=skip_bytes),
             )
 
-    def _complete_rows(self, path: Path) -> tuple[int, dict[str, Any]]:
+    def _complete_rows(self, path: Path, skip: int = 0, skip_bytes: int | None = None) -> tuple[int, dict[str, Any]]:
         """Rows on finished lines, and the cursor state that covers exactly their bytes.
 
         A last line without its line break may still be written: it is neither counted nor
         fingerprinted, so the cursor never moves past it (the store reports it as held back).
+        ``skip_bytes``: where row ``skip + 1`` starts (a cursor's offset): only the bytes from
+        there on are read to count the rows.
         """
         from segsync.filesource import extent
         from segsync_files.cursor import file_state
 
         before = path.stat()  # before reading: a write while it is read changes it again
-        complete = extent(path)
         header = 1 if self._format(path) == "csv" else 0
+        if skip_bytes:
+            complete = extent(path, lines=skip + header, offset=skip_bytes)
+        else:
+            complete = extent(path)
         rows = max(complete.lines - header, 0)
-        return rows, file_state(complete, rows, before)
+        return rows, file_state(path, complete, rows, before)
 
     def _read_by_timestamp(
         self, stream: Stream, cursor: Any | None, columns: dict[str, str]

@@ -1,10 +1,19 @@
 """Position cursors for append-only files.
 
 A file's cursor records how many rows were loaded, the size of the finished lines they are on
-and a hash of those bytes (a last line without its line break is in neither). When the file has only grown (same prefix), the next run loads the new rows; when it was
-rewritten, it is loaded again from the top, which is safe: events deduplicate by id, consent
-records by their content, and contacts merge. A file whose size, modification time and inode
-are what they were when its cursor was taken is not read at all.
+(a last line without its line break is in neither) and a fingerprint of those bytes: the hash
+of their first and of their last :data:`FINGERPRINT_BYTES`. When the file has only grown (at
+least that size, the same fingerprint), the next run reads and loads the bytes after that
+size and nothing before it; when it shrank or its fingerprint differs, it was rewritten and is
+loaded again from the top, which is safe: events deduplicate by id, consent records by their
+content, and contacts merge. A file whose size, modification time and inode are what they were
+when its cursor was taken is not read at all.
+
+The fingerprint reads a bounded number of bytes whatever the file's size, so an appended file
+costs its new bytes, not its whole length. What it cannot see is a rewrite that keeps the
+size (or grows), the first and the last bytes of what was loaded and changes only the middle;
+such a rewrite's new middle is not loaded (its appended rows are). Cursors written before the
+fingerprint (a ``sha256`` of the whole prefix) are checked the old way once.
 """
 
 from __future__ import annotations
@@ -17,6 +26,9 @@ from typing import Any
 from segsync.filesource import Extent
 
 _CHUNK = 1 << 20
+# Bytes hashed at each end of the loaded prefix: a rewrite almost always changes the first
+# lines (a new header, other early records) or the last ones.
+FINGERPRINT_BYTES = 1 << 16
 
 
 def prefix_sha256(path: Path, length: int) -> str:
@@ -32,14 +44,30 @@ def prefix_sha256(path: Path, length: int) -> str:
     return digest.hexdigest()
 
 
-def rows_already_loaded(path: Path, previous: dict[str, Any] | None) -> int:
-    """How many leading rows of ``path`` the previous cursor covers (0: load it all)."""
+def fingerprint(path: Path, length: int) -> dict[str, str]:
+    """Hashes of the first and the last :data:`FINGERPRINT_BYTES` of the first ``length``
+    bytes of ``path`` (two reads of at most that many bytes)."""
+    with path.open("rb") as handle:
+        head = handle.read(min(length, FINGERPRINT_BYTES))
+        handle.seek(max(length - FINGERPRINT_BYTES, 0))
+        tail = handle.read(min(length, FINGERPRINT_BYTES))
+    return {"head": hashlib.sha256(head).hexdigest(), "tail": hashlib.sha256(tail).hexdigest()}
+
+
+def rows_already_loaded(path: Path, previous: dict[str, Any] | None) -> tuple[int, int | None]:
+    """How many leading rows of ``path`` the previous cursor covers (0: load it all), and the
+    byte offset where the next row starts (None: count from the top)."""
     if not previous:
-        return 0
+        return 0, None
     size = path.stat().st_size
-    if size < previous["size"] or prefix_sha256(path, previous["size"]) != previous["sha256"]:
-        return 0
-    return int(previous["rows"])
+    if size < previous["size"]:
+        return 0, None
+    if "head" in previous:
+        if fingerprint(path, previous["size"]) != {"head": previous["head"], "tail": previous["tail"]}:
+            return 0, None
+    elif prefix_sha256(path, previous["size"]) != previous["sha256"]:
+        return 0, None
+    return int(previous["rows"]), int(previous["size"])
 
 
 def unchanged_since(path: Path, previous: dict[str, Any] | None) -> bool:
@@ -52,8 +80,8 @@ def unchanged_since(path: Path, previous: dict[str, Any] | None) -> bool:
     return previous["stat"] == [stat.st_size, stat.st_mtime_ns, stat.st_ino]
 
 
-def file_state(complete: Extent, rows: int, stat: os.stat_result) -> dict[str, Any]:
-    """The cursor of a file: its finished rows and the fingerprint of their bytes, and the file's
-    size, modification time and inode when they were read (taken before reading)."""
-    return {"rows": rows, "size": complete.complete_bytes, "sha256": complete.sha256,
+def file_state(path: Path, complete: Extent, rows: int, stat: os.stat_result) -> dict[str, Any]:
+    """The cursor of a file: its finished rows, their size and fingerprint, and the file's
+    size, modification time and inode when they were read (``stat`` taken before reading)."""
+    return {"rows": rows, "size": complete.complete_bytes, **fingerprint(path, complete.complete_bytes),
             "stat": [stat.st_size, stat.st_mtime_ns, stat.st_ino]}

@@ -228,14 +228,17 @@ def test_an_unchanged_file_is_not_read_again_a_touched_or_grown_one_is(tmp_path:
     conn = connector(tmp_path, contacts="c.csv")
     _, cursor, _ = pull(conn, Stream.CONTACTS)
     reads: list[str] = []
-    real_extent, real_prefix = filesource.extent, cursor_module.prefix_sha256
-    monkeypatch.setattr(filesource, "extent", lambda path: reads.append("extent") or real_extent(path))
-    monkeypatch.setattr(cursor_module, "prefix_sha256",
-                        lambda path, n: reads.append("prefix") or real_prefix(path, n))
+    real_extent, real_fingerprint = filesource.extent, cursor_module.fingerprint
+    monkeypatch.setattr(filesource, "extent", lambda path, **known: reads.append(f"extent from {known.get('offset', 0)}")
+                        or real_extent(path, **known))
+    monkeypatch.setattr(cursor_module, "fingerprint",
+                        lambda path, n: reads.append(f"fingerprint of {n}") or real_fingerprint(path, n))
     assert list(conn.read(Stream.CONTACTS, cursor)) == [] and reads == []  # a stat, nothing read
     stat = (tmp_path / "c.csv").stat()
     os.utime(tmp_path / "c.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert list(conn.read(Stream.CONTACTS, cursor)) == [] and reads == ["prefix", "extent"]  # same rows
+    # Same rows: the known prefix's ends are checked and only what follows it is counted.
+    assert list(conn.read(Stream.CONTACTS, cursor)) == [] and reads == [
+        "fingerprint of 13", "extent from 13", "fingerprint of 13"]
     with (tmp_path / "c.csv").open("a") as out:
         out.write("b@x.co\n")
     keys, cursor, _ = pull(conn, Stream.CONTACTS, cursor)

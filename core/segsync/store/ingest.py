@@ -128,6 +128,7 @@ class Ingestor:
         self._part: Part | None = None  # the part of a file being loaded (see ingest)
         self._seen_keys: set[str] = set()  # JSONL keys of the parts loaded so far
         self._more_follows = False  # a later part loads the lines after this one
+        self._offsets: tuple[int, int] | None = None  # bytes of a file loaded in one part
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _event_types AS SELECT unnest($names::VARCHAR[]) AS name",
             {"names": sorted(set(event_types))},
@@ -178,7 +179,8 @@ class Ingestor:
             return {"first_line": part.first_line, "last_line": part.last_line,
                     "offsets": (part.start, part.end), "more_follows": self._more_follows}
         return {"first_line": file.skip_rows + header + 1,
-                "last_line": file.until_row + header if file.until_row is not None else None}
+                "last_line": file.until_row + header if file.until_row is not None else None,
+                "offsets": self._offsets}
 
     def _add_bad_lines(self, bad: list[BadLine], row_of_line) -> None:
         self._bad.extend((row_of_line(b.line), None, b.field, b.reason) for b in bad)
@@ -457,17 +459,21 @@ class Ingestor:
         """Validate and merge ``batch``; a file a part of :attr:`lines_per_part` lines at a time
         (in order, so the merge rule's "later rows win" and deduplication hold across parts)."""
         split: list[Part | None] = [None]
+        self._offsets = None
         file = batch.file
         if file is not None and file.path.is_file():
             header = 1 if file.format == "csv" else 0
             split = parts(
                 file.path, file.format, file.skip_rows + header + 1,
                 file.until_row + header if file.until_row is not None else None, self.lines_per_part,
-            ) or [None]
+                first_byte=file.skip_bytes,
+            )
         if batch.stream is Stream.EVENTS:
             self._begin_events(parts=len(split))
         try:
             if len(split) == 1:
+                # One part: staged by its byte offsets when known (no count from the top).
+                self._offsets = (split[0].start, split[0].end) if split[0] is not None else None
                 return self._ingest(batch, None)
             return self._ingest_parts(batch, split)
         finally:

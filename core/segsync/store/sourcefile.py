@@ -88,7 +88,7 @@ class Extent:
     lines: int  # physical lines ending with a line break
     complete_bytes: int  # bytes up to and including the last line break
     size: int  # bytes in the file (more than complete_bytes: a last line still unfinished)
-    sha256: str  # of the complete bytes
+    sha256: str | None  # of the complete bytes; None when counted on from a known position
 
     @property
     def unfinished(self) -> bool:
@@ -98,25 +98,32 @@ class Extent:
 # -- the complete part of a file ---------------------------------------------------------------
 
 
-def extent(path: Path) -> Extent:
-    """Count the lines that are finished, and fingerprint exactly those bytes (one pass)."""
-    digest = hashlib.sha256()
-    lines = complete = offset = 0
+def extent(path: Path, *, lines: int = 0, offset: int = 0) -> Extent:
+    """Count the lines that are finished, and fingerprint exactly those bytes (one pass).
+
+    With ``offset`` (the byte after a line break) and ``lines`` (the finished lines before it,
+    known from an earlier count), only the bytes from ``offset`` on are read and counted, and
+    nothing is fingerprinted (``sha256`` None): an appended file costs its new bytes.
+    """
+    digest = hashlib.sha256() if offset == 0 else None
+    complete = offset
     pending = b""  # bytes after the last line break seen so far
     with path.open("rb") as handle:
+        handle.seek(offset)
         while chunk := handle.read(_CHUNK):
             breaks = chunk.count(b"\n")
             if breaks:
                 last = chunk.rindex(b"\n")
-                digest.update(pending)
-                digest.update(chunk[: last + 1])
+                if digest is not None:
+                    digest.update(pending)
+                    digest.update(chunk[: last + 1])
                 pending = chunk[last + 1:]
                 lines += breaks
                 complete = offset + last + 1
-            else:
+            elif digest is not None:
                 pending += chunk
             offset += len(chunk)
-    return Extent(lines, complete, offset, digest.hexdigest())
+    return Extent(lines, complete, offset, digest.hexdigest() if digest is not None else None)
 
 
 def _line_offsets(path: Path, *lines: int) -> list[int]:
@@ -155,15 +162,23 @@ class Part:
     end: int
 
 
-def parts(path: Path, format: FileFormat, first_line: int, last_line: int | None, lines_per_part: int) -> list[Part]:
+def parts(
+    path: Path, format: FileFormat, first_line: int, last_line: int | None, lines_per_part: int,
+    *, first_byte: int | None = None,
+) -> list[Part]:
     """Split physical lines ``first_line``..``last_line`` (None: to the end) of ``path`` into
     parts of about ``lines_per_part`` lines, in one pass over the file, so a big file can be
     loaded a part at a time. A part never ends inside a record: a JSONL line is always a
     whole record; a CSV part ends only where the double quotes since ``first_line`` are
-    balanced (a quoted value may span lines), else a line later."""
+    balanced (a quoted value may span lines), else a line later.
+
+    ``first_byte``: where ``first_line`` starts, when the caller knows (a cursor's offset):
+    the file is then read from there, not from its top."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         walker = _LineWalker(handle)
+        if first_byte is not None:
+            walker.seek(first_line, first_byte)
         start = walker.advance_to(first_line)
         if start is None:
             return [Part(first_line, last_line, size, size)]
@@ -196,6 +211,12 @@ class _LineWalker:
         self.base = 0  # offset of ``chunk`` in the file
         self.line = 1
         self.quotes = 0  # double quotes before the current position
+
+    def seek(self, line: int, offset: int) -> None:
+        """Continue from physical line ``line``, known to start at byte ``offset`` (quotes are
+        counted from there: only their parity since the first line of the parts matters)."""
+        self.handle.seek(offset)
+        self.chunk, self.position, self.base, self.line = b"", 0, offset, line
 
     def advance_to(self, target: int) -> int | None:
         """The byte offset where physical line ``target`` starts (the end of the file when the
