@@ -805,13 +805,6 @@ class Ingestor:
         # The part's valid rows, each marked when it repeats an event already loaded or an
         # earlier row of the part (the first by line wins). Only rows whose hash occurs twice
         # are compared by id: with unique ids that is none of them.
-        earlier = []
-        if self._batch_ids:
-            earlier.append(
-                "EXISTS (SELECT 1 FROM _batch_ids b WHERE b.h = p.h AND b.source_event_id = p.source_event_id)")
-        elif self._prior_events:
-            earlier.append(
-                "EXISTS (SELECT 1 FROM events e WHERE e.source = $source AND e.source_event_id = p.source_event_id)")
         self.con.execute(
             """
             CREATE OR REPLACE TEMP TABLE _part_ids AS
@@ -819,14 +812,35 @@ class Ingestor:
             FROM _checked WHERE len(_errors) = 0
             """
         )
-        repeated = f"""
+        earlier = ""
+        params = {}
+        if self._batch_ids:
+            # The hashes first (a scan of one integer column), the ids of those only.
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE _candidates AS "
+                "SELECT DISTINCT h FROM _batch_ids WHERE h IN (SELECT h FROM _part_ids)")
+            earlier = """
+                UNION SELECT _row FROM _part_ids p
+                WHERE p.h IN (SELECT h FROM _candidates) AND EXISTS (
+                    SELECT 1 FROM (SELECT * FROM _batch_ids WHERE h IN (SELECT h FROM _candidates)) b
+                    WHERE b.h = p.h AND b.source_event_id = p.source_event_id)
+            """
+        elif self._prior_events:
+            earlier = """
+                UNION SELECT _row FROM _part_ids p WHERE EXISTS (
+                    SELECT 1 FROM events e WHERE e.source = $source AND e.source_event_id = p.source_event_id)
+            """
+            params = {"source": self.connection}
+        self.con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _repeated AS
             SELECT _row FROM _part_ids
             WHERE h IN (SELECT h FROM _part_ids GROUP BY h HAVING count(*) > 1)
             QUALIFY row_number() OVER (PARTITION BY source_event_id ORDER BY _row) > 1
-            {''.join(f" UNION SELECT _row FROM _part_ids p WHERE {e}" for e in earlier)}
-        """
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _repeated AS {repeated}",
-                         *([{"source": self.connection}] if "$source" in repeated else []))
+            {earlier}
+            """,
+            params,
+        )
         before = self._count("events")
         self.con.execute(
             """
