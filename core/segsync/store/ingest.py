@@ -7,8 +7,10 @@ Every batch takes the same path, whether it came from an API page or a 10-millio
 2. *validate and normalize* — one SQL statement computes every field's typed value and a list
    of ``{field, reason}`` errors per row. Addresses of the plain ASCII shape are normalized in
    SQL; the few others go through :func:`segsync.model.normalize_email`, once per distinct value.
-3. *merge* — valid rows are merged with ``INSERT … ON CONFLICT``; invalid rows become record
-   errors naming the record (file and line, or the connector's id) and the field.
+3. *merge* — valid rows are merged with ``INSERT … ON CONFLICT`` (contacts), appended
+   without repeats (events: see :meth:`Ingestor._begin_events`; the consent ledger); invalid
+   rows become record errors naming the record (file and line, or the connector's id) and
+   the field.
 
 Nothing here loops over records in Python, except the distinct non-ASCII addresses.
 """
@@ -530,7 +532,9 @@ class Ingestor:
         checks = [
             f"CASE WHEN {col} IS NOT NULL AND NOT regexp_matches({col}, {literal(_ISO_WITH_OFFSET)}) "
             f"THEN {{'field': {literal(column)}, 'reason': 'not an ISO 8601 timestamp with a time zone (e.g. 2024-05-01T10:00:00Z): ' || {col}}} END",
-            f"CASE WHEN regexp_matches({col}, {literal(_ISO_WITH_OFFSET)}) AND try_cast({col} AS TIMESTAMPTZ) IS NULL "
+            # The cast first: the pattern is then matched only where it failed (a conjunction's
+            # second term sees only the rows the first let through).
+            f"CASE WHEN try_cast({col} AS TIMESTAMPTZ) IS NULL AND regexp_matches({col}, {literal(_ISO_WITH_OFFSET)}) "
             f"THEN {{'field': {literal(column)}, 'reason': 'not a valid date/time: ' || {col}}} END",
         ]
         if required:
