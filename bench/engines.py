@@ -170,6 +170,10 @@ class Figures:
         return f"{self.wall:.2f} ({self.cpu:.1f}) / {self.peak:.0f}"
 
 
+def progress(what: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
 def measure(fn: Callable[[], object], meter: Meter) -> tuple[float, float, float, object]:
     meter.reset()
     c0, t0 = meter.cpu(), time.perf_counter()
@@ -180,13 +184,16 @@ def measure(fn: Callable[[], object], meter: Meter) -> tuple[float, float, float
 
 def turns(sides: dict[str, tuple[Callable[[], object], Meter]], repeat: int) -> dict[str, Figures]:
     """One untimed warm-up each, then ``repeat`` rounds with the engines' order rotating."""
-    for fn, _ in sides.values():
+    for name, (fn, _) in sides.items():
+        t0 = time.perf_counter()
         fn()
+        progress(f"warm-up {name} {time.perf_counter() - t0:.1f} s")
     runs: dict[str, list] = {name: [] for name in sides}
     names = list(sides)
     for n in range(repeat):
         for name in names[n % len(names):] + names[:n % len(names)]:
             runs[name].append(measure(*sides[name]))
+            progress(f"{name} {runs[name][-1][0]:.1f} s (CPU {runs[name][-1][1]:.1f} s)")
     return {name: Figures(statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
                           max(r[2] for r in rs), rs[-1][3]) for name, rs in runs.items()}
 
@@ -335,6 +342,7 @@ def one_size(n: int, args, url: str | None, folder: Path) -> str:
             spark.create_tables()
             prep.append(f"Spark session + tables {time.perf_counter() - t0:.1f} s")
             meters["spark"] = jvm_meter(jvm_pids())
+        progress(f"{n:,} contacts: {'; '.join(prep)}; evaluation:")
         queries = {name: build_query(segs, groups, AS_OF, registry, dialect=e.dialect)
                    for name, e in engines.items()}
         evaluation = turns({name: (lambda e=e, q=queries[name]: e.evaluate(q), meters[name])
@@ -343,6 +351,7 @@ def one_size(n: int, args, url: str | None, folder: Path) -> str:
                   "spark": lambda: spark_members_differ(store, engines["spark"]) != 0}
         same = {name: evaluation[name].result == evaluation["duckdb"].result and not differ[name]()
                 for name in engines if name != "duckdb"}
+        progress("effective consent:")
         consent = turns({name: (lambda e=e: e.effective_consent(
             DEFAULT, as_of=AS_OF, clock_skew=timedelta(minutes=5)), meters[name])
             for name, e in engines.items()}, args.repeat)
@@ -365,7 +374,6 @@ def one_size(n: int, args, url: str | None, folder: Path) -> str:
     ratios = " / ".join(f"{evaluation[e].wall / d.wall:.2f} ({evaluation[e].cpu / d.cpu:.2f})"
                         for e in ENGINES[1:] if e in evaluation) or "–"
     verdict = ", ".join(f"{e} {'yes' if ok else 'NO'}" for e, ok in same.items()) or "–"
-    print(f"  {n:,}: {'; '.join(prep)}", file=sys.stderr, flush=True)
     return (f"| {n:,} | {n * 20:,} | {members:,} | {consent_rows:,} | "
             + " | ".join(cells(evaluation, e) for e in ENGINES) + f" | {ratios} | "
             + " | ".join(cells(consent, e) for e in ENGINES)
