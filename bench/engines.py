@@ -182,9 +182,11 @@ def measure(fn: Callable[[], object], meter: Meter) -> tuple[float, float, float
     return wall, cpu, meter.peak(), result
 
 
-def turns(sides: dict[str, tuple[Callable[[], object], Meter]], repeat: int) -> dict[str, Figures]:
-    """One untimed warm-up each, then ``repeat`` rounds with the engines' order rotating."""
-    for name, (fn, _) in sides.items():
+def turns(sides: dict[str, tuple[Callable[[], object], Meter]], repeat: int,
+          warm_up: bool = True) -> dict[str, Figures]:
+    """One untimed warm-up each (unless not ``warm_up``), then ``repeat`` rounds with the
+    engines' order rotating."""
+    for name, (fn, _) in sides.items() if warm_up else ():
         t0 = time.perf_counter()
         fn()
         progress(f"warm-up {name} {time.perf_counter() - t0:.1f} s")
@@ -346,7 +348,7 @@ def one_size(n: int, args, url: str | None, folder: Path) -> str:
         queries = {name: build_query(segs, groups, AS_OF, registry, dialect=e.dialect)
                    for name, e in engines.items()}
         evaluation = turns({name: (lambda e=e, q=queries[name]: e.evaluate(q), meters[name])
-                            for name, e in engines.items()}, args.repeat)
+                            for name, e in engines.items()}, args.repeat, args.warm_up)
         differ = {"postgres": lambda: engines["postgres"].members() != engines["duckdb"].members(),
                   "spark": lambda: spark_members_differ(store, engines["spark"]) != 0}
         same = {name: evaluation[name].result == evaluation["duckdb"].result and not differ[name]()
@@ -354,7 +356,7 @@ def one_size(n: int, args, url: str | None, folder: Path) -> str:
         progress("effective consent:")
         consent = turns({name: (lambda e=e: e.effective_consent(
             DEFAULT, as_of=AS_OF, clock_skew=timedelta(minutes=5)), meters[name])
-            for name, e in engines.items()}, args.repeat)
+            for name, e in engines.items()}, args.repeat, args.warm_up)
         for name in same:
             same[name] = same[name] and consent[name].result == consent["duckdb"].result
         members = sum(evaluation["duckdb"].result.values())
@@ -384,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, nargs="+", default=[100_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="measure the first run (at 1M, a warm-up costs as much as a run)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
                         help="DuckDB always runs: the others are compared with it")
     parser.add_argument("--dir", type=Path, help="keep the generated data here and reuse it")
