@@ -374,7 +374,7 @@ def one_size(n: int, args, url: str | None, folder: Path) -> str:
         return figures[name].cell() if name in figures else "–"
 
     ratios = " / ".join(f"{evaluation[e].wall / d.wall:.2f} ({evaluation[e].cpu / d.cpu:.2f})"
-                        for e in ENGINES[1:] if e in evaluation) or "–"
+                        if e in evaluation else "–" for e in ENGINES[1:])
     verdict = ", ".join(f"{e} {'yes' if ok else 'NO'}" for e, ok in same.items()) or "–"
     return (f"| {n:,} | {n * 20:,} | {members:,} | {consent_rows:,} | "
             + " | ".join(cells(evaluation, e) for e in ENGINES) + f" | {ratios} | "
