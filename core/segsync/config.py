@@ -29,7 +29,8 @@ from __future__ import annotations
 import difflib
 import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -583,3 +584,16 @@ def open_engine(config: ProjectConfig, host: PluginHost) -> Engine:
                           f"(installed: {', '.join(sorted(engines))})")
     cls = engines[config.store_engine]
     return cls(engine_settings(cls, config), config.project_dir)
+
+
+@contextmanager
+def external_engine(config: ProjectConfig, host: PluginHost) -> Iterator[Engine | None]:
+    """The project's external engine, open for the block (None on the embedded store, where
+    the store's own connection answers; docs/scale.md)."""
+    from segsync.engines import DEFAULT_ENGINE
+
+    if config.store_engine == DEFAULT_ENGINE:
+        yield None
+        return
+    with open_engine(config, host) as engine:
+        yield engine

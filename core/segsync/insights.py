@@ -14,6 +14,9 @@ Everything here is an aggregate (sizes, counts, rates, shares): no address leave
 so what is built from it can be shared. The store is opened read-only and the project's segments
 are evaluated into TEMP tables, as ``segsync segments list`` does, with the plugin host the
 command line loaded; a running sync holds the store, so ``--wait`` seconds are waited for it.
+With an external engine (docs/scale.md) the segments are evaluated there and every figure read
+from the memberships, snapshots, events or consent ledger is computed there; the store gives
+the runs, what destinations acknowledged, and the scores.
 Tests read the same figures with ``segsync.testing.Project.insights()``.
 """
 
@@ -31,6 +34,7 @@ from segsync.segments.insights import HistoryRow, Overlap, Performance, parse_wi
 
 if TYPE_CHECKING:
     from segsync.config import ProjectConfig
+    from segsync.engines import Engine
     from segsync.plugins import PluginHost
     from segsync.store import Store
 
@@ -134,12 +138,14 @@ class Insights:
     """
 
     def __init__(self, config: ProjectConfig, host: PluginHost, store: Store, as_of: datetime,
-                 sizes: dict[str, int]) -> None:
+                 sizes: dict[str, int], engine: Engine | None = None) -> None:
         self._config = config
         self._host = host
         self._store = store
         self.as_of = as_of
         self._sizes = sizes
+        self._engine = engine  # the project's external engine, evaluated there; None: the store
+        self._source = store.con if engine is None else engine
 
     @property
     def project_name(self) -> str:
@@ -169,14 +175,14 @@ class Insights:
         (``last``: only the latest that many runs)."""
         from segsync.segments import insights
 
-        rows = insights.history(self._store.con, segment)
+        rows = insights.history(self._store.con, segment, self._engine)
         return rows[-last:] if last else rows
 
     def overlap(self) -> list[Overlap]:
         """Every pair of segments (project-file order) with the contacts in both."""
         from segsync.segments import insights
 
-        return insights.overlap(self._store.con, self._config.segments.segments, self._sizes,
+        return insights.overlap(self._source, self._config.segments.segments, self._sizes,
                                 destinations(self._config, self._host))
 
     def performance(self, window: timedelta) -> list[Performance]:
@@ -184,7 +190,7 @@ class Insights:
         current members over ``window`` before :attr:`as_of` (rates: ``Performance.to_dict``)."""
         from segsync.segments import insights
 
-        return insights.report(self._store.con, [s.name for s in self._config.segments.segments],
+        return insights.report(self._source, [s.name for s in self._config.segments.segments],
                                self.as_of, window)
 
     def consent_counts(self) -> list[ConsentCount]:
@@ -195,7 +201,7 @@ class Insights:
         from segsync.consent.counts import status_counts
 
         settings = consent_settings(self._config, self._host.consent_policies())
-        return status_counts(self._store.con, settings, self.as_of)
+        return status_counts(self._store.con, settings, self.as_of, self._engine)
 
 
     def score_distributions(self) -> list[ScoreDistribution]:
@@ -269,15 +275,20 @@ def read_insights(config: str | Path | None, host: PluginHost, *, as_of: datetim
 
 @contextmanager
 def _insights(project: ProjectConfig, host: PluginHost, as_of: datetime | None, wait: float) -> Iterator[Insights]:
+    from segsync.config import external_engine
+    from segsync.engines.stage import evaluate_members
     from segsync.segments import evaluate
     from segsync.store import Store
 
     at = as_of or datetime.now(timezone.utc)
     Store.reader_wait = float(wait)
-    with Store(project.store_path, read_only=True) as store:
-        sizes = evaluate(store.con, project.segments.segments, project.segments.groups, at,
-                         host.segment_registry())
-        yield Insights(project, host, store, at, sizes)
+    with Store(project.store_path, read_only=True) as store, external_engine(project, host) as engine:
+        if engine is None:
+            sizes = evaluate(store.con, project.segments.segments, project.segments.groups, at,
+                             host.segment_registry())
+        else:
+            sizes = evaluate_members(engine, project.segments, at, host.segment_registry())
+        yield Insights(project, host, store, at, sizes, engine)
 
 
 __all__ = [

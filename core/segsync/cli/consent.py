@@ -24,13 +24,9 @@ if TYPE_CHECKING:
 @contextmanager
 def project_engine(ctx: Context, config: ProjectConfig) -> Iterator[Engine | None]:
     """The project's external engine, open (None on the embedded store; docs/scale.md)."""
-    from segsync.config import open_engine
-    from segsync.engines import DEFAULT_ENGINE
+    from segsync.config import external_engine
 
-    if config.store_engine == DEFAULT_ENGINE:
-        yield None
-        return
-    with open_engine(config, ctx.host) as engine:
+    with external_engine(config, ctx.host) as engine:
         yield engine
 
 

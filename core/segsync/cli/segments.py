@@ -1,7 +1,10 @@
 """``segsync segments …``: inspect segments against the store, read-only.
 
 Sizes and members come from evaluating the project's segments at ``--as-of`` (default now) on
-a read-only connection; evaluation only creates TEMP tables.
+a read-only connection; evaluation only creates TEMP tables. On an external engine
+(docs/scale.md) the segments are evaluated there, into the engine's own session's
+``segment_membership``, and every question (members, overlap, changes, history, performance)
+is answered there: only the answer comes back.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
     from segsync.config import ProjectConfig
     from segsync.plugins import PluginHost
     from segsync.segments import SegmentDef
-    from segsync.segments.insights import Change, Overlap
+    from segsync.engines.base import Source
+    from segsync.segments.insights import Overlap
     from segsync.store import Store
 
 _AS_OF = as_of_option("Evaluate as of this instant (ISO 8601 with a zone; default: now).")
@@ -33,14 +37,15 @@ _JSON = json_option("Machine-readable output.")
 
 @dataclass
 class Evaluated:
-    """The project's segments evaluated at ``as_of`` on a read-only store connection."""
+    """The project's segments evaluated at ``as_of``: on a read-only store connection, or on
+    the project's external engine (open while the ``with evaluated(…)`` block runs)."""
 
     config: ProjectConfig
     store: Store
     as_of: datetime
     sizes: dict[str, int]
-    # On an external engine: each segment's change against the engine's latest snapshot.
-    changes: dict[str, Change] | None = None
+    # Where the memberships are: the store's connection, or the engine.
+    source: Source
 
     @property
     def segments(self) -> list[SegmentDef]:
@@ -65,50 +70,21 @@ def find_segment(config: ProjectConfig, name: str, *, listing: bool = False) -> 
 
 @contextmanager
 def evaluated(ctx: Context, config: ProjectConfig, as_of: datetime | None) -> Iterator[Evaluated]:
-    from segsync.engines import DEFAULT_ENGINE
+    from segsync.cli.consent import project_engine
+    from segsync.engines.stage import evaluate_members
     from segsync.segments import SegmentError, evaluate
 
     at = as_of or datetime.now(timezone.utc)
-    with read_store(ctx, config.store_path) as store:
+    with read_store(ctx, config.store_path) as store, project_engine(ctx, config) as engine:
         try:
-            changes = None
-            if config.store_engine == DEFAULT_ENGINE:
+            if engine is None:
                 sizes = evaluate(store.con, config.segments.segments, config.segments.groups, at,
                                  ctx.host.segment_registry())
             else:
-                sizes, changes = evaluate_elsewhere(ctx, config, store, at)
+                sizes = evaluate_members(engine, config.segments, at, ctx.host.segment_registry())
         except SegmentError as exc:
             raise click.ClickException(str(exc)) from None
-        yield Evaluated(config, store, at, sizes, changes)
-
-
-def evaluate_elsewhere(
-    ctx: Context, config: ProjectConfig, store: Store, at: datetime
-) -> tuple[dict[str, int], dict[str, Change]]:
-    """Evaluate on the project's external engine (docs/scale.md); its members fill the read-only
-    store connection's temp ``segment_membership``, which the commands read as on the store.
-    Also each segment's entries and exits against the engine's latest snapshot."""
-    from segsync.config import open_engine
-    from segsync.engines.stage import last_snapshot
-    from segsync.segments.evaluate import MEMBERSHIP_TABLE
-    from segsync.segments.insights import Change
-    from segsync.segments.query import build_query
-
-    with open_engine(config, ctx.host) as engine:
-        query = build_query(config.segments.segments, config.segments.groups, at,
-                            ctx.host.segment_registry(), dialect=engine.dialect)
-        sizes = engine.evaluate(query)
-        members = engine.members()
-        previous = last_snapshot(engine)
-        moved = engine.membership_changes(previous)
-    changes = {name: Change(previous, sum(1 for s, _, c in moved if s == name and c == "enter"),
-                            sum(1 for s, _, c in moved if s == name and c == "exit"))
-               for name in sizes}
-    store.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {MEMBERSHIP_TABLE} AS SELECT unnest($s::VARCHAR[]) AS segment, "
-        "unnest($k::VARCHAR[]) AS contact_key",
-        {"s": [s for s, _ in members], "k": [k for _, k in members]})
-    return sizes, changes
+        yield Evaluated(config, store, at, sizes, store.con if engine is None else engine)
 
 
 def _rule_line(segment: SegmentDef) -> str:
@@ -163,7 +139,7 @@ def overlap_rows(ev: Evaluated, host: PluginHost, names: tuple[str, ...] = ()) -
     from segsync.segments import insights
 
     chosen = [ev.segment(n) for n in names] if names else ev.segments
-    return insights.overlap(ev.store.con, chosen, ev.sizes, destinations(ev.config, host))
+    return insights.overlap(ev.source, chosen, ev.sizes, destinations(ev.config, host))
 
 
 # -- the commands ------------------------------------------------------------------------------
@@ -216,7 +192,7 @@ def show(ctx: Context, name: str, as_of: datetime | None, limit: int, show_sql: 
         if not s.destinations:
             echo("  destinations: every destination, as a tag named after the segment")
         echo(f"  size as of {ev.as_of.isoformat()}: {ev.sizes.get(s.name, 0)}")
-        sample = insights.members(ev.store.con, s.name, limit)
+        sample = insights.members(ev.source, s.name, limit)
         if sample:
             echo(f"  sample: {', '.join(sample)}")
         if show_sql:
@@ -237,9 +213,8 @@ def preview(ctx: Context, name: str, as_of: datetime | None, limit: int, as_json
 
     with evaluated(ctx, ctx.config(), as_of) as ev:
         s = ev.segment(name)
-        change = (insights.change_since_last_run(ev.store.con, s.name) if ev.changes is None
-                  else ev.changes[s.name])
-        sample = insights.members(ev.store.con, s.name, limit)
+        change = insights.change_since_last_run(ev.source, s.name)
+        sample = insights.members(ev.source, s.name, limit)
     size = ev.sizes.get(s.name, 0)
     if as_json:
         echo_json({"name": s.name, "as_of": ev.as_of.isoformat(), "size": size,
@@ -265,7 +240,7 @@ def members_cmd(ctx: Context, name: str, as_of: datetime | None, as_json: bool) 
     from segsync.segments import insights
 
     with evaluated(ctx, ctx.config(), as_of) as ev:
-        keys = insights.members(ev.store.con, ev.segment(name).name)
+        keys = insights.members(ev.source, ev.segment(name).name)
     if as_json:
         echo_json(keys)
     else:
@@ -333,9 +308,12 @@ def history_cmd(ctx: Context, name: str, as_json: bool) -> None:
     from segsync.segments import insights
     from segsync.segments.errors import did_you_mean
 
+    from segsync.cli.consent import project_engine
+
     config = ctx.config()
-    with read_store(ctx, config.store_path) as store:
-        rows = insights.history(store.con, name)
+    with read_store(ctx, config.store_path) as store, project_engine(ctx, config) as engine:
+        # On an external engine the runs snapshot there (docs/scale.md): counted there.
+        rows = insights.history(store.con, name, engine)
     if not rows:
         known = [s.name for s in config.segments.segments]
         raise click.ClickException(f"no run has evaluated segment {name!r}{did_you_mean(name, known)}")
@@ -374,7 +352,7 @@ def report_cmd(ctx: Context, names: tuple[str, ...], as_of: datetime | None, win
         raise click.BadParameter(str(exc), param_hint="--window") from None
     with evaluated(ctx, ctx.config(), as_of) as ev:
         chosen = [ev.segment(n).name for n in names] or [s.name for s in ev.segments]
-        rows = insights.report(ev.store.con, chosen, ev.as_of, span)
+        rows = insights.report(ev.source, chosen, ev.as_of, span)
     if as_json:
         echo_json([r.to_dict() for r in rows])
         return

@@ -18,15 +18,23 @@ import duckdb
 from segsync.config import ConsentSettings
 from segsync.consent import rules
 from segsync.consent.policies import ConsentPolicy
+from segsync.engines.base import Source, source_rows
+from segsync.engines.transfer import copy_state
+from segsync.store.sql import literal
 from segsync.store.store import dicts
 
 if TYPE_CHECKING:
     from segsync.engines import Engine
 
 
-def _ledger(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
-    return dicts(con, "SELECT id, channel, purpose, status, recorded_at, ingested_at, source, method, "
-                       "evidence, run_id FROM consent_ledger WHERE contact_key = ? ORDER BY recorded_at, id", [key])
+_LEDGER_COLUMNS = ("id", "channel", "purpose", "status", "recorded_at", "ingested_at", "source",
+                  "method", "evidence", "run_id")
+
+
+def _ledger(source: Source, key: str) -> list[dict[str, Any]]:
+    rows = source_rows(source, f"SELECT {', '.join(_LEDGER_COLUMNS)} FROM consent_ledger "
+                               f"WHERE contact_key = {literal(key)} ORDER BY recorded_at, id")
+    return [dict(zip(_LEDGER_COLUMNS, r)) for r in rows]
 
 
 def show(
@@ -40,15 +48,22 @@ def show(
     """The ledger (echoes flagged), the effective status per channel and purpose with the record
     that decided it, and per destination its policy's verdict and what it was last sent.
 
-    With an external ``engine`` (docs/scale.md) the effective status is derived there."""
-    ledger = _ledger(con, key)
-    country = con.execute("SELECT country FROM contacts WHERE contact_key = ?", [key]).fetchall()
+    With an external ``engine`` (docs/scale.md) the ledger, the person's country, the echoes
+    and the effective status are read there (segsync's suppressions and status audit copied
+    there first, as a sync does); suppressions and what each destination holds are segsync's
+    own state, read from ``con``."""
+    source: Source = con if engine is None else engine
+    if engine is not None:
+        copy_state(con, engine)
+    ledger = _ledger(source, key)
+    country = source_rows(source, f"SELECT country FROM contacts WHERE contact_key = {literal(key)}")
     country_policy = settings.countries.get(country[0][0]) if country and country[0][0] else None
     pairs = sorted({(r["channel"], r["purpose"]) for r in ledger} | {("email", "marketing")})
     echoes: set[int] = set()
     for channel, purpose in pairs:
-        echoes |= {r[0] for r in con.execute(
-            rules.echo_ids_sql(channel, purpose, contact_key=key, clock_skew=settings.clock_skew)).fetchall()}
+        echoes |= {r[0] for r in source_rows(source, rules.echo_ids_sql(
+            channel, purpose, contact_key=key, clock_skew=settings.clock_skew,
+            portable=engine is not None and engine.dialect != "duckdb"))}
     by_id = {r["id"]: r for r in ledger}
     for record in ledger:
         record["echo"] = record["id"] in echoes

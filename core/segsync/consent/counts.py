@@ -10,18 +10,27 @@ Three views, each a count of contacts per destination status (``subscribed``, ``
 * ``effective``: every contact in the store under the project's policy and the country
   policies (:func:`segsync.consent.rules.combined_status_sql`); ``none`` for a contact without
   a counted record. What segsync would send a destination that uses the project's policy.
+
+With an external engine (docs/scale.md) ``reported`` and ``effective`` are counted there, over
+its contacts and consent ledger (segsync's suppressions and status audit copied there first, as
+a sync does); ``holds`` is segsync's own state, in the embedded store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from segsync.config import ConsentSettings
 from segsync.consent.rules import DESTINATION_STATUS, combined_status_sql
+from segsync.engines.base import source_rows
 from segsync.store.sql import literal
+
+if TYPE_CHECKING:
+    from segsync.engines import Engine
 
 # Columns in the order a reader scans them: mailable first, then ever more restrictive.
 STATUS_ORDER = ("subscribed", "pending", "none", "unsubscribed", "cleaned", "complained")
@@ -44,35 +53,38 @@ def _status_case(column: str) -> str:
 
 
 def status_counts(
-    con: duckdb.DuckDBPyConnection, settings: ConsentSettings, as_of: datetime | None = None
+    con: duckdb.DuckDBPyConnection, settings: ConsentSettings, as_of: datetime | None = None,
+    engine: Engine | None = None,
 ) -> list[ConsentCount]:
     """Every non-zero count, sorted by basis (:data:`BASES`), system, then :data:`STATUS_ORDER`;
-    ``effective`` as of ``as_of`` (default: now)."""
-    reported = con.execute(
-        f"""
+    ``effective`` as of ``as_of`` (default: now); ``engine``: the project's external engine."""
+    from segsync.engines.transfer import copy_state
+
+    source = con if engine is None else engine
+    if engine is not None:
+        copy_state(con, engine)  # what the consent rule reads besides the ledger
+    reported = source_rows(source, f"""
         SELECT source, {_status_case('status')} AS status, count(*)
         FROM (
             SELECT source, contact_key, status FROM consent_ledger
             WHERE channel = 'email' AND purpose = 'marketing'
             QUALIFY row_number() OVER (PARTITION BY source, contact_key
                                        ORDER BY recorded_at DESC, id DESC) = 1
-        )
-        GROUP BY ALL
-        """
-    ).fetchall()
+        ) AS latest
+        GROUP BY 1, 2
+        """)
     holds = con.execute("SELECT destination, status, count(*) FROM acknowledged GROUP BY ALL").fetchall()
-    effective = con.execute(
-        f"""
+    status = combined_status_sql(settings.policy, settings.countries, as_of=as_of,
+                                 clock_skew=settings.clock_skew,
+                                 portable=engine is not None and engine.dialect != "duckdb")
+    effective = source_rows(source, f"""
         SELECT coalesce(e.status, 'none'), count(*)
-        FROM contacts c LEFT JOIN ({combined_status_sql(settings.policy, settings.countries,
-                                                        as_of=as_of, clock_skew=settings.clock_skew)}) e
-          ON e.contact_key = c.contact_key
-        GROUP BY ALL
-        """
-    ).fetchall()
-    rows = [ConsentCount(s, "reported", st, n) for s, st, n in reported]
+        FROM contacts c LEFT JOIN ({status}) e ON e.contact_key = c.contact_key
+        GROUP BY 1
+        """)
+    rows = [ConsentCount(s, "reported", st, int(n)) for s, st, n in reported]
     rows += [ConsentCount(d, "holds", st, n) for d, st, n in holds]
-    rows += [ConsentCount(f"policy {settings.policy.name}", "effective", st, n) for st, n in effective]
+    rows += [ConsentCount(f"policy {settings.policy.name}", "effective", st, int(n)) for st, n in effective]
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
     return sorted(rows, key=lambda r: (BASES.index(r.basis), r.system, rank.get(r.status, len(rank)), r.status))
 

@@ -121,10 +121,12 @@ def consent_moves_sql(
 
 def echo_ids_sql(
     channel: str = "email", purpose: str = "marketing", *, contact_key: str | None = None,
-    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+    clock_skew: timedelta = DEFAULT_CLOCK_SKEW, portable: bool = False,
 ) -> str:
-    """SQL selecting the ``id`` of every ledger record treated as an echo (rule 1)."""
-    return _ctes(DEFAULT, channel, purpose, None, clock_skew, contact_key) + " SELECT id FROM echoes"
+    """SQL selecting the ``id`` of every ledger record treated as an echo (rule 1);
+    ``portable``: without DuckDB's ``ASOF JOIN`` (as :func:`effective_status_sql`)."""
+    return _ctes(DEFAULT, channel, purpose, None, clock_skew, contact_key,
+                 portable=portable) + " SELECT id FROM echoes"
 
 
 def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until=None,

@@ -20,8 +20,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeAlias
 
+import duckdb
 from pydantic import Field, field_validator
 from sqlglot import exp
 
@@ -36,6 +37,19 @@ from segsync.segments.query import SegmentQuery
 from segsync.store.sql import literal
 
 DEFAULT_ENGINE = "duckdb"
+
+
+# Where a read command's question is answered: the embedded store's connection, or an open
+# external engine (see source_rows).
+Source: TypeAlias = "duckdb.DuckDBPyConnection | Engine"
+
+
+def source_rows(source: Source, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (DuckDB's SQL, values inlined as literals) on ``source``: run as is on
+    the embedded store, rendered for an external engine (its dialect and table mapping)."""
+    if isinstance(source, duckdb.DuckDBPyConnection):
+        return source.execute(sql).fetchall()
+    return source.rows(source.transpile(sql))
 
 
 class EngineError(RuntimeError):

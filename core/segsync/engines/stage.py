@@ -48,6 +48,15 @@ def apply_changes(con: duckdb.DuckDBPyConnection, changes: Sequence[tuple[str, s
             con.execute(statement, {"s": [s for s, _ in rows], "k": [k for _, k in rows]})
 
 
+def evaluate_members(engine: Engine, config: SegmentsConfig, as_of: datetime,
+                     registry: FunctionRegistry) -> dict[str, int]:
+    """A command's evaluation: ``config`` at ``as_of`` into the engine's ``segment_membership``
+    (its own session's), where the command's questions are then asked; only the sizes come
+    back, and no snapshot is taken."""
+    return engine.evaluate(build_query(config.segments, config.groups, as_of, registry,
+                                       dialect=engine.dialect))
+
+
 def evaluate_on_engine(
     con: duckdb.DuckDBPyConnection,
     engine: Engine,

@@ -1,8 +1,11 @@
-"""Read-only questions about segments, answered in SQL over the store.
+"""Read-only questions about segments, answered in SQL where the memberships are.
 
-Membership questions read ``segment_membership`` (fill it with :func:`evaluate` first); history
-reads ``segment_snapshots`` and ``runs``. Only TEMP tables are created, so all of this works on
-a store opened read-only.
+Membership questions read ``segment_membership`` (fill it with :func:`evaluate` first, or
+:meth:`Engine.evaluate <segsync.engines.Engine.evaluate>` on an external engine); history reads
+``segment_snapshots`` and the embedded store's ``runs``. Each question takes a *source*: the
+embedded store's connection, or an open external engine (docs/scale.md), where the same SQL runs
+rendered for it (:meth:`Engine.transpile <segsync.engines.Engine.transpile>`). Only TEMP tables
+are created, so all of this works on a store opened read-only.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import duckdb
+
+from segsync.engines.base import Source
+from segsync.engines.base import source_rows as query
+from segsync.store.sql import literal, literal_list
 
 from .evaluate import MEMBERSHIP_TABLE
 from .functions import BuildContext
@@ -31,14 +38,13 @@ def parse_window(text: str) -> timedelta:
     return timedelta(**{_UNIT[match.group(2)]: int(match.group(1))})
 
 
-def members(con: duckdb.DuckDBPyConnection, segment: str, limit: int | None = None) -> list[str]:
+def members(source: Source, segment: str, limit: int | None = None) -> list[str]:
     """Contact keys in ``segment``, sorted (so samples are the same every time)."""
-    sql = f"SELECT contact_key FROM {MEMBERSHIP_TABLE} WHERE segment = ? ORDER BY contact_key"
-    params: list[object] = [segment]
+    sql = (f"SELECT contact_key FROM {MEMBERSHIP_TABLE} WHERE segment = {literal(segment)} "
+           "ORDER BY contact_key")
     if limit is not None:
-        sql += " LIMIT ?"
-        params.append(limit)
-    return [k for (k,) in con.execute(sql, params).fetchall()]
+        sql += f" LIMIT {int(limit)}"
+    return [k for (k,) in query(source, sql)]
 
 
 @dataclass(frozen=True)
@@ -50,18 +56,16 @@ class Change:
     exits: int
 
 
-def change_since_last_run(con: duckdb.DuckDBPyConnection, segment: str) -> Change:
-    run_id = con.execute("SELECT max(run_id) FROM segment_snapshots").fetchall()[0][0]
-    rows = con.execute(
-        f"""
-        WITH cur AS (SELECT contact_key FROM {MEMBERSHIP_TABLE} WHERE segment = $s),
-             prev AS (SELECT contact_key FROM segment_snapshots WHERE segment = $s AND run_id = $r)
-        SELECT (SELECT count(*) FROM (SELECT * FROM cur EXCEPT SELECT * FROM prev)),
-               (SELECT count(*) FROM (SELECT * FROM prev EXCEPT SELECT * FROM cur))
-        """,
-        {"s": segment, "r": run_id},
-    ).fetchall()[0]
-    return Change(run_id, rows[0], rows[1])
+def change_since_last_run(source: Source, segment: str) -> Change:
+    run_id = query(source, "SELECT max(run_id) FROM segment_snapshots")[0][0]
+    s, r = literal(segment), "NULL" if run_id is None else int(run_id)
+    rows = query(source, f"""
+        WITH cur AS (SELECT contact_key FROM {MEMBERSHIP_TABLE} WHERE segment = {s}),
+             prev AS (SELECT contact_key FROM segment_snapshots WHERE segment = {s} AND run_id = {r})
+        SELECT (SELECT count(*) FROM (SELECT * FROM cur EXCEPT SELECT * FROM prev) AS entering),
+               (SELECT count(*) FROM (SELECT * FROM prev EXCEPT SELECT * FROM cur) AS leaving)
+        """)[0]
+    return Change(None if run_id is None else int(run_id), int(rows[0]), int(rows[1]))
 
 
 @dataclass(frozen=True)
@@ -90,25 +94,22 @@ def feeds(segment: SegmentDef, destinations: Sequence[str]) -> tuple[str, ...]:
 
 
 def overlap(
-    con: duckdb.DuckDBPyConnection,
+    source: Source,
     segments: Sequence[SegmentDef],
     sizes: dict[str, int],
     destinations: Sequence[str] = (),
 ) -> list[Overlap]:
     """Every pair of ``segments`` (in the given order) with its overlap."""
-    names = [s.name for s in segments]
+    names = literal_list([s.name for s in segments])
     counts = {
-        (a, b): n
-        for a, b, n in con.execute(
-            f"""
+        (a, b): int(n)
+        for a, b, n in query(source, f"""
             SELECT a.segment, b.segment, count(*)
             FROM {MEMBERSHIP_TABLE} a JOIN {MEMBERSHIP_TABLE} b
               ON a.contact_key = b.contact_key AND a.segment < b.segment
-            WHERE a.segment IN (SELECT unnest($names)) AND b.segment IN (SELECT unnest($names))
-            GROUP BY ALL
-            """,
-            {"names": names},
-        ).fetchall()
+            WHERE a.segment IN ({names}) AND b.segment IN ({names})
+            GROUP BY a.segment, b.segment
+            """)
     }
     out = []
     for i, a in enumerate(segments):
@@ -134,48 +135,57 @@ class HistoryRow:
     exits: int
 
 
-def history(con: duckdb.DuckDBPyConnection, segment: str) -> list[HistoryRow]:
-    """Size, entries and exits of ``segment`` per run that evaluated it, oldest first."""
+def history(con: duckdb.DuckDBPyConnection, segment: str, source: Source | None = None) -> list[HistoryRow]:
+    """Size, entries and exits of ``segment`` per run that evaluated it, oldest first.
+
+    The runs are the embedded store's (``con``); the snapshots are read from ``source``: the
+    engine the runs evaluated on (default: the store itself)."""
+    source = con if source is None else source
     runs = con.execute("SELECT id, as_of, counts FROM runs ORDER BY id").fetchall()
     # A run that found no member leaves no snapshot row; its counts still show it evaluated.
     evaluated = {
         rid for rid, _, counts in runs
         if segment in ((json.loads(counts) if counts else {}).get("segments") or {})
     }
-    evaluated |= {r for (r,) in con.execute(
-        "SELECT DISTINCT run_id FROM segment_snapshots WHERE segment = ?", [segment]
-    ).fetchall()}
+    s = literal(segment)
+    evaluated |= {int(r) for (r,) in query(
+        source, f"SELECT DISTINCT run_id FROM segment_snapshots WHERE segment = {s}")}
     if not evaluated:
         return []
-    rows = con.execute(
-        """
+    # Sizes, entries and exits are counted where the snapshots are; only a row per run leaves.
+    ids = [str(r) for r in sorted(evaluated)]
+    counted = query(source, f"""
         WITH seq AS (
             SELECT run_id, lag(run_id) OVER (ORDER BY run_id) AS prev
-            FROM (SELECT unnest($runs::BIGINT[]) AS run_id)
+            FROM (VALUES {", ".join(f"({r})" for r in ids)}) AS evaluated(run_id)
         ),
-        snap AS (SELECT run_id, contact_key FROM segment_snapshots WHERE segment = $s),
+        snap AS (SELECT run_id, contact_key FROM segment_snapshots WHERE segment = {s}),
         marks AS (
             SELECT run_id, contact_key, 1 AS cur, 0 AS prev FROM snap
             UNION ALL
             SELECT seq.run_id, snap.contact_key, 0, 1 FROM seq JOIN snap ON snap.run_id = seq.prev
         ),
         per AS (
-            SELECT run_id, contact_key, max(cur) AS cur, max(prev) AS prev FROM marks GROUP BY ALL
+            SELECT run_id, contact_key, max(cur) AS cur, max(prev) AS prev FROM marks
+            GROUP BY run_id, contact_key
+        ),
+        taken AS (
+            SELECT run_id, max(as_of) AS as_of FROM segment_snapshots
+            WHERE run_id IN ({", ".join(ids)}) GROUP BY run_id
         )
-        SELECT seq.run_id, coalesce(r.as_of, (SELECT max(as_of) FROM segment_snapshots x
-                                                 WHERE x.run_id = seq.run_id)),
+        SELECT seq.run_id, taken.as_of,
                count(*) FILTER (WHERE per.cur = 1),
                count(*) FILTER (WHERE per.cur = 1 AND per.prev = 0),
                count(*) FILTER (WHERE per.cur = 0 AND per.prev = 1)
         FROM seq
         LEFT JOIN per ON per.run_id = seq.run_id
-        LEFT JOIN runs r ON r.id = seq.run_id
-        GROUP BY seq.run_id, r.as_of
+        LEFT JOIN taken ON taken.run_id = seq.run_id
+        GROUP BY seq.run_id, taken.as_of
         ORDER BY seq.run_id
-        """,
-        {"runs": sorted(evaluated), "s": segment},
-    ).fetchall()
-    return [HistoryRow(*row) for row in rows]
+        """)
+    as_of = {rid: at for rid, at, _ in runs}
+    return [HistoryRow(int(rid), as_of.get(rid) or taken, int(size), int(entries), int(exits))
+            for rid, taken, size, entries, exits in counted]
 
 
 @dataclass(frozen=True)
@@ -213,16 +223,16 @@ class Performance:
 
 
 def report(
-    con: duckdb.DuckDBPyConnection, names: Sequence[str], as_of: datetime, window: timedelta
+    source: Source, names: Sequence[str], as_of: datetime, window: timedelta
 ) -> list[Performance]:
-    """:class:`Performance` of each segment in ``names``, in that order."""
+    """:class:`Performance` of each segment in ``names``, in that order (the events and the
+    ledger read where the memberships are: ``source``)."""
     start = BuildContext.timestamp(as_of - window).sql("duckdb")
     end = BuildContext.timestamp(as_of).sql("duckdb")
-    rows = con.execute(
-        f"""
+    rows = query(source, f"""
         WITH m AS (
             SELECT segment, contact_key FROM {MEMBERSHIP_TABLE}
-            WHERE segment IN (SELECT unnest($names))
+            WHERE segment IN ({literal_list(names)})
         ),
         ev AS (
             SELECT contact_key,
@@ -248,11 +258,10 @@ def report(
                count(*) FILTER (WHERE ev.unsubscribed OR led.unsubscribed),
                count(*) FILTER (WHERE ev.bounced OR led.bounced),
                coalesce(sum(ev.revenue), 0)
-        FROM m LEFT JOIN ev USING (contact_key) LEFT JOIN led USING (contact_key)
+        FROM m LEFT JOIN ev ON ev.contact_key = m.contact_key
+               LEFT JOIN led ON led.contact_key = m.contact_key
         GROUP BY m.segment
-        """,
-        {"names": list(names)},
-    ).fetchall()
+        """)
     found = {r[0]: Performance(r[0], *(int(v) for v in r[1:8]), float(r[8])) for r in rows}
     return [found.get(n) or Performance(n, 0, 0, 0, 0, 0, 0, 0, 0.0) for n in names]
 

@@ -3,14 +3,18 @@
 Tables (docs/scale.md#spark):
 
 * segsync's own tables (the canonical ``contacts``, ``events``, ``consent_ledger`` unless
-  mapped, ``suppressions``, ``status_changes``, ``segment_membership``, ``segment_snapshots``)
-  are Parquet folders under ``location`` (a local folder, ``hdfs://…``, ``s3a://…``),
-  registered in every session as external tables, so they outlive the session whether or not
-  the cluster has a metastore;
+  mapped, ``suppressions``, ``status_changes``, ``segment_snapshots``) are Parquet folders
+  under ``location`` (a local folder, ``hdfs://…``, ``s3a://…``), registered in every session
+  as external tables, so they outlive the session whether or not the cluster has a metastore.
+  A table is replaced (upsert, overwrite) by writing a new folder beside it and renaming it
+  into place; :meth:`SparkEngine.open` finishes or discards a replacement a killed process left;
+* ``segment_membership`` (the latest evaluation) is a cached temporary view of the engine's
+  own Spark session, as PostgreSQL's is a temporary table of its connection: two runs or
+  commands never see each other's members;
 * ``[store.tables]`` maps ``contacts``, ``events`` or ``consent_ledger`` onto the user's data:
-  ``parquet:PATH``, ``delta:PATH``, ``orc:PATH`` or a catalog table ``db.name``. Each is
-  registered as a temporary view under the canonical name, so the SQL segsync renders reads
-  the canonical names whatever the mapping.
+  ``parquet:PATH``, ``orc:PATH`` or a catalog table ``db.name`` (Delta is not supported:
+  docs/scale.md#spark). Each is registered as a temporary view of the engine's session under
+  the canonical name, so the SQL segsync renders reads the canonical names whatever the mapping.
 
 Every statement is SQL segsync built and rendered for Spark (:mod:`segsync.segments.dialects`);
 writes are DataFrame writes of whole batches, never a statement per row.
@@ -38,7 +42,16 @@ if TYPE_CHECKING:
 SPARK_TYPES = {"text": "STRING", "bigint": "BIGINT", "integer": "INT", "timestamptz": "TIMESTAMP",
                "jsonb": "STRING", "double precision": "DOUBLE"}
 # Formats a mapped table may be read in: "FORMAT:PATH".
-FORMATS = ("parquet", "delta", "orc")
+FORMATS = ("parquet", "orc")
+# Why "delta:" is refused: its jars come from Maven at run time (the delta-spark wheel carries
+# none), which CI cannot reach, so segsync never ran against Delta tables.
+DELTA_UNSUPPORTED = ("Delta tables are not supported (segsync's Spark engine is untested with "
+                     "Delta Lake); map a Parquet or ORC copy, or a catalog table or view your "
+                     "cluster reads (docs/scale.md#spark)")
+# The latest evaluation's members: a temporary view of each engine's session, never a file.
+MEMBERSHIPS = "segment_membership"
+# Beside a table's folder while it is being replaced (see SparkEngine._replace).
+NEW, OLD = ".new", ".old"
 # Rows per DataFrame write of append().
 BATCH = 100_000
 # Every table segsync reads or writes, with its columns.
@@ -66,6 +79,8 @@ class SparkSettings(EngineSettings):
     def _known_sources(cls, tables: dict[str, str]) -> dict[str, str]:
         for table, source in tables.items():
             fmt, sep, path = source.partition(":")
+            if sep and fmt.lower() == "delta":
+                raise ValueError(f"{table}: {source!r}: {DELTA_UNSUPPORTED}")
             if sep and "/" not in fmt and fmt not in FORMATS:
                 raise ValueError(f"{table}: {source!r} names format {fmt!r}; use one of "
                                  f"{', '.join(f + ':PATH' for f in FORMATS)} or a catalog table "
@@ -128,7 +143,9 @@ class SparkEngine(Engine):
         settings = self.spark_settings
         self._started = SparkSession.getActiveSession() is None
         try:
-            self._spark = start_session(settings.master, conf=settings.conf)
+            # A session of its own on the process's Spark context: its temporary views (the
+            # memberships, the mapped tables) are seen by no other engine or command.
+            self._spark = start_session(settings.master, conf=settings.conf).newSession()
         except SparkUnavailable as e:
             raise EngineUnavailable(f"spark: {e}") from None
         self._unreadable = {}
@@ -141,8 +158,8 @@ class SparkEngine(Engine):
 
     def close(self) -> None:
         if self._spark is not None:
-            for table in self.spark_settings.tables:
-                self._spark.catalog.dropTempView(table)
+            for table in [*self.spark_settings.tables, MEMBERSHIPS]:
+                self._spark.catalog.dropTempView(table)  # also uncaches the memberships
             if self._started:
                 self._spark.stop()
         self._spark = None
@@ -184,7 +201,7 @@ class SparkEngine(Engine):
         self._register()
 
     def _own_tables(self) -> list[str]:
-        return [t for t in ALL_TABLES if t not in self.spark_settings.tables]
+        return [t for t in ALL_TABLES if t not in self.spark_settings.tables and t != MEMBERSHIPS]
 
     def _register(self) -> None:
         """(Re-)register each of segsync's tables whose folder exists, in segsync's database.
@@ -197,21 +214,64 @@ class SparkEngine(Engine):
         self.execute(f"USE `{database}`")
         for table, columns in ALL_TABLES.items():
             self.execute(f"DROP TABLE IF EXISTS `{database}`.`{table}`")
-            if table in self.spark_settings.tables or not self._filesystem_path(table):
-                continue  # a mapped table is read from the user's data alone
+            if table not in self._own_tables():
+                continue  # a mapped table is read from the user's data alone; memberships: a view
+            self._recover(table)
+            if not self._filesystem_path(table):
+                continue
             cols = ", ".join(f"`{c}` {SPARK_TYPES[t]}" for c, t in columns.items())
             location = exp.Literal.string(self.location(table)).sql(dialect="spark")
             self.execute(f"CREATE TABLE `{database}`.`{table}` ({cols}) USING parquet LOCATION {location}")
 
     def _filesystem_path(self, table: str, *, create: bool = False) -> bool:
-        """Whether ``table``'s folder exists (made first with ``create``), through Spark's own
-        filesystem layer, so hdfs://, s3a:// and local folders alike."""
-        jvm = self.spark.sparkContext._jvm  # noqa: SLF001 - Hadoop's FileSystem has no Python API
-        path = jvm.org.apache.hadoop.fs.Path(self.location(table))
-        fs = path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # noqa: SLF001
+        """Whether ``table``'s folder exists (made first with ``create``)."""
+        fs, path = self._hadoop(self.location(table))
         if create and not fs.exists(path):
             fs.mkdirs(path)
         return bool(fs.exists(path))
+
+    def _hadoop(self, location: str) -> tuple[Any, Any]:
+        """Hadoop's ``(FileSystem, Path)`` of ``location``: Spark's own filesystem layer, so
+        hdfs://, s3a:// and local folders alike."""
+        jvm = self.spark.sparkContext._jvm  # noqa: SLF001 - Hadoop's FileSystem has no Python API
+        path = jvm.org.apache.hadoop.fs.Path(location)
+        return path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration()), path  # noqa: SLF001
+
+    def _replace(self, table: str, frame: DataFrame) -> None:
+        """Make ``frame`` (the table's columns) the whole of segsync's ``table``, atomically for
+        readers that open it afterwards: the rows are written to a new folder beside the
+        table's, which then takes the table's place by two renames (the old folder aside, the
+        new one in), and the old folder is deleted. A process killed on the way leaves one of
+        three states, which :meth:`_recover` resolves on the next open: a partial new folder
+        (discarded: the table is intact), the old folder aside and the complete new one
+        (renamed in), or the old folder aside alone (deleted)."""
+        current = self.location(table)
+        fs, target = self._hadoop(current)
+        _, new = self._hadoop(current + NEW)
+        _, old = self._hadoop(current + OLD)
+        fs.delete(new, True)
+        fs.delete(old, True)
+        frame.write.mode("overwrite").parquet(current + NEW)
+        if fs.exists(target) and not fs.rename(target, old):
+            raise OSError(f"spark: cannot move {current} aside to replace table {table}")
+        if not fs.rename(new, target):
+            raise OSError(f"spark: cannot rename {current + NEW} to {current} (table {table}; "
+                          "the next start finishes the replacement)")
+        fs.delete(old, True)
+        self.spark.catalog.refreshTable(table)
+
+    def _recover(self, table: str) -> None:
+        """Finish or discard a replacement of ``table`` that a killed process left
+        (:meth:`_replace`)."""
+        current = self.location(table)
+        fs, target = self._hadoop(current)
+        _, new = self._hadoop(current + NEW)
+        _, old = self._hadoop(current + OLD)
+        if fs.exists(target):
+            fs.delete(new, True)  # a write that never reached its swap
+        elif fs.exists(new):
+            fs.rename(new, target)  # killed between the renames: the new folder is complete
+        fs.delete(old, True)
 
     # -- bulk writes -----------------------------------------------------------------------
 
@@ -230,13 +290,7 @@ class SparkEngine(Engine):
         types = self._writable(table, columns)
         schema = ", ".join(f"`{c}` {SPARK_TYPES[types[c]]}" for c in columns)
         frame = self.spark.createDataFrame([tuple(r) for r in rows], schema=schema)
-        # Columns the rows do not give are NULL; the table's column order is the file's.
-        from pyspark.sql import functions as F
-
-        return frame.select(*[
-            F.col(c) if c in columns else F.lit(None).cast(SPARK_TYPES[t]).alias(c)
-            for c, t in types.items()
-        ])
+        return _in_table_order(frame, types)
 
     def append(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         # One DataFrame write per batch of rows: the rows cross from Python to the JVM once,
@@ -255,20 +309,38 @@ class SparkEngine(Engine):
         if not count:
             return 0
         kept = self.spark.table(table).join(new.select(*key), list(key), "left_anti")
-        # Cut the lineage to the table's files before they are overwritten with the result.
-        merged = kept.unionByName(new).localCheckpoint()
-        merged.write.insertInto(table, overwrite=True)
-        self.spark.catalog.refreshTable(table)
+        self._replace(table, kept.unionByName(new))
         return count
 
     def replace_rows(self, table: str, select_sql: str | None) -> None:
-        # Parquet tables have no DELETE: overwrite them (no rows: from an empty SELECT).
+        # Parquet tables have no DELETE: the table is replaced whole (no rows: an empty frame).
+        types = ALL_TABLES[table]
         if select_sql is None:
-            types = ALL_TABLES[table]
-            select_sql = "SELECT " + ", ".join(f"CAST(NULL AS {SPARK_TYPES[t]})" for t in types.values()) \
-                + " WHERE FALSE"
-        self.execute(f"INSERT OVERWRITE TABLE `{table}` {select_sql}")
-        self.spark.catalog.refreshTable(table)
+            frame = self.spark.createDataFrame(
+                [], ", ".join(f"`{c}` {SPARK_TYPES[t]}" for c, t in types.items()))
+        else:
+            frame = _in_table_order(self.spark.sql(select_sql).toDF(*types), types)
+        if table == MEMBERSHIPS:
+            # This session's view, computed once and cached (memory, then disk) for the sizes,
+            # the snapshot, the changes and the commands that read it.
+            self.spark.catalog.dropTempView(MEMBERSHIPS)
+            frame.createTempView(MEMBERSHIPS)
+            self.spark.catalog.cacheTable(MEMBERSHIPS)
+            self.spark.table(MEMBERSHIPS).count()
+            return
+        self._writable(table, list(types))
+        self._replace(table, frame)
+
+
+def _in_table_order(frame: DataFrame, types: Mapping[str, str]) -> DataFrame:
+    """``frame`` with the table's columns in its order and types (columns it lacks: NULL)."""
+    from pyspark.sql import functions as F
+
+    return frame.select(*[
+        F.col(f"`{c}`").cast(SPARK_TYPES[t]).alias(c) if c in frame.columns
+        else F.lit(None).cast(SPARK_TYPES[t]).alias(c)
+        for c, t in types.items()
+    ])
 
 
 def _aware(value: Any) -> Any:
