@@ -68,30 +68,65 @@ def _without_clock(data):
     return data
 
 
-def _outcome(project: Project) -> dict:
-    first = project.run(as_of=AS_OF)
-    project.append("consent.csv", "bo@example.com,opted_out,2024-02-20T00:00:00Z,form\n")
-    project.append("events.jsonl", '{"email": "cy@example.com", "type": "email.opened", '
-                                   '"timestamp": "2024-02-25T00:00:00Z", "id": "e2"}\n')
-    second = project.run(as_of=AS_OF)
-    third = project.run(as_of=AS_OF)
+# Sends and an order in the window of `segments report` (they move no segment of CONFIG).
+PERFORMANCE_EVENTS = (
+    '{"email": "ann@example.com", "type": "email.sent", "timestamp": "2024-01-31T00:00:00Z", "id": "s1"}\n'
+    '{"email": "cy@example.com", "type": "email.sent", "timestamp": "2024-01-31T00:00:00Z", "id": "s2"}\n'
+    '{"email": "ann@example.com", "type": "order.completed", "timestamp": "2024-02-02T00:00:00Z", '
+    '"id": "o1", "value": 42.5}\n'
+)
+
+
+def _commands(project: Project) -> dict:
+    """What every read command prints (JSON where it has it) about the synced project."""
     runner = CliRunner()
     config = str(project.root / "segsync.toml")
+    at = ["--as-of", AS_OF.isoformat()]
     commands = {}
-    for args in (["segments", "list", "--json"], ["segments", "members", "openers", "--json"],
-                 ["segments", "overlap", "--json"], ["segments", "preview", "gold", "--json"]):
-        result = runner.invoke(cli, ["--config", config, *args, "--as-of", AS_OF.isoformat()])
+    for args in (["segments", "list", "--json", *at], ["segments", "members", "openers", "--json", *at],
+                 ["segments", "overlap", "--json", *at], ["segments", "preview", "gold", "--json", *at],
+                 ["segments", "history", "gold", "--json"], ["segments", "history", "openers", "--json"],
+                 ["segments", "report", "openers", "gold", "--window", "90d", "--json", *at]):
+        result = runner.invoke(cli, ["--config", config, *args])
         assert result.exit_code == 0, result.output
-        commands[" ".join(args)] = json.loads(result.output)
+        commands[" ".join(args[:3])] = json.loads(result.output)
     for key in ("cy@example.com", "bo@example.com"):
-        result = runner.invoke(cli, ["--config", config, "segments", "explain", "gold", key,
-                                     "--as-of", AS_OF.isoformat()])
+        result = runner.invoke(cli, ["--config", config, "segments", "explain", "gold", key, *at])
         assert result.exit_code == 0, result.output
         commands[f"explain gold {key}"] = result.output
     for key in ("ann@example.com", "bo@example.com", "cy@example.com"):
         result = runner.invoke(cli, ["--config", config, "consent", "show", key, "--json"])
         assert result.exit_code == 0, result.output
         commands[f"consent show {key}"] = _without_clock(json.loads(result.output))
+    page = project.root / "report.html"
+    result = runner.invoke(cli, ["--config", config, "report", "--html", str(page), "--window", "90d", *at])
+    assert result.exit_code == 0, result.output
+    commands["report --html"] = page.read_text(encoding="utf-8")
+    return commands
+
+
+def _keep_only_segsyncs_state(project: Project) -> None:
+    """Empty the embedded store's contacts, events and consent ledger (as when they live only in
+    tables mapped onto the user's): what a read command answers must then come from the engine."""
+    from segsync.store import Store
+
+    with Store(project.root / "store.duckdb") as store:
+        for table in ("contacts", "events", "consent_ledger"):
+            store.con.execute(f"DELETE FROM {table}")
+
+
+def _outcome(project: Project, engine: str) -> dict:
+    project.append("events.jsonl", PERFORMANCE_EVENTS)
+    first = project.run(as_of=AS_OF)
+    project.append("consent.csv", "bo@example.com,opted_out,2024-02-20T00:00:00Z,form\n")
+    project.append("events.jsonl", '{"email": "cy@example.com", "type": "email.opened", '
+                                   '"timestamp": "2024-02-25T00:00:00Z", "id": "e2"}\n')
+    second = project.run(as_of=AS_OF)
+    third = project.run(as_of=AS_OF)
+    commands = _commands(project)
+    if engine != "duckdb":
+        _keep_only_segsyncs_state(project)
+        assert _commands(project) == commands, "a read command answered from the embedded store"
     return {
         "runs": [(r.status, r.segments, [(d.name, d.status, d.planned) for d in r.destinations])
                  for r in (first, second, third)],
@@ -102,14 +137,14 @@ def _outcome(project: Project) -> dict:
 
 @pytest.mark.parametrize("name", sorted(set(ENGINES) - {"duckdb"}))
 def test_a_project_syncs_the_same_on_every_engine(name, tmp_path, request, monkeypatch) -> None:
-    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,postgres,spark")
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,postgres,spark,report")
     outcomes = {}
     for engine in ("duckdb", name):
-        project = Project(tmp_path / engine)
+        project = Project(tmp_path / engine / "shop")  # one name: the report's title shows it
         project.write_config(CONFIG.format(engine=_engine_table(engine, request)))
         for file, text in SAMPLE_FILES.items():
             project.write(file, text)
-        outcomes[engine] = _outcome(project)
+        outcomes[engine] = _outcome(project, engine)
     assert outcomes[name] == outcomes["duckdb"]
     runs = outcomes["duckdb"]["runs"]
     # The runs did something: adds, then Bo's opt-out (Cy, an opener now, has no consent), then
@@ -117,20 +152,34 @@ def test_a_project_syncs_the_same_on_every_engine(name, tmp_path, request, monke
     assert runs[0][2][0][2] == {"add": 2}
     assert runs[1][2][0][2] == {"unsubscribe": 1}
     assert runs[2][2][0][2] == {}
-    assert outcomes[name]["commands"]["segments members openers --json"] == ["ann@example.com", "cy@example.com"]
+    commands = outcomes[name]["commands"]
+    assert commands["segments members openers"] == ["ann@example.com", "cy@example.com"]
+    # History from the engine's snapshots: Cy's open (run 2) makes him an opener; gold is steady.
+    assert [(h["run_id"], h["size"], h["entries"], h["exits"]) for h in commands["segments history openers"]] == [
+        (1, 1, 1, 0), (2, 2, 1, 0), (3, 2, 0, 0)]
+    assert [h["as_of"] for h in commands["segments history gold"]] == [AS_OF.isoformat()] * 3
+    # Performance from the engine's events: two sends, one open, one order of 42.50 among openers.
+    openers = next(r for r in commands["segments report openers"] if r["segment"] == "openers")
+    assert (openers["members"], openers["sends"], openers["opens"], openers["orders"], openers["revenue"]) == (
+        2, 2, 2, 1, 42.5)
+    page = commands["report --html"]
+    assert "<title>openers: 21.25</title>" in page  # revenue per send: 42.50 over two sends
+    # The report's consent counts: the ledger and effective consent read on the engine.
+    assert "<title>shop: reported: unsubscribed 1 (50.0%)</title>" in page
+    assert "<title>policy default: effective: unsubscribed 1 (33.3%)</title>" in page
     # preview against the latest run: a later as-of moves nobody here, the run was at AS_OF.
-    preview = outcomes[name]["commands"]["segments preview gold --json"]
+    preview = commands["segments preview gold"]
     assert (preview["since_run"], preview["entries"], preview["exits"]) == (3, 0, 0)
     # bucket() is md5 of "salt:key", its first 8 hex digits over 2**32 (docs/rules.md).
     cy_bucket = int(hashlib.md5(b"g:cy@example.com").hexdigest()[:8], 16) / 2**32
-    assert outcomes[name]["commands"]["explain gold cy@example.com"].splitlines()[1:] == [
+    assert commands["explain gold cy@example.com"].splitlines()[1:] == [
         f"  attr.tier == \"gold\" or bucket(\"g\") < 0.3  =>  {cy_bucket < 0.3}",
         "    attr.tier == \"gold\"  =>  False",
         "      attr.tier  =>  'silver'",
         f"    bucket(\"g\") < 0.3  =>  {cy_bucket < 0.3}",
         f"      bucket(\"g\")  =>  {cy_bucket!r}",
     ]
-    bo = outcomes[name]["commands"]["consent show bo@example.com"]["effective"]
+    bo = commands["consent show bo@example.com"]["effective"]
     assert [(e["channel"], e["status"], e["decided_by"]["ledger"]["status"]) for e in bo] == [
         ("email", "unsubscribed", "opted_out")]
 
