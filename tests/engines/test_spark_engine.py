@@ -4,6 +4,7 @@ Spark SQL gives DuckDB's members, and the engine's tables, writes and checks beh
 
 from __future__ import annotations
 
+import shutil
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -164,8 +165,71 @@ def test_mapped_tables_are_read_from_the_users_files_and_never_written(
 def test_settings_refuse_unknown_formats_and_credentials_in_the_file() -> None:
     with pytest.raises(ValueError) as raised:
         SparkSettings(tables={"events": "csv:/data/events"})
-    assert ("events: 'csv:/data/events' names format 'csv'; use one of parquet:PATH, delta:PATH, "
+    assert ("events: 'csv:/data/events' names format 'csv'; use one of parquet:PATH, "
             "orc:PATH or a catalog table db.name") in str(raised.value)
+    with pytest.raises(ValueError) as raised:
+        SparkSettings(tables={"events": "delta:s3a://lake/events"})
+    assert ("events: 'delta:s3a://lake/events': Delta tables are not supported (segsync's Spark "
+            "engine is untested with Delta Lake); map a Parquet or ORC copy, or a catalog table or "
+            "view your cluster reads (docs/scale.md#spark)") in str(raised.value)
     with pytest.raises(ValueError) as raised:
         SparkSettings(conf={"spark.hadoop.fs.s3a.secret.key": "x"})
     assert "spark.hadoop.fs.s3a.secret.key: credentials do not belong in segsync.toml" in str(raised.value)
+
+
+def test_two_engines_never_see_each_others_memberships(spark_session, store: Store, tmp_path: Path) -> None:
+    """Two runs or commands on one location (here in one process, each engine with its own Spark
+    session): each evaluation is its engine's alone, and none is a file under the location."""
+    settings = SparkSettings(location="shared", conf=TEST_CONF)
+    with SparkEngine(settings, tmp_path) as first, SparkEngine(settings, tmp_path) as second:
+        first.create_tables()
+        transfer(store.con, first)
+        openers = [SegmentDef(name="openers", rule="opens(30d) >= 1")]
+        everyone = [SegmentDef(name="everyone", rule="true")]
+        assert first.evaluate(build_query(openers, {}, AS_OF, default_registry(), dialect="spark")) == {"openers": 1}
+        assert second.evaluate(build_query(everyone, {}, AS_OF, default_registry(), dialect="spark")) == {"everyone": 5}
+        assert first.members() == [("openers", ALICE)]
+        assert second.members() == [("everyone", k) for k in sorted((ALICE, BOB, CAROL, DAVE, EVE))]
+        first.snapshot(1, AS_OF)
+        assert first.membership_changes(1) == [] and second.membership_changes(1) == [
+            ("everyone", k, "enter") for k in sorted((ALICE, BOB, CAROL, DAVE, EVE))] + [("openers", ALICE, "exit")]
+    assert not (tmp_path / "shared" / "segment_membership").exists()
+
+
+def _contacts(engine: SparkEngine) -> list[tuple[str, str | None]]:
+    return engine.rows("SELECT contact_key, first_name FROM contacts ORDER BY contact_key")
+
+
+@pytest.mark.parametrize("killed_at", ["writing", "between the renames", "before deleting the old"])
+def test_a_replacement_killed_midway_is_resolved_on_the_next_start(
+        spark_session, store: Store, tmp_path: Path, killed_at: str) -> None:
+    """The contacts upsert writes the new table to ``contacts.new``, moves the old folder to
+    ``contacts.old``, renames the new one into place and deletes the old (docs/scale.md#spark).
+    The folders a process killed at each step leaves are resolved by the next start: the table
+    as before the upsert, or as after it, never half of it."""
+    settings = SparkSettings(location="lake", conf=TEST_CONF)
+    lake = tmp_path / "lake"
+    columns = ["contact_key", "contact_id", "first_name", "first_seen_at", "updated_at", "updated_by"]
+    with SparkEngine(settings, tmp_path) as engine:
+        engine.create_tables()
+        transfer(store.con, engine)
+        before = _contacts(engine)
+        shutil.copytree(lake / "contacts", tmp_path / "before")
+        engine.upsert("contacts", ["contact_key"], columns, [(BOB, 2, "Robert", AS_OF, AS_OF, "test")])
+        after = _contacts(engine)
+    assert sorted(p.name for p in lake.iterdir() if p.name.startswith("contacts")) == ["contacts"]
+    assert after == [(k, "Robert" if k == BOB else n) for k, n in before]
+    # Recreate what the kill left.
+    if killed_at == "writing":  # the old table in place, a part of the new one beside it
+        shutil.move(lake / "contacts", lake / "contacts.new")
+        for part in sorted((lake / "contacts.new").glob("part-*"))[1:]:
+            part.unlink()
+        shutil.copytree(tmp_path / "before", lake / "contacts")
+    elif killed_at == "between the renames":  # the old folder aside, the complete new one
+        shutil.move(lake / "contacts", lake / "contacts.new")
+        shutil.copytree(tmp_path / "before", lake / "contacts.old")
+    else:  # the new table in place, the old folder aside
+        shutil.copytree(tmp_path / "before", lake / "contacts.old")
+    with SparkEngine(settings, tmp_path) as restarted:
+        assert _contacts(restarted) == (before if killed_at == "writing" else after)
+    assert sorted(p.name for p in lake.iterdir() if p.name.startswith("contacts")) == ["contacts"]

@@ -115,6 +115,27 @@ def _keep_only_segsyncs_state(project: Project) -> None:
             store.con.execute(f"DELETE FROM {table}")
 
 
+def _shown_sql_runs_there(project: Project) -> None:
+    """The SQL `segments show --sql` and `segments explain --sql` print on an engine is the text
+    the engine runs: run as printed there, it gives the members and the explanation's values."""
+    from segsync.config import load_config, open_engine
+
+    runner = CliRunner()
+    config = str(project.root / "segsync.toml")
+    at = ["--as-of", AS_OF.isoformat()]
+    shown = runner.invoke(cli, ["--config", config, "segments", "show", "gold", "--sql", *at])
+    explained = runner.invoke(cli, ["--config", config, "segments", "explain", "gold", "cy@example.com",
+                                    "--sql", *at])
+    members = runner.invoke(cli, ["--config", config, "segments", "members", "gold", "--json", *at])
+    assert shown.exit_code == explained.exit_code == members.exit_code == 0, shown.output + explained.output
+    with open_engine(load_config(config, project.host()), project.host()) as engine:
+        assert sorted(k for (k,) in engine.rows(shown.output.split("\n\n", 1)[1])) == json.loads(members.output)
+        row = engine.rows(explained.output.split("\n\n", 1)[1])
+    # One row, Cy's: his key, the segment's flag, then each step's value (his tier among them).
+    assert len(row) == 1 and row[0][0] == "cy@example.com" and "silver" in row[0]
+    assert "      attr.tier  =>  'silver'\n" in explained.output
+
+
 def _outcome(project: Project, engine: str) -> dict:
     project.append("events.jsonl", PERFORMANCE_EVENTS)
     first = project.run(as_of=AS_OF)
@@ -125,6 +146,7 @@ def _outcome(project: Project, engine: str) -> dict:
     third = project.run(as_of=AS_OF)
     commands = _commands(project)
     if engine != "duckdb":
+        _shown_sql_runs_there(project)
         _keep_only_segsyncs_state(project)
         assert _commands(project) == commands, "a read command answered from the embedded store"
     return {

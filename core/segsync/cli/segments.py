@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from segsync.config import ProjectConfig
     from segsync.plugins import PluginHost
     from segsync.segments import SegmentDef
+    from segsync.engines import Engine
     from segsync.engines.base import Source
     from segsync.segments.insights import Overlap
     from segsync.store import Store
@@ -46,6 +47,11 @@ class Evaluated:
     sizes: dict[str, int]
     # Where the memberships are: the store's connection, or the engine.
     source: Source
+
+    @property
+    def engine(self) -> Engine | None:
+        """The external engine the segments were evaluated on (None: the store)."""
+        return None if self.source is self.store.con else self.source  # type: ignore[return-value]
 
     @property
     def segments(self) -> list[SegmentDef]:
@@ -171,9 +177,9 @@ def list_segments(ctx: Context, as_of: datetime | None, as_json: bool) -> None:
 @_AS_OF
 @click.option("--limit", default=10, show_default=True, help="Members to show as a sample.")
 @click.option("--sql", "show_sql", is_flag=True, help="Also print the SQL selecting the members.")
-@click.option("--dialect", default="duckdb", show_default=True, help="SQL dialect for --sql.")
+@click.option("--dialect", help="SQL dialect for --sql (default: the engine's, exactly as it runs there).")
 @pass_ctx
-def show(ctx: Context, name: str, as_of: datetime | None, limit: int, show_sql: bool, dialect: str) -> None:
+def show(ctx: Context, name: str, as_of: datetime | None, limit: int, show_sql: bool, dialect: str | None) -> None:
     """A segment's definition, size and a sample of its members."""
     from segsync.segments import compile_sql, insights
 
@@ -196,9 +202,13 @@ def show(ctx: Context, name: str, as_of: datetime | None, limit: int, show_sql: 
         if sample:
             echo(f"  sample: {', '.join(sample)}")
         if show_sql:
+            # On an external engine: its dialect and table names, as the engine runs it.
+            engine = ev.engine
+            dialect = dialect or (engine.dialect if engine else "duckdb")
+            tables = engine.renamed_tables() if engine and dialect == engine.dialect else None
             echo("")
             echo(compile_sql(s.name, ev.segments, ev.config.segments.groups, as_of=ev.as_of,
-                             registry=ctx.host.segment_registry(), dialect=dialect))
+                             registry=ctx.host.segment_registry(), dialect=dialect, tables=tables))
 
 
 @segments_group.command("preview")
@@ -252,8 +262,10 @@ def members_cmd(ctx: Context, name: str, as_of: datetime | None, as_json: bool) 
 @click.argument("name")
 @click.argument("email")
 @_AS_OF
+@click.option("--sql", "show_sql", is_flag=True,
+              help="Also print the query that computed the values, as the store or engine ran it.")
 @pass_ctx
-def explain_cmd(ctx: Context, name: str, email: str, as_of: datetime | None) -> None:
+def explain_cmd(ctx: Context, name: str, email: str, as_of: datetime | None, show_sql: bool) -> None:
     """Why EMAIL is (not) in a segment: every predicate of the rule with its value."""
     from segsync.model import InvalidEmail, normalize_email
     from segsync.segments import SegmentError, explain
@@ -274,6 +286,9 @@ def explain_cmd(ctx: Context, name: str, email: str, as_of: datetime | None) -> 
         except SegmentError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(result.format())
+    if show_sql:
+        click.echo("")
+        click.echo(result.sql)
 
 
 @segments_group.command("overlap")

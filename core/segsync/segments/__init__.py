@@ -8,7 +8,7 @@ Public API::
     snapshot(con, run_id, as_of) -> int
     diff(con, destination, segments=None) -> MembershipDiff        diff_sql(...) -> str
     explain(con, segment, contact_key, as_of, segments=, groups=) -> Explanation
-    compile_sql(segment, segments=(), groups=None, as_of=None, dialect="duckdb") -> str
+    compile_sql(segment, segments=(), groups=None, as_of=None, dialect="duckdb", tables=None) -> str
     SegmentDef, GroupDef, Representation, SegmentsConfig     (pydantic models)
     SegmentFunction, Param, Built, Feature, BuildContext, FunctionRegistry, default_registry
     RuleError, SegmentConfigError, FunctionRegistryError

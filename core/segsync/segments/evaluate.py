@@ -168,18 +168,25 @@ def compile_sql(
     registry: FunctionRegistry | None = None,
     dialect: str = "duckdb",
     pretty: bool = True,
+    tables: Mapping[str, str] | None = None,
 ) -> str:
     """The SQL selecting the contact keys of ``segment`` (for ``--sql`` display).
 
     ``segments``/``groups`` supply what it depends on (in_segment targets, group siblings);
-    ``as_of`` defaults to now (UTC). Any sqlglot dialect name works for ``dialect``.
+    ``as_of`` defaults to now (UTC). Any sqlglot dialect name works for ``dialect``; the text is
+    rendered as an engine renders what it runs (:func:`segsync.segments.dialects.render`: the
+    portable consent rule and the dialect's rewrites), with ``tables`` (canonical table → the
+    name it is read from: :meth:`Engine.renamed_tables <segsync.engines.Engine.renamed_tables>`)
+    replacing the canonical names, so it runs as shown on that engine.
     """
+    from . import dialects
+
     target, segments = _resolve(segment, segments)
     segment_query = build_query(segments, groups, _aware(as_of), registry or default_registry(),
-                      only=[target.name])
+                                only=[target.name], dialect=dialect)
     inner = segment_query.select().subquery("memberships", copy=False)
     query = exp.select("contact_key").from_(inner).where(exp.column(segment_query.column[target.name]))
-    return query.sql(dialect, pretty=pretty)
+    return dialects.render(query, dialect, tables, pretty=pretty)
 
 
 def _resolve(

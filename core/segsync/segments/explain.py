@@ -38,6 +38,7 @@ class Explanation:
     matched_rule: bool | None  # the rule alone (None for a catch-all)
     steps: tuple[Step, ...]
     note: str = ""  # e.g. which higher-priority segment of the group took the contact
+    sql: str = ""  # the query that computed the steps, exactly as the store or engine ran it
 
     def format(self) -> str:
         head = (f"{self.contact_key} is {'' if self.member else 'NOT '}in {self.segment!r} "
@@ -76,7 +77,8 @@ def explain(
     siblings = members.get(target.group, []) if target.group else []
     extra += [(f"s_{i}", segment_query.compiled[s.name].expr.copy()) for i, s in enumerate(siblings)]
     select = segment_query.select(extra=extra, contact_key=contact_key)
-    rows = engine.query(select) if engine is not None else con.execute(select.sql("duckdb")).fetchall()
+    sql = engine.render(select) if engine is not None else select.sql("duckdb")
+    rows = engine.rows(sql) if engine is not None else con.execute(sql).fetchall()
     row = rows[0] if rows else None
     if row is None:
         raise SegmentConfigError(f"no contact {contact_key!r} in the store")
@@ -94,7 +96,7 @@ def explain(
         elif winner is None and segment_query.groups[target.group].catch_all:
             note = (f"group {target.group!r}: no segment matched, so the contact is in the "
                     f"catch-all {segment_query.groups[target.group].catch_all!r}")
-    return Explanation(target.name, contact_key, as_of, member, matched, tuple(out), note)
+    return Explanation(target.name, contact_key, as_of, member, matched, tuple(out), note, sql)
 
 
 __all__ = ["Explanation", "Step", "explain"]
