@@ -90,6 +90,9 @@ def _commands(project: Project) -> dict:
         result = runner.invoke(cli, ["--config", config, *args])
         assert result.exit_code == 0, result.output
         commands[" ".join(args[:3])] = json.loads(result.output)
+    result = runner.invoke(cli, ["--config", config, "segments", "show", "gold", *at])
+    assert result.exit_code == 0, result.output
+    commands["segments show gold"] = result.output
     for key in ("cy@example.com", "bo@example.com"):
         result = runner.invoke(cli, ["--config", config, "segments", "explain", "gold", key, *at])
         assert result.exit_code == 0, result.output
