@@ -54,3 +54,15 @@ def test_the_demo_runs_end_to_end_on_spark(spark_session, tmp_path, monkeypatch)
     # evaluation was each run's own session's view, not a folder.
     assert sorted(p.name for p in (folder / "spark-tables").iterdir()) == [
         "consent_ledger", "contacts", "events", "segment_snapshots", "status_changes", "suppressions"]
+
+
+def test_check_refuses_a_delta_mapping_with_the_reason(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "spark")
+    Project(tmp_path).write_config('[store]\nengine = "spark"\n[store.tables]\nevents = "delta:/lake/events"\n')
+    code, output = _check(tmp_path)
+    assert code == 1
+    assert ("✗ engine spark\n    " f"{tmp_path / 'segsync.toml'}: store (engine spark): tables: Value error, "
+            "events: 'delta:/lake/events': Delta tables are not supported (segsync's Spark engine is "
+            "untested with Delta Lake); map a Parquet or ORC copy, or a catalog table or view your "
+            "cluster reads (docs/scale.md#spark)\n") in output
+    assert "Traceback" not in output
