@@ -292,9 +292,12 @@ def copy_csv(pg, files: dict[str, Path]) -> int:
 
 # -- one size ---------------------------------------------------------------------------------
 
-def spark_members_differ(store: Store, spark) -> int:
-    """Rows in one membership and not the other (DuckDB's table vs the Parquet Spark wrote)."""
-    files = f"{spark.location('segment_membership')}/*.parquet"
+def spark_members_differ(store: Store, spark, work: Path) -> int:
+    """Rows in one membership and not the other: DuckDB's table vs Spark's (its session's
+    cached view, written out to Parquet for DuckDB to read: nothing collected to the driver)."""
+    folder = work / "spark-members"
+    spark.spark.table("segment_membership").write.mode("overwrite").parquet(str(folder))
+    files = f"{folder}/*.parquet"
     return store.con.execute(f"""
         SELECT count(*) FROM (
             (SELECT segment, contact_key FROM segment_membership
@@ -350,7 +353,7 @@ def one_size(n: int, args, url: str | None, folder: Path) -> str:
         evaluation = turns({name: (lambda e=e, q=queries[name]: e.evaluate(q), meters[name])
                             for name, e in engines.items()}, args.repeat, args.warm_up)
         differ = {"postgres": lambda: engines["postgres"].members() != engines["duckdb"].members(),
-                  "spark": lambda: spark_members_differ(store, engines["spark"]) != 0}
+                  "spark": lambda: spark_members_differ(store, engines["spark"], work) != 0}
         same = {name: evaluation[name].result == evaluation["duckdb"].result and not differ[name]()
                 for name in engines if name != "duckdb"}
         progress("effective consent:")
