@@ -3,6 +3,7 @@
     .venv/bin/python bench/pull.py --contacts 200000 --events 4000000 [--dir DIR] [--repeat 2]
     .venv/bin/python bench/pull.py ... --baseline <checkout>/core:<checkout>/connectors/files  # interleaved
     .venv/bin/python bench/pull.py ... --profile FILE                  # cProfile of one first pull
+    .venv/bin/python bench/pull.py ... --steps                         # each ingestion step's CPU
     .venv/bin/python bench/pull.py ... --this <checkout>/core:<checkout>/connectors/files   # a frozen copy
 
 The project and its files are ``bench/sync_whole.py``'s (the same generator: ``--contacts``
@@ -39,9 +40,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_whole import change_one_percent, generate  # noqa: E402
 
 
+# The steps of ``Ingestor`` timed by ``--steps`` (those a revision has).
+STEPS = ("_stage", "_resolve_emails", "_validate_contacts", "_validate_events", "_validate_consent",
+         "_record_errors", "_ensure_contacts", "_merge_contacts", "_merge_events", "_merge_consent")
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time_steps(steps: dict[str, list[float]]) -> None:
+    """Wrap each ingestion step to add its wall and CPU seconds (all threads) to ``steps``."""
+    from segsync.store.ingest import Ingestor
+
+    for name in STEPS:
+        original = getattr(Ingestor, name, None)
+        if original is None:
+            continue
+
+        def timed(self, *args, _original=original, _name=name, **kwargs):
+            wall, cpu = time.perf_counter(), _cpu()
+            try:
+                return _original(self, *args, **kwargs)
+            finally:
+                figure = steps.setdefault(_name, [0.0, 0.0])
+                figure[0] += time.perf_counter() - wall
+                figure[1] += _cpu() - cpu
+
+        setattr(Ingestor, name, timed)
+
+
 def pull_once(project: Path, profile: str | None) -> dict:
     """One pull of every source of ``project`` into its store (the subprocess side)."""
     os.chdir(project)
+    steps: dict[str, list[float]] = {}
+    if os.environ.get("SEGSYNC_BENCH_STEPS"):
+        _time_steps(steps)
     from segsync.config import load_config
     from segsync.plugins import PluginHost
     from segsync.progress import Reporter
@@ -74,11 +109,14 @@ def pull_once(project: Path, profile: str | None) -> dict:
     after = resource.getrusage(resource.RUSAGE_SELF)
     return {"wall": time.perf_counter() - started,
             "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
-            "peak_rss_mib": after.ru_maxrss / 1024, "loaded": loaded}
+            "peak_rss_mib": after.ru_maxrss / 1024, "loaded": loaded,
+            "steps": {name: [round(w, 2), round(c, 2)] for name, (w, c) in steps.items()}}
 
 
-def in_subprocess(core: str | None, project: Path, profile: str | None = None) -> dict:
+def in_subprocess(core: str | None, project: Path, profile: str | None = None, steps: bool = False) -> dict:
     env = dict(os.environ)
+    if steps:
+        env["SEGSYNC_BENCH_STEPS"] = "1"
     if core:
         env["PYTHONPATH"] = core
     out = subprocess.run(
@@ -102,6 +140,8 @@ def main() -> None:
                         "instead of the installed tree, so editing the tree cannot change a run")
     parser.add_argument("--no-append", action="store_true", help="only the first pull")
     parser.add_argument("--profile", help="write a cProfile of this revision's first pull here")
+    parser.add_argument("--steps", action="store_true",
+                        help="print each ingestion step's wall and CPU seconds (summed over files and parts; the merges include _ensure_contacts)")
     args = parser.parse_args()
     revisions = {"this": args.this, **({"baseline": args.baseline} if args.baseline else {})}
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="segsync-pull-"))
@@ -123,10 +163,13 @@ def main() -> None:
                 shutil.copy(data / "segsync.toml", project)
                 (project / "data").symlink_to(data / "data")
                 projects[revision] = project
-                figures = in_subprocess(core, project, args.profile if revision == "this" and round_ == 0 else None)
+                figures = in_subprocess(core, project, args.profile if revision == "this" and round_ == 0 else None,
+                                        steps=args.steps)
                 runs.setdefault((revision, "first"), []).append(figures)
                 print(f"{revision:<9} first  {figures['wall']:8.1f} s wall {figures['cpu']:8.1f} CPU-s "
                       f"{figures['peak_rss_mib']:8.0f} MiB  {figures['loaded']}  load {os.getloadavg()[0]:.1f}", flush=True)
+                for name, (wall, cpu) in figures["steps"].items():
+                    print(f"          {name:<20} {wall:8.2f} s wall {cpu:8.2f} CPU-s", flush=True)
             if args.no_append:
                 for project in projects.values():
                     shutil.rmtree(project)
