@@ -1,6 +1,6 @@
 """Benchmark: segment evaluation and effective consent per engine (DuckDB, PostgreSQL, Spark).
 
-The data is bench/segments_eval.py's synthetic store (same generator, same 12 rules plus a
+The data is bench/segments_eval.py's synthetic store (same generator, same 11 rules plus a
 7-way exclusive group; 20 events per contact), generated once per size in DuckDB and kept
 under ``--dir`` (a DuckDB file, Parquet folders for Spark, CSV files for PostgreSQL), so a
 rerun reads it instead of generating it again. Per size, in one process:
@@ -10,11 +10,12 @@ rerun reads it instead of generating it again. Per size, in one process:
    through ``[store.tables]``: the lakehouse case, nothing copied) are made ready;
 2. evaluation of every segment on each engine (the engine's own ``evaluate``: memberships into
    its ``segment_membership``), engines taking turns (the order rotates each round), medians of
-   ``--repeat`` runs after one untimed warm-up each;
+   ``--repeat`` runs after one untimed warm-up each (none with ``--no-warm-up``);
 3. effective consent (default policy) on each engine, likewise;
 4. the memberships and the consent rows of every engine are compared with DuckDB's row by row
-   ("identical"): PostgreSQL's memberships are fetched, Spark's are read by DuckDB from the
-   Parquet files Spark wrote (nothing big is collected to Spark's driver).
+   ("identical"): PostgreSQL's memberships are fetched; Spark's (its session's cached view)
+   are written to a scratch Parquet folder that DuckDB reads (nothing big is collected to
+   Spark's driver).
 
 Wall seconds and CPU seconds are both printed (under a shared machine's load, CPU seconds are
 the steadier figure). CPU: DuckDB, this process; PostgreSQL, its backend plus the parallel
@@ -26,13 +27,13 @@ grew by (the rows collected through the gateway).
 
 Spark runs with ``--master`` (default ``local[2]``) and ``--spark-conf KEY=VALUE`` settings on
 top of the plugin's local defaults; the defaults here are ``spark.driver.memory=4g`` (the JVM's
-heap: the 1g default spills the 20M-event aggregation) and the plugin's 4 shuffle partitions
+heap; Spark's 1g default was not tried at 1M contacts) and the plugin's 4 shuffle partitions
 with adaptive execution (docs/scale.md#spark).
 
 Usage::
 
-    python bench/engines.py --contacts 100000 300000 --repeat 3 --dir /var/tmp/segsync-bench
-    python bench/engines.py --contacts 1000000 --repeat 1 --engines duckdb spark --dir ...
+    python bench/engines.py --contacts 100000 300000 --repeat 3 --dir DIR
+    python bench/engines.py --contacts 1000000 --repeat 1 --no-warm-up --engines duckdb spark --dir DIR
     python bench/engines.py --contacts 100000 --url postgresql://me@127.0.0.1:5432/bench
 
 Without ``--url`` a throwaway local PostgreSQL cluster (plugins/postgres) is started and
