@@ -35,8 +35,10 @@ class MailchimpConnector(Connector):
     type_name: ClassVar[str] = "mailchimp"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
     Settings: ClassVar[type[MailchimpSettings]] = lazy_settings("segsync_mailchimp.settings:MailchimpSettings")
-    # Enough for 20 write batches, i.e. two rounds on all 10 connections per write.
-    max_batch_size: ClassVar[int | None] = 10_000
+    # 200 write batches a write: the writer plans them as the connections free up, so they stay
+    # busy through a write, and drain only once per 100,000 changes; the runner holds at most
+    # this many changes at once.
+    max_batch_size: ClassVar[int | None] = 100_000
     # One batch-subscribe call (and one call per tag) per write batch; each is acknowledged as
     # soon as it is done, with at most max_connections of them in flight.
     write_batch_size: ClassVar[int | None] = BATCH_MAX

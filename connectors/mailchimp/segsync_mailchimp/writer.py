@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,8 +99,6 @@ class Writer:
     def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
         calls_before = self.api.calls
         latest = {c.contact_key: c for c in changes}  # a later change to a contact supersedes
-        plans = self._write_batches(latest.values())
-        self._prepare_tags(plans)
         outcomes: dict[str, Outcome] = {}
 
         def finished(plan: _Plan, _: None) -> None:
@@ -109,37 +107,49 @@ class Writer:
             if report is not None:
                 report(answers)
 
-        self.api.window(self._send, plans, finished)
+        # The write batches are planned as the window asks for the next one (in this thread,
+        # while earlier ones are in flight), so the first call goes out at once however large
+        # the write is, and the connections stay busy while the rest is planned.
+        self.api.window(self._send, self._write_batches(latest.values()), finished)
         return WriteResult(outcomes=[outcomes[c.contact_key] for c in changes],
                            calls=self.api.calls - calls_before)
 
-    def _write_batches(self, changes: Iterable[ContactChange]) -> list[_Plan]:
-        """Write batches: a delete alone (it is one call per contact), the other changes by up
-        to 500 in the order of :meth:`_Planned.order` (one batch-subscribe call and ≤ 500 per
-        tag call)."""
-        plans: list[_Plan] = []
-        planned: list[_Planned] = []
+    def _write_batches(self, changes: Iterable[ContactChange]) -> Iterator[_Plan]:
+        """Write batches, made as they are asked for: a delete alone (it is one call per
+        contact), the other changes by up to 500 in the order of :meth:`_Planned.order` (one
+        batch-subscribe call and ≤ 500 per tag call).
+
+        Changes that need nothing but their batch-subscribe entry sort first and keep the
+        order given (their key is the smallest, and the sort is stable), so they go out in
+        write batches as they are planned; the others (segment calls, refusals, deletes) are
+        sorted and cut once those are out, after the tags they need are resolved."""
+        later: list[_Planned] = []
+        deletes: list[ContactChange] = []
+        plan = _Plan()
         for change in changes:
             if change.op == "delete":
-                plans.append(_Plan(keys=[change.contact_key], deletes=[change.contact_key]))
-            else:
-                planned.append(self._plan(change))
-        planned.sort(key=_Planned.order)
-        for start in range(0, len(planned), BATCH_MAX):
-            plan = _Plan()
-            for item in planned[start:start + BATCH_MAX]:
-                plan.keys.append(item.key)
-                if item.refusal is not None:
-                    plan.outcomes[item.key] = item.refusal
-                    continue
-                if item.member is not None:
-                    plan.members.append(item.member)
-                for tag in item.tag_adds:
-                    plan.tag_adds[tag].append(item.key)
-                for tag in item.tag_removes:
-                    plan.tag_removes[tag].append(item.key)
-            plans.append(plan)
-        return plans
+                deletes.append(change)
+                continue
+            item = self._plan(change)
+            if item.member is None or item.tag_removes or item.refusal is not None:
+                later.append(item)
+                continue
+            _add(plan, item)
+            if len(plan.keys) == BATCH_MAX:
+                yield plan
+                plan = _Plan()
+        later.sort(key=_Planned.order)
+        rest: list[_Plan] = []
+        for item in later:
+            if len(plan.keys) == BATCH_MAX:
+                rest.append(plan)
+                plan = _Plan()
+            _add(plan, item)
+        if plan.keys:
+            rest.append(plan)
+        rest.extend(_Plan(keys=[c.contact_key], deletes=[c.contact_key]) for c in deletes)
+        self._prepare_tags(rest)
+        yield from rest
 
     def _send(self, plan: _Plan) -> None:
         """All calls of one write batch, in one worker thread (they run one after the other)."""
@@ -212,8 +222,8 @@ class Writer:
 
     # ------------------------------------------------------------------ tags
     def _prepare_tags(self, plans: list[_Plan]) -> None:
-        """Resolve every tag the write adds to its segment id, creating missing ones, before any
-        write batch starts (in the calling thread: the write batches only read the ids)."""
+        """Resolve every tag ``plans`` add to its segment id, creating missing ones, before any
+        of them starts (in the calling thread: the write batches only read the ids)."""
         needed = {tag for plan in plans for tag, emails in plan.tag_adds.items() if emails}
         if not needed and not any(plan.tag_removes for plan in plans):
             return
@@ -292,6 +302,20 @@ class Writer:
                 continue
             plan.outcomes[email] = (Outcome.retryable(email, str(error)) if error.retryable
                                     else Outcome.rejected(email, str(error)))
+
+
+def _add(plan: _Plan, item: _Planned) -> None:
+    """Put one planned upsert into a write batch."""
+    plan.keys.append(item.key)
+    if item.refusal is not None:
+        plan.outcomes[item.key] = item.refusal
+        return
+    if item.member is not None:
+        plan.members.append(item.member)
+    for tag in item.tag_adds:
+        plan.tag_adds[tag].append(item.key)
+    for tag in item.tag_removes:
+        plan.tag_removes[tag].append(item.key)
 
 
 def _batch_reason(err: dict[str, Any]) -> str:
