@@ -133,6 +133,20 @@ def test_runs_reads_the_history_without_the_rule_engine_or_the_settings(tmp_path
     assert sorted(modules & {"sqlglot", "segsync.config", "segsync.segments", "segsync.model"}) == []
 
 
+def test_runs_prints_its_table_without_rich(tmp_path) -> None:
+    synced_project(tmp_path)
+    output, modules = imported_by("runs", cwd=tmp_path)
+    header, rule, row, hint = output.splitlines()
+    assert header.split() == ["id", "started", "finished", "status", "destinations"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    # Columns line up: each cell starts where its header does.
+    assert row.index("with-rejections") == header.index("status")
+    assert row[header.index("destinations"):].startswith("newsletter: ")
+    assert row.endswith(" calls")
+    assert hint == "Rejected and retrying records: `segsync runs --errors`."
+    assert sorted(m for m in modules if m.split(".")[0] == "rich") == []
+
+
 def test_runs_works_while_a_connection_setting_is_misspelt(tmp_path) -> None:
     synced_project(tmp_path)
     config = tmp_path / "segsync.toml"

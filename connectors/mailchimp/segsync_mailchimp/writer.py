@@ -172,7 +172,8 @@ class Writer:
                 merge_fields[self.settings.segment_attribute] = ",".join(sorted(current))
             tag_adds = tag_removes = ()
         else:
-            tag_adds, tag_removes = tuple(sorted(change.tags_add)), tuple(sorted(change.tags_remove))
+            tag_adds = tuple(sorted(change.tags_add)) if change.tags_add else ()
+            tag_removes = tuple(sorted(change.tags_remove)) if change.tags_remove else ()
         if not merge_fields and status == change.previous_status:
             return _Planned(email, tag_adds=tag_adds, tag_removes=tag_removes)
         member: dict[str, Any] = {"email_address": email, "status": status, "merge_fields": merge_fields}
