@@ -7,7 +7,9 @@ import io
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TypeVar
 
 from segsync import ContactChange, OutcomeReport, WriteResult, mask_email
 
@@ -20,6 +22,8 @@ from segsync_brevo.planner import ImportJob, Plan, Planner
 from segsync_brevo.settings import BrevoSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _missing_positions(message: str, entries: list[dict]) -> set[int] | None:
@@ -106,36 +110,43 @@ class Writer:
 
     def _imports(self, plan: Plan, outcomes: Outcomes) -> None:
         pending: list[tuple[ImportJob, int]] = []
-        for job in plan.imports:
-            try:
-                process_id = self.api.import_contacts(
-                    job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist
-                )
-            except BrevoApiError as exc:
-                _fail(outcomes, job.indices, exc, "contact import was refused")
+        # Sent side by side: one import's rows are serialised while another's travel and are
+        # read by Brevo. Outcomes are reported as each import's process completes (below).
+        for job, sent in self._side_by_side(lambda job: self.api.import_contacts(
+                job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist), plan.imports):
+            if isinstance(sent, BrevoApiError):
+                _fail(outcomes, job.indices, sent, "contact import was refused")
                 outcomes.settle(job.indices)
-                continue
-            pending.append((job, process_id))
+            else:
+                pending.append((job, sent))
+        # Brevo numbers processes as they arrive and works through them in that order, a few at
+        # once: the oldest outstanding import finishes first.
+        pending.sort(key=lambda sent: sent[1])
         deadline = time.monotonic() + self.settings.process_timeout_seconds
         wait = self.poll_seconds
         while pending:
-            # Processes share the 100-requests-an-hour bucket: wait first, then poll with a
-            # growing interval rather than spinning.
+            # Every poll counts against the /processes bucket (100 requests an hour): wait
+            # first, then poll the outstanding imports oldest first and stop at the first that
+            # is not done (a later one will hardly be), so a round that finds nothing new costs
+            # one poll. After progress the wait starts again from poll_seconds; without, it doubles.
             self.sleep(wait)
-            still: list[tuple[ImportJob, int]] = []
-            for job, process_id in pending:
+            progressed = False
+            while pending:
+                job, process_id = pending[0]
                 try:
                     process = self.api.get_process(process_id)
                 except BrevoApiError as exc:
                     if isinstance(exc, RetryableApiError) and time.monotonic() < deadline:
-                        still.append((job, process_id))
-                    else:
-                        _fail(outcomes, job.indices, exc, f"import process {process_id} unreadable")
-                        outcomes.settle(job.indices)
+                        break
+                    _fail(outcomes, job.indices, exc, f"import process {process_id} unreadable")
+                    outcomes.settle(job.indices)
+                    pending.pop(0)
                     continue
                 if process.get("status") == "completed":
                     self._import_report(job, process, outcomes)
                     outcomes.settle(job.indices)
+                    pending.pop(0)
+                    progressed = True
                 elif time.monotonic() >= deadline:
                     outcomes.retry(
                         job.indices,
@@ -143,10 +154,30 @@ class Writer:
                         f"{self.settings.process_timeout_seconds:.0f} s",
                     )
                     outcomes.settle(job.indices)
+                    pending.pop(0)
                 else:
-                    still.append((job, process_id))
-            pending = still
-            wait = min(wait * 2, 30.0)
+                    break
+            wait = self.poll_seconds if progressed else min(wait * 2, 30.0)
+
+    def _side_by_side(self, call: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | BrevoApiError]]:
+        """``call(item)`` for every item, up to ``max_connections`` at once (each request still
+        paced by its rate-limit bucket and the account's budget), yielded here, in the calling
+        thread, as each finishes: its result, or the :class:`BrevoApiError` it raised."""
+        if len(items) <= 1 or self.settings.max_connections <= 1:
+            for item in items:
+                try:
+                    yield item, call(item)
+                except BrevoApiError as exc:
+                    yield item, exc
+            return
+        with ThreadPoolExecutor(min(self.settings.max_connections, len(items)),
+                                thread_name_prefix="brevo") as pool:
+            futures = {pool.submit(call, item): item for item in items}
+            for future in as_completed(futures):
+                try:
+                    yield futures[future], future.result()
+                except BrevoApiError as exc:
+                    yield futures[future], exc
 
     def _import_report(self, job: ImportJob, process: dict, outcomes: Outcomes) -> None:
         """Map the CSV reports a completed import points at back to the rows they name."""
@@ -231,31 +262,35 @@ class Writer:
 
     def _members(self, plan: Plan, outcomes: Outcomes, *, add: bool) -> None:
         todo = plan.adds if add else plan.removes
+        chunks: list[tuple[int, list[tuple[int, str]]]] = []
         for list_id, members in todo.items():
             outcomes.settle([i for i, _ in members if outcomes.failed(i)])  # refused: not sent
             members = [(i, e) for i, e in members if not outcomes.failed(i)]
-            for start in range(0, len(members), LIST_MEMBERS_PER_CALL):
-                chunk = members[start : start + LIST_MEMBERS_PER_CALL]
-                emails = [e for _, e in chunk]
-                try:
-                    call = self.api.add_to_list if add else self.api.remove_from_list
-                    result = call(list_id, emails)
-                    failed = {e.lower() for e in result.get("failure") or []}
-                except BrevoApiError as exc:
-                    if exc.status == 400 and "list" in exc.message.lower():
-                        failed = {e.lower() for e in emails}  # every address failed
-                    else:
-                        _fail(outcomes, [i for i, _ in chunk], exc, f"list {list_id} update failed")
-                        outcomes.settle([i for i, _ in chunk])
-                        continue
-                if add:
-                    outcomes.reject(
-                        [i for i, e in chunk if e in failed],
-                        f"Brevo did not add the contact to list {list_id} "
-                        "(it reports a missing contact and an existing member alike)",
-                    )
-                # A failed removal means the contact is not in the list: the goal holds.
-                outcomes.settle([i for i, _ in chunk])
+            chunks.extend((list_id, members[start : start + LIST_MEMBERS_PER_CALL])
+                          for start in range(0, len(members), LIST_MEMBERS_PER_CALL))
+        call = self.api.add_to_list if add else self.api.remove_from_list
+        # Side by side up to max_connections, which the contacts bucket (10 a second) paces:
+        # one call at a time would use a tenth of that at Brevo's latency.
+        for (list_id, chunk), result in self._side_by_side(
+                lambda item: call(item[0], [e for _, e in item[1]]), chunks):
+            emails = [e for _, e in chunk]
+            if isinstance(result, BrevoApiError):
+                if result.status == 400 and "list" in result.message.lower():
+                    failed = {e.lower() for e in emails}  # every address failed
+                else:
+                    _fail(outcomes, [i for i, _ in chunk], result, f"list {list_id} update failed")
+                    outcomes.settle([i for i, _ in chunk])
+                    continue
+            else:
+                failed = {e.lower() for e in result.get("failure") or []}
+            if add:
+                outcomes.reject(
+                    [i for i, e in chunk if e in failed],
+                    f"Brevo did not add the contact to list {list_id} "
+                    "(it reports a missing contact and an existing member alike)",
+                )
+            # A failed removal means the contact is not in the list: the goal holds.
+            outcomes.settle([i for i, _ in chunk])
 
 
 def _expect_calls(plan: Plan, outcomes: Outcomes) -> None:

@@ -249,3 +249,70 @@ def test_an_import_goes_out_as_brevo_json_and_lists_are_resolved_once_per_write(
     assert sent == {"jsonBody": [{"email": f"j{i}@example.com", "attributes": {"FIRSTNAME": f"J{i}"}} for i in range(3)],
                     "listIds": sorted({vip, audience}),
                     "emailBlacklist": False, "updateExistingContacts": True, "emptyContactsAttributes": False}
+
+
+def test_list_calls_go_out_side_by_side(emulator, connector):
+    # 600 known contacts entering list "a": four add calls of ≤ 150, sent at once (up to
+    # max_connections; the contacts bucket allows 10 a second) rather than one after another.
+    a = emulator.state.add_list("a")
+    for n in range(600):
+        emulator.state.seed_contact(f"s{n:03d}@example.com")
+    emulator.latency = 0.3
+    emulator.clear_log()
+    reports: list[list[str]] = []
+    result = connector.write([change(f"s{n:03d}@example.com", previous="subscribed", add=("a",)) for n in range(600)],
+                             report=lambda outcomes: reports.append([o.contact_key for o in outcomes]))
+    assert [o.status for o in result.outcomes] == ["ok"] * 600
+    assert api_calls(emulator) == [("GET", "/v3/contacts/lists")] + [("POST", f"/v3/contacts/lists/{a}/contacts/add")] * 4
+    assert emulator.max_concurrency() == 4
+    assert sorted(len(r) for r in reports) == [150] * 4  # each call's contacts reported as it ends
+    assert len(emulator.state.lists[a].members) == 600
+
+
+class ScriptedProcesses:
+    """The import side of a Brevo API: process ``n`` (numbered from 1 as imports arrive) is
+    ``in_process`` for its first ``busy[n]`` polls, then completed."""
+
+    def __init__(self, busy: dict[int, int]) -> None:
+        self.busy = busy
+        self.polls: list[int] = []
+        self.imported = 0
+
+    def import_contacts(self, rows, *, list_ids, email_blacklist):
+        self.imported += 1
+        return self.imported
+
+    def get_process(self, process_id):
+        self.polls.append(process_id)
+        done = self.polls.count(process_id) > self.busy[process_id]
+        return {"id": process_id, "status": "completed" if done else "in_process", "info": {"import": {}}}
+
+
+def test_imports_are_polled_oldest_first_and_a_round_without_progress_costs_one_poll():
+    from pydantic import SecretStr
+
+    from segsync_brevo import BrevoSettings
+    from segsync_brevo.outcomes import Outcomes
+    from segsync_brevo.planner import ImportJob, Plan
+    from segsync_brevo.writer import Writer
+
+    api = ScriptedProcesses({1: 2, 2: 0, 3: 1})
+    sleeps: list[float] = []
+    settings = BrevoSettings(api_key=SecretStr("k"), max_connections=1)
+    writer = Writer(api, settings, directory=None, poll_seconds=0.5, sleep=sleeps.append)
+    changes = [change(f"i{n}@example.com") for n in range(3)]
+    plan = Plan(imports=[ImportJob([{"email": c.contact_key}], [n], frozenset({7}), False)
+                         for n, c in enumerate(changes)])
+    reports: list[list[str]] = []
+    outcomes = Outcomes(changes, lambda done: reports.append([o.contact_key for o in done]))
+    for job in plan.imports:
+        outcomes.expect(job.indices)
+    writer._imports(plan, outcomes)
+
+    # Round 1: process 1 still running, 2 and 3 not asked. Round 2 (after twice the wait): the
+    # same. Round 3: 1 and 2 are done, 3 is still running. Round 4 (the wait starts again after
+    # progress): 3 is done.
+    assert api.polls == [1, 1, 1, 2, 3, 3]
+    assert sleeps == [0.5, 1.0, 2.0, 0.5]
+    assert reports == [["i0@example.com"], ["i1@example.com"], ["i2@example.com"]]
+    assert [o.status for o in outcomes.result()] == ["ok"] * 3

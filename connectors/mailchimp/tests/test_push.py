@@ -7,6 +7,7 @@ import json
 from segsync import ContactChange
 
 from segsync_mailchimp.emulator import subscriber_hash
+from segsync_mailchimp.writer import Writer
 
 from .conftest import LIST_ID
 
@@ -246,3 +247,73 @@ def test_merge_field_mode_writes_segment_names_into_one_field(emulator, make_con
     assert result.calls == 1
     assert emulator.state.member(LIST_ID, "a@example.com").merge_fields["SEGMENTS"] == "vip"
     assert emulator.state.audiences[LIST_ID].segments == {}
+
+
+def _subscribers(n: int, prefix: str = "p") -> list[ContactChange]:
+    return [ContactChange(f"{prefix}{i:05d}@example.com", "upsert", "subscribed", attributes={"first_name": f"F{i}"})
+            for i in range(n)]
+
+
+def test_write_batches_are_planned_as_the_connections_free_up(emulator, connector, monkeypatch):
+    # A write of 12,000 changes is 24 write batches. The first 10 (one per connection) are
+    # planned and sent at once; the 11th is planned only when one of them has finished, so when
+    # the emulator takes the first batch no more than 10 × 500 changes have been planned (the
+    # whole write was planned before any call, once).
+    planned = []
+    plan = Writer._plan
+    monkeypatch.setattr(Writer, "_plan", lambda self, change: planned.append(change) or plan(self, change))
+    seen_at_first_call = []
+    subscribe = emulator.state.batch_subscribe
+
+    def first_call_sees(*args, **kwargs):
+        if not seen_at_first_call:
+            seen_at_first_call.append(len(planned))
+        return subscribe(*args, **kwargs)
+
+    monkeypatch.setattr(emulator.state, "batch_subscribe", first_call_sees)
+    reports = []
+    result = connector.write(_subscribers(12_000), report=reports.append)
+
+    assert seen_at_first_call[0] <= 10 * 500
+    assert len(planned) == 12_000
+    assert set(statuses(result).values()) == {"ok"} and len(result.outcomes) == 12_000
+    assert result.calls == 24
+    assert sorted(len(r) for r in reports) == [500] * 24
+    assert len({o.contact_key for r in reports for o in r}) == 12_000
+    assert len(emulator.state.audiences[LIST_ID].members) == 12_000
+
+
+def test_a_failed_write_batch_in_the_middle_of_a_write_leaves_only_its_contacts_to_retry(emulator, make_connector):
+    connector = make_connector(max_attempts=1)
+    # The 16th batch-subscribe call fails (a 500, not tried again with max_attempts 1): its 500
+    # contacts are retryable and reported as one write batch; every other one is ok and
+    # acknowledged as its write batch finishes, before and after the failure.
+    emulator.inject("error", error="InternalServerError", method="POST", path=rf"^/lists/{LIST_ID}$", skip=15)
+    reports = []
+    result = connector.write(_subscribers(12_000), report=reports.append)
+
+    assert result.calls == 24
+    assert [c.status for c in emulator.calls("POST")].count(500) == 1
+    assert sorted(len(r) for r in reports) == [500] * 24
+    failed = [r for r in reports if any(o.status != "ok" for o in r)]
+    assert len(failed) == 1
+    assert {o.status for o in failed[0]} == {"retryable"}
+    assert "HTTP 500 Internal Server Error" in failed[0][0].reason
+    assert {o.contact_key: o.status for r in reports for o in r} == statuses(result)
+    assert list(statuses(result).values()).count("ok") == 11_500
+    members = emulator.state.audiences[LIST_ID].members
+    assert len(members) == 11_500
+    assert not {subscriber_hash(o.contact_key) for o in failed[0]} & set(members)
+
+
+def test_a_429_in_the_middle_of_a_write_is_waited_out_and_the_write_completes(emulator, connector):
+    emulator.inject("error", error="TooManyRequests", method="POST", path=rf"^/lists/{LIST_ID}$", skip=12,
+                    retry_after=0)
+    reports = []
+    result = connector.write(_subscribers(12_000), report=reports.append)
+
+    assert [c.status for c in emulator.calls("POST")].count(429) == 1
+    assert result.calls == 25
+    assert set(statuses(result).values()) == {"ok"}
+    assert sorted(len(r) for r in reports) == [500] * 24
+    assert len(emulator.state.audiences[LIST_ID].members) == 12_000

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from segsync.testing.emulator import EmulatorProcess, OpenApiValidator, RandomFaults
+from segsync.testing.emulator.process import GC_THRESHOLDS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from notes_emulator import SPEC, NotesEmulator  # noqa: E402
@@ -210,3 +211,6 @@ def test_an_emulator_runs_in_its_own_process(monkeypatch: pytest.MonkeyPatch) ->
             ("GET", "/notes", 200, None), ("GET", "/notes", 502, "status")]
         assert [e["path"] for e in log if not e["api"]] == ["/_emulator/seed", "/_emulator/faults"]
         assert notes.cpu_seconds() > 0
+        # Its own process collects garbage less often than Python's default (700, 10, 10):
+        # an emulator's state is millions of long-lived objects without cycles.
+        assert notes.stats()["gc_thresholds"] == list(GC_THRESHOLDS) == [50_000, 50, 100]

@@ -26,6 +26,7 @@ takes digits only); they get the :class:`Request` and the path's parameters and 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -398,7 +399,9 @@ class Emulator:
             return Answer(200, self.act(body))
         if path == "stats" and method == "GET":
             return Answer(200, {"requests": len(self.log), "peak_in_flight": self.peak_in_flight,
-                                "violations": list(self.violations)})
+                                "violations": list(self.violations),
+                                # the collector's thresholds in this process (EmulatorProcess sets them)
+                                "gc_thresholds": list(gc.get_threshold())})
         return Answer(404, {"message": "unknown control path"})
 
 
