@@ -18,7 +18,9 @@ that contacts entering or leaving the same tags share write batches and a tag co
 calls as its changes need. Write batches run in parallel on at most ``max_connections``
 connections, and each is reported (``write(changes, report=...)``) as soon as its calls are
 done, so the runner acknowledges it at once: a killed push re-sends at most ``max_connections``
-write batches (10 × 500 contacts), never the whole write.
+write batches (10 × 500 contacts), never the whole write. They are planned as connections free
+up (a generator the window draws from), so the first call goes out at once and planning
+overlaps the calls in flight however large the write.
 
 Compliance: an unsubscribed, cleaned or complained member is never sent back to
 ``subscribed``: a newer opt-in goes out as ``pending`` (Mailchimp mails a confirmation) unless
