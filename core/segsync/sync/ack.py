@@ -20,6 +20,7 @@ effective consent; it reads no other stage's tables.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 
 from segsync.consent.rules import EffectiveConsent
@@ -210,21 +211,26 @@ class Acknowledgement:
     def _stage(self, answers: Sequence[tuple[PlannedChange, str, str | None, str | None]]) -> None:
         """Stage ``(planned change, outcome, reason, external id)`` rows (outcome ``ok`` or
         ``rejected``) as this batch's table, which the writes below read."""
+        changes = [p.change for p, *_ in answers]
+        # One JSON text of the batch's columns, bound once: DuckDB parses it faster than it
+        # converts ten bound Python lists value by value.
+        columns = json.dumps([
+            [c.contact_key for c in changes], [c.op for c in changes], [p.action for p, *_ in answers],
+            [c.status for c in changes], [c.previous_status for c in changes], [p.state_hash for p, *_ in answers],
+            [c.tags for c in changes], [a[1] for a in answers], [a[2] for a in answers], [a[3] for a in answers],
+        ])
         self.store.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {self._batch} AS
-            SELECT unnest($keys::VARCHAR[]) AS contact_key, unnest($ops::VARCHAR[]) AS op,
-                   unnest($actions::VARCHAR[]) AS action, unnest($statuses::VARCHAR[]) AS status,
-                   unnest($previous::VARCHAR[]) AS previous_status, unnest($hashes::VARCHAR[]) AS state_hash,
-                   unnest($tags::VARCHAR[][]) AS tags, unnest($outcomes::VARCHAR[]) AS outcome,
-                   unnest($reasons::VARCHAR[]) AS reason, unnest($external_ids::VARCHAR[]) AS external_id
+            WITH batch AS (SELECT from_json($columns, '["JSON"]') AS c)
+            SELECT unnest(c[1]::VARCHAR[]) AS contact_key, unnest(c[2]::VARCHAR[]) AS op,
+                   unnest(c[3]::VARCHAR[]) AS action, unnest(c[4]::VARCHAR[]) AS status,
+                   unnest(c[5]::VARCHAR[]) AS previous_status, unnest(c[6]::VARCHAR[]) AS state_hash,
+                   unnest(c[7]::VARCHAR[][]) AS tags, unnest(c[8]::VARCHAR[]) AS outcome,
+                   unnest(c[9]::VARCHAR[]) AS reason, unnest(c[10]::VARCHAR[]) AS external_id
+            FROM batch
             """,
-            {"keys": [p.change.contact_key for p, *_ in answers], "ops": [p.change.op for p, *_ in answers],
-             "actions": [p.action for p, *_ in answers], "statuses": [p.change.status for p, *_ in answers],
-             "previous": [p.change.previous_status for p, *_ in answers],
-             "hashes": [p.state_hash for p, *_ in answers], "tags": [list(p.change.tags) for p, *_ in answers],
-             "outcomes": [a[1] for a in answers], "reasons": [a[2] for a in answers],
-             "external_ids": [a[3] for a in answers]},
+            {"columns": columns},
         )
 
     def _remember(self, *, refused_by: str) -> None:

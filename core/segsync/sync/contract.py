@@ -18,8 +18,10 @@ from typing import Any
 
 from segsync.connector import Batch, Outcome, Stream
 from segsync.statuses import OutcomeStatus
+from segsync.sync.frozen import constructor
 
 _STATUSES = {s.value: s for s in OutcomeStatus}
+_outcome = constructor(Outcome)  # every field read and typed here first
 _STATUS_WORDS = ", ".join(_STATUSES)
 
 
@@ -62,6 +64,9 @@ def read_outcome(value: object) -> Outcome | str:
         return f"an Outcome whose fields cannot be read ({type(exc).__name__})"
     if type(key) is not str:
         return f"an Outcome whose contact_key is {type_name(key)}, not str"
+    if type(status) is OutcomeStatus:  # a member itself (an enum with members has no subclass)
+        return _outcome(contact_key=key, status=status, reason=_text(reason), field=_text(field),
+                        external_id=_text(external_id))
     # str.__str__ copies a subclass's characters without running its code.
     known = _STATUSES.get(str.__str__(status)) if isinstance(status, str) else None
     if known is None:

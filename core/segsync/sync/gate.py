@@ -48,6 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 from segsync.connector import Connector, ContactChange, Outcome, OutcomeReport, WriteResult
@@ -62,9 +63,10 @@ from segsync.sync.diff import DestinationDiff
 OPS = ("upsert", "delete")
 # Attribute values deeper than this are refused: no single change may exhaust the stack.
 MAX_ATTRIBUTE_DEPTH = 64
-_OPTIONAL_STR = ("previous_status", "external_id", "consent_method")
-_TAGS = ("tags", "tags_add", "tags_remove")
 FIELDS = tuple(f.name for f in fields(ContactChange))
+_read_fields = attrgetter(*FIELDS)
+_ATTRIBUTES = FIELDS.index("attributes")
+_SCALARS = frozenset({type(None), str, int, float, bool})
 # Changes a plugin passes to ``write`` are copied and checked this many at a time.
 CHECKED_AT_ONCE = 10_000
 
@@ -85,19 +87,24 @@ def plain_change(value: object) -> ContactChange:
     a dict, a list — can change the copy afterwards. Raises :class:`InvalidChange`.
     """
     read = _checked_fields(value)
-    read["attributes"] = _json_copy(read["attributes"], 0)
-    return ContactChange(**read)
+    return ContactChange(*read[:_ATTRIBUTES], _json_copy(read[_ATTRIBUTES], 0), *read[_ATTRIBUTES + 1:])
 
 
 def checked_change(value: object) -> ContactChange:
     """``value`` itself once it passes :func:`plain_change`'s checks (no copy): for changes
     only the push stage holds, which no plugin can reach. Raises :class:`InvalidChange`."""
-    _json_check(_checked_fields(value)["attributes"], 0)
+    attributes = _checked_fields(value)[_ATTRIBUTES]
+    for key, item in attributes.items():
+        # Flat attributes (the usual case) need no recursion: a scalar is checked here.
+        if type(key) is not str or type(item) not in _SCALARS:
+            _json_check(attributes, 0)
+            break
     return value  # type: ignore[return-value]
 
 
-def _checked_fields(value: object) -> dict[str, Any]:
-    """``value``'s fields, each read once and type-checked (attributes: only that it is a dict)."""
+def _checked_fields(value: object) -> tuple[Any, ...]:
+    """``value``'s fields in :data:`FIELDS` order, each read once and type-checked
+    (attributes: only that it is a dict)."""
     kind = type(value)
     if kind is not ContactChange:
         if isinstance(value, ContactChange):
@@ -108,24 +115,30 @@ def _checked_fields(value: object) -> dict[str, Any]:
                 raise InvalidChange(redefined, f"a {type_name(value)}, not a plain ContactChange "
                                                f"({redefined} is redefined by the subclass)")
         raise InvalidChange(None, f"a {type_name(value)}, not a plain ContactChange")
-    read = {}
-    for name in FIELDS:
-        try:
-            read[name] = getattr(value, name)
-        except Exception as exc:  # a broken instance: name the field, go on with the others
-            raise InvalidChange(name, f"{name} cannot be read ({type(exc).__name__})") from None
-    for name in ("contact_key", "op", "status"):
-        _require(name, read[name], str)
-    if read["op"] not in OPS:
-        raise InvalidChange("op", f"op {read['op']!r} (one of {', '.join(OPS)})")
-    for name in _OPTIONAL_STR:
-        if read[name] is not None:
-            _require(name, read[name], str, "str or None")
-    for name in _TAGS:
-        _require(name, read[name], tuple)
-        if any(type(tag) is not str for tag in read[name]):
-            raise InvalidChange(name, f"{name} holds a value that is not a str")
-    _require("attributes", read["attributes"], dict)
+    try:
+        read = _read_fields(value)  # each field once, in one call
+    except Exception:
+        for name in FIELDS:  # a broken instance: name the first field that cannot be read
+            try:
+                getattr(value, name)
+            except Exception as exc:
+                raise InvalidChange(name, f"{name} cannot be read ({type(exc).__name__})") from None
+        raise
+    key, op, status, attributes, tags, tags_add, tags_remove, previous, external_id, method = read
+    if type(key) is not str or type(op) is not str or type(status) is not str:
+        for name, item in (("contact_key", key), ("op", op), ("status", status)):
+            _require(name, item, str)
+    if op not in OPS:
+        raise InvalidChange("op", f"op {op!r} (one of {', '.join(OPS)})")
+    for name, item in (("previous_status", previous), ("external_id", external_id), ("consent_method", method)):
+        if item is not None:
+            _require(name, item, str, "str or None")
+    for name, item in (("tags", tags), ("tags_add", tags_add), ("tags_remove", tags_remove)):
+        _require(name, item, tuple)
+        for tag in item:
+            if type(tag) is not str:
+                raise InvalidChange(name, f"{name} holds a value that is not a str")
+    _require("attributes", attributes, dict)
     return read
 
 
@@ -558,12 +571,13 @@ class GatedConnector:
         """
         problems = list(self._problems)
         claimed: dict[str, Outcome] = {}
-        if isinstance(result, WriteResult) and isinstance(result.outcomes, list):
+        if not (isinstance(result, WriteResult) and isinstance(result.outcomes, list)):
+            problems.append(f"the segsync_push hook returned {type_name(result)}, not a WriteResult")
+        elif len(self._answered) < len(self._batch):
+            # (the hook's claims count only for changes the connector did not answer)
             for outcome in map(read_outcome, result.outcomes):
                 if not isinstance(outcome, str) and outcome.contact_key in self._batch:
                     claimed.setdefault(outcome.contact_key, outcome)
-        else:
-            problems.append(f"the segsync_push hook returned {type_name(result)}, not a WriteResult")
         outcomes: list[Outcome] = list(self._unfit.values())
         for key in self._batch:
             if key in self._answered and (key not in self._breached
