@@ -6,17 +6,29 @@ current audience (sorted by email, as this module writes it) with the pages into
 files in one streaming pass, so no more than a page of rows is ever held in memory. The files
 are the same, byte for byte, as loading every row, applying the changes and writing them out
 sorted.
+
+The lines of contacts no change touches are copied as they are, from both files, when the
+files are exactly as this module left them: after writing both it gives the CSV the JSONL's
+modification time to the nanosecond, and any later write to either file (a hand edit, another
+tool) gives that file a time of its own. Otherwise, or when a line is not in the form this
+module writes (out of email order, a repeated email, a line of another shape, a CSV record
+that is not the row's), the commit reads every line as it always did: each is parsed and written
+anew in this module's form (keys sorted, blank lines dropped, the later of two lines for one
+email kept, an unsorted file sorted) and the CSV is written from the JSONL, so a hand edit of
+the JSONL reaches the CSV and a hand edit of the CSV alone is replaced by the JSONL's rows.
 """
 
 from __future__ import annotations
 
 import csv
 import heapq
+import io
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from json.decoder import scanstring
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +58,18 @@ class AudienceFile:
                     row = json.loads(line)
                     yield row["email"], json.dumps(row, sort_keys=True), list(row["attributes"])
 
+    def as_written(self) -> bool:
+        """Both files are there and unchanged since this module wrote them (see the module)."""
+        try:
+            return self.jsonl.stat().st_mtime_ns == self.csv.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+
+    def stamp(self) -> None:
+        """Mark both files as this module's: the CSV gets the JSONL's modification time."""
+        jsonl = self.jsonl.stat()
+        os.utime(self.csv, ns=(self.csv.stat().st_atime_ns, jsonl.st_mtime_ns))
+
 
 class AudienceWrite(WriteSession):
     """Changes to an audience, a page at a time, replacing its files once on :meth:`commit`."""
@@ -54,6 +78,7 @@ class AudienceWrite(WriteSession):
         self.audience = audience
         self._spill: Path | None = None  # the folder holding the sorted pages
         self._pages: list[Path] = []
+        self._names: set[str] = set()  # every attribute name the pages hold
 
     def write(self, changes: Sequence[ContactChange]) -> WriteResult:
         """Stage one page: its rows sorted by email (a later change for a contact wins)."""
@@ -71,6 +96,7 @@ class AudienceWrite(WriteSession):
                 # line or null (deleted), tab-separated (JSON escapes a tab inside a string).
                 change = latest[key]
                 names = [] if change.op == "delete" else list(change.attributes)
+                self._names.update(names)
                 out.write(f"{json.dumps(key)}\t{json.dumps(names)}\t{_row_line(change)}\n")
         self._pages.append(page)
         return WriteResult([Outcome.ok(change.contact_key) for change in changes], 0)
@@ -81,15 +107,9 @@ class AudienceWrite(WriteSession):
         if self._spill is None:
             return 0
         try:
-            lines = self._merged()
-            try:
-                columns = self._write_jsonl(lines)
-            except _Unsorted:
-                # Not written by this module (rows out of order): sort the current rows first.
-                latest = {key: (key, line, names) for key, line, names in self.audience.current()}
-                lines = self._merged([latest[key] for key in sorted(latest)])
-                columns = self._write_jsonl(lines)
-            _atomic_write(self.audience.csv, lambda handle: _write_csv(handle, self.audience.jsonl, columns))
+            if not self._commit_copying():
+                self._commit_reading_every_line()
+            self.audience.stamp()
         finally:
             self.abort()
         return 2
@@ -97,7 +117,73 @@ class AudienceWrite(WriteSession):
     def abort(self) -> None:
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
-            self._spill, self._pages = None, []
+            self._spill, self._pages, self._names = None, [], set()
+
+    def _commit_reading_every_line(self) -> None:
+        """Every current row parsed and written anew (a file this module did not leave as it is)."""
+        lines = self._merged()
+        try:
+            columns = self._write_jsonl(lines)
+        except _Unsorted:
+            # Not written by this module (rows out of order): sort the current rows first.
+            latest = {key: (key, line, names) for key, line, names in self.audience.current()}
+            lines = self._merged([latest[key] for key in sorted(latest)])
+            columns = self._write_jsonl(lines)
+        _atomic_write(self.audience.csv, lambda handle: _write_csv(handle, self.audience.jsonl, columns))
+
+    def _commit_copying(self) -> bool:
+        """Both files in one pass, the unchanged contacts' lines copied as they are; False (and
+        nothing replaced) when the current files are not as this module left them."""
+        audience = self.audience
+        exists = audience.jsonl.exists() or audience.csv.exists()
+        if exists and not audience.as_written():
+            return False
+        kept_names: set[str] = set()  # the attribute names of the pages' rows kept
+        custom: list[str] = []
+
+        def fill(jsonl_out, csv_out, current: _current_files) -> None:
+            custom.extend(sorted(current.custom | (self._names - set(KNOWN_ATTRIBUTES))))
+            columns = [*KNOWN_ATTRIBUTES, *custom]
+            # The old CSV records are right as they are only under the same columns.
+            copy_records = custom == sorted(current.custom)
+            writer = csv.writer(csv_out)
+            writer.writerow([_inert(name) for name in ["email", "status", "tags", *columns]])
+            for line, names, record in self._merged_copying(current.rows()):
+                jsonl_out.write(line + "\n")
+                if names is None and copy_records:  # an unchanged contact's record as it is
+                    csv_out.write(record)
+                    continue
+                if names is not None:
+                    kept_names.update(names)
+                writer.writerow(_csv_row(json.loads(line), columns))
+
+        try:
+            with _current_files(audience if exists else None) as current:
+                # Both temporary files are complete before either replaces its file.
+                _atomic_write(audience.jsonl, lambda jsonl_out: _atomic_write(
+                    audience.csv, lambda csv_out: fill(jsonl_out, csv_out, current)))
+        except _NotAsWritten:
+            return False
+        # A custom attribute no row holds any more has no column: only then is the CSV written
+        # again from the new JSONL (the names of the pages' rows kept are certainly there).
+        unsure = set(custom) - kept_names
+        gone = unsure - _names_held(audience.jsonl, unsure) if unsure else set()
+        if gone:
+            kept = [*KNOWN_ATTRIBUTES, *sorted(set(custom) - gone)]
+            _atomic_write(audience.csv, lambda handle: _write_csv(handle, audience.jsonl, kept))
+        return True
+
+    def _merged_copying(self, current: Iterator[OldRow]) -> Iterator[tuple[str, list[str] | None, str]]:
+        """The new audience's JSON lines in email order: an unchanged contact's line and CSV
+        record as they are (names None), each contact's last change otherwise (its names)."""
+        sources = [current] + [_tagged(_page(path), number) for number, path in enumerate(self._pages, start=1)]
+        pending: tuple[str, int, str, Any] | None = None
+        for row in heapq.merge(*sources):
+            if pending is not None and pending[0] != row[0] and pending[2] != "null":
+                yield _copied(pending)
+            pending = row
+        if pending is not None and pending[2] != "null":
+            yield _copied(pending)
 
     def _merged(self, current: list[Row] | None = None) -> Iterator[tuple[str, list[str]]]:
         """The new audience's JSON lines in email order, each with its attribute names: each
@@ -123,6 +209,133 @@ class AudienceWrite(WriteSession):
 
         _atomic_write(self.audience.jsonl, fill)
         return [*KNOWN_ATTRIBUTES, *sorted(custom - set(KNOWN_ATTRIBUTES))]
+
+
+class _NotAsWritten(Exception):
+    """A line of the current files is not in the form this module writes."""
+
+
+OldRow = tuple[str, int, str, str]  # email, source 0, JSON line, CSV record
+
+
+class _current_files:
+    """The current files read side by side (none: an audience not written yet): each JSONL line
+    with its CSV record, and the custom attribute columns of the CSV's header."""
+
+    def __init__(self, audience: AudienceFile | None) -> None:
+        self._audience = audience
+        self.custom: set[str] = set()
+
+    def __enter__(self) -> _current_files:
+        if self._audience is None:
+            self._jsonl = self._csv = None
+            return self
+        self._jsonl = self._audience.jsonl.open(encoding="utf-8", newline="\n")
+        self._csv = self._audience.csv.open(encoding="utf-8", newline="\n")
+        self._records = _records(self._csv)
+        header = next(self._records, "")
+        cells = next(csv.reader([header]), [])
+        fixed = ["email", "status", "tags", *KNOWN_ATTRIBUTES]
+        if [*cells[:len(fixed)], header[-2:]] != [*fixed, "\r\n"]:
+            raise _NotAsWritten
+        for cell in cells[len(fixed):]:
+            if _inert(cell) != cell or (cell.startswith("'") and cell[1:].startswith(_FORMULA_START)):
+                raise _NotAsWritten  # (a name that needed a quote prefix: not told apart cheaply)
+            self.custom.add(cell)
+        if sorted(self.custom) != cells[len(fixed):]:
+            raise _NotAsWritten
+        return self
+
+    def rows(self) -> Iterator[OldRow]:
+        if self._jsonl is None:
+            return
+        previous = None
+        for line in self._jsonl:
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            email = _email_of(line)
+            record = next(self._records, None)
+            if (previous is not None and email <= previous) or record is None \
+                    or not record.startswith(_first_cell(email)):
+                raise _NotAsWritten
+            previous = email
+            yield email, 0, line, record
+        if next(self._records, None) is not None:
+            raise _NotAsWritten
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in (self._jsonl, self._csv):
+            if handle is not None:
+                handle.close()
+
+
+# A line as this module writes it: {"attributes": {...}, "email": "...", "status": "...", "tags": [...]}.
+# After the attributes only the email, status and tags follow, whose strings escape every quote,
+# so the last '}, "email": "' of such a line is the one that starts its email.
+_LINE_START, _EMAIL_AT, _STATUS_AT = '{"attributes": {', '}, "email": "', ', "status": "'
+
+
+def _email_of(line: str) -> str:
+    at = line.rfind(_EMAIL_AT)
+    if at < 0 or not line.startswith(_LINE_START) or not line.endswith("]}"):
+        raise _NotAsWritten
+    try:
+        email, end = scanstring(line, at + len(_EMAIL_AT))
+    except ValueError:
+        raise _NotAsWritten from None
+    if not line.startswith(_STATUS_AT, end):
+        raise _NotAsWritten
+    return email
+
+
+def _first_cell(email: str) -> str:
+    """How a CSV record of ``email`` starts (its first cell and the delimiter)."""
+    cell = _inert(email)
+    if '"' in cell or "," in cell or "\r" in cell or "\n" in cell:
+        out = io.StringIO()
+        csv.writer(out).writerow([cell, ""])
+        return out.getvalue()[:-2]
+    return cell + ","
+
+
+def _records(handle) -> Iterator[str]:
+    """The CSV's records as they are in the file (a quoted cell may hold a line break: a record
+    ends at a line break outside quotes, where the quotes seen are even)."""
+    record = ""
+    for piece in handle:
+        record += piece
+        if record.count('"') % 2 == 0:
+            yield record
+            record = ""
+    if record:
+        yield record
+
+
+def _copied(row: tuple[str, int, str, Any]) -> tuple[str, list[str] | None, str]:
+    """A merged row: (line, None, CSV record) of a current row, (line, names, "") of a page's."""
+    key, source, line, extra = row
+    return (line, None, extra) if source == 0 else (line, extra, "")
+
+
+def _csv_row(row: dict[str, Any], columns: list[str]) -> list[str]:
+    attrs = row["attributes"]
+    return [_inert(cell) for cell in
+            [row["email"], row["status"], ";".join(row["tags"])] + [_cell(attrs.get(name)) for name in columns]]
+
+
+def _names_held(jsonl: Path, names: set[str]) -> set[str]:
+    """Which of ``names`` some row of ``jsonl`` has as an attribute (only the lines that
+    mention one are parsed)."""
+    held: set[str] = set()
+    keys = {json.dumps(name) + ": ": name for name in names}
+    with jsonl.open(encoding="utf-8") as rows:
+        for line in rows:
+            if any(key in line for key in keys):
+                held.update(names & json.loads(line)["attributes"].keys())
+                if held == names:
+                    break
+    return held
 
 
 class _Unsorted(Exception):
@@ -161,7 +374,7 @@ def _page(path: Path) -> Iterator[Row]:
             yield json.loads(key), row, json.loads(names)
 
 
-def _tagged(rows: Iterator[Row], source: int) -> Iterator[tuple[str, int, str, list[str]]]:
+def _tagged(rows: Iterator[Row], source: int) -> Iterator[tuple[str, int, str, Any]]:
     """Rows with their source's number: of equal emails the merge puts the later source last
     (a source holds an email once, so the comparison never reaches the line)."""
     return ((key, source, line, names) for key, line, names in rows)
@@ -172,12 +385,7 @@ def _write_csv(handle, jsonl: Path, columns: list[str]) -> None:
     writer.writerow([_inert(name) for name in ["email", "status", "tags", *columns]])
     with jsonl.open(encoding="utf-8") as rows:
         for line in rows:
-            r = json.loads(line)
-            attrs = r["attributes"]
-            writer.writerow(
-                _inert(cell)
-                for cell in [r["email"], r["status"], ";".join(r["tags"])] + [_cell(attrs.get(name)) for name in columns]
-            )
+            writer.writerow(_csv_row(json.loads(line), columns))
 
 
 def _cell(value: Any) -> str:

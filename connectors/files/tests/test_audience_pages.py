@@ -10,7 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
+
+import pytest
+
+import segsync_files.audience as audience_module
 
 from segsync import KNOWN_ATTRIBUTES, ContactChange
 from segsync_files.audience import AudienceFile, _cell, _inert
@@ -117,3 +122,161 @@ def test_an_aborted_session_leaves_the_audience_and_no_pages(tmp_path: Path) -> 
     assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == before
     assert AudienceFile(base).session().commit() == 0  # no page: nothing written
     assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == before
+
+
+# -- copying the unchanged contacts' lines ---------------------------------------------------
+#
+# The commit copies the lines of unchanged contacts as they are, and the files stay the bytes
+# ``reference_write`` gives. The copying is allowed only while both files are as the module left
+# them (the CSV carries the JSONL's modification time); a hand edit of either file, or a line not
+# in the module's form, makes the commit read every line as before, so the edit is normalised
+# and reaches the CSV.
+
+
+class Parsed:
+    """Counts the rows the commit parsed (for a CSV row) and whether it read every line."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.csv_rows: list[str] = []
+        self.read_every_line = 0
+        csv_row, current = audience_module._csv_row, AudienceFile.current
+
+        def counted_csv_row(row, columns):
+            self.csv_rows.append(row["email"])
+            return csv_row(row, columns)
+
+        def counted_current(audience):
+            self.read_every_line += 1
+            return current(audience)
+
+        monkeypatch.setattr(audience_module, "_csv_row", counted_csv_row)
+        monkeypatch.setattr(AudienceFile, "current", counted_current)
+
+
+def _written(tmp_path: Path, changes) -> tuple[Path, Path]:
+    """An audience written by the module (``paged``) and its reference twin."""
+    paged, reference = tmp_path / "paged" / "audience", tmp_path / "reference" / "audience"
+    reference.parent.mkdir()
+    expected = reference_write(reference, changes)
+    reference.with_name("audience.jsonl").write_bytes(expected[0])
+    assert session_write(paged, [changes])[:2] == expected
+    return paged, reference
+
+
+def _stamped(base: Path) -> bool:
+    files = AudienceFile(base)
+    return files.jsonl.stat().st_mtime_ns == files.csv.stat().st_mtime_ns
+
+
+def test_unchanged_contacts_are_copied_and_the_bytes_are_those_of_a_full_rewrite(tmp_path, monkeypatch) -> None:
+    paged, reference = _written(tmp_path, FIRST)
+    assert _stamped(paged)
+    parsed = Parsed(monkeypatch)
+    changes = [upsert("c005@example.com", tags=("a",), first_name="Changed", score=5),
+               upsert("c040@example.com", status="unsubscribed", first_name="N40", score=41), delete("c041@example.com"),
+               upsert("c0405@example.com", first_name="New")]
+    expected = reference_write(reference, changes)
+    assert session_write(paged, [changes[:2], changes[2:]]) == (*expected, 2, [2, 2])
+    # Only the pages' rows were parsed for their CSV rows; the 58 others copied, from both files.
+    assert sorted(parsed.csv_rows) == ["c005@example.com", "c0405@example.com", "c040@example.com"]
+    assert parsed.read_every_line == 0
+    assert _stamped(paged)
+
+
+@pytest.mark.parametrize("pages", [
+    pytest.param([[upsert("c001@example.com", brand_new="x")]], id="a new custom column"),
+    pytest.param([[delete(f"c{i:03}@example.com") for i in range(1, 60, 2)]], id="a custom column no row holds"),
+    pytest.param(SECOND, id="deletes, adds and later pages"),
+    pytest.param([[upsert("c002@example.com", note='line one\r\n"two", three')],
+                  [upsert("c004@example.com", first_name="=cmd")]], id="quoted line breaks"),
+])
+def test_every_kind_of_change_gives_the_bytes_of_a_full_rewrite(tmp_path, monkeypatch, pages) -> None:
+    paged, reference = _written(tmp_path, FIRST)
+    # A cell with a line break in the current CSV: its record spans two lines and is copied whole.
+    first = [upsert("c003@example.com", note="a\nb", first_name="N3", score=3)]
+    expected = reference_write(reference, first)
+    reference.with_name("audience.jsonl").write_bytes(expected[0])
+    assert session_write(paged, [first])[:2] == expected
+    parsed = Parsed(monkeypatch)
+    changes = [c for page in pages for c in page]
+    expected = reference_write(reference, changes)
+    assert session_write(paged, pages)[:2] == expected
+    assert parsed.read_every_line == 0
+    assert _stamped(paged)
+
+
+def test_the_score_column_goes_when_its_last_row_does(tmp_path) -> None:
+    paged, _ = _written(tmp_path, FIRST)
+    session_write(paged, [[delete(f"c{i:03}@example.com") for i in range(1, 60, 2)]])
+    header = paged.with_name("audience.csv").read_text().splitlines()[0]
+    assert header == ",".join(["email", "status", "tags", *KNOWN_ATTRIBUTES])  # no score column
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_a_hand_edited_jsonl_is_read_line_by_line_normalised_and_reaches_the_csv(tmp_path, monkeypatch) -> None:
+    paged, reference = _written(tmp_path, FIRST)
+    jsonl = paged.with_name("audience.jsonl")
+    # Another spelling of c007's row (keys unsorted, no spaces) with another status, and a blank line.
+    row = {"email": "c007@example.com", "tags": ["a", "b"], "status": "cleaned", "attributes": {"first_name": "N7", "score": 7}}
+    lines = jsonl.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if '"c007@example.com"' in line)
+    lines[at] = json.dumps(row, separators=(",", ":")) + "\n"
+    jsonl.write_text("\n".join(lines) + "\n")
+    reference.with_name("audience.jsonl").write_text("\n".join(lines) + "\n")
+    assert not _stamped(paged)
+    parsed = Parsed(monkeypatch)
+    changes = [upsert("c010@example.com", first_name="Ten")]
+    expected = reference_write(reference, changes)
+    assert session_write(paged, [changes])[:2] == expected
+    assert parsed.read_every_line == 1
+    state = paged.with_name("audience.jsonl").read_text().splitlines()
+    assert state[7] == ('{"attributes": {"first_name": "N7", "score": 7}, "email": "c007@example.com", '
+                        '"status": "cleaned", "tags": ["a", "b"]}')
+    assert "c007@example.com,cleaned,a;b," in paged.with_name("audience.csv").read_text()
+    assert _stamped(paged)  # the next run copies again
+
+
+def test_a_hand_edited_csv_alone_is_written_again_from_the_jsonl(tmp_path, monkeypatch) -> None:
+    paged, reference = _written(tmp_path, FIRST)
+    _edit(paged.with_name("audience.csv"), "c007@example.com,subscribed", "c007@example.com,EDITED")
+    parsed = Parsed(monkeypatch)
+    changes = [delete("c010@example.com")]
+    assert session_write(paged, [changes])[:2] == reference_write(reference, changes)
+    assert parsed.read_every_line == 1
+    assert b"EDITED" not in paged.with_name("audience.csv").read_bytes()
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(('{"attributes": {"first_name": "N8"', '{"attributes":{"first_name": "N8"'), id="another spelling"),
+    pytest.param(('"c009@example.com"', '"c0091@example.com"'), id="a CSV record of another contact"),
+    pytest.param(('"c012@example.com"', '"c011@example.com"'), id="an email twice"),
+])
+def test_a_line_not_as_written_under_the_same_times_makes_the_commit_read_every_line(tmp_path, monkeypatch, edit) -> None:
+    paged, reference = _written(tmp_path, FIRST)
+    jsonl, csv_file = paged.with_name("audience.jsonl"), paged.with_name("audience.csv")
+    _edit(jsonl, *edit)
+    _edit(reference.with_name("audience.jsonl"), *edit)
+    os.utime(csv_file, ns=(csv_file.stat().st_atime_ns, jsonl.stat().st_mtime_ns))  # the times hide the edit
+    assert _stamped(paged)
+    parsed = Parsed(monkeypatch)
+    changes = [upsert("c010@example.com", first_name="Ten")]
+    assert session_write(paged, [changes])[:2] == reference_write(reference, changes)
+    assert parsed.read_every_line == 1
+
+
+def test_an_edit_in_the_module_form_hidden_by_the_times_is_kept_in_the_jsonl_only(tmp_path) -> None:
+    # What the times cannot tell: a line still in the module's form around its attributes, edited,
+    # with the CSV's time set back to the JSONL's by hand. The line is copied as it is, and so is
+    # its CSV record.
+    paged, _ = _written(tmp_path, FIRST)
+    jsonl, csv_file = paged.with_name("audience.jsonl"), paged.with_name("audience.csv")
+    _edit(jsonl, '"c007@example.com", "status": "subscribed"', '"c007@example.com", "status": "cleaned"')
+    os.utime(csv_file, ns=(csv_file.stat().st_atime_ns, jsonl.stat().st_mtime_ns))
+    session_write(paged, [[upsert("c010@example.com", first_name="Ten")]])
+    assert '"c007@example.com", "status": "cleaned"' in jsonl.read_text()
+    assert "c007@example.com,subscribed," in csv_file.read_text()
