@@ -92,12 +92,12 @@ class AudienceWrite(WriteSession):
         page = self._spill / f"{len(self._pages):06}"
         with page.open("w", encoding="utf-8") as out:
             for key in sorted(latest):
-                # One line per contact: its email and attribute names (JSON), and its row's JSON
-                # line or null (deleted), tab-separated (JSON escapes a tab inside a string).
+                # One line per contact: its email and its row's JSON line or null (deleted),
+                # tab-separated (JSON escapes a tab inside a string).
                 change = latest[key]
-                names = [] if change.op == "delete" else list(change.attributes)
-                self._names.update(names)
-                out.write(f"{json.dumps(key)}\t{json.dumps(names)}\t{_row_line(change)}\n")
+                if change.op != "delete":
+                    self._names.update(change.attributes)
+                out.write(f"{_page_key(key)}\t{_row_line(change)}\n")
         self._pages.append(page)
         return WriteResult([Outcome.ok(change.contact_key) for change in changes], 0)
 
@@ -148,14 +148,15 @@ class AudienceWrite(WriteSession):
             copy_records = custom == sorted(current.custom)
             writer = csv.writer(csv_out)
             writer.writerow([_inert(name) for name in ["email", "status", "tags", *columns]])
-            for line, names, record in self._merged_copying(current.rows()):
+            for line, unchanged, record in self._merged_copying(current.rows()):
                 jsonl_out.write(line + "\n")
-                if names is None and copy_records:  # an unchanged contact's record as it is
+                if unchanged and copy_records:  # the contact's CSV record as it is
                     csv_out.write(record)
                     continue
-                if names is not None:
-                    kept_names.update(names)
-                writer.writerow(_csv_row(json.loads(line), columns))
+                row = json.loads(line)
+                if not unchanged:
+                    kept_names.update(row["attributes"])
+                writer.writerow(_csv_row(row, columns))
 
         try:
             with _current_files(audience if exists else None) as current:
@@ -173,9 +174,9 @@ class AudienceWrite(WriteSession):
             _atomic_write(audience.csv, lambda handle: _write_csv(handle, audience.jsonl, kept))
         return True
 
-    def _merged_copying(self, current: Iterator[OldRow]) -> Iterator[tuple[str, list[str] | None, str]]:
-        """The new audience's JSON lines in email order: an unchanged contact's line and CSV
-        record as they are (names None), each contact's last change otherwise (its names)."""
+    def _merged_copying(self, current: Iterator[OldRow]) -> Iterator[tuple[str, bool, str]]:
+        """The new audience's JSON lines in email order, each saying whether its contact is
+        unchanged (then with its CSV record as it is): each contact's last change over its row."""
         sources = [current] + [_tagged(_page(path), number) for number, path in enumerate(self._pages, start=1)]
         pending: tuple[str, int, str, Any] | None = None
         for row in heapq.merge(*sources):
@@ -186,8 +187,9 @@ class AudienceWrite(WriteSession):
             yield _copied(pending)
 
     def _merged(self, current: list[Row] | None = None) -> Iterator[tuple[str, list[str]]]:
-        """The new audience's JSON lines in email order, each with its attribute names: each
-        contact's last change over its current row; deleted contacts left out."""
+        """The new audience's JSON lines in email order, each with its attribute names (None: a
+        page's row, whose line holds them): each contact's last change over its current row;
+        deleted contacts left out."""
         sources = [_tagged(_in_order(self.audience.current()) if current is None else iter(current), 0)]
         sources += [_tagged(_page(path), number) for number, path in enumerate(self._pages, start=1)]
         pending: tuple[str, str, list[str]] | None = None
@@ -205,7 +207,7 @@ class AudienceWrite(WriteSession):
         def fill(handle) -> None:
             for line, names in lines:
                 handle.write(line + "\n")
-                custom.update(names)
+                custom.update(json.loads(line)["attributes"] if names is None else names)
 
         _atomic_write(self.audience.jsonl, fill)
         return [*KNOWN_ATTRIBUTES, *sorted(custom - set(KNOWN_ATTRIBUTES))]
@@ -312,16 +314,17 @@ def _records(handle) -> Iterator[str]:
         yield record
 
 
-def _copied(row: tuple[str, int, str, Any]) -> tuple[str, list[str] | None, str]:
-    """A merged row: (line, None, CSV record) of a current row, (line, names, "") of a page's."""
-    key, source, line, extra = row
-    return (line, None, extra) if source == 0 else (line, extra, "")
+def _copied(row: tuple[str, int, str, Any]) -> tuple[str, bool, str]:
+    """A merged row: (line, True, CSV record) of a current row, (line, False, "") of a page's."""
+    key, source, line, record = row
+    return (line, True, record) if source == 0 else (line, False, "")
 
 
 def _csv_row(row: dict[str, Any], columns: list[str]) -> list[str]:
     attrs = row["attributes"]
-    return [_inert(cell) for cell in
-            [row["email"], row["status"], ";".join(row["tags"])] + [_cell(attrs.get(name)) for name in columns]]
+    cells = [_inert(row["email"]), _inert(row["status"]), _inert(";".join(row["tags"]))]
+    cells += ["" if value is None else _inert(_cell(value)) for value in map(attrs.get, columns)]
+    return cells
 
 
 def _names_held(jsonl: Path, names: set[str]) -> set[str]:
@@ -349,7 +352,7 @@ def _row_line(change: ContactChange) -> str:
                        "attributes": dict(change.attributes)}, sort_keys=True)
 
 
-Row = tuple[str, str, list[str]]  # email, JSON line (or null: deleted), attribute names
+Row = tuple[str, str, list[str] | None]  # email, JSON line (or null: deleted), attribute names
 
 
 def _in_order(rows: Iterator[Row]) -> Iterator[Row]:
@@ -370,8 +373,16 @@ def _in_order(rows: Iterator[Row]) -> Iterator[Row]:
 def _page(path: Path) -> Iterator[Row]:
     with path.open(encoding="utf-8") as handle:
         for line in handle:
-            key, names, row = line.rstrip("\n").split("\t", 2)
-            yield json.loads(key), row, json.loads(names)
+            key, row = line.rstrip("\n").split("\t", 1)
+            yield (json.loads(key) if key.startswith('"') else key), row, None
+
+
+def _page_key(key: str) -> str:
+    """A page line's email: as it is, or as JSON (which starts with a quote) when it holds a
+    tab, a line break or starts with a quote itself."""
+    if "\t" in key or "\n" in key or "\r" in key or key.startswith('"'):
+        return json.dumps(key)
+    return key
 
 
 def _tagged(rows: Iterator[Row], source: int) -> Iterator[tuple[str, int, str, Any]]:

@@ -280,3 +280,14 @@ def test_an_edit_in_the_module_form_hidden_by_the_times_is_kept_in_the_jsonl_onl
     session_write(paged, [[upsert("c010@example.com", first_name="Ten")]])
     assert '"c007@example.com", "status": "cleaned"' in jsonl.read_text()
     assert "c007@example.com,subscribed," in csv_file.read_text()
+
+
+def test_emails_with_a_tab_or_a_leading_quote_survive_the_pages(tmp_path) -> None:
+    # A page line holds the email as it is unless JSON must spell it (a tab, a line break, a
+    # leading quote); both spellings are read back as the email.
+    paged, reference = _written(tmp_path, FIRST)
+    changes = [upsert('"quoted"@example.com', first_name="Q"), upsert("tab\there@example.com", first_name="T"),
+               upsert("c001@example.com", first_name="Plain")]
+    assert session_write(paged, [changes])[:2] == reference_write(reference, changes)
+    state = [json.loads(line)["email"] for line in paged.with_name("audience.jsonl").read_text().splitlines()]
+    assert state[0] == '"quoted"@example.com' and state[-1] == "tab\there@example.com"

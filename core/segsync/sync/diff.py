@@ -100,16 +100,19 @@ class DestinationDiff(OwnsTempTables):
         Pages by position (not one open cursor) so the caller can write acknowledgements between
         pages on the same connection. The table is stored in that order with each row's position
         (``_seq``), so a page reads only its own range instead of sorting what is left each time.
-        A page costs one query and two ``json.loads`` (the attributes and the custom attributes of
-        all its rows at once); the tags entering and leaving are computed in the query.
+        A page costs one query and one ``json.loads``: each row's attributes (the known ones
+        without their nulls), custom attributes and tags (those entering and leaving computed
+        in the query) come as one JSON text, the page's texts parsed at once; DuckDB hands over
+        a JSON text far faster than the lists it stands for.
         """
         for after in range(0, self.total, batch_size):
             rows = self._con.execute(
-                "SELECT contact_key, op, status, attributes, custom, tags, "
-                "list_filter(tags, lambda t: NOT list_contains(previous_tags, t)) AS tags_add, "
-                "list_filter(previous_tags, lambda t: NOT list_contains(tags, t)) AS tags_remove, "
-                f"previous_status, external_id, consent_method, action, state_hash FROM {self._live()} "
-                "WHERE _seq > $after AND _seq <= $after + $n ORDER BY _seq",
+                "SELECT contact_key, op, status, previous_status, external_id, consent_method, action, state_hash, "
+                "'[' || coalesce(json_merge_patch('{}', attributes)::VARCHAR, 'null') || ',' "
+                "|| coalesce(custom::VARCHAR, '{}') || ',' || to_json(tags)::VARCHAR || ',' "
+                "|| to_json(list_filter(tags, lambda t: NOT list_contains(previous_tags, t)))::VARCHAR || ',' "
+                "|| to_json(list_filter(previous_tags, lambda t: NOT list_contains(tags, t)))::VARCHAR || ']' "
+                f"FROM {self._live()} WHERE _seq > $after AND _seq <= $after + $n ORDER BY _seq",
                 {"after": after, "n": batch_size},
             ).fetchall()
             if not rows:
@@ -306,17 +309,15 @@ _planned_change = constructor(PlannedChange)
 
 def _planned_page(rows: list[tuple[Any, ...]]) -> list[PlannedChange]:
     """The planned changes of a page of diff rows (in ``batches``' column order)."""
-    # One parse per page: the rows' JSON texts joined into one array each.
-    known = json.loads("[" + ",".join(row[3] or "null" for row in rows) + "]")
-    custom = json.loads("[" + ",".join(row[4] or "{}" for row in rows) + "]")
+    values = json.loads("[" + ",".join(row[8] for row in rows) + "]")
     page = []
-    for row, attributes, extra in zip(rows, known, custom):
-        key, op, status, _, _, tags, tags_add, tags_remove, previous, ext, method, action, digest = row
-        attrs: dict[str, Any] = {}
-        if attributes is not None:
-            attrs = {k: v for k, v in attributes.items() if v is not None}
-            attrs.update(extra)
-        change = _change(contact_key=key, op=op, status=status, attributes=attrs, tags=tuple(tags),
+    for (key, op, status, previous, ext, method, action, digest, _), value in zip(rows, values):
+        attributes, custom, tags, tags_add, tags_remove = value
+        if attributes is None:  # a delete
+            attributes = {}
+        else:
+            attributes.update(custom)
+        change = _change(contact_key=key, op=op, status=status, attributes=attributes, tags=tuple(tags),
                          tags_add=tuple(tags_add), tags_remove=tuple(tags_remove), previous_status=previous,
                          external_id=ext, consent_method=method)
         page.append(_planned_change(change=change, action=action, state_hash=digest))
