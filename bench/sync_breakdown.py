@@ -8,7 +8,7 @@ incremental evaluation and snapshot), effective consent, diff, push (and, inside
 the diff, the gate, the hook's copies, the connector's write and the acknowledgement), and the
 run's finish. For each top-level stage it also records the process's peak RSS while the stage
 ran (Linux: the peak is reset through ``/proc/self/clear_refs`` before each stage). Prints one
-JSON object: ``stages`` (seconds, calls, peak RSS in MiB), ``wall``, ``peak_rss_mib`` and the
+JSON object: ``stages`` (wall and CPU seconds, calls, peak RSS in MiB), ``wall``, ``cpu``, ``peak_rss_mib`` and the
 run's ``status``, ``sources`` and ``destinations`` (as in ``sync --json``). ``--profile`` writes a cProfile of the whole run to
 ``FILE`` (read it with ``python -m pstats``).
 
@@ -90,12 +90,15 @@ class Stages:
                     stages._peak_before_resets = stages.overall_peak_mib()
                     _reset_peak()
                 self.started = time.perf_counter()
+                self.cpu = time.process_time()
 
             def __exit__(self, *exc):
                 elapsed = time.perf_counter() - self.started
+                cpu = time.process_time() - self.cpu
                 stages._depth -= 1
-                figure = stages.figures.setdefault(name, {"seconds": 0.0, "calls": 0})
+                figure = stages.figures.setdefault(name, {"seconds": 0.0, "cpu_seconds": 0.0, "calls": 0})
                 figure["seconds"] += elapsed
+                figure["cpu_seconds"] += cpu
                 figure["calls"] += 1
                 if self.top:
                     figure["peak_rss_mib"] = max(figure.get("peak_rss_mib", 0.0), _peak_rss_mib())
@@ -125,6 +128,14 @@ def instrument(stages: Stages) -> None:
     stages.wrap(gate.GatedConnector, "write", "push: gated write")
     stages.wrap(ack.Acknowledgement, "written", "push: acknowledge")
     stages.wrap(ack.Acknowledgement, "refused", "push: acknowledge")
+    stages.wrap(ack.Acknowledgement, "commit_pending", "push: acknowledge")
+    try:
+        from segsync_files.audience import AudienceWrite
+    except ImportError:
+        pass
+    else:
+        stages.wrap(AudienceWrite, "write", "push: files audience page")
+        stages.wrap(AudienceWrite, "commit", "push: files audience commit")
     stages.wrap(ack.Acknowledgement, "finish", "finish destination")
     stages.wrap(Store, "finish_run", "finish run")
     del push  # imported so the wrappers above see the same module objects the runner uses
@@ -150,17 +161,18 @@ def main() -> None:
     as_of = datetime.fromisoformat(args.as_of.replace("Z", "+00:00"))
     runner = Runner(config, host, Reporter(quiet=True))
     profiler = cProfile.Profile() if args.profile else None
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
     summary = runner.run(RunOptions(as_of=as_of))
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     run = summary.to_dict()
     print(json.dumps({
         "wall": round(wall, 2),
+        "cpu": round(cpu, 2),
         "peak_rss_mib": round(stages.overall_peak_mib()),
         "status": run["status"],
         "sources": run["sources"],

@@ -118,9 +118,11 @@ class Acknowledgement:
                     )
             self._stage([(planned[k], OutcomeStatus.OK, None, external_ids.get(k)) for k in ok_keys]
                         + [(planned[k], OutcomeStatus.REJECTED, reason, None) for k, reason in rejections.items()])
-            self._remember(refused_by="destination")
+            if rejections:  # (each of these reads the whole batch: skipped when it has none)
+                self._remember(refused_by="destination")
             if batch.pending:
-                self._audit(self._batch, "b.outcome = 'rejected'")
+                if rejections:
+                    self._audit(self._batch, "b.outcome = 'rejected'")
                 self._hold()
             else:
                 self._acknowledge(self._batch)
