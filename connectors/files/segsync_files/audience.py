@@ -66,9 +66,12 @@ class AudienceFile:
             return False
 
     def stamp(self) -> None:
-        """Mark both files as this module's: the CSV gets the JSONL's modification time."""
-        jsonl = self.jsonl.stat()
-        os.utime(self.csv, ns=(self.csv.stat().st_atime_ns, jsonl.st_mtime_ns))
+        """Mark both files as this module's: the CSV gets the JSONL's modification time (where
+        the file system refuses, the next commit reads every line: slower, not wrong)."""
+        try:
+            os.utime(self.csv, ns=(self.csv.stat().st_atime_ns, self.jsonl.stat().st_mtime_ns))
+        except OSError:
+            pass
 
 
 class AudienceWrite(WriteSession):
