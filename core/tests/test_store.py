@@ -30,6 +30,8 @@ TABLES = {
     "engine_memberships",
     # migration 9 (segment-entry triggers)
     "trigger_baseline", "trigger_segments", "trigger_outbox",
+    # migration 10 (the diff's planning state, segsync.sync.planning)
+    "planned_states", "planning_marks",
 }
 
 

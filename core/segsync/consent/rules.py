@@ -27,10 +27,11 @@ implied consent expires; everything is inlined as quoted constants, never user t
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 import duckdb
@@ -77,6 +78,7 @@ def effective_status_sql(
     contact_key: str | None = None,
     records_until: datetime | None = None,
     portable: bool = False,
+    keys: str | None = None,
 ) -> str:
     """SQL selecting ``(contact_key, status, ledger_id, method, suppression_id, policy)``.
 
@@ -85,16 +87,28 @@ def effective_status_sql(
 
     ``status`` is in the destination vocabulary; ``ledger_id`` is the record that decided it
     (None when a suppression did: then ``suppression_id``). Contacts with no counted record and
-    no suppression have no row. ``contact_key`` restricts it to one person (``consent show``).
+    no suppression have no row. ``contact_key`` restricts it to one person (``consent show``),
+``keys`` (SQL selecting ``contact_key``) to those people: each person's status depends only on
+their own rows, so the restriction changes nobody's result.
 
     The text is DuckDB's; ``portable=True`` avoids DuckDB's ``ASOF JOIN`` (the same result with a
     join and ``row_number()``), so :func:`segsync.segments.dialects.transpile` can render it for
     another engine (docs/scale.md).
     """
-    return _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until,
-                 portable) + _final(
-        policy, channel, contact_key
+    only = _only(contact_key, keys)
+    return _ctes(policy, channel, purpose, as_of, clock_skew, only, records_until, portable) + _final(
+        policy, channel, only
     )
+
+
+def _only(contact_key: str | None, keys: str | None = None) -> str:
+    """The condition restricting a table with ``contact_key`` to the requested people."""
+    only = ""
+    if contact_key is not None:
+        only += f" AND contact_key = {literal(contact_key)}"
+    if keys is not None:
+        only += f" AND contact_key IN ({keys})"
+    return only
 
 
 def consent_moves_sql(
@@ -125,13 +139,12 @@ def echo_ids_sql(
 ) -> str:
     """SQL selecting the ``id`` of every ledger record treated as an echo (rule 1);
     ``portable``: without DuckDB's ``ASOF JOIN`` (as :func:`effective_status_sql`)."""
-    return _ctes(DEFAULT, channel, purpose, None, clock_skew, contact_key,
+    return _ctes(DEFAULT, channel, purpose, None, clock_skew, _only(contact_key),
                  portable=portable) + " SELECT id FROM echoes"
 
 
-def _ctes(policy, channel, purpose, as_of, clock_skew, contact_key, records_until=None,
+def _ctes(policy, channel, purpose, as_of, clock_skew, only, records_until=None,
           portable=False) -> str:
-    only = f" AND contact_key = {literal(contact_key)}" if contact_key is not None else ""
     until = (
         f" AND recorded_at <= {literal(records_until.isoformat())}::TIMESTAMPTZ" if records_until else ""
     )
@@ -209,8 +222,7 @@ def _echoes(skew: str, portable: bool) -> str:
               AND t <= changed_at + {skew}"""
 
 
-def _final(policy: ConsentPolicy, channel: str, contact_key: str | None) -> str:
-    only = f" AND contact_key = {literal(contact_key)}" if contact_key is not None else ""
+def _final(policy: ConsentPolicy, channel: str, only: str) -> str:
     return f"""
         , suppressed AS (
             SELECT contact_key, id, reason FROM suppressions
@@ -237,15 +249,18 @@ def combined_status_sql(
     channel: str = "email",
     purpose: str = "marketing",
     portable: bool = False,
+    keys: str | None = None,
 ) -> str:
     """``policy`` for everyone, plus each contact's country policy: the more restrictive wins.
 
     A country's policy is a legal floor for its residents and the connection's (or project's)
-    policy the business's own rule; both must allow a contact.
+    policy the business's own rule; both must allow a contact. ``keys`` (SQL selecting
+    ``contact_key``): only those people's rows.
     """
     def one(p: ConsentPolicy) -> str:
         return effective_status_sql(p, channel=channel, purpose=purpose, as_of=as_of,
-                                    clock_skew=clock_skew, portable=portable)
+                                    clock_skew=clock_skew, portable=portable, keys=keys)
+    only = f" AND c.contact_key IN ({keys})" if keys is not None else ""
 
     base = one(policy)
     if not countries:
@@ -257,14 +272,14 @@ def combined_status_sql(
         f"SELECT * FROM base",
         # Contacts of those countries without a row under the base policy: "none" there too.
         f"SELECT c.contact_key, 'none', NULL, NULL, NULL, {literal(policy.name)} FROM contacts c "
-        f"WHERE c.country IN ({literal_list(sorted(countries))}) AND NOT EXISTS "
+        f"WHERE c.country IN ({literal_list(sorted(countries))}){only} AND NOT EXISTS "
         f"(SELECT 1 FROM base b WHERE b.contact_key = c.contact_key)",
     ]
     for name, (p, codes) in sorted(by_policy.items()):
         parts.append(
             f"SELECT c.contact_key, coalesce(p.status, 'none'), p.ledger_id, p.method, p.suppression_id, "
             f"{literal(name)} FROM contacts c LEFT JOIN ({one(p)}) p ON p.contact_key = c.contact_key "
-            f"WHERE c.country IN ({literal_list(sorted(codes))})"
+            f"WHERE c.country IN ({literal_list(sorted(codes))}){only}"
         )
     rank = _case("status", RESTRICTIVENESS, "0")
     return f"""
@@ -288,6 +303,31 @@ class Decision(NamedTuple):
 NO_DECISION = Decision("none", None, None, None)  # no counted record and no suppression
 
 
+class PolicyInputs(NamedTuple):
+    """What one destination's effective consent is derived from (besides the store's rows)."""
+
+    policy: ConsentPolicy
+    countries: Mapping[str, ConsentPolicy]
+    clock_skew: timedelta
+
+    def fingerprint(self) -> str:
+        """A digest of the derivation, independent of ``as_of`` (the SQL compiled at a fixed
+        instant: a change to the policies or to the rules' implementation changes it)."""
+        sql = combined_status_sql(self.policy, self.countries, as_of=_FINGERPRINT_AS_OF,
+                                  clock_skew=self.clock_skew)
+        return hashlib.sha256(sql.encode()).hexdigest()
+
+    def moves_sql(self, since: datetime, until: datetime) -> str:
+        """SQL selecting the ``contact_key`` of everyone whose status may differ between
+        ``as_of = since`` and ``as_of = until`` with no row added (implied consent expiring)."""
+        policies = {p.name: p for p in (self.policy, *self.countries.values())}
+        return " UNION ALL ".join(consent_moves_sql(p, since=since, until=until)
+                                  for _, p in sorted(policies.items()))
+
+
+_FINGERPRINT_AS_OF = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
 class EffectiveConsent(OwnsTempTables):
     """Effective email/marketing consent of every contact under each destination's policy,
     built once per run (:meth:`build`) and handed to the diff, the gate and the acknowledgement.
@@ -295,15 +335,26 @@ class EffectiveConsent(OwnsTempTables):
     It owns its temp tables (one per distinct policy, uniquely named so two can coexist);
     other stages read them only through :meth:`status_sql` and :meth:`decisions`. After
     :meth:`close` every read raises.
+
+    Built ``lazy``, nobody's consent is derived up front: each read derives it for the people it
+    asks about (and keeps it for the rest of the run), so a run that plans changes for a few
+    people derives consent for those few (``status_sql`` without ``keys`` derives everyone's).
     """
 
     _numbers = itertools.count(1)
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, tables: dict[str, str], run_id: int | None) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, tables: dict[str, str], run_id: int | None,
+                 derive: Mapping[str, Callable[[str | None], str]] | None = None,
+                 inputs: Mapping[str, PolicyInputs] | None = None) -> None:
         self._con = con
         self._tables = tables  # destination → its policy's table
         self.run_id = run_id
+        # destination → what its consent was derived from (None: not known, e.g. rows given).
+        self.inputs = dict(inputs or {})
         self._open = True
+        # Lazy: table → SQL deriving its rows (for the people ``keys`` selects; None: everyone).
+        self._derive = dict(derive or {})
+        self._covered = {table: f"{table}_covered" for table in self._derive}
 
     @classmethod
     def build(
@@ -315,21 +366,33 @@ class EffectiveConsent(OwnsTempTables):
         as_of: datetime,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
         run_id: int | None = None,
+        lazy: bool = False,
     ) -> EffectiveConsent:
         """Derive consent for each destination of ``policies`` (destination → its policy), with
         each contact's country policy in ``countries`` (the more restrictive wins). Destinations
-        sharing a policy share one table."""
+        sharing a policy share one table. ``lazy``: derive it as it is read (see the class)."""
         number = next(cls._numbers)
         by_policy: dict[str, str] = {}
         tables: dict[str, str] = {}
+        derive: dict[str, Callable[[str | None], str]] = {}
+        inputs = {d: PolicyInputs(p, countries, clock_skew) for d, p in policies.items()}
         for destination, policy in policies.items():
             if policy.name not in by_policy:
                 table = f"_effective_consent_{number}_{len(by_policy)}"
-                sql = combined_status_sql(policy, countries, as_of=as_of, clock_skew=clock_skew)
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}")
+
+                def sql(keys: str | None, policy: ConsentPolicy = policy) -> str:
+                    return combined_status_sql(policy, countries, as_of=as_of, clock_skew=clock_skew, keys=keys)
+
+                if lazy:
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (contact_key VARCHAR, status VARCHAR, "
+                                "ledger_id BIGINT, method VARCHAR, suppression_id BIGINT, policy VARCHAR)")
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_covered (contact_key VARCHAR)")
+                    derive[table] = sql
+                else:
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql(None)}")
                 by_policy[policy.name] = table
             tables[destination] = by_policy[policy.name]
-        return cls(con, tables, run_id)
+        return cls(con, tables, run_id, derive, inputs)
 
     @classmethod
     def from_rows(
@@ -337,10 +400,11 @@ class EffectiveConsent(OwnsTempTables):
         con: duckdb.DuckDBPyConnection,
         decided: Mapping[str, tuple[str, Sequence[Sequence[object]]]],
         run_id: int | None = None,
+        inputs: Mapping[str, PolicyInputs] | None = None,
     ) -> EffectiveConsent:
         """Consent derived elsewhere (an external engine, docs/scale.md): destination →
         (policy name, rows of :func:`combined_status_sql`). Destinations sharing a policy
-        share one table."""
+        share one table. ``inputs``: what each destination's rows were derived from."""
         number = next(cls._numbers)
         by_policy: dict[str, str] = {}
         tables: dict[str, str] = {}
@@ -356,7 +420,7 @@ class EffectiveConsent(OwnsTempTables):
                     dict(zip("kslmxp", (list(c) for c in columns))))
                 by_policy[policy] = table
             tables[destination] = by_policy[policy]
-        return cls(con, tables, run_id)
+        return cls(con, tables, run_id, inputs=inputs)
 
     def _table(self, destination: str) -> str:
         if not self._open:
@@ -365,20 +429,47 @@ class EffectiveConsent(OwnsTempTables):
             raise KeyError(f"no effective consent was built for destination {destination!r}")
         return self._tables[destination]
 
-    def status_sql(self, destination: str) -> str:
+    def status_sql(self, destination: str, keys: str | None = None) -> str:
         """SQL selecting ``(contact_key, status, ledger_id, method, suppression_id, policy)`` for
-        ``destination``: one row per contact with a decision."""
-        return (f"SELECT contact_key, status, ledger_id, method, suppression_id, policy "
-                f"FROM {self._table(destination)}")
+        ``destination``: one row per contact with a decision. ``keys`` (SQL selecting
+        ``contact_key``): at least those people's rows (others may be there too)."""
+        table = self._table(destination)
+        self._derive_for(table, keys)
+        return f"SELECT contact_key, status, ledger_id, method, suppression_id, policy FROM {table}"
 
     def decisions(self, destination: str, keys: Sequence[str]) -> dict[str, Decision]:
         """The decision for each of ``keys`` that has one (absent: :data:`NO_DECISION`)."""
+        table = self._table(destination)
+        if table in self._derive:
+            self._con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_asked AS "
+                              "SELECT unnest(?::VARCHAR[]) AS contact_key", [list(keys)])
+            self._derive_for(table, f"SELECT contact_key FROM {table}_asked")
+            self._con.execute(f"DROP TABLE IF EXISTS {table}_asked")
         rows = self._con.execute(
-            f"SELECT contact_key, status, ledger_id, suppression_id, policy FROM {self._table(destination)} "
+            f"SELECT contact_key, status, ledger_id, suppression_id, policy FROM {table} "
             "WHERE contact_key IN (SELECT unnest(?::VARCHAR[]))",
             [list(keys)],
         ).fetchall()
         return {r[0]: Decision(*r[1:]) for r in rows}
 
+    def _derive_for(self, table: str, keys: str | None) -> None:
+        """Lazy: derive the rows of the people ``keys`` selects (None: everyone) not derived yet."""
+        derive = self._derive.get(table)
+        if derive is None:
+            return  # derived in full already
+        covered = self._covered[table]
+        if keys is None:
+            self._con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {derive(None)}")
+            self._con.execute(f"DROP TABLE IF EXISTS {covered}")
+            del self._derive[table], self._covered[table]
+            return
+        self._con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table}_new AS SELECT DISTINCT contact_key FROM ({keys}) k "
+            f"WHERE contact_key IS NOT NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM {covered} c WHERE c.contact_key = k.contact_key)")
+        self._con.execute(f"INSERT INTO {covered} SELECT contact_key FROM {table}_new")
+        self._con.execute(f"INSERT INTO {table} {derive(f'SELECT contact_key FROM {table}_new')}")
+        self._con.execute(f"DROP TABLE {table}_new")
+
     def _owned_tables(self) -> set[str]:
-        return set(self._tables.values())
+        return set(self._tables.values()) | set(self._covered.values())

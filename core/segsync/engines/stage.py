@@ -16,13 +16,13 @@ import duckdb
 from sqlglot import exp
 
 from segsync.consent.policies import ConsentPolicy
-from segsync.consent.rules import EffectiveConsent
+from segsync.consent.rules import EffectiveConsent, PolicyInputs
 from segsync.engines.base import Engine
 from segsync.engines.transfer import copy_state
 from segsync.segments.definitions import SegmentsConfig
 from segsync.segments.evaluate import MEMBERSHIP_TABLE
 from segsync.segments.functions import FunctionRegistry
-from segsync.segments.memberships import Memberships
+from segsync.segments.memberships import Memberships, record_changes
 from segsync.segments.query import build_query
 from segsync.segments.validate import validate
 
@@ -81,13 +81,17 @@ def evaluate_on_engine(
                            {model: why for model in checked.score_models})
     query = build_query(checked.segments, checked.groups, as_of, registry, dialect=engine.dialect)
     sizes = engine.evaluate(query)
-    changes = [c for c in engine.membership_changes(last_snapshot(engine)) if c[0] not in checked.held]
+    before = last_snapshot(engine)
+    changes = [c for c in engine.membership_changes(before) if c[0] not in checked.held]
     apply_changes(con, changes)
+    previous = None
     if run_id is not None:
         engine.snapshot(run_id, as_of)
+        # The mirror moved by exactly these rows since run ``before``: the diff stage's input.
+        previous = record_changes(con, before, [key for _, key, _ in changes])
     con.execute(f"INSERT INTO {MEMBERSHIP_TABLE} SELECT segment, contact_key FROM {MIRROR}")
     return Memberships(tuple(config.segments), sizes, dict(checked.held),
-                       f"on {engine.name}: {len(changes)} membership changes came back")
+                       f"on {engine.name}: {len(changes)} membership changes came back", previous)
 
 
 def consent_on_engine(
@@ -109,4 +113,4 @@ def consent_on_engine(
             by_policy[policy.name] = engine.effective_consent(policy, countries, as_of=as_of,
                                                               clock_skew=clock_skew)
     return EffectiveConsent.from_rows(con, {d: (p.name, by_policy[p.name]) for d, p in policies.items()},
-                                      run_id)
+                                      run_id, {d: PolicyInputs(p, countries, clock_skew) for d, p in policies.items()})

@@ -10,8 +10,9 @@ the last run are recomputed.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,16 +36,55 @@ class Memberships:
     ``segments`` are every configured segment (held ones included: they carry their last
     membership); ``sizes`` the evaluated ones' member counts; ``held`` segment → why it was not
     evaluated; ``evaluation`` how (full or incremental, and why).
+
+    ``changed_since`` is the run whose memberships these were compared with when they came from
+    an external engine (its changes since); ``snapshots`` says that every earlier run's
+    memberships can be compared with (a run on the embedded store: its snapshots are there).
+    :meth:`changed_sql` names everyone who entered or left a segment since a given run, which is
+    how the diff stage knows whose desired state may have moved.
     """
 
     segments: tuple[SegmentDef, ...] = ()
     sizes: dict[str, int] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
     evaluation: str = ""
+    changed_since: int | None = None
+    snapshots: bool = False
+    # Names this evaluation's comparison tables (one connection may hold several runs' in tests).
+    number: int = field(default_factory=lambda: next(_numbers), compare=False, repr=False)
 
     def members_sql(self) -> str:
         """SQL selecting ``(segment, contact_key)`` of every member of ``segments``."""
         return f"SELECT segment, contact_key FROM {MEMBERSHIP_TABLE}"
+
+    def changed_sql(self, con: duckdb.DuckDBPyConnection, run_id: int) -> str | None:
+        """SQL selecting the ``contact_key`` of everyone whose segments differ from those of run
+        ``run_id`` (as snapshotted); None when that run's cannot be compared with."""
+        if self.changed_since is not None and self.changed_since == run_id:
+            return f"SELECT contact_key FROM {CHANGED_TABLE}"
+        if not self.snapshots:
+            return None
+        table = f"{CHANGED_TABLE}_{self.number}_{int(run_id)}"  # once per run compared with
+        before = f"SELECT segment, contact_key FROM segment_snapshots WHERE run_id = {int(run_id)}"
+        now = self.members_sql()
+        con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS SELECT DISTINCT contact_key FROM "
+                    f"(({now} EXCEPT {before}) UNION ALL ({before} EXCEPT {now}))")
+        return f"SELECT contact_key FROM {table}"
+
+
+# Connection-local: the contacts whose memberships changed this run (Memberships.changed_sql).
+CHANGED_TABLE = "_membership_changed"
+_numbers = itertools.count(1)
+
+
+def record_changes(con: duckdb.DuckDBPyConnection, previous_run: int | None, keys: Sequence[str]) -> int | None:
+    """Keep ``keys`` as the contacts whose memberships changed since ``previous_run``; return
+    ``previous_run`` (None: nothing to compare with)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED_TABLE} (contact_key VARCHAR)")
+    if previous_run is None:
+        return None
+    con.execute(f"INSERT INTO {CHANGED_TABLE} SELECT DISTINCT unnest(?::VARCHAR[])", [list(keys)])
+    return previous_run
 
 
 def evaluate_memberships(
@@ -85,5 +125,7 @@ def evaluate_memberships(
         log.info("segments evaluated, %s", how)
         snapshot(con, run_id, as_of)
     carry_over(con, list(checked.held))
-    return Memberships(tuple(config.segments), sizes, dict(checked.held), how)
+    # A held segment's carried members are not in the run's snapshot: the diff plans in full
+    # after such a run (segsync.sync.planning).
+    return Memberships(tuple(config.segments), sizes, dict(checked.held), how, snapshots=run_id is not None)
 

@@ -440,4 +440,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        10,
+        "planning state: each destination's desired state as last planned, and what it was planned from",
+        (
+            # Per destination, every contact's desired status and state hash as the last diff
+            # planned them, and the marks of that plan: the next diff recomputes only the
+            # contacts whose inputs changed since (segsync.sync.planning). Dropping the rows of
+            # a destination (or both tables) is always safe: its next diff is then a full one.
+            """
+            CREATE TABLE planned_states (
+                destination VARCHAR NOT NULL,
+                contact_key VARCHAR NOT NULL,
+                status      VARCHAR NOT NULL,
+                state_hash  VARCHAR NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE planning_marks (
+                destination      VARCHAR PRIMARY KEY,
+                fingerprint      VARCHAR NOT NULL,
+                as_of            TIMESTAMPTZ NOT NULL,
+                members_run      BIGINT NOT NULL,
+                ledger_id        BIGINT NOT NULL,
+                suppression_id   BIGINT NOT NULL,
+                status_change_id BIGINT NOT NULL,
+                erasure_id       BIGINT NOT NULL,
+                clock            TIMESTAMPTZ NOT NULL,
+                planned_at       TIMESTAMPTZ NOT NULL
+            )
+            """,
+        ),
+    ),
 )

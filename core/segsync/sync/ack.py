@@ -303,7 +303,8 @@ class Acknowledgement:
                    e.ledger_id, e.suppression_id, e.policy,
                    CASE b.outcome WHEN 'ok' THEN 'acknowledged' ELSE 'rejected' END, b.reason, now()
             FROM {batch} b
-            LEFT JOIN ({self.consent.status_sql(self.destination)}) e USING (contact_key)
+            LEFT JOIN ({self.consent.status_sql(self.destination, f"SELECT contact_key FROM {batch}")}) e
+              USING (contact_key)
             WHERE b.op = 'upsert' AND b.status IS DISTINCT FROM b.previous_status AND {where}
             """,
             {"run": self.run_id, "dest": self.destination},

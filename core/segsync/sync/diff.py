@@ -17,6 +17,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -29,6 +30,7 @@ from segsync.statuses import MAILABLE_STATUSES, OPT_OUT_STATUSES
 from segsync.store.sql import identifier, literal, literal_list
 from segsync.store.temp_tables import OwnsTempTables
 from segsync.sync.frozen import constructor
+from segsync.sync.planning import STATES_TABLE, Planning
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,11 @@ class DestinationDiff(OwnsTempTables):
         self._memberships = f"_desired_memberships_{number}"
         self._member_attributes = f"_desired_member_attributes_{number}"
         self._desired = f"_desired_{number}"
+        self._dirty = f"_desired_dirty_{number}"
+        self._changed = f"_diff_keys_{number}"
         self._table = f"_diff_{number}"
         self.counts: dict[str, int] = {}
+        self.planning = ""  # how the desired state was planned: full (why) or incremental
         self._open = True
 
     @classmethod
@@ -78,13 +83,28 @@ class DestinationDiff(OwnsTempTables):
         destination: str,
         memberships: Memberships,
         consent: EffectiveConsent,
+        as_of: datetime | None = None,
     ) -> DestinationDiff:
         """Plan ``destination``: its memberships as it shows them, its desired state under
-        ``consent``, and the rows that differ from its acknowledgements."""
+        ``consent``, and the rows that differ from its acknowledgements.
+
+        With ``as_of`` (a run's), the desired state is recomputed only for the contacts whose
+        inputs moved since the destination's last plan (:mod:`segsync.sync.planning`); the
+        changes planned are the same as recomputing everyone's."""
         diff = cls(con, destination, consent)
-        diff._map_memberships(memberships)
-        diff._build_desired()
-        diff._build_diff()
+        diff._create_desired()
+        if as_of is None:
+            diff._add_desired(memberships, None)
+            diff._build_diff(f"SELECT contact_key, status, state_hash FROM {diff._desired}")
+            diff.planning = "full (no run)"
+        else:
+            plan = Planning.load(con, destination, memberships, consent, as_of, diff._dirty)
+            diff._add_desired(memberships, plan.dirty_sql())
+            plan.keep(diff._desired)
+            diff._build_diff(f"SELECT contact_key, status, state_hash FROM {STATES_TABLE} "
+                             f"WHERE destination = {literal(destination)}", memberships)
+            plan.save()
+            diff.planning = plan.describe()
         diff.counts = {action: n for action, n in con.execute(
             f"SELECT action, count(*) FROM {diff._table} GROUP BY action ORDER BY action"
         ).fetchall()}
@@ -124,7 +144,8 @@ class DestinationDiff(OwnsTempTables):
         return next(self.batches(size), [])
 
     def _owned_tables(self) -> tuple[str, ...]:
-        return (self._table, self._desired, self._memberships, self._member_attributes)
+        return (self._table, self._desired, self._memberships, self._member_attributes, self._dirty,
+                self._changed)
 
     def __repr__(self) -> str:
         return f"<DestinationDiff {self.destination!r} of run {self.consent.run_id}: {self.counts}>"
@@ -134,7 +155,22 @@ class DestinationDiff(OwnsTempTables):
             raise RuntimeError(f"the diff of {self.destination!r} is closed")
         return self._table
 
-    def _map_memberships(self, memberships: Memberships) -> None:
+    def _create_desired(self) -> None:
+        self._con.execute(f"CREATE TEMP TABLE {self._memberships} (contact_key VARCHAR, segment VARCHAR)")
+        self._con.execute(
+            f"CREATE TEMP TABLE {self._member_attributes} (contact_key VARCHAR, name VARCHAR, value JSON)"
+        )
+        self._con.execute(
+            f"CREATE TEMP TABLE {self._desired} (contact_key VARCHAR, status VARCHAR, consent_method VARCHAR, "
+            "attributes JSON, custom JSON, tags VARCHAR[], state_hash VARCHAR)"
+        )
+
+    def _add_desired(self, memberships: Memberships, keys: str | None) -> None:
+        """Add the desired state of the contacts ``keys`` selects (None: everyone)."""
+        self._map_memberships(memberships, keys)
+        self._build_desired(keys)
+
+    def _map_memberships(self, memberships: Memberships, keys: str | None) -> None:
         """What the destination should show for each segment membership.
 
         A segment without ``destinations`` goes to every destination as a tag named after it; one
@@ -142,11 +178,9 @@ class DestinationDiff(OwnsTempTables):
         attribute set to ``value`` (default true) for members and to false (or "" for non-boolean
         values) for everyone else the destination receives, so exits clear it. Tags and list
         names go to ``(contact_key, segment)`` rows, attributes to ``(contact_key, name, value)``.
+        ``keys`` (SQL selecting ``contact_key``): only those contacts' rows.
         """
-        self._con.execute(f"CREATE TEMP TABLE {self._memberships} (contact_key VARCHAR, segment VARCHAR)")
-        self._con.execute(
-            f"CREATE TEMP TABLE {self._member_attributes} (contact_key VARCHAR, name VARCHAR, value JSON)"
-        )
+        only = "" if keys is None else f" AND contact_key IN ({keys})"
         members = memberships.members_sql()
         for segment in memberships.segments:
             if segment.destinations and self.destination not in segment.destinations:
@@ -156,7 +190,7 @@ class DestinationDiff(OwnsTempTables):
             for name in dict.fromkeys(names):
                 self._con.execute(
                     f"INSERT INTO {self._memberships} SELECT contact_key, $name "
-                    f"FROM ({members}) WHERE segment = $segment",
+                    f"FROM ({members}) WHERE segment = $segment{only}",
                     {"name": name, "segment": segment.name},
                 )
             if rep is not None and rep.attribute:
@@ -169,32 +203,26 @@ class DestinationDiff(OwnsTempTables):
                     FROM contacts c
                     LEFT JOIN (SELECT contact_key FROM ({members}) WHERE segment = $segment) m
                       USING (contact_key)
+                    WHERE true{only.replace("contact_key", "c.contact_key", 1)}
                     """,
                     {"attr": rep.attribute, "segment": segment.name,
                      "value": json.dumps(value), "cleared": json.dumps(cleared)},
                 )
 
-    def _build_desired(self) -> None:
-        """The desired state of every contact the destination should hold.
-
-        A destination receives everyone who is subscribed (pending is not consent: nobody is
-        added while awaiting confirmation); everyone it acknowledged, whatever their status now;
-        and everyone pulled from it (an identity there) who has opted out, bounced or complained,
-        so opt-outs reach every system that has the person. Statuses come from the effective
-        consent under the destination's own policy.
-        """
-        opt_outs = literal_list(OPT_OUT_STATUSES)
+    def _build_desired(self, keys: str | None) -> None:
+        """Add the desired state of the contacts ``keys`` selects (None: everyone): status (from
+        the effective consent under the destination's own policy), attributes, tags and its
+        hash. Whether the destination receives the contact is decided by :meth:`_build_diff`."""
         attrs = ", ".join(
             f"{literal(a)}: strftime(c.{identifier(a)}, '%Y-%m-%dT%H:%M:%SZ')" if a == "created_at"
             else f"{literal(a)}: c.{identifier(a)}"
             for a in KNOWN_ATTRIBUTES
         )
+        only = "" if keys is None else f"WHERE c.contact_key IN ({keys})"
         self._con.execute(
             f"""
-            CREATE TEMP TABLE {self._desired} AS
-            WITH status AS ({self.consent.status_sql(self.destination)}),
-            acked AS (SELECT contact_key FROM acknowledged WHERE destination = $dest),
-            pulled AS (SELECT contact_key FROM identities WHERE connection = $dest),
+            INSERT INTO {self._desired}
+            WITH status AS ({self.consent.status_sql(self.destination, keys)}),
             tags AS (
                 SELECT contact_key, list(DISTINCT segment ORDER BY segment) AS tags
                 FROM {self._memberships} GROUP BY contact_key
@@ -215,37 +243,36 @@ class DestinationDiff(OwnsTempTables):
                 LEFT JOIN status s USING (contact_key)
                 LEFT JOIN tags t USING (contact_key)
                 LEFT JOIN member_attributes ma USING (contact_key)
-                WHERE coalesce(s.status, 'none') = 'subscribed'
-                   OR c.contact_key IN (SELECT contact_key FROM acked)
-                   OR (s.status IN ({opt_outs}) AND c.contact_key IN (SELECT contact_key FROM pulled))
+                {only}
             )
             -- consent_method is not hashed: a destination's own echo of a push (its opt-in record
             -- for the person) must not make every destination change.
-            SELECT *, md5(to_json({{'s': status, 'a': attributes, 'c': custom, 't': tags}})::VARCHAR)
-                      AS state_hash
+            SELECT contact_key, status, consent_method, attributes, custom, tags,
+                   md5(to_json({{'s': status, 'a': attributes, 'c': custom, 't': tags}})::VARCHAR) AS state_hash
             FROM desired
-            """,
-            {"dest": self.destination},
+            """
         )
 
-    def _build_diff(self) -> None:
+    def _build_diff(self, planned: str, memberships: Memberships | None = None) -> None:
         """One row per contact whose desired state differs from the acknowledgement.
+
+        ``planned`` selects ``(contact_key, status, state_hash)`` of every contact; the
+        destination receives everyone who is subscribed (pending is not consent: nobody is
+        added while awaiting confirmation); everyone it acknowledged, whatever their status now;
+        and everyone pulled from it (an identity there) who has opted out, bounced or complained,
+        so opt-outs reach every system that has the person.
 
         ``action`` is add, update, unsubscribe, resubscribe or delete; ``priority`` puts opt-outs
         first so they reach the destination before any other write. A destination that reports
         a mailable status (on its identity, as pulled after the acknowledgement) for someone it
         acknowledged as opted out has drifted: the opt-out is planned again. A state the destination (or the gate) refused
-        is not planned again (``rejected``).
+        is not planned again (``rejected``). ``memberships``: the desired rows of changed
+        contacts not computed yet are computed here (an incremental plan computed only those
+        whose inputs moved).
         """
         opt_outs = literal_list(OPT_OUT_STATUSES)
-        self._con.execute(
-            f"""
-            CREATE TEMP TABLE {self._table} AS
-            WITH acked AS (SELECT * FROM acknowledged WHERE destination = $dest),
-            acked_tags AS (
-                SELECT contact_key, list(segment ORDER BY segment) AS tags
-                FROM acknowledged_memberships WHERE destination = $dest GROUP BY contact_key
-            ),
+        acked_and_drifted = f"""
+            acked AS (SELECT * FROM acknowledged WHERE destination = $dest),
             drifted AS (
                 SELECT i.contact_key, i.properties ->> '$.status' AS reported
                 FROM identities i JOIN acked a USING (contact_key)
@@ -254,6 +281,49 @@ class DestinationDiff(OwnsTempTables):
                   -- Only what the system reported after the opt-out was acknowledged: a run that
                   -- read no source (a webhook's) still holds the status pulled before it.
                   AND i.seen_at > a.acked_at
+            )"""
+        self._con.execute(
+            f"""
+            CREATE TEMP TABLE {self._changed} AS
+            WITH {acked_and_drifted},
+            pulled AS (SELECT contact_key FROM identities WHERE connection = $dest),
+            receives AS (
+                SELECT p.contact_key, p.state_hash FROM ({planned}) p
+                WHERE p.status = 'subscribed'
+                   OR p.contact_key IN (SELECT contact_key FROM acked)
+                   OR (p.status IN ({opt_outs}) AND p.contact_key IN (SELECT contact_key FROM pulled))
+            )
+            SELECT d.contact_key, 'changed' AS kind FROM receives d
+            LEFT JOIN acked a USING (contact_key)
+            WHERE (a.state_hash IS DISTINCT FROM d.state_hash
+                   OR d.contact_key IN (SELECT contact_key FROM drifted))
+              AND NOT EXISTS (
+                  SELECT 1 FROM rejected r
+                  WHERE r.destination = $dest AND r.contact_key = d.contact_key
+                    AND r.state_hash = d.state_hash
+              )
+            UNION ALL
+            SELECT a.contact_key, 'removed' AS kind FROM acked a
+            WHERE a.contact_key NOT IN (SELECT contact_key FROM receives)
+            """,
+            {"dest": self.destination},
+        )
+        if memberships is not None:
+            missing = f"{self._changed}_missing"
+            self._con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {missing} AS SELECT contact_key FROM {self._changed} k "
+                f"WHERE kind = 'changed' AND NOT EXISTS "
+                f"(SELECT 1 FROM {self._desired} d WHERE d.contact_key = k.contact_key)")
+            if self._con.execute(f"SELECT count(*) FROM {missing}").fetchall()[0][0]:
+                self._add_desired(memberships, f"SELECT contact_key FROM {missing}")
+            self._con.execute(f"DROP TABLE {missing}")
+        self._con.execute(
+            f"""
+            CREATE TEMP TABLE {self._table} AS
+            WITH {acked_and_drifted},
+            acked_tags AS (
+                SELECT contact_key, list(segment ORDER BY segment) AS tags
+                FROM acknowledged_memberships WHERE destination = $dest GROUP BY contact_key
             ),
             changed AS (
                 SELECT d.contact_key, 'upsert' AS op, d.status, d.consent_method, d.attributes, d.custom, d.tags,
@@ -268,26 +338,22 @@ class DestinationDiff(OwnsTempTables):
                            WHEN d.status NOT IN ({opt_outs}) AND a.status IN ({opt_outs}) THEN 'resubscribe'
                            ELSE 'update'
                        END AS action
-                FROM {self._desired} d
+                FROM {self._changed} k
+                JOIN {self._desired} d USING (contact_key)
                 LEFT JOIN acked a USING (contact_key)
                 LEFT JOIN acked_tags ack_tags USING (contact_key)
                 LEFT JOIN drifted dr USING (contact_key)
-                WHERE (a.state_hash IS DISTINCT FROM d.state_hash
-                       OR d.contact_key IN (SELECT contact_key FROM drifted))
-                  AND NOT EXISTS (
-                      SELECT 1 FROM rejected r
-                      WHERE r.destination = $dest AND r.contact_key = d.contact_key
-                        AND r.state_hash = d.state_hash
-                  )
+                WHERE k.kind = 'changed'
             ),
             removed AS (
                 SELECT a.contact_key, 'delete' AS op, a.status, NULL AS consent_method, NULL::JSON AS attributes,
                        NULL::JSON AS custom, []::VARCHAR[] AS tags, a.status AS previous_status,
                        NULL AS state_hash, coalesce(ack_tags.tags, []::VARCHAR[]) AS previous_tags,
                        'delete' AS action
-                FROM acked a
+                FROM {self._changed} k
+                JOIN acked a USING (contact_key)
                 LEFT JOIN acked_tags ack_tags USING (contact_key)
-                WHERE a.contact_key NOT IN (SELECT contact_key FROM {self._desired})
+                WHERE k.kind = 'removed'
             )
             SELECT row_number() OVER (ORDER BY priority, contact_key) AS _seq, * FROM (
                 SELECT *, CASE action WHEN 'unsubscribe' THEN 0 WHEN 'delete' THEN 1 ELSE 2 END AS priority,

@@ -230,9 +230,10 @@ class Runner:
             if destinations:
                 policies = {name: consent.for_connection(name) for name in destinations}
                 if self.engine is None:
+                    # Lazy: derived only for the people each destination's diff plans (and reads).
                     effective = EffectiveConsent.build(
                         store.con, policies, consent.countries, as_of=as_of,
-                        clock_skew=consent.clock_skew, run_id=summary.run_id)
+                        clock_skew=consent.clock_skew, run_id=summary.run_id, lazy=True)
                 else:
                     effective = consent_on_engine(
                         store.con, self.engine, policies, consent.countries, as_of=as_of,
@@ -240,7 +241,7 @@ class Runner:
                 with effective:
                     for name, connector in destinations.items():
                         summary.destinations.append(
-                            self._destination(store, connector, memberships, effective, options)
+                            self._destination(store, connector, memberships, effective, options, as_of)
                         )
             if not options.dry_run and (self.config.triggers or changes is not None):
                 # After the push: an ESP event finds the person (and tags) just written.
@@ -295,12 +296,14 @@ class Runner:
         memberships: Memberships,
         consent: EffectiveConsent,
         options: RunOptions,
+        as_of: datetime,
     ) -> DestinationReport:
         """Diff, gate, push and acknowledge one destination."""
         report = DestinationReport(connector.connection)
         remembered = RememberedRejections(store.con, connector, self.config.segments.segments)
         report.rejections_renewed = remembered.renew()
-        with DestinationDiff.build(store.con, connector.connection, memberships, consent) as diff:
+        with DestinationDiff.build(store.con, connector.connection, memberships, consent, as_of) as diff:
+            log.info("%s planned, %s", connector.connection, diff.planning)
             report.planned = diff.counts
             if options.dry_run:
                 report.sample = [planned.masked() for planned in diff.sample(options.sample_size)]
