@@ -175,8 +175,9 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _measured(root: Path, breakdown: bool = False) -> dict:
-    """One `segsync sync` in its own process: wall time and that process's peak RSS."""
+def _measured(root: Path, breakdown: bool = False, core: str | None = None) -> dict:
+    """One `segsync sync` in its own process: wall time and that process's peak RSS.
+    ``core``: another revision's ``core`` folder, imported instead of the installed one."""
     command = ([sys.executable, str(Path(__file__).with_name("sync_breakdown.py")), str(root), "--as-of", AS_OF]
                if breakdown else [sys.executable, "-m", "segsync", "sync", "--json", "--as-of", AS_OF])
     started = time.perf_counter()
@@ -184,7 +185,7 @@ def _measured(root: Path, breakdown: bool = False) -> dict:
         process = subprocess.Popen(
             command,
             cwd=root, stdout=subprocess.PIPE, stderr=err,
-            env=dict(os.environ, SEGSYNC_PLUGINS="files"),
+            env=dict(os.environ, SEGSYNC_PLUGINS="files", **({"PYTHONPATH": core} if core else {})),
         )
         # communicate() reaps the child without its rusage: read the output, then wait4 it.
         stdout = process.stdout.read() if process.stdout else b""
