@@ -32,6 +32,8 @@ TABLES = {
     "trigger_baseline", "trigger_segments", "trigger_outbox",
     # migration 10 (the diff's planning state, segsync.sync.planning)
     "planned_states", "planning_marks",
+    # migration 11 (the embedded mirror of an external engine's effective consent)
+    "engine_consent", "engine_seen",
 }
 
 

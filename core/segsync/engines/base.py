@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeAlias
@@ -60,6 +61,18 @@ class EngineUnavailable(EngineError):
     """The engine cannot be reached (or started); the message says why and what to set."""
 
 
+@dataclass
+class Received:
+    """What came back from an engine since it was opened, per kind (``memberships``,
+    ``consent``, ``contacts``): rows counted, and what was fetched whole and why (logged)."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    rebuilt: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, n: int) -> None:
+        self.rows[kind] = self.rows.get(kind, 0) + n
+
+
 class EngineSettings(ConnectorSettings):
     """``[store]`` keys every external engine reads; an engine's ``Settings`` adds its own.
 
@@ -95,6 +108,7 @@ class Engine(ABC):
     def __init__(self, settings: EngineSettings, project_dir: Path) -> None:
         self.settings = settings
         self.project_dir = project_dir
+        self.received = Received()
 
     @property
     def tables(self) -> Mapping[str, str]:

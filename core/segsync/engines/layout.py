@@ -95,13 +95,26 @@ CANONICAL_TABLES: dict[str, dict[str, str]] = {
 USER_TABLES = ("contacts", "events", "consent_ledger")
 STATE_TABLES = ("suppressions", "status_changes")
 
-# What an engine keeps of each evaluation, in segsync's schema (written only by segsync).
+# What an engine keeps of each evaluation and of what segsync last received, in segsync's schema
+# (written only by segsync).
 RESULT_TABLES: dict[str, dict[str, str]] = {
     # The latest evaluation's members.
     "segment_membership": {"segment": "text", "contact_key": "text"},
     # Every run's members (the snapshot `segments history/preview` read).
     "segment_snapshots": {"run_id": "bigint", "segment": "text", "contact_key": "text",
                           "as_of": "timestamptz"},
+    # Effective consent of the latest derivation, per consent policy (its key: a fingerprint of
+    # the policy and the rule), and what segsync's embedded mirror holds of it: only the rows
+    # that differ cross the wire (segsync.engines.mirror).
+    "consent_current": {"policy_key": "text", "contact_key": "text", "status": "text",
+                        "ledger_id": "bigint", "method": "text", "suppression_id": "bigint",
+                        "policy": "text"},
+    "consent_seen": {"run_id": "bigint", "policy_key": "text", "contact_key": "text",
+                     "status": "text", "ledger_id": "bigint", "method": "text",
+                     "suppression_id": "bigint", "policy": "text"},
+    # With contacts mapped onto the user's table: a hash of each contact's row as the mirror
+    # last received it.
+    "contacts_seen": {"run_id": "bigint", "contact_key": "text", "row_hash": "text"},
 }
 
 

@@ -3,12 +3,15 @@
 The engine evaluates every segment and snapshots the result; only the membership changes since
 its previous snapshot come back, applied to the embedded mirror (``engine_memberships``), from
 which the run's ``segment_membership`` is filled: the diff, gate and push stages then run as on
-the embedded store. Effective consent is derived in the engine under each destination's policy
-and handed to the run as an :class:`~segsync.consent.rules.EffectiveConsent`.
+the embedded store. Effective consent is derived in the engine under each destination's policy;
+only the decisions that changed come back, into the embedded mirror (``engine_consent``), from
+which the run's :class:`~segsync.consent.rules.EffectiveConsent` is read.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -18,6 +21,7 @@ from sqlglot import exp
 from segsync.consent.policies import ConsentPolicy
 from segsync.consent.rules import EffectiveConsent, PolicyInputs
 from segsync.engines.base import Engine
+from segsync.engines.mirror import CONSENT_MIRROR, sync_consent, sync_contacts
 from segsync.engines.transfer import copy_state
 from segsync.segments.definitions import SegmentsConfig
 from segsync.segments.evaluate import MEMBERSHIP_TABLE
@@ -27,6 +31,8 @@ from segsync.segments.query import build_query
 from segsync.segments.validate import validate
 
 MIRROR = "engine_memberships"
+log = logging.getLogger(__name__)
+_numbers = itertools.count(1)
 
 
 def last_snapshot(engine: Engine) -> int | None:
@@ -85,6 +91,7 @@ def evaluate_on_engine(
     changes = [c for c in engine.membership_changes(before) if c[0] not in checked.held]
     apply_changes(con, changes)
     previous = None
+    engine.received.add("memberships", len(changes))
     if run_id is not None:
         engine.snapshot(run_id, as_of)
         # The mirror moved by exactly these rows since run ``before``: the diff stage's input.
@@ -104,13 +111,23 @@ def consent_on_engine(
     clock_skew: timedelta,
     run_id: int | None,
 ) -> EffectiveConsent:
-    """Effective consent of each destination (destination → its policy) derived in ``engine``
-    after copying segsync's consent state there."""
+    """Effective consent of each destination (destination → its policy), derived in ``engine``
+    after copying segsync's consent state there; only the decisions that changed since the
+    embedded mirror was last brought up to date come back (:mod:`segsync.engines.mirror`).
+    Contacts of a ``contacts`` table mapped onto the user's are mirrored first, the same way,
+    so the diff plans them too."""
     copy_state(con, engine)
-    by_policy: dict[str, list[tuple]] = {}
-    for policy in policies.values():
-        if policy.name not in by_policy:
-            by_policy[policy.name] = engine.effective_consent(policy, countries, as_of=as_of,
-                                                              clock_skew=clock_skew)
-    return EffectiveConsent.from_rows(con, {d: (p.name, by_policy[p.name]) for d, p in policies.items()},
-                                      run_id, {d: PolicyInputs(p, countries, clock_skew) for d, p in policies.items()})
+    sync_contacts(con, engine, as_of=as_of, run_id=run_id, received=engine.received)
+    by_name = {p.name: p for p in policies.values()}
+    keys = sync_consent(con, engine, by_name, countries, as_of=as_of, clock_skew=clock_skew,
+                        run_id=run_id, received=engine.received)
+    for why in engine.received.rebuilt:
+        log.info("the %s engine's %s: fetched whole", engine.name, why)
+    number = next(_numbers)
+    tables: dict[str, str] = {}
+    for n, key in enumerate(dict.fromkeys(keys.values())):
+        tables[key] = f"_engine_consent_{number}_{n}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {tables[key]} AS SELECT contact_key, status, ledger_id, "
+                    f"method, suppression_id, policy FROM {CONSENT_MIRROR} WHERE policy_key = ?", [key])
+    return EffectiveConsent(con, {d: tables[keys[p.name]] for d, p in policies.items()}, run_id,
+                            inputs={d: PolicyInputs(p, countries, clock_skew) for d, p in policies.items()})

@@ -472,4 +472,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        11,
+        "external engines: the embedded mirror of effective consent, and what each mirror was brought to",
+        (
+            # Effective consent derived in the engine, per consent policy (policy_key: a
+            # fingerprint of the policy and the rule); each run brings only the rows that changed
+            # (segsync.engines.mirror, docs/scale.md).
+            """
+            CREATE TABLE engine_consent (
+                policy_key     VARCHAR NOT NULL,
+                contact_key    VARCHAR NOT NULL,
+                status         VARCHAR NOT NULL,
+                ledger_id      BIGINT,
+                method         VARCHAR,
+                suppression_id BIGINT,
+                policy         VARCHAR,
+                PRIMARY KEY (policy_key, contact_key)
+            )
+            """,
+            # what ("consent:KEY", "contacts") → the run whose state the mirror holds and its
+            # size; the engine records the same run beside its copy, or the mirror is rebuilt.
+            """
+            CREATE TABLE engine_seen (
+                what   VARCHAR PRIMARY KEY,
+                run_id BIGINT NOT NULL,
+                rows   BIGINT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
