@@ -119,8 +119,17 @@ def _rule_problems(config: ProjectConfig, host: PluginHost) -> list[str]:
     """Every segment that would not evaluate in a sync now, with the reason."""
     from segsync.segments.validate import validate
 
-    checked = validate(config.segments.segments, config.segments.groups,
-                       datetime.now(timezone.utc), host.segment_registry())
+    now = datetime.now(timezone.utc)
+    checked = validate(config.segments.segments, config.segments.groups, now, host.segment_registry())
+    if checked.score_models and config.store_engine != "duckdb":
+        from segsync.engines.scores import unscorable
+
+        # Scores come from the store's own rows: an engine reading the user's tables instead
+        # cannot be given scores that describe them (docs/scale.md).
+        why = unscorable(config.store_engine, (config.store_options.get("tables") or {}))
+        if why is not None:
+            checked = validate(config.segments.segments, config.segments.groups, now,
+                               host.segment_registry(), {m: why for m in checked.score_models})
     return [checked.problems.get(name, reason) for name, reason in checked.held.items()]
 
 

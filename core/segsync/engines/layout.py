@@ -115,6 +115,11 @@ RESULT_TABLES: dict[str, dict[str, str]] = {
     # With contacts mapped onto the user's table: a hash of each contact's row as the mirror
     # last received it.
     "contacts_seen": {"run_id": "bigint", "contact_key": "text", "row_hash": "text"},
+    # Per-contact scores computed in the embedded store (segsync.scores), every run's, and the
+    # runs that computed each model: what rules reading scores read (segsync.engines.scores).
+    "score_runs": {"run_id": "bigint", "model": "text", "as_of": "timestamptz"},
+    "contact_scores": {"run_id": "bigint", "model": "text", "contact_key": "text",
+                       "score": "double precision"},
 }
 
 

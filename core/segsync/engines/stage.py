@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import duckdb
@@ -22,7 +22,9 @@ from segsync.consent.policies import ConsentPolicy
 from segsync.consent.rules import EffectiveConsent, PolicyInputs
 from segsync.engines.base import Engine
 from segsync.engines.mirror import CONSENT_MIRROR, sync_consent, sync_contacts
+from segsync.engines.scores import scores_on_engine
 from segsync.engines.transfer import copy_state
+from segsync.scores import ScoreRun
 from segsync.segments.definitions import SegmentsConfig
 from segsync.segments.evaluate import MEMBERSHIP_TABLE
 from segsync.segments.functions import FunctionRegistry
@@ -70,21 +72,24 @@ def evaluate_on_engine(
     as_of: datetime,
     registry: FunctionRegistry,
     run_id: int | None,
+    score: Callable[[ScoreRun], None] | None = None,
 ) -> Memberships:
     """Evaluate ``config`` in ``engine`` at ``as_of``, snapshot it there under ``run_id`` (none
     in a dry run), bring back the changes and fill the run's ``segment_membership``.
 
     A segment that cannot compile is held as on the embedded store: it keeps its mirrored
-    members. Segments reading scores (segsync.scores, kept in the embedded store) are held."""
+    members. When rules read scores (segsync.scores), a run has ``score`` compute them in the
+    store first and sends them to the engine (:mod:`segsync.engines.scores`); a segment whose
+    scores cannot be read there is held with the reason."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {MEMBERSHIP_TABLE} "
                 "(segment VARCHAR NOT NULL, contact_key VARCHAR NOT NULL)")
     if not config.segments:
         return Memberships()
     checked = validate(config.segments, config.groups, as_of, registry)
     if checked.score_models:
-        why = f"scores are kept in the embedded store and not read on the {engine.name} engine"
-        checked = validate(config.segments, config.groups, as_of, registry,
-                           {model: why for model in checked.score_models})
+        missing = scores_on_engine(con, engine, checked.score_models, as_of, run_id, score)
+        if missing:
+            checked = validate(config.segments, config.groups, as_of, registry, missing)
     query = build_query(checked.segments, checked.groups, as_of, registry, dialect=engine.dialect)
     sizes = engine.evaluate(query)
     before = last_snapshot(engine)

@@ -28,7 +28,7 @@ def _select(table: str, where: str = "") -> str:
     return f"SELECT {cols} FROM {identifier(table)}{where}"
 
 
-def _stream(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
+def stream(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
     cursor = con.cursor()  # its own cursor: the caller's connection stays free
     cursor.execute(sql, list(params))
     while batch := cursor.fetchmany(BATCH):
@@ -51,16 +51,16 @@ def transfer(con: duckdb.DuckDBPyConnection, engine: Engine, run_id: int | None 
             "SELECT contact_key FROM consent_ledger WHERE run_id = $1) OR updated_at >= "
             "(SELECT started_at FROM runs WHERE id = $1)")
         sent["contacts"] = engine.upsert("contacts", ["contact_key"], list(CANONICAL_TABLES["contacts"]),
-                                         _stream(con, _select("contacts", contacts_where), params))
+                                         stream(con, _select("contacts", contacts_where), params))
     for table in ("events", "consent_ledger"):
         if table not in engine.tables:
             sent[table] = engine.append(table, list(CANONICAL_TABLES[table]),
-                                        _stream(con, _select(table, where), params))
+                                        stream(con, _select(table, where), params))
     copy_state(con, engine)
     return sent
 
 
 def copy_state(con: duckdb.DuckDBPyConnection, engine: Engine) -> None:
     """The suppression list and the status audit, as the consent rule reads them."""
-    engine.copy_state(list(_stream(con, _select("suppressions"))),
-                      list(_stream(con, _select("status_changes"))))
+    engine.copy_state(list(stream(con, _select("suppressions"))),
+                      list(stream(con, _select("status_changes"))))

@@ -274,7 +274,7 @@ class Runner:
             if self.engine is not None:
                 memberships = evaluate_on_engine(
                     store.con, self.engine, self.config.segments, as_of,
-                    self.host.segment_registry(), summary.run_id)
+                    self.host.segment_registry(), summary.run_id, score=self.host.score_contacts)
             else:
                 memberships = evaluate_memberships(
                     store.con, self.config.segments, as_of, self.host.segment_registry(), summary.run_id,
