@@ -128,6 +128,7 @@ def consent_on_engine(
                         run_id=run_id, received=engine.received)
     for why in engine.received.rebuilt:
         log.info("the %s engine's %s: fetched whole", engine.name, why)
+    log.info("rows from the %s engine: %s", engine.name, engine.received.rows)
     number = next(_numbers)
     tables: dict[str, str] = {}
     for n, key in enumerate(dict.fromkeys(keys.values())):
