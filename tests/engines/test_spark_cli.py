@@ -53,7 +53,8 @@ def test_the_demo_runs_end_to_end_on_spark(spark_session, tmp_path, monkeypatch)
     # Both runs' memberships were snapshotted in Spark, under the demo folder; the latest
     # evaluation was each run's own session's view, not a folder.
     assert sorted(p.name for p in (folder / "spark-tables").iterdir()) == [
-        "consent_ledger", "contacts", "events", "segment_snapshots", "status_changes", "suppressions"]
+        "consent_current", "consent_ledger", "consent_seen", "contact_scores", "contacts",
+        "contacts_seen", "events", "score_runs", "segment_snapshots", "status_changes", "suppressions"]
 
 
 def test_check_refuses_a_delta_mapping_with_the_reason(tmp_path, monkeypatch) -> None:
