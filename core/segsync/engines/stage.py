@@ -135,5 +135,9 @@ def consent_on_engine(
         tables[key] = f"_engine_consent_{number}_{n}"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {tables[key]} AS SELECT contact_key, status, ledger_id, "
                     f"method, suppression_id, policy FROM {CONSENT_MIRROR} WHERE policy_key = ?", [key])
+    # The diff's incremental planning (segsync.sync.planning) finds what moved in the store's
+    # ledger and contacts: with any table mapped onto the user's, those move in the engine
+    # instead, so the inputs are not given and every plan is a full one.
+    inputs = {} if engine.tables else {d: PolicyInputs(p, countries, clock_skew) for d, p in policies.items()}
     return EffectiveConsent(con, {d: tables[keys[p.name]] for d, p in policies.items()}, run_id,
-                            inputs={d: PolicyInputs(p, countries, clock_skew) for d, p in policies.items()})
+                            inputs=inputs)
