@@ -151,12 +151,16 @@ def forget(ctx: Context, emails, file, as_json: bool, yes: bool) -> None:
     config = ctx.config()
     runner = Runner(config, ctx.host)
     connectors = runner.connectors()
+    engine, engine_error = _erasure_engine(config, ctx)
     try:
         with write_store(ctx, config.store_path) as store:
-            reports = erasure.forget(store, connectors, ctx.host, keys)
+            reports = erasure.forget(store, connectors, ctx.host, keys, engine=engine,
+                                     engine_error=engine_error)
     finally:
         for connector in connectors.values():
             connector.close()
+        if engine is not None and engine_error is None:
+            engine.close()
     if as_json:
         echo_json([r.to_dict() for r in reports])
     else:
@@ -172,6 +176,22 @@ def forget(ctx: Context, emails, file, as_json: bool, yes: bool) -> None:
                 click.echo(f"  left (still holding the person): {', '.join(t.connection for t in r.left)}")
     if not all(r.done for r in reports):
         sys.exit(1)
+
+
+def _erasure_engine(config: ProjectConfig, ctx: Context) -> tuple[Engine | None, str | None]:
+    """The project's external engine, opened (None on the embedded store), and why it could not
+    be opened: the erasure there then stays pending (retried by the next sync)."""
+    from segsync.config import open_engine
+    from segsync.engines import DEFAULT_ENGINE, EngineUnavailable
+
+    if config.store_engine == DEFAULT_ENGINE:
+        return None, None
+    engine = open_engine(config, ctx.host)
+    try:
+        engine.open()
+    except EngineUnavailable as exc:
+        return engine, str(exc)
+    return engine, None
 
 
 # -- consent show / export -----------------------------------------------------------------

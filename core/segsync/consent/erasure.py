@@ -21,7 +21,12 @@ For each address:
    it confirms; until then its ``erasure_targets`` row and the ``erasures`` row keep what a retry
    needs (address, the system's id); both are cleared (and the file rewritten) once no system
    is pending. A system that refused (a rejection) or a source segsync cannot write to is
-   ``left``: reported with the reason, not retried, and ``forget`` exits non-zero.
+   ``left``: reported with the reason, not retried, and ``forget`` exits non-zero;
+6. on an external engine (``[store] engine``, docs/scale.md#erasure) the person is deleted
+   from every table segsync writes there (:meth:`Engine.erase`), as a target named
+   ``"<engine> engine"``: pending while the engine cannot be reached, retried by the next sync
+   (which opens it). A table mapped onto the user's own (``[store.tables]``) is only read by
+   segsync: it is reported ``left`` for removal by hand, never claimed erased.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segsync.connector import READ_CAPABILITIES, Capability, Connector, ContactChange
 from segsync.consent import suppression
@@ -40,6 +45,9 @@ from segsync.redaction import redact
 from segsync.statuses import OutcomeStatus, SubscriptionStatus
 from segsync.store import Store
 from segsync.store.sql import identifier
+
+if TYPE_CHECKING:
+    from segsync.engines.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -182,31 +190,57 @@ def purge(store: Store, key: str) -> dict[str, int]:
 
 
 _MANUAL = "segsync cannot write to this connection; its {held} still hold the person: remove them there by hand (a re-import is dropped)"
+# A table of [store.tables]: segsync reads it on the engine and never writes it.
+_MAPPED = "segsync reads this table and never writes it ([store.tables]): remove the person there by hand"
+MANUAL, ENGINE = "manual", "engine"
+
+
+def _manual_reason(held: Sequence[str]) -> str:
+    return _MAPPED if not held else _MANUAL.format(held=_join(held))
+
+
+def engine_target(name: str) -> str:
+    """The ``connection`` of an erasure target that is the external engine ``name``."""
+    return f"{name} engine"
+
+
+def _engine_targets(engine: Engine | None) -> list[tuple[str, str, Any, Any, list[str]]]:
+    """The engine (its own tables: deleted from, retried like a system) and each table mapped
+    onto the user's (reported for removal by hand, never claimed erased)."""
+    if engine is None:
+        return []
+    mapped = [(f"{table} (mapped to {source})", MANUAL, None, None, [])
+              for table, source in sorted(engine.tables.items())]
+    return [(engine_target(engine.name), ENGINE, None, None, []), *mapped]
 
 
 def forget(
     store: Store, connectors: Mapping[str, Connector], host: PluginHost, keys: Sequence[str],
-    run_id: int | None = None,
+    run_id: int | None = None, *, engine: Engine | None = None, engine_error: str | None = None,
 ) -> list[ErasureReport]:
+    """Erase each of ``keys`` (see the module's docstring). ``engine``: the project's external
+    engine (open, unless ``engine_error`` says why it could not be); the person is deleted
+    from segsync's tables there as from a connected system, and each table mapped onto the
+    user's own is reported for removal by hand."""
     reports = []
     # Before the first delete commits: should this process die before the file is rewritten,
     # the next writer rewrites it.
     store.require_rewrite()
     for key in dict.fromkeys(keys):
         with store.transaction():
-            targets = _targets(store, connectors, key)
+            targets = _targets(store, connectors, key) + _engine_targets(engine)
             erasure_id = store.scalar(
                 "INSERT INTO erasures (address_hash, address, requested_at) "
                 "VALUES (sha256((SELECT salt FROM consent_salt) || ?), ?, now()) RETURNING id",
                 [key, key],
             )
             for name, method, external_id, previous, held in targets:
-                manual = method == "manual"
+                manual = method == MANUAL
                 store.con.execute(
                     "INSERT INTO erasure_targets (erasure_id, connection, method, external_id, previous_status, "
                     "status, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, now())",
                     [erasure_id, name, method, external_id, previous, LEFT if manual else PENDING,
-                     _MANUAL.format(held=_join(held)) if manual else None],
+                     _manual_reason(held) if manual else None],
                 )
             removed = purge(store, key)
             store.con.execute(
@@ -217,7 +251,7 @@ def forget(
         log.info("erased %s from the store (%s)", mask_email(key), removed)
         reports.append(ErasureReport(key, erasure_id, removed, []))
     results = retry_pending(store, connectors, host, run_id, erasure_ids=[r.erasure_id for r in reports],
-                            rewrite=False)
+                            rewrite=False, engine=engine, engine_error=engine_error)
     rewritten, error = _rewrite(store)
     for report in reports:
         report.targets = results.get(report.erasure_id, [])
@@ -265,8 +299,10 @@ def _targets(store: Store, connectors: Mapping[str, Connector], key: str) -> lis
 def retry_pending(
     store: Store, connectors: Mapping[str, Connector], host: PluginHost, run_id: int | None,
     erasure_ids: Sequence[int] | None = None, *, rewrite: bool = True,
+    engine: Engine | None = None, engine_error: str | None = None,
 ) -> dict[int, list[TargetReport]]:
     """Send every pending deletion (of ``erasure_ids``, or all); returns reports per erasure.
+    ``engine``: the project's external engine, open (``engine_error``: why it is not).
 
     An erasure every system has answered loses its address; the store file is then rewritten
     (unless ``rewrite`` is False: the caller does it)."""
@@ -280,8 +316,11 @@ def retry_pending(
         [erasure_ids, erasure_ids],
     ).fetchall()
     for erasure_id, name, method, external_id, previous, address in rows:
-        status, action, error = _send(connectors.get(name), host, run_id, name, method, external_id,
-                                      previous, address)
+        if method == ENGINE:
+            status, action, error = _erase_on_engine(engine, engine_error, name, address)
+        else:
+            status, action, error = _send(connectors.get(name), host, run_id, name, method, external_id,
+                                          previous, address)
         _update(store, erasure_id, name, status, action, error)
         if status == PENDING:
             store.record_error(run_id=run_id, connection=name, phase="erase",
@@ -333,6 +372,23 @@ def _send(
     # A rejection is the system's final word (e.g. Brevo's 405 for the account's own address):
     # sending it again changes nothing, so it is reported as left rather than retried forever.
     return (LEFT if outcome.status == OutcomeStatus.REJECTED else PENDING), None, error
+
+
+def _erase_on_engine(
+    engine: Engine | None, engine_error: str | None, name: str, address: str | None,
+) -> tuple[str, str | None, str | None]:
+    """Delete the person from segsync's tables on the engine: (status, action, error)."""
+    if engine is None or engine_target(engine.name) != name or address is None:
+        return PENDING, None, (f"the {name} is not open in this command; "
+                               "the next sync on it retries")
+    if engine_error is not None:
+        return PENDING, None, engine_error
+    try:
+        removed = engine.erase(address)
+    except Exception as exc:  # unreachable, or a statement failed: retried by the next command
+        return PENDING, None, redact(f"{type(exc).__name__}: {exc}")
+    rows = ", ".join(f"{table} {n}" for table, n in sorted(removed.items())) or "none held the person"
+    return DONE, f"deleted from segsync's tables there ({rows})", None
 
 
 def _update(store: Store, erasure_id: int, name: str, status: str, action: str | None, error: str | None) -> None:

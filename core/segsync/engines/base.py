@@ -183,6 +183,26 @@ class Engine(ABC):
         if select_sql is not None:
             self.execute(f"INSERT INTO {table} {select_sql}")
 
+    def written_tables(self) -> list[str]:
+        """segsync's own tables on the engine (every one has a ``contact_key`` column): the
+        canonical ones not mapped onto the user's, the state and the result tables."""
+        return [t for t, columns in {**CANONICAL_TABLES, **RESULT_TABLES}.items()
+                if t not in self.tables and "contact_key" in columns]
+
+    def erase(self, contact_key: str) -> dict[str, int]:
+        """Delete every row about ``contact_key`` from :meth:`written_tables` (tables mapped
+        onto the user's are never written: the erasure reports them for removal by hand);
+        returns rows deleted per table. DELETE here; an engine overrides it to make it one
+        transaction (PostgreSQL) or to rewrite the tables (Spark's Parquet folders)."""
+        removed: dict[str, int] = {}
+        for table in self.written_tables():
+            about = exp.EQ(this=exp.column("contact_key"), expression=exp.Literal.string(contact_key))
+            n = int(self.query(exp.select(exp.Count(this=exp.Star())).from_(table).where(about))[0][0])
+            if n:
+                self.execute(self.render(exp.delete(table, where=about)))
+                removed[table] = n
+        return removed
+
     def query(self, expr: exp.Expression) -> list[tuple[Any, ...]]:
         """Rows of a query segsync built (rendered for this engine)."""
         return self.rows(self.render(expr))

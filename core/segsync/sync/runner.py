@@ -198,7 +198,8 @@ class Runner:
         try:
             if not options.dry_run and erasure.pending(store):
                 # Before pulling: a system that now confirms the deletion is not read again.
-                retried = erasure.retry_pending(store, connectors, self.host, summary.run_id)
+                retried = erasure.retry_pending(store, connectors, self.host, summary.run_id,
+                                                engine=self.engine)
                 summary.erasures = [{"erasure_id": erasure_id, **vars(t)}
                                     for erasure_id, targets in retried.items() for t in targets]
             event_types = self.host.event_types()

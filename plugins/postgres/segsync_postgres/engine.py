@@ -234,6 +234,28 @@ class PostgresEngine(Engine):
             raise EngineError(f"{self.where}: writing {table}: {_first_line(exc)}") from exc
 
 
+    # -- erasure -----------------------------------------------------------------------------
+
+    def erase(self, contact_key: str) -> dict[str, int]:
+        """Delete the person from every table segsync writes here in one transaction (all or
+        nothing), then VACUUM the tables it touched so the dead rows are reclaimed (the bytes
+        may stay in the table's free space, the WAL and backups: docs/scale.md#erasure)."""
+        removed: dict[str, int] = {}
+        try:
+            with self.con.transaction(), self.con.cursor() as cur:
+                for table in self.written_tables():
+                    cur.execute(pgsql.SQL("DELETE FROM {} WHERE contact_key = %s").format(
+                        pgsql.Identifier(table)), [contact_key])
+                    if cur.rowcount:
+                        removed[table] = cur.rowcount
+            for table in removed:
+                if table != MEMBERSHIPS:  # this connection's temporary table: gone on close
+                    self.con.execute(pgsql.SQL("VACUUM {}").format(pgsql.Identifier(table)))
+        except psycopg.Error as exc:
+            raise EngineError(f"{self.where}: erasing a person: {_first_line(exc)}") from exc
+        return removed
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
