@@ -106,7 +106,7 @@ def test_memberships_consent_and_changes_equal_duckdb(engine_name, definitions, 
                                [LATER, LATER])
             more_events(source.con, run_id=2)
         if engine.name != "duckdb":  # the embedded engine reads the store itself
-            assert transfer(store.con, engine, run_id=2)["events"] == 60
+            assert transfer(store.con, engine)["events"] == 60
         _, expected_later = _evaluate(reference, definitions, host, LATER)
         _, later = _evaluate(engine, definitions, host, LATER)
         assert later == expected_later

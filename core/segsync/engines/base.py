@@ -189,19 +189,22 @@ class Engine(ABC):
         return [t for t, columns in {**CANONICAL_TABLES, **RESULT_TABLES}.items()
                 if t not in self.tables and "contact_key" in columns]
 
+    def delete_rows(self, table: str, column: str, value: Any) -> int:
+        """Delete the rows of segsync's ``table`` whose ``column`` is ``value``; return how
+        many. DELETE here; Spark's Parquet tables are rewritten without them instead."""
+        where = exp.EQ(this=exp.column(column), expression=exp.convert(value))
+        n = int(self.query(exp.select(exp.Count(this=exp.Star())).from_(table).where(where))[0][0])
+        if n:
+            self.execute(self.render(exp.delete(table, where=where)))
+        return n
+
     def erase(self, contact_key: str) -> dict[str, int]:
         """Delete every row about ``contact_key`` from :meth:`written_tables` (tables mapped
         onto the user's are never written: the erasure reports them for removal by hand);
-        returns rows deleted per table. DELETE here; an engine overrides it to make it one
-        transaction (PostgreSQL) or to rewrite the tables (Spark's Parquet folders)."""
-        removed: dict[str, int] = {}
-        for table in self.written_tables():
-            about = exp.EQ(this=exp.column("contact_key"), expression=exp.Literal.string(contact_key))
-            n = int(self.query(exp.select(exp.Count(this=exp.Star())).from_(table).where(about))[0][0])
-            if n:
-                self.execute(self.render(exp.delete(table, where=about)))
-                removed[table] = n
-        return removed
+        returns rows deleted per table. PostgreSQL makes it one transaction."""
+        removed = {table: self.delete_rows(table, "contact_key", contact_key)
+                   for table in self.written_tables()}
+        return {table: n for table, n in removed.items() if n}
 
     def query(self, expr: exp.Expression) -> list[tuple[Any, ...]]:
         """Rows of a query segsync built (rendered for this engine)."""

@@ -217,7 +217,7 @@ class Runner:
             erasure.purge_reimported(store, summary.run_id)
             if self.engine is not None and not options.dry_run:
                 with self.reporter.phase(f"append to {self.engine.name}"):
-                    sent = transfer(store.con, self.engine, summary.run_id)
+                    sent = transfer(store.con, self.engine)
                 log.info("appended to the %s engine: %s", self.engine.name, sent)
             self._report_broken(store, summary)
             memberships = self._evaluate(store, summary, as_of)

@@ -30,9 +30,10 @@ from segsync.http import safe_url
 from segsync_postgres.cluster import LocalCluster
 
 # Indexes on segsync's own tables: what evaluation joins and groups on, what a snapshot is read by.
+# The transfer's high-water mark (segsync.engines.transfer) reads max(run_id) of events and ledger.
 INDEXES = {
-    "events": ("contact_id",),
-    "consent_ledger": ("contact_key",),
+    "events": ("contact_id", "run_id"),
+    "consent_ledger": ("contact_key", "run_id"),
     "segment_snapshots": ("run_id",),
     "status_changes": ("contact_key",),
 }

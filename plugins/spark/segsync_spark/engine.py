@@ -312,26 +312,21 @@ class SparkEngine(Engine):
         self._replace(table, kept.unionByName(new))
         return count
 
-    def erase(self, contact_key: str) -> dict[str, int]:
-        """Parquet folders have no DELETE: each of segsync's tables holding the person is
-        rewritten without their rows by the atomic replacement (:meth:`_replace`), which
-        deletes the old folder; the latest evaluation's members, this session's view, are
-        evaluated again by the next command."""
+    def delete_rows(self, table: str, column: str, value: Any) -> int:
+        """Parquet folders have no DELETE: ``table`` is rewritten without the rows by the atomic
+        replacement (:meth:`_replace`), which deletes the old folder. (The latest evaluation's
+        members are this session's view, evaluated again by the next command: left alone.)"""
         from pyspark.sql import functions as F
 
-        removed: dict[str, int] = {}
-        for table in self.written_tables():
-            if table == MEMBERSHIPS or not self.spark.catalog.tableExists(table):
-                continue  # no folder yet: nothing written
-            rows = self.spark.table(table)
-            about = F.col("contact_key").eqNullSafe(F.lit(contact_key))
-            n = rows.where(about).count()
-            if n:
-                # The kept rows are written before the swap; NULL keys (an erased person's
-                # suppression) are kept.
-                self._replace(table, rows.where(~about))
-                removed[table] = n
-        return removed
+        if table == MEMBERSHIPS or not self.spark.catalog.tableExists(table):
+            return 0  # no folder yet: nothing written
+        rows = self.spark.table(table)
+        match = F.col(column).eqNullSafe(F.lit(value))
+        n = rows.where(match).count()
+        if n:
+            # Null-safe: rows whose column is NULL (an erased person's suppression) are kept.
+            self._replace(table, rows.where(~match))
+        return n
 
     def replace_rows(self, table: str, select_sql: str | None) -> None:
         # Parquet tables have no DELETE: the table is replaced whole (no rows: an empty frame).
