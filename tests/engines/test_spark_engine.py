@@ -239,3 +239,17 @@ def test_a_replacement_killed_midway_is_resolved_on_the_next_start(
     with SparkEngine(settings, tmp_path) as restarted:
         assert _contacts(restarted) == (before if killed_at == "writing" else after)
     assert _contacts_folders(lake) == ["contacts"]
+
+
+def test_an_append_cut_short_is_sent_again_whole(loaded: SparkEngine, store: Store) -> None:
+    """A Spark append that died between two batch writes leaves part of its run on the engine:
+    the next transfer finds fewer of that run's rows than the store holds, rewrites the table
+    without them and sends the run whole, never twice."""
+    store.con.execute("INSERT INTO events (contact_key, contact_id, type, occurred_at, source, source_event_id, "
+                      "campaign_key, run_id) SELECT contact_key, contact_id, 'email.opened', ?, 'later', "
+                      "contact_key, 'later', 2 FROM contacts", [AS_OF])
+    assert transfer(store.con, loaded)["events"] == 5
+    assert loaded.delete_rows("events", "source_event_id", BOB) == 1  # the batch that never came
+    assert transfer(store.con, loaded)["events"] == 5
+    assert loaded.rows("SELECT run_id, count(*) FROM events GROUP BY run_id ORDER BY run_id") == [(None, 32), (2, 5)]
+    assert transfer(store.con, loaded)["events"] == 0
