@@ -163,3 +163,26 @@ def test_an_unreachable_engine_keeps_the_erasure_pending_until_a_sync_reaches_it
     assert _rows(project, GONE)[0] == dict.fromkeys(before, 0)
     with Store(project.root / "store.duckdb") as store:
         assert store.con.execute("SELECT address, completed_at IS NOT NULL FROM erasures").fetchall() == [(None, True)]
+
+
+def test_the_next_forget_that_reaches_the_engine_retries_an_erasure_left_pending(tmp_path, request, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_PLUGINS", "files,postgres")
+    project = Project(tmp_path)
+    reachable = f'[store]\npath = "store.duckdb"\n{_engine_table("postgres", request)}'
+    _synced(project, reachable + SOURCE + DESTINATION.format())
+    project.write_config(reachable.replace(request.getfixturevalue("postgres_cluster").url,
+                                           "postgresql://segsync@127.0.0.1:9/segsync")
+                         + "connect_timeout = 2\n" + SOURCE + DESTINATION.format())
+    assert _cli(project, "forget", "--yes", GONE).exit_code == 1
+
+    project.write_config(reachable + SOURCE + DESTINATION.format())
+    result = _cli(project, "forget", "--yes", "--json", KEPT)
+    assert [(s["connection"], s["status"]) for s in json.loads(result.output)[0]["systems"]] == [
+        ("postgres engine", "done"), ("shop", "left"), ("upload", "done")]
+    gone, kept, _ = _rows(project, GONE, KEPT)
+    assert (set(gone.values()), set(kept.values())) == ({0}, {0})
+    with Store(project.root / "store.duckdb") as store:
+        assert store.con.execute("SELECT erasure_id, connection, status FROM erasure_targets "
+                                 "WHERE connection = 'postgres engine' ORDER BY erasure_id").fetchall() == [
+            (1, "postgres engine", "done"), (2, "postgres engine", "done")]
+        assert store.con.execute("SELECT address FROM erasures ORDER BY id").fetchall() == [(None,), (None,)]

@@ -25,7 +25,7 @@ For each address:
 6. on an external engine (``[store] engine``, docs/scale.md#erasure) the person is deleted
    from every table segsync writes there (:meth:`Engine.erase`), as a target named
    ``"<engine> engine"``: pending while the engine cannot be reached, retried by the next sync
-   (which opens it). A table mapped onto the user's own (``[store.tables]``) is only read by
+   or ``forget`` that reaches it. A table mapped onto the user's own (``[store.tables]``) is only read by
    segsync: it is reported ``left`` for removal by hand, never claimed erased.
 """
 
@@ -252,6 +252,9 @@ def forget(
         reports.append(ErasureReport(key, erasure_id, removed, []))
     results = retry_pending(store, connectors, host, run_id, erasure_ids=[r.erasure_id for r in reports],
                             rewrite=False, engine=engine, engine_error=engine_error)
+    if engine is not None and engine_error is None:
+        # Earlier erasures the engine could not take: this command reached it.
+        retry_pending(store, connectors, host, run_id, rewrite=False, engine=engine, methods=[ENGINE])
     rewritten, error = _rewrite(store)
     for report in reports:
         report.targets = results.get(report.erasure_id, [])
@@ -299,10 +302,11 @@ def _targets(store: Store, connectors: Mapping[str, Connector], key: str) -> lis
 def retry_pending(
     store: Store, connectors: Mapping[str, Connector], host: PluginHost, run_id: int | None,
     erasure_ids: Sequence[int] | None = None, *, rewrite: bool = True,
-    engine: Engine | None = None, engine_error: str | None = None,
+    engine: Engine | None = None, engine_error: str | None = None, methods: Sequence[str] | None = None,
 ) -> dict[int, list[TargetReport]]:
-    """Send every pending deletion (of ``erasure_ids``, or all); returns reports per erasure.
-    ``engine``: the project's external engine, open (``engine_error``: why it is not).
+    """Send every pending deletion (of ``erasure_ids``, or all; of targets with one of
+    ``methods``, or all); returns reports per erasure. ``engine``: the project's external
+    engine, open (``engine_error``: why it is not).
 
     An erasure every system has answered loses its address; the store file is then rewritten
     (unless ``rewrite`` is False: the caller does it)."""
@@ -311,9 +315,10 @@ def retry_pending(
         SELECT t.erasure_id, t.connection, t.method, t.external_id, t.previous_status, e.address
         FROM erasure_targets t JOIN erasures e ON e.id = t.erasure_id
         WHERE t.status = 'pending' AND (?::BIGINT[] IS NULL OR list_contains(?::BIGINT[], t.erasure_id))
+          AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], t.method))
         ORDER BY t.erasure_id, t.connection
         """,
-        [erasure_ids, erasure_ids],
+        [erasure_ids, erasure_ids, methods, methods],
     ).fetchall()
     for erasure_id, name, method, external_id, previous, address in rows:
         if method == ENGINE:
