@@ -88,7 +88,8 @@ class Planning:
         self.reason: str | None = None  # why the plan is a full one; None: incremental
         self.recomputed = 0
         self._fingerprint: str | None = None
-        self._marks: Marks | None = None
+        self._marks: Marks | None = None  # this plan's
+        self._last: Marks | None = None  # the last plan's, when its fingerprint is this one's
 
     @property
     def full(self) -> bool:
@@ -118,7 +119,8 @@ class Planning:
         elif consent.run_id is not None and not memberships.held:
             members_run = consent.run_id
         plan._marks = _now(con, as_of, members_run)
-        plan.reason = plan._why_full(memberships, consent, as_of)
+        has_plan, plan._last = plan._read_last()
+        plan.reason = plan._why_full(memberships, consent, as_of, has_plan)
         if plan.reason is None:
             plan.recomputed = plan._collect(memberships, consent, as_of)
             contacts = con.execute("SELECT count(*) FROM contacts").fetchall()[0][0]
@@ -127,24 +129,25 @@ class Planning:
                                f"(more than {DEFAULT_MAX_SHARE:.0%}: one pass over everyone is cheaper)")
         return plan
 
-    def _last(self) -> Marks | None:
+    def _read_last(self) -> tuple[bool, Marks | None]:
+        """(whether the destination was planned before, that plan's marks when its fingerprint
+        is this plan's)."""
         rows = self._con.execute(
             f"SELECT fingerprint, as_of, members_run, ledger_id, suppression_id, status_change_id, "
             f"erasure_id, clock FROM {MARKS_TABLE} WHERE destination = ?", [self.destination]).fetchall()
-        if not rows or rows[0][0] != self._fingerprint:
-            return None
-        return Marks(*rows[0][1:])
+        if not rows:
+            return False, None
+        return True, (Marks(*rows[0][1:]) if rows[0][0] == self._fingerprint else None)
 
-    def _why_full(self, memberships: Memberships, consent: EffectiveConsent, as_of: datetime) -> str | None:
+    def _why_full(self, memberships: Memberships, consent: EffectiveConsent, as_of: datetime,
+                  has_plan: bool) -> str | None:
         if self._fingerprint is None:
             return "the consent's inputs are not known"
         if consent.run_id is None:
             return "a dry run"
-        has_plan = self._con.execute(f"SELECT count(*) FROM {MARKS_TABLE} WHERE destination = ?",
-                                     [self.destination]).fetchall()[0][0]
         if not has_plan:
             return "no previous plan"
-        last = self._last()
+        last = self._last
         if last is None:
             return "the destination's mapping, the rules or the consent policy changed"
         if as_of < last.as_of:
@@ -163,8 +166,8 @@ class Planning:
     def _collect(self, memberships: Memberships, consent: EffectiveConsent, as_of: datetime) -> int:
         """Fill the dirty table with everyone whose desired state may have moved since the last
         plan (see the module docstring); return how many."""
-        last = self._last()
-        assert last is not None
+        last = self._last
+        assert last is not None  # an incremental plan has the last plan's marks (_why_full)
         inputs = consent.inputs[self.destination]
         clock = f"{literal(last.clock.isoformat())}::TIMESTAMPTZ"
         moved = [
