@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import io
 import json
 import os
@@ -88,7 +87,6 @@ class Extent:
     lines: int  # physical lines ending with a line break
     complete_bytes: int  # bytes up to and including the last line break
     size: int  # bytes in the file (more than complete_bytes: a last line still unfinished)
-    sha256: str | None  # of the complete bytes; None when counted on from a known position
 
     @property
     def unfinished(self) -> bool:
@@ -99,31 +97,23 @@ class Extent:
 
 
 def extent(path: Path, *, lines: int = 0, offset: int = 0) -> Extent:
-    """Count the lines that are finished, and fingerprint exactly those bytes (one pass).
+    """Count the lines that are finished (one pass).
 
     With ``offset`` (the byte after a line break) and ``lines`` (the finished lines before it,
-    known from an earlier count), only the bytes from ``offset`` on are read and counted, and
-    nothing is fingerprinted (``sha256`` None): an appended file costs its new bytes.
+    known from an earlier count), only the bytes from ``offset`` on are read and counted: an
+    appended file costs its new bytes. (The files connector's cursor fingerprints the loaded
+    bytes itself, from a bounded read of their ends: segsync_files.cursor.)
     """
-    digest = hashlib.sha256() if offset == 0 else None
     complete = offset
-    pending = b""  # bytes after the last line break seen so far
     with path.open("rb") as handle:
         handle.seek(offset)
         while chunk := handle.read(_CHUNK):
             breaks = chunk.count(b"\n")
             if breaks:
-                last = chunk.rindex(b"\n")
-                if digest is not None:
-                    digest.update(pending)
-                    digest.update(chunk[: last + 1])
-                pending = chunk[last + 1:]
                 lines += breaks
-                complete = offset + last + 1
-            elif digest is not None:
-                pending += chunk
+                complete = offset + chunk.rindex(b"\n") + 1
             offset += len(chunk)
-    return Extent(lines, complete, offset, digest.hexdigest() if digest is not None else None)
+    return Extent(lines, complete, offset)
 
 
 def _line_offsets(path: Path, *lines: int) -> list[int]:
