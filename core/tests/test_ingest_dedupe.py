@@ -106,3 +106,25 @@ def test_parts_from_a_known_offset_are_the_parts_counted_from_the_top(tmp_path_f
     from_top = parts(path, fmt, first_line + skip, None, per_part)
     known = parts(path, fmt, first_line + skip, None, per_part, first_byte=starts[skip])
     assert known == from_top
+
+
+def test_a_hash_loaded_before_is_only_a_candidate_the_id_decides(tmp_path) -> None:
+    """Several parts keep the hashes of the ids loaded so far; a row whose hash is among them is
+    a repeat only when events holds its id (hashes of distinct ids may collide)."""
+
+    class Colliding(Ingestor):
+        def _merge_events(self) -> int:
+            # As if e9 (never loaded) and e1 (loaded by part 1) shared a hash: part 2 meets e9's.
+            self.con.execute("INSERT INTO _batch_ids SELECT hash('e9')")
+            return super()._merge_events()
+
+    path = _events(tmp_path / "e.csv", [("a@x.co", "e1"), ("b@x.co", "e2"), ("c@x.co", "e9"), ("d@x.co", "e1")])
+    with Store(tmp_path / "s.duckdb") as store:
+        ingestor = Colliding(store.con, connection="src", run_id=1, event_types=EVENT_TYPES, lines_per_part=2)
+        with store.transaction():
+            result = ingestor.ingest(Batch(Stream.EVENTS, None, file=FileSlice(path, "csv", label=path.name)))
+        assert (result.rows, result.loaded, result.rejected) == (4, 3, 0)
+        assert _events_table(store) == [
+            ("src", "e1", "a@x.co", True, "srce1"), ("src", "e2", "b@x.co", True, "srce2"),
+            ("src", "e9", "c@x.co", True, "srce9"),
+        ]
