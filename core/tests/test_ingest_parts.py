@@ -182,3 +182,42 @@ def test_each_part_is_staged_from_its_own_bytes(tmp_path) -> None:
 ])
 def test_control_bytes_are_found_by_the_byte_table(data, found) -> None:
     assert _has_control_bytes(data) is found
+
+
+@pytest.mark.parametrize(("lines_per_part", "kept"), [(2, 4_000_000), (2, 1), (1_000_000, 4_000_000)])
+def test_addresses_resolved_by_an_earlier_part_are_reused_and_named_on_every_line(tmp_path, monkeypatch, lines_per_part, kept) -> None:
+    """A part resolves only the addresses no earlier part of its batch held (``kept``: how many
+    the batch keeps; 1 starts again at every part); each line still gets its key or its error."""
+    monkeypatch.setattr(ingest_module, "KEPT_ADDRESSES", kept)
+    path = tmp_path / "e.csv"
+    lines = [("a@x.co", "e1"), ("not-an-address", "e2"), (" A@X.co", "e3"), ("b@x.co", "e4"),
+             ("not-an-address", "e5"), ("a@x.co", "e6"), ("b@x.co", "e7")]
+    path.write_text("email,type,timestamp,id\n" + "".join(
+        f"{email},email.opened,2024-05-01T10:00:00Z,{id_}\n" for email, id_ in lines))
+    (counts, state) = _load(tmp_path, "s", Batch(Stream.EVENTS, None, file=FileSlice(path, "csv", label="e.csv")),
+                            lines_per_part)
+    assert counts[:3] == (7, 5, 2)
+    assert [(key, id_) for key, _, id_, *_ in state["events"]] == [
+        ("a@x.co", "e1"), ("a@x.co", "e3"), ("b@x.co", "e4"), ("a@x.co", "e6"), ("b@x.co", "e7")]
+    reason = "invalid email address: An email address must have an @-sign."
+    assert state["errors"] == [("e.csv line 3", "email", reason), ("e.csv line 6", "email", reason)]
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_line_numbers_of_a_bulk_load_follow_the_file_across_buffers_and_row_groups(tmp_path, in_transaction) -> None:
+    """The bulk path numbers lines by the rows' positions in a parallel load (no window): a file
+    larger than DuckDB's 32 MB read buffer and many row groups keeps every physical line, also
+    inside a transaction (where row ids start at a base of their own)."""
+    path = tmp_path / "e.csv"
+    total = 700_000  # about 43 MB
+    with path.open("w") as out:
+        out.write("email,type,timestamp,id\n")
+        out.writelines(f"user{i % 1000}@example.com,email.opened,2024-05-01T10:00:00Z,{i}\n" for i in range(total))
+    con = duckdb.connect()
+    if in_transaction:
+        con.execute("BEGIN")
+    staged = stage(con, path, "csv", "_file", first_line=2, last_line=total + 1)
+    assert staged.bulk is True and staged.bad == []
+    # Row i (0-based) is physical line i + 2: the header is line 1.
+    assert con.execute("SELECT count(*), count(*) FILTER (WHERE _line <> id::BIGINT + 2), min(_line), max(_line) "
+                       "FROM _file").fetchall() == [(total, 0, 2, total + 1)]

@@ -92,6 +92,8 @@ _ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]
 # A file is staged, validated and merged this many lines at a time: what the steps hold in
 # memory (the lines, the staged and the checked rows) stays the same whatever the file's size.
 LINES_PER_PART = 1_000_000
+# Addresses a batch keeps resolved for its later parts (about 60 bytes each in memory).
+KEPT_ADDRESSES = 4_000_000
 # Record errors a result keeps for display (all of them are stored).
 SHOWN_ERRORS = 20
 
@@ -215,7 +217,10 @@ class Ingestor:
             WHERE {self._row_filter(file, identifier)}
             """
         )
-        self._add_record_label(f"{label} || ' line ' || (_row + 1)")
+        # Without extra columns or a time filter, _raw only renames _file's columns: read
+        # through it rather than copying every row once more.
+        self._add_record_label(f"{label} || ' line ' || (_row + 1)",
+                               materialize=bool(extras) or file.newer_than is not None)
 
     def _stage_jsonl(self, stream: Stream, file: FileSlice, *, record_from_json: bool) -> None:
         # One VARCHAR column per physical line: exact line numbers, and a malformed line is a
@@ -338,8 +343,9 @@ class Ingestor:
             f"{literal(value)}::TIMESTAMPTZ, true)"
         )
 
-    def _add_record_label(self, label_sql: str) -> None:
-        """Materialize ``_raw`` as ``_staged`` (scanned once, read twice); name records lazily.
+    def _add_record_label(self, label_sql: str, *, materialize: bool = True) -> None:
+        """Materialize ``_raw`` as ``_staged`` (scanned once, read twice; ``materialize`` False:
+        a view, when ``_raw`` costs less to read twice than to copy); name records lazily.
 
         ``label_sql`` (over ``_row`` and ``_record_id``) is only evaluated for rows with errors:
         building "file line N" for ten million good rows is wasted work.
@@ -348,13 +354,11 @@ class Ingestor:
         malformed = "_malformed" if "_malformed" in columns else "false AS _malformed"
         record_id = "_record_id" if "_record_id" in columns else "NULL::VARCHAR AS _record_id"
         rest = [c for c in columns if c not in {"_malformed", "_record_id"}]
-        self.con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _staged AS
-            SELECT {', '.join(identifier(c) for c in rest)}, {malformed}, {record_id}
-            FROM _raw
-            """
-        )
+        select = f"SELECT {', '.join(identifier(c) for c in rest)}, {malformed}, {record_id} FROM _raw"
+        if materialize:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _staged_t AS {select}")
+            select = "SELECT * FROM _staged_t"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW _staged AS {select}")
         self._label_sql = label_sql
 
     @staticmethod
@@ -419,12 +423,23 @@ class Ingestor:
     # -- email keys --------------------------------------------------------------------------
 
     def _resolve_emails(self) -> None:
-        """Create ``_keys(raw, key, error)`` for every distinct address in ``_staged``."""
+        """Make ``_keys(raw, key, error)`` hold every distinct address in ``_staged``.
+
+        ``_keys`` keeps the addresses of the batch's earlier parts: a part resolves only the
+        addresses it is the first to hold (the parts of an events file mostly repeat the same
+        people). It starts again when it would outgrow :data:`KEPT_ADDRESSES`.
+        """
         slow_tlds = literal_list(SLOW_PATH_TLDS)
         self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _part_raw AS "
+            "SELECT DISTINCT email AS raw FROM _staged WHERE email IS NOT NULL"
+        )
+        if self._count("_keys") + self._count("_part_raw") > KEPT_ADDRESSES:
+            self.con.execute("DELETE FROM _keys")
+        self.con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE _keys AS
-            WITH raw AS (SELECT DISTINCT email AS raw FROM _staged WHERE email IS NOT NULL)
+            CREATE OR REPLACE TEMP TABLE _new_keys AS
+            WITH raw AS (SELECT raw FROM _part_raw p WHERE NOT EXISTS (SELECT 1 FROM _keys k WHERE k.raw = p.raw))
             SELECT raw,
                    CASE WHEN length(lower(trim(raw))) <= 254
                          AND regexp_full_match(lower(trim(raw)), $1)
@@ -437,7 +452,7 @@ class Ingestor:
             """,
             [FAST_EMAIL_PATTERN],
         )
-        slow = [r[0] for r in self.con.execute("SELECT raw FROM _keys WHERE key IS NULL").fetchall()]
+        slow = [r[0] for r in self.con.execute("SELECT raw FROM _new_keys WHERE key IS NULL").fetchall()]
         if slow:
             resolved = []
             for raw in slow:
@@ -452,8 +467,9 @@ class Ingestor:
                 {"raws": raws, "keys": keys, "errors": errors},
             )
             self.con.execute(
-                "UPDATE _keys SET key = s.key, error = s.error FROM _slow_keys s WHERE _keys.raw = s.raw"
+                "UPDATE _new_keys SET key = s.key, error = s.error FROM _slow_keys s WHERE _new_keys.raw = s.raw"
             )
+        self.con.execute("INSERT INTO _keys SELECT raw, key, error FROM _new_keys")
 
     # -- per stream --------------------------------------------------------------------------
 
@@ -472,6 +488,7 @@ class Ingestor:
             )
         if batch.stream is Stream.EVENTS:
             self._begin_events(parts=len(split))
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _keys (raw VARCHAR, key VARCHAR, error VARCHAR)")
         try:
             if len(split) == 1:
                 # One part: staged by its byte offsets when known (no count from the top).
@@ -479,6 +496,7 @@ class Ingestor:
                 return self._ingest(batch, None)
             return self._ingest_parts(batch, split)
         finally:
+            self.con.execute("DROP TABLE IF EXISTS _keys")
             if batch.stream is Stream.EVENTS:
                 self.con.execute("DROP TABLE IF EXISTS _batch_ids")
 

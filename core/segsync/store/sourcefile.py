@@ -426,13 +426,18 @@ def _has_control_bytes(data: bytes) -> bool:
     return b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
 
 
+def _create(con, table: str, select: str) -> None:
+    """TEMP TABLE ``<table>_t`` from ``select`` (which yields ``_line``) and ``table`` as a view
+    of it: the bulk path's ``_line`` is computed in its view (:func:`_bulk`), and every path
+    creates both names, so the next part may take another path."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_t AS {select}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {table}_t")
+
+
 def _create_empty(con, table: str, format: FileFormat, columns: list[str]) -> None:
     cols = ["line"] if format == "jsonl" else columns
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT NULL::BIGINT AS _line, "
-        + ", ".join(f"NULL::VARCHAR AS {identifier(c)}" for c in cols)
-        + " WHERE false"
-    )
+    _create(con, table, "SELECT NULL::BIGINT AS _line, "
+            + ", ".join(f"NULL::VARCHAR AS {identifier(c)}" for c in cols) + " WHERE false")
 
 
 def _reader(path: Path, format: FileFormat, columns: list[str], delimiter: str, *, max_line: int) -> str:
@@ -472,9 +477,15 @@ def _bulk(con, region: _Region, format: FileFormat, table: str, columns: list[st
         # A record spanning lines, a skipped blank line or a misread line ending: line numbers
         # would drift, so every line is read on its own instead.
         return False
+    # The line numbers come from the rows' positions in the table: a plain scan into a new
+    # table keeps the file's order (DuckDB preserves insertion order) and runs on every core,
+    # where ``row_number() OVER ()`` ran on one and held the part once more.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}_t AS SELECT * FROM {source}")
+    # Row ids count from 0, or from a fixed base inside a transaction: from the first row's.
+    first = con.execute(f"SELECT min(rowid) FROM {table}_t").fetchall()[0][0]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS "
-        f"SELECT (row_number() OVER () + {region.first_line - 1})::BIGINT AS _line, * FROM {source}"
+        f"CREATE OR REPLACE TEMP VIEW {table} AS "
+        f"SELECT (rowid - {int(first)} + {region.first_line})::BIGINT AS _line, * FROM {table}_t"
     )
     return True
 
@@ -507,7 +518,7 @@ def _line_by_line(con, region: _Region, format: FileFormat, table: str, columns:
                 f"new_line = '\\n', max_line_size = {MAX_RECORD_BYTES + 64})"
             )
             select = "_line, line"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select} FROM {source}")
+        _create(con, table, f"SELECT {select} FROM {source}")
     finally:
         os.unlink(staging)
     return bad
