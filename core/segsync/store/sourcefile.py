@@ -1,7 +1,7 @@
 """Reading a CSV or JSONL source file line-exactly, whatever its bytes.
 
 A region of a file (its header plus physical lines ``first_line`` to ``last_line``) becomes a
-temporary table with the physical line each record starts on:
+temporary view (of a temporary table ``<name>_t``) with the physical line each record starts on:
 
 * CSV: ``(_line, <one VARCHAR column per header column>)``;
 * JSONL: ``(_line, line)``, one row per physical line.
@@ -11,7 +11,7 @@ Two paths give the same table:
 1. *Bulk* — DuckDB's ``read_csv`` in strict mode with the dialect fixed (delimiter from the
    header, ``"`` quotes, every column ``VARCHAR``, at most :data:`MAX_RECORD_BYTES` a line).
    It is taken only when the bytes hold no control character and the reader returns exactly
-   one record per physical line: anything else (a raised error, a record spanning lines, a
+   one record per physical line (line numbers then follow from the rows' order): anything else (a raised error, a record spanning lines, a
    skipped blank line, a silently empty result) falls back.
 2. *Line by line* — each physical line is decoded and parsed on its own (a quoted field may
    span lines when the record then has the header's columns). A bad line becomes one
@@ -279,7 +279,7 @@ def stage(
     offsets: tuple[int, int] | None = None,
     more_follows: bool = False,
 ) -> Staged:
-    """Create TEMP TABLE ``table`` from physical lines ``first_line``..``last_line`` (CSV: the
+    """Create TEMP VIEW ``table`` (of TEMP TABLE ``<table>_t``) from physical lines ``first_line``..``last_line`` (CSV: the
     header is line 1 and data starts at line 2; ``last_line`` None: to the end of the file).
 
     ``offsets``: where those lines start and end in bytes, when the caller knows (a
