@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segsync import Batch, FileSlice, Stream
 from segsync.default_plugins.event_types import EVENT_TYPES
@@ -221,3 +223,34 @@ def test_line_numbers_of_a_bulk_load_follow_the_file_across_buffers_and_row_grou
     # Row i (0-based) is physical line i + 2: the header is line 1.
     assert con.execute("SELECT count(*), count(*) FILTER (WHERE _line <> id::BIGINT + 2), min(_line), max(_line) "
                        "FROM _file").fetchall() == [(total, 0, 2, total + 1)]
+
+
+_MERGE_STORE: dict[str, Store] = {}
+_NAMES = st.sampled_from(["", "  ", "Ann", "Bo", "Cy"])
+_CUSTOM = st.dictionaries(st.sampled_from(["tier", "score", "plan"]), st.integers(0, 3), max_size=2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.lists(st.tuples(st.sampled_from(["a@x.co", "b@x.co", "c@x.co", "d@x.co"]), _NAMES, _CUSTOM),
+                      min_size=1, max_size=10),
+       lines_per_part=st.sampled_from([3, 1_000_000]))
+def test_contacts_merge_by_the_rule_whether_a_person_has_one_row_in_a_part_or_several(tmp_path_factory, batch, lines_per_part) -> None:
+    """People with one row in a part take it as it is, the others go through the aggregate: both
+    follow the merge rule (a later non-empty value wins, an empty one never erases, custom
+    attributes merge in line order)."""
+    path = tmp_path_factory.mktemp("m") / "c.jsonl"
+    path.write_text("".join(json.dumps({"email": e, "first_name": n, "custom": c}) + "\n" for e, n, c in batch))
+    expected: dict[str, tuple] = {}
+    for email, name, custom in batch:
+        old_name, old_custom = expected.get(email, (None, {}))
+        expected[email] = (name.strip() or old_name, {**old_custom, **custom})
+    if "store" not in _MERGE_STORE:  # one store for every example (creating one costs more)
+        _MERGE_STORE["store"] = Store(":memory:")
+    store = _MERGE_STORE["store"]
+    store.con.execute("DELETE FROM contacts")
+    ingestor = Ingestor(store.con, connection="src", run_id=1, event_types=EVENT_TYPES, lines_per_part=lines_per_part)
+    with store.transaction():
+        result = ingestor.ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "jsonl")))
+    assert (result.rows, result.loaded, result.rejected) == (len(batch), len(expected), 0)
+    got = rows(store, "SELECT contact_key, first_name, custom::VARCHAR FROM contacts ORDER BY 1")
+    assert [(k, n, json.loads(c)) for k, n, c in got] == [(k, *expected[k]) for k in sorted(expected)]

@@ -754,12 +754,25 @@ class Ingestor:
             f"arg_max({a}, _row) FILTER (WHERE {a} IS NOT NULL) AS {a}"
             for a in ("external_id", "external", *attrs)
         )
+        # Most people have one row in a part: their row is taken as it is; only the others are
+        # merged by the aggregate (whose ordered list sorts every group it sees).
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _repeated_keys AS SELECT contact_key FROM _checked "
+            "WHERE len(_errors) = 0 GROUP BY contact_key HAVING count(*) > 1"
+        )
+        names = ", ".join(("external_id", "external", *attrs, "custom"))
         self.con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _contacts_in AS
+            SELECT contact_key, {names} FROM _checked c
+            WHERE len(_errors) = 0
+              AND NOT EXISTS (SELECT 1 FROM _repeated_keys r WHERE r.contact_key = c.contact_key)
+            UNION ALL
             SELECT contact_key, {latest},
                    list_reduce(list(custom ORDER BY _row), lambda a, b: json_merge_patch(a, b)) AS custom
-            FROM _checked WHERE len(_errors) = 0
+            FROM _checked c
+            WHERE len(_errors) = 0
+              AND EXISTS (SELECT 1 FROM _repeated_keys r WHERE r.contact_key = c.contact_key)
             GROUP BY contact_key
             """
         )
