@@ -316,3 +316,60 @@ def test_imports_are_polled_oldest_first_and_a_round_without_progress_costs_one_
     assert sleeps == [0.5, 1.0, 2.0, 0.5]
     assert reports == [["i0@example.com"], ["i1@example.com"], ["i2@example.com"]]
     assert [o.status for o in outcomes.result()] == ["ok"] * 3
+
+
+json_scalars = st.text(max_size=20) | st.integers(-10**9, 10**9) | st.booleans()
+
+
+@given(st.emails(), st.dictionaries(st.sampled_from(["FIRSTNAME", "LASTNAME", "CITY", "NOTE"]), json_scalars, max_size=4))
+def test_a_rows_size_with_any_attribute_values_is_its_json_size(email, attributes):
+    # _size encodes with one C encoder made once; quotes, backslashes, control characters and
+    # non-ASCII text must still count as json.dumps writes them (UTF-8 bytes).
+    from segsync_brevo.planner import _size
+
+    row = {"email": email, "attributes": attributes}
+    assert _size(row) == len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+
+
+@given(st.lists(st.integers(1, 400), max_size=60), st.integers(100, 2000))
+def test_chunks_are_counted_as_they_are_cut(sizes, limit):
+    # Pricing counts the chunks without cutting them (count_chunks); the count must be what
+    # chunk_rows then cuts, whether the group fits in one import or not.
+    from segsync_brevo.planner import chunk_rows, count_chunks
+
+    rows = [(i, {"email": f"{i}@example.com"}, size) for i, size in enumerate(sizes)]
+    assert count_chunks(rows, limit) == len(chunk_rows(rows, limit))
+
+
+def test_the_lists_of_a_combination_of_segments_are_resolved_once_and_the_collector_waits(
+        emulator, make_connector, monkeypatch):
+    # 300 changes naming 3 combinations of segments: each combination's lists are resolved once
+    # per write (list_id once per segment), and the cyclic collector is paused while the rows are
+    # planned (they hold no cycles; it would re-scan the caller's heap), then running again.
+    import gc
+
+    from segsync_brevo import planner
+
+    collector_on: list[bool] = []
+    size = planner._size
+    monkeypatch.setattr(planner, "_size", lambda row: collector_on.append(gc.isenabled()) or size(row))
+    emulator.state.add_list("gone")
+    connector = make_connector(create_lists=False)
+    emulator.state.add_list("vip"), emulator.state.add_list("trial")
+    resolved: list[tuple[str, bool]] = []
+    planned = connector._writer.planner._resolve
+    monkeypatch.setattr(connector._writer.planner, "_resolve",
+                        lambda add, remove: resolved.append((add, remove)) or planned(add, remove))
+    combos = [(("vip",), ()), (("vip", "trial"), ("gone",)), (("nolist",), ())]
+    changes = [change(f"r{i:03d}@example.com", attributes={"first_name": "R"},
+                      add=combos[i % 3][0], remove=combos[i % 3][1]) for i in range(300)]
+    result = connector.write(changes)
+
+    assert sorted(resolved) == sorted(combos)
+    status = [(o.status, o.field) for o in result.outcomes]
+    assert status == [("ok", None), ("ok", None), ("rejected", "segments")] * 100
+    assert result.outcomes[2].reason == "no Brevo list for segment 'nolist' (set list_mapping or create_lists)"
+    assert collector_on and not any(collector_on)
+    assert gc.isenabled()
+    lists = {l.name: l for l in emulator.state.lists.values()}
+    assert len(lists["vip"].members) == 200 and len(lists["trial"].members) == 100
