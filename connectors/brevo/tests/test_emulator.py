@@ -101,3 +101,49 @@ def test_imports_are_background_processes_a_few_of_which_run_at_once():
             "u0@example.com", "u1@example.com", "u2@example.com"]
     finally:
         state.close()
+
+
+def test_an_import_row_of_the_wrong_type_is_refused_by_the_compiled_check() -> None:
+    # Brevo's import rows (requestContactImport_jsonBody: email a string, attributes an object)
+    # have no value constraints: the compiled check takes them, and still refuses a wrong type.
+    from segsync_brevo.emulator.spec import spec_validator
+
+    validator = spec_validator()
+    assert validator is not None, "Brevo's spec is needed for this test"
+    rows = [{"email": f"r{i}@example.com", "attributes": {"FIRSTNAME": "R"}} for i in range(1000)]
+    body = {"jsonBody": rows, "listIds": [1]}
+    assert validator.check_request("POST", "/contacts/import", {}, body) == []
+    bad = [*rows[:3], {"email": 7}, {"email": "x@example.com", "attributes": "FIRSTNAME=R"}]
+    assert [(v.field, v.message) for v in validator.check_request("POST", "/contacts/import", {}, {**body, "jsonBody": bad})] == [
+        ("jsonBody.3.email", "7 is not of type 'string'"),
+        ("jsonBody.4.attributes", "'FIRSTNAME=R' is not of type 'object'")]
+    assert not validator._valid_shapes.get(("request", "POST", "/contacts/import", "jsonBody"))  # no shape kept
+
+
+def test_an_imports_rows_land_when_its_processing_starts_and_it_completes_at_the_modelled_time():
+    # The emulator's CPU for an import is inside its modelled time (import_delay + rows at
+    # import_rows_per_second), not added after it: the rows are applied as the process starts,
+    # sharing one modification time (one slice), and the process stays in_process until the end.
+    from segsync_brevo.emulator import BrevoEmulator
+
+    emulator = BrevoEmulator(api_key="test-key", import_delay=600.0)
+    emulator.start()
+    try:
+        audience = emulator.state.add_list("segsync")
+        status, _, body = raw(emulator, "POST", "/contacts/import", {
+            "jsonBody": [{"email": f"p{n}@example.com", "attributes": {"FIRSTNAME": f"P{n}"}} for n in range(3)],
+            "listIds": [audience]})
+        process = json.loads(body)["processId"]
+        assert status == 202
+        for _ in range(500):  # the worker picks the import up at once; the rows follow
+            if emulator.state.contact("p2@example.com") is not None:
+                break
+            time.sleep(0.01)
+        contacts = [emulator.state.contact(f"p{n}@example.com") for n in range(3)]
+        assert [c.attributes for c in contacts] == [{"FIRSTNAME": f"P{n}"} for n in range(3)]
+        assert len({c.modified_at for c in contacts}) == 1
+        assert emulator.state.get_process(process)["status"] == "in_process"  # 600 s modelled
+        later = emulator.state.seed_contact("later@example.com")
+        assert emulator.state.contacts[later].modified_at > contacts[0].modified_at
+    finally:
+        emulator.stop()

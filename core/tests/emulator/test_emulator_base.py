@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import requests
 
 from segsync.testing.emulator import EmulatorProcess, OpenApiValidator, RandomFaults
@@ -214,3 +216,41 @@ def test_an_emulator_runs_in_its_own_process(monkeypatch: pytest.MonkeyPatch) ->
         # Its own process collects garbage less often than Python's default (700, 10, 10):
         # an emulator's state is millions of long-lived objects without cycles.
         assert notes.stats()["gc_thresholds"] == list(GC_THRESHOLDS) == [50_000, 50, 100]
+
+
+# Item schemas without value constraints, as the compiled check takes them (types, properties,
+# required, additionalProperties, items), nested a little.
+_leaf_schemas = st.sampled_from([{}, {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"},
+                                 {"type": "null"}, {"type": ["string", "integer"]}, {"type": "object"},
+                                 {"type": "array"}, {"description": "anything", "format": "email"}])
+_item_schemas = st.recursive(_leaf_schemas, lambda inner: st.one_of(
+    st.fixed_dictionaries({"type": st.just("object"), "properties": st.dictionaries(st.sampled_from("abc"), inner, max_size=3)},
+                          optional={"required": st.lists(st.sampled_from("abc"), max_size=2, unique=True),
+                                    "additionalProperties": st.booleans() | inner}),
+    st.fixed_dictionaries({"type": st.just("array"), "items": inner}),
+    st.fixed_dictionaries({"properties": st.dictionaries(st.sampled_from("ab"), inner, max_size=2)})), max_leaves=6)
+_json_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-2, 2) | st.text(max_size=3),
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abcd"), inner, max_size=3),
+                            max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(schema=_item_schemas, items=st.lists(_json_values, min_size=1, max_size=4))
+def test_a_compiled_item_check_agrees_with_jsonschema(schema, items) -> None:
+    # Arrays of items without value constraints (a Brevo import's rows) are checked by a
+    # predicate compiled from the item schema instead of through shapes and jsonschema: it must
+    # accept and refuse exactly what Draft 4 does, and the refused items get jsonschema's messages.
+    import jsonschema
+
+    spec = {"openapi": "3.0.0", "paths": {"/notes": {"post": {
+        "requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "properties": {"notes": {"type": "array", "items": schema}}}}}},
+        "responses": {"201": {}}}}}}
+    validator = OpenApiValidator(spec)
+    expected = [(f"notes.{i}" + "".join(f".{p}" for p in error.path), error.message)
+                for i, item in enumerate(items)
+                for error in sorted(jsonschema.Draft4Validator(schema).iter_errors(item), key=lambda e: [str(p) for p in e.path])]
+    found = [(v.field, v.message) for v in validator.check_request("POST", "/notes", {}, {"notes": items})]
+    assert found == expected
+    assert validator._item_check(validator._resolve(schema)) is not None  # compiled, not through shapes
+

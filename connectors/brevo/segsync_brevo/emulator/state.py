@@ -293,9 +293,10 @@ class BrevoState:
         *,
         update_existing: bool = True,
         empty_erases: bool = False,
+        now: datetime | None = None,
     ) -> Contact:
         key = email.strip().lower()
-        now = self.clock.now()
+        now = now or self.clock.now()
         cid = self.by_email.get(key)
         if cid is None:
             contact = Contact(next(self._ids["contact"]), key, now, now)
@@ -589,7 +590,8 @@ class BrevoState:
     def _run_imports(self) -> None:
         """One import worker: imports are queued (``queued``), then processed (``in_process``)
         by up to ``import_workers`` at once, each taking ``import_delay`` plus its rows at
-        ``import_rows_per_second`` before it is ``completed``."""
+        ``import_rows_per_second`` before it is ``completed``. Its rows are applied at the start
+        of that time (the emulator's own CPU is inside the modelled time, not added to it)."""
         while True:
             job = self._jobs.get()
             if job is None:
@@ -597,10 +599,13 @@ class BrevoState:
             process, body = job
             with self.lock:
                 process.status = "in_process"
-            time.sleep(self.import_delay + len(body["_rows"]) / self.import_rows_per_second)
-            self._apply_import(process, body)
+            done_at = time.monotonic() + self.import_delay + len(body["_rows"]) / self.import_rows_per_second
+            reports = self._apply_rows(body)
+            time.sleep(max(0.0, done_at - time.monotonic()))
+            self._complete(process, *reports)
 
-    def _apply_import(self, process: Process, body: dict[str, Any]) -> None:
+    def _apply_rows(self, body: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """Apply an import's rows; the addresses refused as invalid, and those seen twice."""
         invalid: list[str] = []
         duplicates: list[str] = []
         seen: set[str] = set()
@@ -608,12 +613,18 @@ class BrevoState:
         blacklist = True if body.get("emailBlacklist") else None
         update_existing = body.get("updateExistingContacts", True)
         empty_erases = body.get("emptyContactsAttributes", False)
+        lists = body["_lists"]
         # The account lock is taken per slice of rows, so the API keeps answering while a big
-        # import lands (contacts appear as it runs, as they do in Brevo during in_process).
+        # import lands (contacts appear as it runs, as they do in Brevo during in_process). The
+        # rows of one slice land at one instant: they share a modification time (readers see all
+        # of a slice or none of it, so modifiedSince paging stays exact).
         for start in range(0, len(rows), IMPORT_SLICE):
             with self.lock:
+                now = self.clock.now()
+                known_names = self.attributes
                 for row in rows[start:start + IMPORT_SLICE]:
-                    email = str(row.get("email") or (row.get("attributes") or {}).get("EMAIL") or "")
+                    attributes = row.get("attributes") or {}
+                    email = str(row.get("email") or attributes.get("EMAIL") or "")
                     key = email.strip().lower()
                     if not EMAIL_RE.match(email.strip()):
                         invalid.append(email)
@@ -623,9 +634,13 @@ class BrevoState:
                         continue
                     seen.add(key)
                     # "Any contact attribute that doesn't exist in your account will be ignored."
-                    known, _unknown = self._known_attributes(row.get("attributes") or {})
-                    self._upsert(email, known, body["_lists"], blacklist,
-                                 update_existing=update_existing, empty_erases=empty_erases)
+                    known = {n.upper(): v for n, v in attributes.items() if n.upper() in known_names} \
+                        if attributes else {}
+                    self._upsert(email, known, lists, blacklist,
+                                 update_existing=update_existing, empty_erases=empty_erases, now=now)
+        return invalid, duplicates
+
+    def _complete(self, process: Process, invalid: list[str], duplicates: list[str]) -> None:
         with self.lock:
             info: dict[str, Any] = {}
             for kind, emails in (("invalid_emails", invalid), ("duplicate_email_id", duplicates)):

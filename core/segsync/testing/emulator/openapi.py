@@ -8,7 +8,12 @@ Validation must cost an emulator little, or a benchmark measures the emulator, n
   item, once per *shape*: a shape keeps the values of every value-constrained property (enums,
   patterns, bounds) and only the JSON type of the others, so two items of one shape are valid or
   invalid together. Invalid items are always validated in full; whole bodies and answers of a
-  shape already found valid are not validated again.
+  shape already found valid are not validated again;
+* an array whose item schema has no value constraint at all (types, properties, required,
+  additionalProperties, items only: a Brevo import's rows) is checked by a predicate compiled
+  from that schema once, with Draft 4's type rules, instead of item by item through shapes
+  (~0.5 µs a row instead of ~2 µs); only the items it refuses go through jsonschema, for the
+  messages.
 
 Violations come back as ``(field, message)`` with jsonschema's messages; the emulator turns
 them into the service's own error format.
@@ -23,7 +28,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,25 @@ _VALUE_CONSTRAINTS = frozenset({
     "minLength", "maxLength", "multipleOf", "oneOf", "anyOf", "allOf", "not", "minItems", "maxItems",
     "uniqueItems", "minProperties", "maxProperties",
 })
+
+
+# Keywords a compiled item check understands; any other keyword that is not an annotation makes
+# the schema go through shapes and jsonschema.
+_STRUCTURAL = frozenset({"type", "properties", "additionalProperties", "items", "required"})
+_ANNOTATIONS = frozenset({"description", "example", "examples", "format", "default", "title", "readOnly",
+                          "writeOnly", "nullable", "deprecated", "xml", "externalDocs", "discriminator"})
+# Draft 4's types as jsonschema checks them: booleans are neither integers nor numbers, and an
+# integral float is not an integer (that came with draft 6).
+_DRAFT4_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: type(v) is dict,
+    "array": lambda v: type(v) is list,
+    "string": lambda v: type(v) is str,
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) is int or type(v) is float,
+    "boolean": lambda v: type(v) is bool,
+    "null": lambda v: v is None,
+}
+_COMPILE_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,7 @@ class OpenApiValidator:
         self._validators: dict[tuple[Any, ...], Any] = {}
         self._valid_shapes: dict[tuple[Any, ...], set[Any]] = {}
         self._schema_info: dict[int, tuple[Any, ...]] = {}
+        self._compiled: dict[int, Callable[[Any], bool] | None] = {}
         self._keep_alive: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -208,9 +233,84 @@ class OpenApiValidator:
         top = {k: ([] if k in arrays else v) for k, v in body.items()} if arrays else body
         violations = self._validate_once(key, schema, top, "")
         for name, items in arrays.items():
+            fits = self._item_check(items)
+            if fits is not None and all(map(fits, body[name])):
+                continue  # every item has the types the schema asks for: nothing else to check
             for i, item in enumerate(body[name]):
-                violations += self._validate_once((*key, name), items, item, f"{name}.{i}")
+                if fits is None or not fits(item):
+                    violations += self._validate_once((*key, name), items, item, f"{name}.{i}")
         return violations
+
+    def _item_check(self, schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+        """The compiled check of an array's item schema, or None when it has value constraints."""
+        if id(schema) not in self._compiled:
+            check = self._compile(schema, 0)
+            with self._lock:
+                self._compiled[id(schema)] = None if check is False else (check or _anything)
+                self._keep_alive.append(schema)
+        return self._compiled[id(schema)]
+
+    def _compile(self, schema: Any, depth: int) -> Callable[[Any], bool] | None | bool:
+        """A predicate true exactly when jsonschema (Draft 4) finds ``schema`` satisfied; None
+        when the schema accepts anything; False when it cannot be compiled (value constraints,
+        combinators, too deep)."""
+        resolved = self._resolve(schema)
+        if depth > _COMPILE_DEPTH or not isinstance(schema, dict):
+            return False
+        keywords = {k for k in resolved if not k.startswith("x-")} - _ANNOTATIONS
+        if keywords - _STRUCTURAL:
+            return False
+        kinds = resolved.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if kinds is not None and (not isinstance(kinds, list) or not all(k in _DRAFT4_TYPES for k in kinds)):
+            return False
+        type_ok = None if kinds is None else (
+            _DRAFT4_TYPES[kinds[0]] if len(kinds) == 1 else
+            (lambda tests: lambda v: any(t(v) for t in tests))([_DRAFT4_TYPES[k] for k in kinds]))
+        props: dict[str, Callable[[Any], bool] | None] = {}
+        for name, sub in (resolved.get("properties") or {}).items():
+            compiled = self._compile(sub, depth + 1)
+            if compiled is False:
+                return False
+            props[name] = compiled
+        extra = resolved.get("additionalProperties", True)
+        if isinstance(extra, dict):
+            extra = self._compile(extra, depth + 1)
+            if extra is False:
+                return False
+            extra = True if extra is None else extra
+        elif extra is not False:
+            extra = True
+        items = resolved.get("items")
+        if items is not None:
+            items = self._compile(items, depth + 1) if isinstance(items, dict) else False
+            if items is False:
+                return False
+        required = list(resolved.get("required") or ())
+        checked = {name: test for name, test in props.items() if test is not None}
+        object_rules = bool(required or checked or extra is not True)
+        if type_ok is None and not object_rules and items is None:
+            return None
+
+        def check(value: Any) -> bool:
+            if type_ok is not None and not type_ok(value):
+                return False
+            if object_rules and type(value) is dict:
+                for name in required:
+                    if name not in value:
+                        return False
+                for name, item in value.items():
+                    test = checked.get(name)
+                    if test is not None:
+                        if not test(item):
+                            return False
+                    elif name not in props and extra is not True and (extra is False or not extra(item)):
+                        return False
+            if items is not None and type(value) is list:
+                return all(map(items, value))
+            return True
+
+        return check
 
     def _validate_once(self, key: tuple[Any, ...], schema: dict[str, Any], instance: Any, prefix: str) -> list[Violation]:
         shape = self._shape(instance, schema)
@@ -293,6 +393,10 @@ class OpenApiValidator:
             self._schema_info[id(schema)] = info
             self._keep_alive.append(schema)  # ids stay unique while the schema is referenced
         return info
+
+
+def _anything(_value: Any) -> bool:
+    return True
 
 
 @lru_cache(maxsize=8)
