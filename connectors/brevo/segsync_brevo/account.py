@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from segsync_brevo.api import BrevoApi
+from segsync_brevo.api import BrevoApi, BrevoApiError
 from segsync_brevo.limits import LISTS_PAGE_MAX
 from segsync_brevo.settings import BrevoSettings
+from segsync_brevo.side_by_side import side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,31 @@ class AccountDirectory:
         self.lists()[list_id] = name
         log.info("created Brevo list %r (id %d)", name, list_id)
         return list_id
+
+    def prepare(self, create: Sequence[str], lookup: Sequence[str]) -> None:
+        """Resolve a write's lists before they are needed, in as few rounds as their order allows:
+        the account's lists read once; when some of ``create`` are missing, the folder found
+        (or created), then the missing lists created side by side. ``lookup`` names lists only
+        looked up (a removal never creates one). The planner's :meth:`list_id` calls then find
+        every list without a call."""
+        wanted = [name for name in dict.fromkeys(create) if name not in self.settings.list_mapping]
+        if not wanted and all(name in self.settings.list_mapping for name in lookup):
+            return
+        existing = set(self.lists().values())
+        missing = [name for name in wanted if name not in existing]
+        if not missing:
+            return
+        folder = self.folder_id()
+        failed: BrevoApiError | None = None
+        for name, created in side_by_side(lambda name: self.api.create_list(name, folder), missing,
+                                          self.settings.max_connections):
+            if isinstance(created, BrevoApiError):
+                failed = failed or created
+                continue
+            self.lists()[created] = name
+            log.info("created Brevo list %r (id %d)", name, created)
+        if failed is not None:
+            raise failed
 
     def folder_id(self) -> int:
         if self._folder is None:

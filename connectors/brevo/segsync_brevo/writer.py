@@ -8,18 +8,19 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from segsync import ContactChange, OutcomeReport, WriteResult, mask_email
 
 from segsync_brevo.account import AccountDirectory
 from segsync_brevo.api import BrevoApi, BrevoApiError, RetryableApiError
 from segsync_brevo.limits import LIST_MEMBERS_PER_CALL
-from segsync_brevo.mapping import valid_email
+from segsync_brevo.mapping import no_consent_refusal, valid_email
 from segsync_brevo.outcomes import Outcomes
 from segsync_brevo.planner import ImportJob, Plan, Planner
 from segsync_brevo.settings import BrevoSettings
+from segsync_brevo.side_by_side import side_by_side
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,8 +70,14 @@ class Writer:
     def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
         calls_before = self.api.calls
         outcomes = Outcomes(changes, report)
+        create, lookup = self._lists_named(changes)
         try:
-            plan = self.planner.plan(changes, outcomes)
+            if any(change.attributes for change in changes):
+                self.directory.attributes()  # read before planning (usually known already: check)
+            # The lists are read and created (side by side) while the changes are planned.
+            with ThreadPoolExecutor(1, thread_name_prefix="brevo-setup") as setup:
+                lists = setup.submit(self.directory.prepare, create, lookup)
+                plan = self.planner.plan(changes, outcomes, lists_ready=lists.result)
         except BrevoApiError as exc:  # lists/attributes could not be resolved at all
             _fail(outcomes, list(range(len(changes))), exc, "preparing the Brevo write failed")
             outcomes.settle_idle()
@@ -84,6 +91,36 @@ class Writer:
         self._members(plan, outcomes, add=True)
         self._members(plan, outcomes, add=False)
         return WriteResult(outcomes.result(), self.api.calls - calls_before)
+
+    def _lists_named(self, changes: Sequence[ContactChange]) -> tuple[list[str], list[str]]:
+        """The lists a write may need, for :meth:`AccountDirectory.prepare`: those to create when
+        missing (the audience list if any change may be imported, and each segment entered when
+        ``create_lists``), and those only looked up (segments left, or entered without
+        ``create_lists``). Changes that delete, or that will be refused for lack of consent,
+        name none."""
+        names = self.settings.brevo_attributes()
+        entered: dict[str, None] = {}
+        left: dict[str, None] = {}
+        audience = False
+        seen: set[tuple[Any, Any]] = set()
+        for change in changes:
+            if change.op == "delete" or no_consent_refusal(change.status, change.previous_status):
+                continue
+            if not audience and (change.previous_status is None or any(
+                    value is not None and key in names for key, value in change.attributes.items())):
+                audience = True
+            segments = (tuple(change.tags_add), tuple(change.tags_remove))
+            if segments not in seen:
+                seen.add(segments)
+                entered.update(dict.fromkeys(segments[0]))
+                left.update(dict.fromkeys(segments[1]))
+        if self.settings.segment_mode != "lists":
+            entered, left = {}, {}
+        create = [self.settings.audience_list] if audience else []
+        if self.settings.create_lists:
+            create += list(entered)
+            return create, list(left)
+        return create, [*entered, *left]
 
     # -- deletes -------------------------------------------------------------------------
 
@@ -160,24 +197,7 @@ class Writer:
             wait = self.poll_seconds if progressed else min(wait * 2, 30.0)
 
     def _side_by_side(self, call: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | BrevoApiError]]:
-        """``call(item)`` for every item, up to ``max_connections`` at once (each request still
-        paced by its rate-limit bucket and the account's budget), yielded here, in the calling
-        thread, as each finishes: its result, or the :class:`BrevoApiError` it raised."""
-        if len(items) <= 1 or self.settings.max_connections <= 1:
-            for item in items:
-                try:
-                    yield item, call(item)
-                except BrevoApiError as exc:
-                    yield item, exc
-            return
-        with ThreadPoolExecutor(min(self.settings.max_connections, len(items)),
-                                thread_name_prefix="brevo") as pool:
-            futures = {pool.submit(call, item): item for item in items}
-            for future in as_completed(futures):
-                try:
-                    yield futures[future], future.result()
-                except BrevoApiError as exc:
-                    yield futures[future], exc
+        return side_by_side(call, items, self.settings.max_connections)
 
     def _import_report(self, job: ImportJob, process: dict, outcomes: Outcomes) -> None:
         """Map the CSV reports a completed import points at back to the rows they name."""

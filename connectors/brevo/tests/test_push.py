@@ -373,3 +373,61 @@ def test_the_lists_of_a_combination_of_segments_are_resolved_once_and_the_collec
     assert gc.isenabled()
     lists = {l.name: l for l in emulator.state.lists.values()}
     assert len(lists["vip"].members) == 200 and len(lists["trial"].members) == 100
+
+
+@given(st.lists(st.integers(1, 400), max_size=60), st.integers(402, 2000))
+def test_rows_are_shared_evenly_among_as_many_imports_as_they_need(sizes, limit):
+    # An import per max_bytes as before, but of about equal size (Brevo processes a few at
+    # once: one big and one small import leave a worker idle while the big one runs).
+    from segsync_brevo.planner import chunk_rows, chunk_rows_evenly
+
+    rows = [(i, {"email": f"{i}@example.com"}, size) for i, size in enumerate(sizes)]
+    greedy, even = chunk_rows(rows, limit), chunk_rows_evenly(rows, limit)
+    assert len(even) == len(greedy)
+    assert [item for chunk in even for item in chunk] == rows
+    totals = [sum(size for _, _, size in chunk) for chunk in even]
+    assert all(total + 2 <= limit for total in totals)
+    if len(even) > 1 and even != greedy:  # shared out: no two differ by more than two rows
+        assert max(totals) - min(totals) <= 2 * max(sizes)
+
+
+def test_the_lists_are_created_side_by_side_while_the_changes_are_planned(emulator, make_connector, monkeypatch):
+    # A first write into an empty account: the lists it needs (the audience and one per segment)
+    # are read, then the folder, then created side by side, in a thread of their own while the
+    # changes are read; the planner waits for them only to route the changes to their lists.
+    import threading
+
+    emulator.latency = 0.5
+    connector = make_connector()
+    planner = connector._writer.planner
+    every_change_read = threading.Event()
+    attributes = planner._attributes
+    monkeypatch.setattr(planner, "_attributes", lambda index, *rest: (
+        index == 29 and every_change_read.set()) or attributes(index, *rest))
+    overlapped: list[bool] = []
+    prepare = connector.directory.prepare
+
+    def preparing(create, lookup):
+        prepare(create, lookup)
+        overlapped.append(every_change_read.wait(timeout=60))  # False: planning waited for the set-up
+
+    monkeypatch.setattr(connector.directory, "prepare", preparing)
+    changes = [change(f"p{i:02d}@example.com", attributes={"first_name": "P"}, add=(("a", "b", "c")[i % 3],))
+               for i in range(30)]
+    result = connector.write(changes)
+
+    assert [o.status for o in result.outcomes] == ["ok"] * 30
+    assert overlapped == [True]
+    calls = api_calls(emulator)
+    assert calls[:4] == [("GET", "/v3/contacts/attributes"), ("GET", "/v3/contacts/lists"),
+                         ("GET", "/v3/contacts/folders"), ("POST", "/v3/contacts/folders")]
+    assert calls[4:8] == [("POST", "/v3/contacts/lists")] * 4
+    # Then the rows (one import, its poll) and, 30 contacts being too few for an import per
+    # list, one add call per list.
+    assert calls[8:10] == [("POST", "/v3/contacts/import"), ("GET", "/v3/processes/1")]
+    segment_lists = sorted(l.id for l in emulator.state.lists.values() if l.name in "abc")
+    assert sorted(calls[10:]) == [("POST", f"/v3/contacts/lists/{n}/contacts/add") for n in segment_lists]
+    creates = [e for e in emulator.requests("POST") if e.path == "/v3/contacts/lists"]
+    assert max(c.started for c in creates) < min(c.ended for c in creates)  # all four in flight at once
+    assert sorted(l.name for l in emulator.state.lists.values()) == ["a", "b", "c", "segsync"]
+    assert result.calls == len(calls) == 13

@@ -71,6 +71,11 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
+# Resets this close together are one window seen from two answers (the reset is reported in
+# milliseconds at best, and answers take a moment to arrive).
+SAME_WINDOW = 0.1
+
+
 @dataclass
 class _Window:
     remaining: int
@@ -102,7 +107,9 @@ class RatePacer:
         self.waits = 0
 
     def before(self, path: str) -> None:
-        """Call before sending a request to ``path``: waits when its window is used up."""
+        """Call before sending a request to ``path``: waits when its window is used up. Every
+        caller that finds it used up waits for the reset (requests sent side by side too), not
+        only the first."""
         bucket = self._bucket(path)
         with self._lock:
             window = self._windows.get(bucket)
@@ -118,16 +125,24 @@ class RatePacer:
                 window.remaining -= 1
                 return
             delay = window.reset_at - now
-            del self._windows[bucket]
             self.waits += 1
             self.slept += delay
         self._sleep(delay)
 
     def after(self, path: str, headers: Mapping[str, str] | None) -> None:
-        """Call with every answer's headers: remembers the window they report."""
+        """Call with every answer's headers: remembers the window they report. Answers to
+        requests sent side by side arrive in any order: within one window (the same reset, give
+        or take ``SAME_WINDOW`` seconds) the fewest requests left is kept, so an answer counted
+        early cannot hand back requests already spent."""
         remaining = self.headers.remaining_in(headers)
         reset = self.headers.reset_seconds(headers)
         if remaining is None or reset is None:
             return
+        bucket = self._bucket(path)
         with self._lock:
-            self._windows[self._bucket(path)] = _Window(remaining, self._clock() + reset)
+            reset_at = self._clock() + reset
+            known = self._windows.get(bucket)
+            if known is not None and abs(known.reset_at - reset_at) <= SAME_WINDOW:
+                known.remaining = min(known.remaining, remaining)
+                return
+            self._windows[bucket] = _Window(remaining, reset_at)
