@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import sib_api_v3_sdk
 import urllib3
@@ -26,7 +27,7 @@ from segsync.http import (
     CallCounter, HttpBudget, RateLimitHeaders, RatePacer, RetryPolicy, is_retryable_status, parse_retry_after,
     safe_error,
 )
-from sib_api_v3_sdk.rest import ApiException
+from sib_api_v3_sdk.rest import ApiException, RESTClientObject, RESTResponse
 from tenacity import RetryCallState
 
 from segsync_brevo.limits import LISTS_PAGE_MAX, bucket_for
@@ -48,7 +49,44 @@ class JsonBody(dict):
     sent as it is, without the SDK's walk over every value (an import's 8 MB of rows)."""
 
 
+# The import body as the planner measured it against Brevo's 10 MB: compact, UTF-8.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+class _RestClient(RESTClientObject):
+    """The SDK's transport, except that a :class:`JsonBody` is sent as compact UTF-8 JSON: the
+    SDK's ``json.dumps`` adds a space after every separator and writes each non-ASCII character
+    as a 6-byte escape, 8 % (ASCII rows) to 40 % (accented names) more bytes than the planner
+    measured, which took a body measured under Brevo's 10 MB over it."""
+
+    def request(self, method, url, query_params=None, headers=None, body=None, post_params=None,  # noqa: ANN001, ANN201, PLR0913 - the SDK's signature
+                _preload_content=True, _request_timeout=None):
+        if not isinstance(body, JsonBody):
+            return super().request(method, url, query_params=query_params, headers=headers, body=body,
+                                   post_params=post_params, _preload_content=_preload_content,
+                                   _request_timeout=_request_timeout)
+        if query_params:
+            url += "?" + urlencode(query_params)
+        timeout = urllib3.Timeout(*_request_timeout) if isinstance(_request_timeout, tuple) else None
+        try:
+            response = self.pool_manager.request(
+                method.upper(), url, body=_COMPACT.encode(body).encode(), preload_content=_preload_content,
+                timeout=timeout, headers={**(headers or {}), "Content-Type": "application/json"})
+        except urllib3.exceptions.SSLError as exc:
+            raise ApiException(status=0, reason=f"{type(exc).__name__}\n{exc}") from None
+        if _preload_content:
+            response = RESTResponse(response)
+            response.data = response.data.decode("utf8")
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return response
+
+
 class _ApiClient(sib_api_v3_sdk.ApiClient):
+    def __init__(self, configuration: sib_api_v3_sdk.Configuration) -> None:
+        super().__init__(configuration)
+        self.rest_client = _RestClient(configuration)
+
     def sanitize_for_serialization(self, obj: Any) -> Any:
         if isinstance(obj, JsonBody):
             return obj

@@ -147,3 +147,27 @@ def test_an_imports_rows_land_when_its_processing_starts_and_it_completes_at_the
         assert emulator.state.contacts[later].modified_at > contacts[0].modified_at
     finally:
         emulator.stop()
+
+
+def test_an_import_is_sent_as_the_compact_utf8_json_the_planner_measured(emulator):
+    # Rows measured at 9 MB (compact UTF-8, as the planner sizes them) must reach Brevo at that
+    # size: the SDK's json.dumps (", " and ": ", every non-ASCII character as \uXXXX) sent these
+    # accented rows as over 10 MB, more than Brevo accepts in a body (the emulator measured the
+    # rows compact again, so it did not refuse them).
+    from segsync_brevo.planner import _size
+
+    emulator.keep_bodies = True
+    audience = emulator.state.add_list("segsync")
+    api = BrevoApi(SecretStr("test-key"), emulator.url)
+    rows = [{"email": f"zoé{n}@example.com", "attributes": {"FIRSTNAME": "Zoë Ærøskøbing-Åsa " * 8}}
+            for n in range(40_000)]
+    measured = 2 + sum(_size(row) for row in rows) - 1
+    assert 9_000_000 < measured < 10 * 1024 * 1024 < len(json.dumps({"jsonBody": rows}).encode())
+    api.import_contacts(rows, list_ids=[audience], email_blacklist=False)
+    (sent,) = emulator.requests("POST", "/v3/contacts/import")
+    assert sent.status == 202
+    assert sent.body == json.dumps({"jsonBody": rows, "listIds": [audience], "emailBlacklist": False,
+                                    "updateExistingContacts": True, "emptyContactsAttributes": False},
+                                   separators=(",", ":"), ensure_ascii=False)
+    assert sent.request_bytes == len(sent.body.encode()) < measured + 200
+    api.close()
