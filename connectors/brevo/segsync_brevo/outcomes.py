@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 
 from segsync import ContactChange, Outcome, OutcomeReport
 
+from segsync_brevo.collector import collector_paused
+
 
 class Outcomes:
     def __init__(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> None:
@@ -22,7 +24,7 @@ class Outcomes:
         self._retryable: dict[int, str] = {}
         self._report = report
         self._pending: Counter[int] = Counter()
-        self._reported: set[int] = set()
+        self._reported: dict[int, Outcome] = {}  # the outcome each change was reported with
 
     def reject(self, indices: Iterable[int], reason: str, field: str | None = None) -> None:
         for index in indices:
@@ -56,8 +58,9 @@ class Outcomes:
         fresh = [i for i in dict.fromkeys(indices) if i not in self._reported]
         if self._report is None or not fresh:
             return
-        self._reported.update(fresh)
-        self._report([self.outcome(i) for i in fresh])
+        outcomes = [self.outcome(i) for i in fresh]
+        self._reported.update(zip(fresh, outcomes))
+        self._report(outcomes)
 
     def outcome(self, index: int) -> Outcome:
         change = self.changes[index]
@@ -69,4 +72,8 @@ class Outcomes:
         return Outcome.ok(change.contact_key, change.external_id)
 
     def result(self) -> list[Outcome]:
-        return [self.outcome(index) for index in range(len(self.changes))]
+        """Every change's outcome: the one it was reported with, else built now (one object per
+        change, no cycles: the collector waits)."""
+        reported = self._reported
+        with collector_paused():
+            return [reported.get(index) or self.outcome(index) for index in range(len(self.changes))]

@@ -14,14 +14,12 @@ Routing, per change:
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from operator import itemgetter
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 from segsync import ContactChange
 
 from segsync_brevo.account import AccountDirectory
+from segsync_brevo.collector import collector_paused
 from segsync_brevo.limits import LIST_MEMBERS_PER_CALL
 from segsync_brevo.mapping import blacklist_target, no_consent_refusal, valid_email
 from segsync_brevo.outcomes import Outcomes
@@ -119,21 +118,6 @@ def chunk_rows(rows: Sequence[Sized], max_bytes: int) -> list[list[Sized]]:
     return chunks
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Planning allocates a few objects per change (rows, sizes, groups), none of them in a
-    reference cycle; the cyclic collector would meanwhile re-scan everything the process holds
-    (the changes among it) again and again: ~0.4 of 1.1 CPU-s for 100,000 changes."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def chunk_rows_evenly(rows: Sequence[Sized], max_bytes: int) -> list[list[Sized]]:
     """As many chunks as :func:`chunk_rows` cuts, of about equal size: Brevo works through an
     account's imports a few at once, so one import of 8 MB beside one of 2 MB would keep the
@@ -169,7 +153,7 @@ class Planner:
         """The calls for ``changes``. ``lists_ready`` (the set-up running beside the planning,
         :meth:`AccountDirectory.prepare`) is waited for once every change is read, before the
         first list is looked up."""
-        with _collector_paused():
+        with collector_paused():
             return self._plan(changes, outcomes, lists_ready)
 
     def _plan(self, changes: Sequence[ContactChange], outcomes: Outcomes,

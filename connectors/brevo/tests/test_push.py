@@ -431,3 +431,68 @@ def test_the_lists_are_created_side_by_side_while_the_changes_are_planned(emulat
     assert max(c.started for c in creates) < min(c.ended for c in creates)  # all four in flight at once
     assert sorted(l.name for l in emulator.state.lists.values()) == ["a", "b", "c", "segsync"]
     assert result.calls == len(calls) == 13
+
+
+def test_an_import_found_unfinished_after_progress_is_polled_again_when_it_can_be_done():
+    # Brevo works a few imports at once, in order: process 3 was found unfinished because it
+    # waited for 1 or 2 to free a place. It can be done no sooner than process 1 was found done
+    # plus as long as 1 took (1.6 s), for its rows (half of 1's): the next poll comes 0.6 s later,
+    # not a whole import_poll_seconds (1.5 s), and it finds 3 and 4 done.
+    from pydantic import SecretStr
+
+    from segsync_brevo import BrevoSettings
+    from segsync_brevo.outcomes import Outcomes
+    from segsync_brevo.planner import ImportJob, Plan
+    from segsync_brevo.writer import Writer
+
+    now = [0.0]
+    done_at = {1: 1.0, 2: 1.0, 3: 2.2, 4: 2.2}
+
+    class Service:
+        imported = 0
+        polls: list[tuple[int, float]] = []
+
+        def import_contacts(self, rows, *, list_ids, email_blacklist):
+            self.imported += 1
+            return self.imported
+
+        def get_process(self, process_id):
+            now[0] = round(now[0] + 0.1, 6)  # each poll takes 0.1 s; the answer is of its end
+            self.polls.append((process_id, now[0]))
+            done = done_at[process_id] <= now[0]
+            return {"id": process_id, "status": "completed" if done else "in_process", "info": {"import": {}}}
+
+    sleeps: list[float] = []
+
+    def sleep(seconds):
+        sleeps.append(round(seconds, 6))
+        now[0] += seconds
+
+    api = Service()
+    writer = Writer(api, BrevoSettings(api_key=SecretStr("k"), max_connections=1), directory=None,
+                    poll_seconds=1.5, sleep=sleep, clock=lambda: now[0])
+    sizes = [10, 10, 5, 5]
+    changes = [change(f"w{n}@example.com") for n in range(sum(sizes))]
+    starts = [0, 10, 20, 25]
+    plan = Plan(imports=[ImportJob([{"email": c.contact_key} for c in changes[s:s + n]], list(range(s, s + n)),
+                                   frozenset({7}), False) for s, n in zip(starts, sizes)])
+    outcomes = Outcomes(changes)
+    for job in plan.imports:
+        outcomes.expect(job.indices)
+    writer._imports(plan, outcomes)
+
+    assert sleeps == [1.5, 0.6]
+    assert [(p, round(t, 1)) for p, t in api.polls] == [(1, 1.6), (2, 1.7), (3, 1.8), (3, 2.5), (4, 2.6)]
+    assert [o.status for o in outcomes.result()] == ["ok"] * 30
+
+
+def test_the_outcomes_a_write_returns_are_those_it_reported(emulator, connector):
+    # Each change is reported as its last call ends; the write's result hands back those same
+    # outcomes rather than building every one again (100,000 of them took 0.5 s after the push).
+    reported: list = []
+    changes = [change(f"o{i}@example.com", attributes={"first_name": "O"}, add=("vip",)) for i in range(20)]
+    result = connector.write([*changes, change("not an email")], report=reported.extend)
+    assert [o.status for o in result.outcomes] == ["ok"] * 20 + ["rejected"]
+    by_key = {o.contact_key: o for o in reported}
+    assert len(reported) == 21
+    assert all(o is by_key[o.contact_key] for o in result.outcomes)
