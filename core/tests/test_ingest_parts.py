@@ -254,3 +254,34 @@ def test_contacts_merge_by_the_rule_whether_a_person_has_one_row_in_a_part_or_se
     assert (result.rows, result.loaded, result.rejected) == (len(batch), len(expected), 0)
     got = rows(store, "SELECT contact_key, first_name, custom::VARCHAR FROM contacts ORDER BY 1")
     assert [(k, n, json.loads(c)) for k, n, c in got] == [(k, *expected[k]) for k in sorted(expected)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=40).map(lambda b: bytes(b"ab\r\n\x00"[x % 5] for x in b)),
+       cuts=st.lists(st.integers(0, 40), max_size=5))
+def test_lines_and_control_bytes_are_found_whatever_the_chunks(data, cuts) -> None:
+    """The region's bytes are counted and checked as they are copied, a chunk at a time: the
+    result is the one over the whole bytes (a CR is judged with the byte after it, even in the
+    next chunk; one ending the bytes ends the last line)."""
+    from segsync.store.sourcefile import _Scan
+
+    scan = _Scan()
+    bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+    for start, end in zip(bounds, bounds[1:]):
+        scan.feed(data[start:end])
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    assert scan.result() == (lines, _has_control_bytes(data + b"\n"))
+
+
+def test_a_crlf_file_whose_chunk_ends_after_a_line_break_takes_the_bulk_path(tmp_path, monkeypatch) -> None:
+    """A chunk ending with CR LF was checked without its LF's CR context: the CR looked bare and
+    the whole part went line by line."""
+    from segsync.store import sourcefile
+
+    monkeypatch.setattr(sourcefile, "_CHUNK", 8)  # "a@x.co\r\n" is 8 bytes: every chunk ends with CR LF
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"email\r\n" + b"a@x.co\r\n" * 4)
+    con = duckdb.connect()
+    staged = stage(con, path, "csv", "_t", first_line=2, last_line=5, offsets=(7, 7 + 32))
+    assert (staged.bulk, staged.bad) == (True, [])
+    assert con.execute("SELECT * FROM _t").fetchall() == [(n, "a@x.co") for n in (2, 3, 4, 5)]

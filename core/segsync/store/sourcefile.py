@@ -345,20 +345,25 @@ class _Region:
         end = max(end if self.last_line is not None else size, start)
         if self.last_line is not None and _unfinished_after(self.source, end, size):
             self.unfinished_line = self.last_line + 1
+        scan = _Scan()
         if start == data and end == size:
             self.path = self.source
-            scan_from, scan_to = start, end
+            with self.source.open("rb") as src:
+                src.seek(start)
+                for chunk in _chunks(src, end - start):
+                    scan.feed(chunk)
         else:
+            # The lines are counted and checked as they are copied (the bytes are read once).
             fd, self._tmp = tempfile.mkstemp(prefix="segsync-region-", suffix=f".{self.format}")
             with os.fdopen(fd, "wb") as out, self.source.open("rb") as src:
                 if header_lines:
                     out.write(src.readline(MAX_RECORD_BYTES + 2))
                 src.seek(start)
-                _copy(src, out, end - start)
+                for chunk in _chunks(src, end - start):
+                    out.write(chunk)
+                    scan.feed(chunk)
             self.path = Path(self._tmp)
-            scan_from = _line_offsets(self.path, header_lines + 1)[0]
-            scan_to = self.path.stat().st_size
-        self.lines, self.has_control_bytes = _scan(self.path, scan_from, scan_to)
+        self.lines, self.has_control_bytes = scan.result()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -383,40 +388,38 @@ def _unfinished_after(path: Path, offset: int, size: int) -> bool:
     return True
 
 
-def _copy(src, out, length: int) -> None:
+def _chunks(src, length: int) -> Iterator[bytes]:
+    """The next ``length`` bytes of ``src`` (fewer if the file ends first), a chunk at a time."""
     remaining = length
     while remaining > 0:
         chunk = src.read(min(_CHUNK, remaining))
         if not chunk:
             break
-        out.write(chunk)
         remaining -= len(chunk)
+        yield chunk
 
 
-def _scan(path: Path, start: int, end: int) -> tuple[int, bool]:
-    """Physical lines between ``start`` and ``end`` (a last one without a line break counts)
-    and whether a control byte is among them."""
-    lines = 0
-    control = False
-    carry = b""
-    last = b"\n"
-    with path.open("rb") as handle:
-        handle.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            chunk = handle.read(min(_CHUNK, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-            data = carry + chunk
-            # A CR at the end of a chunk is judged with the byte that follows it.
-            carry, data = (data[-1:], data[:-1]) if remaining > 0 else (b"", data + b"\n")
-            control = control or _has_control_bytes(data)
-    if end > start and last != b"\n":
-        lines += 1
-    return lines, control
+class _Scan:
+    """Counts the physical lines of bytes fed in order (a last one without a line break
+    counts) and finds whether a control byte is among them."""
+
+    def __init__(self) -> None:
+        self._lines = 0
+        self._control = False
+        self._carry = b""  # a CR ending the last chunk: judged with the byte that follows it
+        self._last = b"\n"
+
+    def feed(self, chunk: bytes) -> None:
+        self._lines += chunk.count(b"\n")
+        self._last = chunk[-1:]
+        data = self._carry + chunk
+        self._carry, data = (data[-1:], data[:-1]) if data.endswith(b"\r") else (b"", data)
+        self._control = self._control or _has_control_bytes(data)
+
+    def result(self) -> tuple[int, bool]:
+        # A CR ending the bytes ends the last line (as a line break would).
+        control = self._control or _has_control_bytes(self._carry + b"\n")
+        return self._lines + (self._last != b"\n"), control
 
 
 def _has_control_bytes(data: bytes) -> bool:
