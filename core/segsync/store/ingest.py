@@ -6,7 +6,8 @@ Every batch takes the same path, whether it came from an API page or a 10-millio
    line numbers stay exact); API rows are written to a temporary JSONL file first.
 2. *validate and normalize* — one SQL statement computes every field's typed value and a list
    of ``{field, reason}`` errors per row. Addresses of the plain ASCII shape are normalized in
-   SQL; the few others go through :func:`segsync.model.normalize_email`, once per distinct value.
+   SQL; the few others go through :func:`segsync.model.normalize_email`. Each distinct value is
+   resolved once per batch (a file's parts share what the earlier parts resolved).
 3. *merge* — valid rows are merged with ``INSERT … ON CONFLICT`` (contacts), appended
    without repeats (events: see :meth:`Ingestor._begin_events`; the consent ledger); invalid
    rows become record errors naming the record (file and line, or the connector's id) and
