@@ -889,8 +889,10 @@ class Ingestor:
                                 campaign_key, contact_id)
             SELECT c.contact_key, type, occurred_at, $source, source_event_id, value, currency, url,
                    category, properties, $run,
-                   -- typed columns segment evaluation reads (store migrations 4 and 5)
-                   coalesce(properties ->> '$.campaign_id', $source || source_event_id),
+                   -- typed columns segment evaluation reads (store migrations 4 and 5); most
+                   -- events have no properties, which then need no JSON parse
+                   CASE WHEN properties = '{}' THEN $source || source_event_id
+                        ELSE coalesce(properties ->> '$.campaign_id', $source || source_event_id) END,
                    k.contact_id
             FROM _checked c JOIN contacts k ON k.contact_key = c.contact_key
             WHERE len(_errors) = 0 AND _row NOT IN (SELECT _row FROM _repeated)
