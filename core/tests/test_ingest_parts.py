@@ -285,3 +285,23 @@ def test_a_crlf_file_whose_chunk_ends_after_a_line_break_takes_the_bulk_path(tmp
     staged = stage(con, path, "csv", "_t", first_line=2, last_line=5, offsets=(7, 7 + 32))
     assert (staged.bulk, staged.bad) == (True, [])
     assert con.execute("SELECT * FROM _t").fetchall() == [(n, "a@x.co") for n in (2, 3, 4, 5)]
+
+
+def test_a_statement_that_fails_in_a_batch_is_the_error_raised_and_its_scratch_tables_roll_back(tmp_path, monkeypatch) -> None:
+    """Dropping the batch's scratch tables after a failed statement raised "transaction is
+    aborted" instead of the failure itself."""
+    path = tmp_path / "c.csv"
+    path.write_bytes(CONTACTS)
+
+    def failing_merge(self) -> int:
+        self.con.execute("SELECT error('the merge failed')").fetchall()
+        return 0
+
+    monkeypatch.setattr(Ingestor, "_merge_contacts", failing_merge)
+    with Store(tmp_path / "s.duckdb") as store:
+        ingestor = Ingestor(store.con, connection="src", run_id=1, event_types=EVENT_TYPES)
+        with pytest.raises(duckdb.InvalidInputException, match="the merge failed"):
+            with store.transaction():
+                ingestor.ingest(Batch(Stream.CONTACTS, None, file=FileSlice(path, "csv", label="c.csv")))
+        assert rows(store, "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('_keys', '_batch_ids')") == [(0,)]
+        assert rows(store, "SELECT count(*) FROM contacts") == [(0,)]

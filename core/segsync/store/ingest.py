@@ -497,9 +497,16 @@ class Ingestor:
                 return self._ingest(batch, None)
             return self._ingest_parts(batch, split)
         finally:
-            self.con.execute("DROP TABLE IF EXISTS _keys")
-            if batch.stream is Stream.EVENTS:
-                self.con.execute("DROP TABLE IF EXISTS _batch_ids")
+            self._drop("_keys", *(["_batch_ids"] if batch.stream is Stream.EVENTS else []))
+
+    def _drop(self, *tables: str) -> None:
+        """Drop the batch's scratch tables, unless a failed statement aborted the transaction
+        (its rollback drops them): the failure is what the caller must hear about."""
+        try:
+            for table in tables:
+                self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        except duckdb.TransactionException:
+            pass
 
     def _ingest_parts(self, batch: Batch, split: list[Part | None]) -> IngestResult:
         assert batch.file is not None

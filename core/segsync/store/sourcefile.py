@@ -11,8 +11,9 @@ Two paths give the same table:
 1. *Bulk* — DuckDB's ``read_csv`` in strict mode with the dialect fixed (delimiter from the
    header, ``"`` quotes, every column ``VARCHAR``, at most :data:`MAX_RECORD_BYTES` a line).
    It is taken only when the bytes hold no control character and the reader returns exactly
-   one record per physical line (line numbers then follow from the rows' order): anything else (a raised error, a record spanning lines, a
-   skipped blank line, a silently empty result) falls back.
+   one record per physical line (line numbers then follow from the rows' order): anything
+   else (a raised error, a record spanning lines, a skipped blank line, a silently empty
+   result) falls back.
 2. *Line by line* — each physical line is decoded and parsed on its own (a quoted field may
    span lines when the record then has the header's columns). A bad line becomes one
    :class:`BadLine` naming its line, field and reason; the good ones are written to a clean
@@ -279,8 +280,9 @@ def stage(
     offsets: tuple[int, int] | None = None,
     more_follows: bool = False,
 ) -> Staged:
-    """Create TEMP VIEW ``table`` (of TEMP TABLE ``<table>_t``) from physical lines ``first_line``..``last_line`` (CSV: the
-    header is line 1 and data starts at line 2; ``last_line`` None: to the end of the file).
+    """Create TEMP VIEW ``table`` (of TEMP TABLE ``<table>_t``) from physical lines
+    ``first_line``..``last_line`` (CSV: the header is line 1 and data starts at line 2;
+    ``last_line`` None: to the end of the file).
 
     ``offsets``: where those lines start and end in bytes, when the caller knows (a
     :class:`Part` of :func:`parts`); otherwise the file is scanned from its start to find them.
