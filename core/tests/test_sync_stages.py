@@ -418,3 +418,101 @@ def test_a_page_without_refusals_skips_the_refusal_writes(shop, monkeypatch) -> 
         assert rows(shop, "SELECT contact_key, outcome FROM status_changes ORDER BY ALL") == [
             (ANN, "acknowledged"), (BO, "rejected")]
         ack.finish(PushResult(diff))
+
+
+class _PagedSession:
+    """A write session that records, per page, whether Python's collector was running and
+    leaves one reference cycle behind (watched through a weak reference)."""
+
+    def __init__(self) -> None:
+        self.pages: list[tuple[list[str], bool]] = []
+        self.cycles: list = []
+        self.committed = False
+
+    def write(self, changes):
+        import gc
+        import weakref
+
+        class Cycle:
+            pass
+
+        cycle = Cycle()
+        cycle.me = cycle  # only the collector frees it
+        self.cycles.append(weakref.ref(cycle))
+        self.pages.append(([c.contact_key for c in changes], gc.isenabled()))
+        return WriteResult([Outcome.ok(c.contact_key) for c in changes], 0)
+
+    def commit(self) -> int:
+        self.committed = True
+        return 1
+
+    def abort(self) -> None:
+        pass
+
+
+def _paged_push(shop, monkeypatch, session: _PagedSession, page_size: int):
+    """Push the shop's crm diff through a connector offering ``session``, ``page_size`` a page."""
+    from segsync import Capability, Connector, hookimpl
+    from segsync.plugins import PluginHost
+    from segsync.progress import Reporter
+    from segsync.sync import push as push_module
+
+    class Paged(Connector):
+        type_name = "paged"
+        capabilities = frozenset({Capability.WRITE_CONTACTS})
+
+        def __init__(self) -> None:
+            self.connection = "crm"
+
+        def write_session(self):
+            return session
+
+    class Plugin:
+        @hookimpl
+        def segsync_register_connectors(self, register):
+            register(Paged)
+
+    monkeypatch.setattr(push_module, "PAGE_SIZE", page_size)
+    host = PluginHost(load_entry_points=False, extra_plugins=[Plugin()])
+    consent = _consent(shop)
+    diff = DestinationDiff.build(shop.con, "crm", _vip(shop), consent)
+    report = DestinationReport("crm")
+    ack = Acknowledgement(shop, consent, diff, report)
+    pushed = push_module.push(diff, Gate(shop, consent, diff), Paged(), host, ack, Reporter(quiet=True))
+    ack.finish(pushed)
+    return pushed, report
+
+
+def test_the_push_runs_without_automatic_garbage_collection_and_collects_once_a_page(shop, monkeypatch) -> None:
+    import gc
+
+    session = _PagedSession()
+    assert gc.isenabled()
+    pushed, report = _paged_push(shop, monkeypatch, session, page_size=1)
+    # Three pages, each written while the collector was paused; it runs again after the push.
+    assert session.pages == [([BO], False), ([GONE], False), ([ANN], False)]
+    assert gc.isenabled()
+    assert (pushed.error, session.committed, report.records_written, report.status) == (None, True, 3, "ok")
+    # The cycles the first pages left were collected before the next page was read (the
+    # last one's by the next collection, after the push).
+    assert [ref() is None for ref in session.cycles[:2]] == [True, True]
+
+
+def test_a_push_leaves_the_collector_as_it_found_it_and_pauses_nest(shop, monkeypatch) -> None:
+    import gc
+
+    from segsync.sync.push import collector_paused
+
+    gc.disable()
+    try:
+        session = _PagedSession()
+        _paged_push(shop, monkeypatch, session, page_size=10)
+        assert session.pages == [([BO, GONE, ANN], False)]
+        assert not gc.isenabled()  # disabled before: still disabled
+    finally:
+        gc.enable()
+    with collector_paused():
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
