@@ -516,3 +516,33 @@ def test_a_push_leaves_the_collector_as_it_found_it_and_pauses_nest(shop, monkey
             assert not gc.isenabled()
         assert not gc.isenabled()  # the outer pause still holds
     assert gc.isenabled()
+
+
+def test_a_write_session_page_holds_only_keys_and_ids_and_the_commit_reads_the_rest_from_the_diff(shop) -> None:
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", _vip(shop), consent) as diff:
+        planned = {p.change.contact_key: p for b in diff.batches(10) for p in b}
+        report = DestinationReport("crm")
+        ack = Acknowledgement(shop, consent, diff, report)
+        ack.written(WrittenBatch(diff, (planned[ANN],), WriteResult([Outcome.ok(ANN, external_id="x-1")], 0),
+                                 pending=True))
+        ack.written(WrittenBatch(diff, (planned[GONE],), WriteResult([Outcome.ok(GONE)], 0), pending=True))
+        # What a page keeps until the commit: the ok answers' keys and external ids, nothing else.
+        assert rows(shop, f"DESCRIBE {ack._pending}") == [
+            ("contact_key", "VARCHAR", "YES", None, None, None), ("external_id", "VARCHAR", "YES", None, None, None)]
+        assert rows(shop, f"SELECT * FROM {ack._pending} ORDER BY ALL") == [(ANN, "x-1"), (GONE, None)]
+        # The diff's rows the planned changes were read from: what the commit acknowledges.
+        assert rows(shop, f"SELECT * FROM ({diff.planned_sql()}) ORDER BY contact_key") == [
+            (ANN, "upsert", "add", "subscribed", None, planned[ANN].state_hash, ["vip"]),
+            (BO, "upsert", "unsubscribe", "unsubscribed", "subscribed", planned[BO].state_hash, []),
+            (GONE, "delete", "delete", "subscribed", "subscribed", None, [])]
+        ack.commit_pending()
+        assert report.records_written == 2
+        assert rows(shop, "SELECT contact_key, state_hash, status, run_id FROM acknowledged "
+                          "WHERE destination = 'crm' ORDER BY ALL") == [
+            (ANN, planned[ANN].state_hash, "subscribed", 1), (BO, "old", "subscribed", 1)]
+        assert rows(shop, "SELECT contact_key, segment FROM acknowledged_memberships") == [(ANN, "vip")]
+        assert rows(shop, "SELECT external_id, contact_key FROM identities WHERE connection = 'crm'") == [
+            ("x-1", ANN)]
+        assert rows(shop, "SELECT contact_key, action, before_status, after_status, outcome FROM status_changes") == [
+            (ANN, "add", None, "subscribed", "acknowledged")]
+        assert not {t for t in _temp_tables(shop) if t == ack._pending}

@@ -9,12 +9,16 @@ retryable record errors (planned again next run); and the status-changing upsert
 (:meth:`Acknowledgement.finish`) it settles the destination's status and stores it with the run.
 
 The pages of a connector's write session (``WrittenBatch.pending``) are final only once the
-session commits: their refusals and errors are committed as they come, their ``ok`` outcomes are
-staged in a table of their own and acknowledged together by :meth:`Acknowledgement.commit_pending`
-(or dropped by :meth:`Acknowledgement.drop_pending` when the commit failed).
+session commits: their refusals and errors are committed as they come; of their ``ok`` outcomes
+only the contact keys (and external ids) are kept, in a table of their own, and acknowledged
+together by :meth:`Acknowledgement.commit_pending` (or dropped by
+:meth:`Acknowledgement.drop_pending` when the commit failed). The rest of what an acknowledgement
+records (action, statuses, state hash, tags) is then read by key from the diff
+(:meth:`~segsync.sync.diff.DestinationDiff.planned_sql`), the rows the planned changes were built
+from, in one join, instead of being copied out of a million Python objects a page at a time.
 
-Everything it writes comes from the planned changes the push stage hands over and the run's
-effective consent; it reads no other stage's tables.
+Everything it writes comes from the planned changes the push stage hands over (or the diff rows
+they were read from) and the run's effective consent; it reads no other stage's tables.
 """
 
 from __future__ import annotations
@@ -116,15 +120,17 @@ class Acknowledgement:
                         run_id=run_id, connection=name, phase="push", record=mask_email(key),
                         field=outcome.field, reason=outcome.reason or "retryable", retryable=True,
                     )
-            self._stage([(planned[k], OutcomeStatus.OK, None, external_ids.get(k)) for k in ok_keys]
-                        + [(planned[k], OutcomeStatus.REJECTED, reason, None) for k, reason in rejections.items()])
-            if rejections:  # (each of these reads the whole batch: skipped when it has none)
-                self._remember(refused_by="destination")
+            refused = [(planned[k], OutcomeStatus.REJECTED, reason, None) for k, reason in rejections.items()]
             if batch.pending:
-                if rejections:
-                    self._audit(self._batch, "b.outcome = 'rejected'")
-                self._hold()
+                self._hold(ok_keys, external_ids)
+                if refused:  # final at once, unlike the ok answers
+                    self._stage(refused)
+                    self._remember(refused_by="destination")
+                    self._audit(self._batch)
             else:
+                self._stage([(planned[k], OutcomeStatus.OK, None, external_ids.get(k)) for k in ok_keys] + refused)
+                if refused:  # (this reads the whole batch: skipped when it has no refusal)
+                    self._remember(refused_by="destination")
                 self._acknowledge(self._batch)
                 self._audit(self._batch)
         if not batch.pending:
@@ -134,11 +140,20 @@ class Acknowledgement:
         """The write session committed: acknowledge the ok outcomes of its pages."""
         if not self._has_pending:
             return
+        con = self.store.con
         with self.store.transaction():
-            self._acknowledge(self._pending)
-            self._audit(self._pending)
-            written = self.store.con.execute(f"SELECT count(*) FROM {self._pending}").fetchall()[0][0]
-            self.store.con.execute(f"DROP TABLE {self._pending}")
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE {self._batch} AS
+                SELECT p.contact_key, d.op, d.action, d.status, d.previous_status, d.state_hash, d.tags,
+                       'ok' AS outcome, NULL::VARCHAR AS reason, p.external_id
+                FROM {self._pending} p JOIN ({self.diff.planned_sql()}) d USING (contact_key)
+                """
+            )
+            self._acknowledge(self._batch)
+            self._audit(self._batch)
+            written = con.execute(f"SELECT count(*) FROM {self._batch}").fetchall()[0][0]
+            con.execute(f"DROP TABLE {self._pending}")
         self._has_pending = False
         self.report.records_written += written
 
@@ -147,13 +162,24 @@ class Acknowledgement:
         self.store.con.execute(f"DROP TABLE IF EXISTS {self._pending}")
         self._has_pending = False
 
-    def _hold(self) -> None:
-        """Keep this page's ok answers for :meth:`commit_pending`."""
+    def _hold(self, ok_keys: Sequence[str], external_ids: dict[str, str]) -> None:
+        """Keep this page's ok answers for :meth:`commit_pending`: their keys and external ids
+        (one JSON text, as :meth:`_stage` binds its columns)."""
         con = self.store.con
         if not self._has_pending:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {self._pending} AS SELECT * FROM {self._batch} LIMIT 0")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {self._pending} (contact_key VARCHAR, external_id VARCHAR)")
             self._has_pending = True
-        con.execute(f"INSERT INTO {self._pending} SELECT * FROM {self._batch} WHERE outcome = 'ok'")
+        if not ok_keys:
+            return
+        ids = [external_ids.get(k) for k in ok_keys] if external_ids else []  # (none: NULL for each)
+        con.execute(
+            f"""
+            INSERT INTO {self._pending}
+            WITH page AS (SELECT from_json($columns, '["JSON"]') AS c)
+            SELECT unnest(c[1]::VARCHAR[]), unnest(c[2]::VARCHAR[]) FROM page
+            """,
+            {"columns": json.dumps([ok_keys, ids])},
+        )
 
     def finish(self, pushed: PushResult) -> DestinationReport:
         """Settle the destination's status from what was pushed and acknowledged; store it."""

@@ -139,6 +139,13 @@ class DestinationDiff(OwnsTempTables):
                 return
             yield _planned_page(rows)
 
+    def planned_sql(self) -> str:
+        """SQL selecting ``(contact_key, op, action, status, previous_status, state_hash, tags)``
+        of every planned change, one row per contact: the values :meth:`batches` builds each
+        :class:`PlannedChange` from (the acknowledgement of a write session reads them by key)."""
+        return (f"SELECT contact_key, op, action, status, previous_status, state_hash, tags "
+                f"FROM {self._live()}")
+
     def sample(self, size: int) -> list[PlannedChange]:
         """The first ``size`` planned changes (``sync --dry-run``)."""
         return next(self.batches(size), [])
