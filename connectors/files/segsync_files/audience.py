@@ -1,11 +1,16 @@
 """The audience a destination would hold, as CSV and JSONL files replaced atomically.
 
 A run's changes come in pages (:class:`AudienceWrite`, the connector's write session): each
-page is sorted and spilled to a temporary file beside the audience, and the commit merges the
+page is sorted and spilled to temporary files beside the audience, and the commit merges the
 current audience (sorted by email, as this module writes it) with the pages into the new
 files in one streaming pass, so no more than a page of rows is ever held in memory. The files
 are the same, byte for byte, as loading every row, applying the changes and writing them out
 sorted.
+
+A page is serialised once, when it is written: each row's JSON line, and its CSV record for the
+known attributes' columns (the custom attributes' columns are known only at the commit, which
+adds their cells from the row's custom attributes, kept beside its line). The commit copies
+both; it parses no page row.
 
 The lines of contacts no change touches are copied as they are, from both files, when the
 files are exactly as this module left them: after writing both it gives the CSV the JSONL's
@@ -81,7 +86,7 @@ class AudienceWrite(WriteSession):
         self.audience = audience
         self._spill: Path | None = None  # the folder holding the sorted pages
         self._pages: list[Path] = []
-        self._names: set[str] = set()  # every attribute name the pages hold
+        self._custom: set[str] = set()  # every custom attribute name the pages hold
 
     def write(self, changes: Sequence[ContactChange]) -> WriteResult:
         """Stage one page: its rows sorted by email (a later change for a contact wins)."""
@@ -93,14 +98,24 @@ class AudienceWrite(WriteSession):
                                                 dir=self.audience.base.parent))
         latest = {change.contact_key: change for change in changes}
         page = self._spill / f"{len(self._pages):06}"
-        with page.open("w", encoding="utf-8") as out:
+        with page.open("w", encoding="utf-8") as rows, _page_records(page).open("w", encoding="utf-8",
+                                                                                newline="") as records:
+            known = csv.writer(records)
             for key in sorted(latest):
-                # One line per contact: its email and its row's JSON line or null (deleted),
-                # tab-separated (JSON escapes a tab inside a string).
+                # One line per contact: its email, its custom attributes (JSON; empty: none) and
+                # its row's JSON line or null (deleted), tab-separated (JSON escapes a tab inside
+                # a string); and, for a row that is not deleted, its CSV record of the known
+                # columns in the page's records file, in the same order.
                 change = latest[key]
-                if change.op != "delete":
-                    self._names.update(change.attributes)
-                out.write(f"{_page_key(key)}\t{_row_line(change)}\n")
+                if change.op == "delete":
+                    rows.write(f"{_page_key(key)}\t\tnull\n")
+                    continue
+                row = _row(change)
+                custom = {name: value for name, value in row["attributes"].items() if name not in _KNOWN}
+                if custom:
+                    self._custom.update(custom)
+                rows.write(f"{_page_key(key)}\t{_encode(custom) if custom else ''}\t{_encode(row)}\n")
+                known.writerow(_csv_row(row, KNOWN_ATTRIBUTES))
         self._pages.append(page)
         return WriteResult([Outcome.ok(change.contact_key) for change in changes], 0)
 
@@ -120,7 +135,7 @@ class AudienceWrite(WriteSession):
     def abort(self) -> None:
         if self._spill is not None:
             shutil.rmtree(self._spill, ignore_errors=True)
-            self._spill, self._pages, self._names = None, [], set()
+            self._spill, self._pages, self._custom = None, [], set()
 
     def _commit_reading_every_line(self) -> None:
         """Every current row parsed and written anew (a file this module did not leave as it is)."""
@@ -145,21 +160,32 @@ class AudienceWrite(WriteSession):
         custom: list[str] = []
 
         def fill(jsonl_out, csv_out, current: _current_files) -> None:
-            custom.extend(sorted(current.custom | (self._names - set(KNOWN_ATTRIBUTES))))
+            custom.extend(sorted(current.custom | self._custom))
             columns = [*KNOWN_ATTRIBUTES, *custom]
             # The old CSV records are right as they are only under the same columns.
             copy_records = custom == sorted(current.custom)
+            no_custom = "," * len(custom) + "\r\n"  # the custom cells of a row without any
             writer = csv.writer(csv_out)
             writer.writerow([_inert(name) for name in ["email", "status", "tags", *columns]])
-            for line, unchanged, record in self._merged_copying(current.rows()):
+            for line, unchanged, record, page_custom in self._merged_copying(current.rows()):
                 jsonl_out.write(line + "\n")
-                if unchanged and copy_records:  # the contact's CSV record as it is
-                    csv_out.write(record)
+                if unchanged:
+                    if copy_records:  # the contact's CSV record as it is
+                        csv_out.write(record)
+                    else:
+                        writer.writerow(_csv_row(json.loads(line), columns))
                     continue
-                row = json.loads(line)
-                if not unchanged:
-                    kept_names.update(row["attributes"])
-                writer.writerow(_csv_row(row, columns))
+                # A page's row: its record of the known columns (without its line break), then
+                # the custom columns' cells.
+                csv_out.write(record[:-2])
+                values = json.loads(page_custom) if page_custom else {}
+                kept_names.update(values)
+                cells = [_custom_cell(values.get(name)) for name in custom] if values else []
+                if any(cells):
+                    csv_out.write(",")
+                    writer.writerow(cells)
+                else:
+                    csv_out.write(no_custom)
 
         try:
             with _current_files(audience if exists else None) as current:
@@ -177,9 +203,11 @@ class AudienceWrite(WriteSession):
             _atomic_write(audience.csv, lambda handle: _write_csv(handle, audience.jsonl, kept))
         return True
 
-    def _merged_copying(self, current: Iterator[OldRow]) -> Iterator[tuple[str, bool, str]]:
+    def _merged_copying(self, current: Iterator[OldRow]) -> Iterator[tuple[str, bool, str, str]]:
         """The new audience's JSON lines in email order, each saying whether its contact is
-        unchanged (then with its CSV record as it is): each contact's last change over its row."""
+        unchanged, with its CSV record (an unchanged contact's as it is; a page's of the known
+        columns) and a page row's custom attributes (JSON; empty: none): each contact's last
+        change over its row."""
         sources = [current] + [_tagged(_page(path), number) for number, path in enumerate(self._pages, start=1)]
         pending: tuple[str, int, str, Any] | None = None
         for row in heapq.merge(*sources):
@@ -194,7 +222,8 @@ class AudienceWrite(WriteSession):
         page's row, whose line holds them): each contact's last change over its current row;
         deleted contacts left out."""
         sources = [_tagged(_in_order(self.audience.current()) if current is None else iter(current), 0)]
-        sources += [_tagged(_page(path), number) for number, path in enumerate(self._pages, start=1)]
+        sources += [_tagged(((key, line, None) for key, line, _ in _page(path)), number)
+                    for number, path in enumerate(self._pages, start=1)]
         pending: tuple[str, str, list[str]] | None = None
         for key, _, line, names in heapq.merge(*sources):
             if pending is not None and pending[0] != key and pending[1] != "null":
@@ -221,6 +250,7 @@ class _NotAsWritten(Exception):
 
 
 OldRow = tuple[str, int, str, str]  # email, source 0, JSON line, CSV record
+PageRow = tuple[str, str, "tuple[str, str] | None"]  # email, JSON line, (custom JSON, known CSV record)
 
 
 class _current_files:
@@ -317,10 +347,14 @@ def _records(handle) -> Iterator[str]:
         yield record
 
 
-def _copied(row: tuple[str, int, str, Any]) -> tuple[str, bool, str]:
-    """A merged row: (line, True, CSV record) of a current row, (line, False, "") of a page's."""
-    key, source, line, record = row
-    return (line, True, record) if source == 0 else (line, False, "")
+def _copied(row: tuple[str, int, str, Any]) -> tuple[str, bool, str, str]:
+    """A merged row: (line, True, CSV record, "") of a current row, (line, False, known columns'
+    record, custom JSON) of a page's."""
+    key, source, line, extra = row
+    if source == 0:
+        return line, True, extra, ""
+    custom, record = extra
+    return line, False, record, custom
 
 
 def _csv_row(row: dict[str, Any], columns: list[str]) -> list[str]:
@@ -348,11 +382,19 @@ class _Unsorted(Exception):
     """The current audience file is not in email order."""
 
 
-def _row_line(change: ContactChange) -> str:
-    if change.op == "delete":
-        return "null"
-    return json.dumps({"email": change.contact_key, "status": change.status, "tags": sorted(change.tags),
-                       "attributes": dict(change.attributes)}, sort_keys=True)
+def _row(change: ContactChange) -> dict[str, Any]:
+    return {"email": change.contact_key, "status": change.status, "tags": sorted(change.tags),
+            "attributes": dict(change.attributes)}
+
+
+# json.dumps(value, sort_keys=True), without building an encoder for each row.
+_encode = json.JSONEncoder(sort_keys=True).encode
+_KNOWN = frozenset(KNOWN_ATTRIBUTES)
+
+
+def _custom_cell(value: Any) -> str:
+    """A custom attribute's CSV cell (as :func:`_csv_row` writes it)."""
+    return "" if value is None else _inert(_cell(value))
 
 
 Row = tuple[str, str, list[str] | None]  # email, JSON line (or null: deleted), attribute names
@@ -373,11 +415,20 @@ def _in_order(rows: Iterator[Row]) -> Iterator[Row]:
         yield previous
 
 
-def _page(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            key, row = line.rstrip("\n").split("\t", 1)
-            yield (json.loads(key) if key.startswith('"') else key), row, None
+def _page(path: Path) -> Iterator[PageRow]:
+    """A page's rows: email, JSON line (null: deleted) and, for a row not deleted, its custom
+    attributes' JSON and its CSV record of the known columns (from the page's records file)."""
+    with path.open(encoding="utf-8") as rows, _page_records(path).open(encoding="utf-8", newline="\n") as handle:
+        records = _records(handle)
+        for text in rows:
+            key, custom, line = text.rstrip("\n").split("\t", 2)
+            key = json.loads(key) if key.startswith('"') else key
+            yield key, line, (None if line == "null" else (custom, next(records)))
+
+
+def _page_records(page: Path) -> Path:
+    """The file holding the CSV records of a page's rows."""
+    return page.with_name(page.name + ".csv")
 
 
 def _page_key(key: str) -> str:
