@@ -291,3 +291,31 @@ def test_emails_with_a_tab_or_a_leading_quote_survive_the_pages(tmp_path) -> Non
     assert session_write(paged, [changes])[:2] == reference_write(reference, changes)
     state = [json.loads(line)["email"] for line in paged.with_name("audience.jsonl").read_text().splitlines()]
     assert state[0] == '"quoted"@example.com' and state[-1] == "tab\there@example.com"
+
+
+def test_a_page_is_serialised_once_and_the_commit_parses_none_of_its_rows(tmp_path, monkeypatch) -> None:
+    base = tmp_path / "audience"
+    session = AudienceFile(base).session()
+    changes = [upsert("b@example.com", tags=("y", "x"), first_name="B", plan="pro"), delete("a@example.com"),
+               upsert("c@example.com", first_name="two\nlines")]
+    assert [o.status for o in session.write(changes).outcomes] == ["ok", "ok", "ok"]
+    (page,) = session._pages
+    # The rows file: email, custom attributes (JSON, empty: none), the row's JSON line (null: deleted).
+    assert page.read_text(encoding="utf-8") == (
+        "a@example.com\t\tnull\n"
+        'b@example.com\t{"plan": "pro"}\t{"attributes": {"first_name": "B", "plan": "pro"}, '
+        '"email": "b@example.com", "status": "subscribed", "tags": ["x", "y"]}\n'
+        'c@example.com\t\t{"attributes": {"first_name": "two\\nlines"}, "email": "c@example.com", '
+        '"status": "subscribed", "tags": []}\n')
+    # The records file: each row's CSV record of the known columns (a quoted line break included).
+    empty = "," * (len(KNOWN_ATTRIBUTES) - 1)
+    assert page.with_name(page.name + ".csv").read_bytes() == (
+        f"b@example.com,subscribed,x;y,B{empty}\r\n"
+        f'c@example.com,subscribed,,"two\nlines"{empty}\r\n').encode()
+    parsed = Parsed(monkeypatch)
+    assert session.commit() == 2
+    assert parsed.csv_rows == []  # the commit copied the pages' records
+    assert (base.with_name("audience.jsonl").read_bytes(), base.with_name("audience.csv").read_bytes()) == \
+        reference_write(tmp_path / "reference", changes)
+    assert base.with_name("audience.csv").read_text(encoding="utf-8").splitlines()[1] == \
+        f"b@example.com,subscribed,x;y,B{empty},pro"
