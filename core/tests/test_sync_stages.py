@@ -546,3 +546,43 @@ def test_a_write_session_page_holds_only_keys_and_ids_and_the_commit_reads_the_r
         assert rows(shop, "SELECT contact_key, action, before_status, after_status, outcome FROM status_changes") == [
             (ANN, "add", None, "subscribed", "acknowledged")]
         assert not {t for t in _temp_tables(shop) if t == ack._pending}
+
+
+def test_the_gate_looks_a_batchs_consent_up_in_one_statement_and_what_decided_a_block_only_for_blocks(shop) -> None:
+    from types import SimpleNamespace
+
+    from segsync.consent import suppression
+
+    # Someone erased: only the salted hash of the address is left.
+    shop.con.execute("INSERT INTO suppressions (contact_key, address_hash, channel, reason, source, created_at) "
+                     "VALUES (NULL, ?, 'all', 'erasure', 'test', now())",
+                     [suppression.address_hash(shop.con, "erased@example.com")])
+    with _consent(shop) as consent, DestinationDiff.build(shop.con, "crm", Memberships(), consent) as diff:
+        gate = Gate(shop, consent, diff)
+        statements: list[str] = []
+
+        class Counted:
+            def execute(self, sql, *args):
+                statements.append(sql.split()[0])
+                return shop.con.execute(sql, *args)
+
+        gate.store = SimpleNamespace(con=Counted())
+        changes = [ContactChange(ANN, "upsert", "subscribed"),
+                   ContactChange(BO, "upsert", "unsubscribed", previous_status="subscribed"),
+                   ContactChange(GONE, "delete", "subscribed")]
+        assert gate.split(changes) == (changes, [])
+        # The batch's keys staged, looked up with the erasures, dropped: three statements a batch.
+        assert statements == ["CREATE", "SELECT", "DROP"]
+        statements.clear()
+        allowed, blocked = gate.split([ContactChange(ANN, "upsert", "bogus"), ContactChange(ANN, "upsert", "pending"),
+                                       ContactChange(CY, "upsert", "subscribed"),
+                                       ContactChange("erased@example.com", "upsert", "unsubscribed")])
+        assert [(c.contact_key, c.status) for c in allowed] == [(ANN, "pending")]
+        ledger = dict(rows(shop, "SELECT contact_key, max(id) FROM consent_ledger GROUP BY contact_key"))
+        # Ann is subscribed: what decided it is looked up only because a change of hers was blocked.
+        assert [(b.change.contact_key, b.reason, b.ledger_id, b.suppression_id) for b in blocked] == [
+            (ANN, "unknown subscription status 'bogus'", ledger[ANN], None),
+            (CY, "no consent to subscribe (effective status: none)", None, None),
+            ("erased@example.com", "the person was erased; only a hashed suppression entry remains", None, None)]
+        assert statements == ["CREATE", "SELECT", "DROP"]
+        assert not {t for t in _temp_tables(shop) if t.startswith("_gate_keys")}

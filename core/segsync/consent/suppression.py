@@ -92,21 +92,20 @@ def entries(con: duckdb.DuckDBPyConnection, *, include_removed: bool = False) ->
     )
 
 
+def erased_sql(address: str) -> str:
+    """SQL that is true when ``address`` (an SQL expression) matches an active hash-only
+    (erased) entry."""
+    return (f"sha256((SELECT salt FROM consent_salt) || {address}) IN ("
+            "SELECT address_hash FROM suppressions WHERE contact_key IS NULL AND removed_at IS NULL)")
+
+
 def erased(con: duckdb.DuckDBPyConnection, keys: Iterable[str]) -> set[str]:
     """The addresses among ``keys`` that match an active hash-only (erased) entry."""
     keys = list(dict.fromkeys(keys))
     if not keys:
         return set()
-    return {
-        r[0] for r in con.execute(
-            """
-            SELECT k FROM (SELECT unnest(?::VARCHAR[]) AS k)
-            WHERE sha256((SELECT salt FROM consent_salt) || k) IN (
-                SELECT address_hash FROM suppressions WHERE contact_key IS NULL AND removed_at IS NULL)
-            """,
-            [keys],
-        ).fetchall()
-    }
+    return {r[0] for r in con.execute(
+        f"SELECT k FROM (SELECT unnest(?::VARCHAR[]) AS k) WHERE {erased_sql('k')}", [keys]).fetchall()}
 
 
 def erased_contacts(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -45,6 +45,8 @@ Rules, per change (``op`` ``delete`` always passes: removing someone never mails
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import islice
@@ -53,7 +55,7 @@ from typing import Any
 
 from segsync.connector import Connector, ContactChange, Outcome, OutcomeReport, WriteResult
 from segsync.consent import suppression
-from segsync.consent.rules import NO_DECISION, EffectiveConsent
+from segsync.consent.rules import NO_DECISION, Decision, EffectiveConsent
 from segsync.model import mask_email
 from segsync.statuses import OPT_OUT_STATUSES, OutcomeStatus
 from segsync.store import Store
@@ -69,6 +71,8 @@ _ATTRIBUTES = FIELDS.index("attributes")
 _SCALARS = frozenset({type(None), str, int, float, bool})
 # Changes a plugin passes to ``write`` are copied and checked this many at a time.
 CHECKED_AT_ONCE = 10_000
+# What Gate.split takes for a person its consent lookup did not return: subscribed, not erased.
+_SUBSCRIBED = (Decision("subscribed", None, None, None), False)
 
 
 class InvalidChange(ValueError):
@@ -222,6 +226,8 @@ class Gate:
     against another run's consent: no stage can hand it a wrong answer by calling out of order.
     """
 
+    _numbers = itertools.count(1)
+
     def __init__(self, store: Store, consent: EffectiveConsent, diff: DestinationDiff) -> None:
         if not isinstance(consent, EffectiveConsent):
             raise TypeError(f"the gate checks against an EffectiveConsent, not a {type_name(consent)}")
@@ -238,22 +244,55 @@ class Gate:
         self.destination = diff.destination
         self.run_id = consent.run_id
         self.blocked: list[Blocked] = []
+        self._keys = f"_gate_keys_{next(self._numbers)}"  # the upserts of the batch being split
 
     def split(self, changes: Sequence[ContactChange]) -> tuple[list[ContactChange], list[Blocked]]:
-        """Changes that may pass and those blocked; ``changes`` must be plain (:func:`plain_change`)."""
+        """Changes that may pass and those blocked; ``changes`` must be plain (:func:`plain_change`).
+
+        The consent of every upsert is looked up at once (:meth:`_unusual`): only the people
+        whose effective status is not ``subscribed``, or who were erased, come back with their
+        decision; everyone else is subscribed. What decided a block on a subscribed person (a
+        change of an unknown status, say) is looked up for those alone."""
         upserts = [c.contact_key for c in changes if c.op != "delete"]
-        effective = self.consent.decisions(self.destination, upserts) if upserts else {}
-        erased = suppression.erased(self.store.con, upserts)
+        unusual = self._unusual(upserts) if upserts else {}
         allowed: list[ContactChange] = []
-        blocked: list[Blocked] = []
+        blocks: list[tuple[ContactChange, str, Decision | None]] = []
         for change in changes:
-            decision = effective.get(change.contact_key, NO_DECISION)
-            reason = _reason(change, decision.status, change.contact_key in erased)
+            decision, erased = unusual.get(change.contact_key, _SUBSCRIBED)
+            reason = _reason(change, decision.status, erased)
             if reason is None:
                 allowed.append(change)
             else:
-                blocked.append(Blocked(change, reason, decision.ledger_id, decision.suppression_id))
+                blocks.append((change, reason, decision if decision is not _SUBSCRIBED[0] else None))
+        if not blocks:
+            return allowed, []
+        undecided = [change.contact_key for change, _, decision in blocks if decision is None]
+        decided = self.consent.decisions(self.destination, undecided) if undecided else {}
+        blocked = []
+        for change, reason, decision in blocks:
+            if decision is None:
+                decision = decided.get(change.contact_key, NO_DECISION)
+            blocked.append(Blocked(change, reason, decision.ledger_id, decision.suppression_id))
         return allowed, blocked
+
+    def _unusual(self, keys: Sequence[str]) -> dict[str, tuple[Decision, bool]]:
+        """Contact key → (decision, erased) for each of ``keys`` whose effective status is not
+        ``subscribed`` (no decision: :data:`NO_DECISION`) or who was erased: one statement, the
+        keys bound once as a JSON text."""
+        con = self.store.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {self._keys} AS "
+                    "SELECT unnest(from_json($keys, '[\"VARCHAR\"]')) AS contact_key", {"keys": json.dumps(keys)})
+        try:
+            status = self.consent.status_sql(self.destination, f"SELECT contact_key FROM {self._keys}")
+            rows = con.execute(
+                f"SELECT k.contact_key, coalesce(e.status, 'none'), e.ledger_id, e.suppression_id, e.policy, "
+                f"{suppression.erased_sql('k.contact_key')} AS erased "
+                f"FROM {self._keys} k LEFT JOIN ({status}) e USING (contact_key) "
+                f"WHERE e.status IS DISTINCT FROM 'subscribed' OR erased"
+            ).fetchall()
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS {self._keys}")
+        return {key: (Decision(*decision), erased) for key, *decision, erased in rows}
 
     def record(self, blocked: Iterable[Blocked], by: str) -> None:
         """Record blocks as record errors and in the status audit; ``by`` says who tried."""
