@@ -49,6 +49,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from segsync.statuses import OutcomeStatus
+from segsync.sync.frozen import constructor
 
 if TYPE_CHECKING:
     from segsync.connector_settings import ConnectorSettings
@@ -194,6 +195,9 @@ class Outcome:
 
     @classmethod
     def ok(cls, contact_key: str, external_id: str | None = None) -> Outcome:
+        if cls is Outcome:  # (one per change written: built without the dataclass's __init__)
+            return _outcome(contact_key=contact_key, status=OutcomeStatus.OK, reason=None, field=None,
+                            external_id=external_id)
         return cls(contact_key, OutcomeStatus.OK, external_id=external_id)
 
     @classmethod
@@ -203,6 +207,9 @@ class Outcome:
     @classmethod
     def retryable(cls, contact_key: str, reason: str) -> Outcome:
         return cls(contact_key, OutcomeStatus.RETRYABLE, reason=reason)
+
+
+_outcome = constructor(Outcome)
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,24 @@ def test_consent_record_defaults_and_method_vocabulary() -> None:
         ConsentRecord(email="a@b.co", status="opted_in", timestamp="2024-05-01T10:00:00Z", source="crm", method="telepathy")
     with pytest.raises(ValidationError, match="status"):
         ConsentRecord(email="a@b.co", status="maybe", timestamp="2024-05-01T10:00:00Z", source="crm")
+
+
+def test_an_ok_outcome_built_without_init_equals_one_built_with_it() -> None:
+    from dataclasses import FrozenInstanceError
+
+    from segsync import Outcome
+    from segsync.statuses import OutcomeStatus
+
+    ok = Outcome.ok("ann@example.com", external_id="x-1")
+    assert type(ok) is Outcome and ok.status is OutcomeStatus.OK
+    assert ok == Outcome("ann@example.com", OutcomeStatus.OK, None, None, "x-1")
+    assert hash(ok) == hash(Outcome("ann@example.com", OutcomeStatus.OK, None, None, "x-1"))
+    assert vars(ok) == {"contact_key": "ann@example.com", "status": OutcomeStatus.OK, "reason": None,
+                        "field": None, "external_id": "x-1"}
+    with pytest.raises(FrozenInstanceError):
+        ok.status = OutcomeStatus.REJECTED  # type: ignore[misc]
+
+    class Mine(Outcome):
+        pass
+
+    assert type(Mine.ok("bo@example.com")) is Mine  # a subclass is built by its own __init__

@@ -100,7 +100,6 @@ class AudienceWrite(WriteSession):
         page = self._spill / f"{len(self._pages):06}"
         with page.open("w", encoding="utf-8") as rows, _page_records(page).open("w", encoding="utf-8",
                                                                                 newline="") as records:
-            known = csv.writer(records)
             for key in sorted(latest):
                 # One line per contact: its email, its custom attributes (JSON; empty: none) and
                 # its row's JSON line or null (deleted), tab-separated (JSON escapes a tab inside
@@ -115,7 +114,7 @@ class AudienceWrite(WriteSession):
                 if custom:
                     self._custom.update(custom)
                 rows.write(f"{_page_key(key)}\t{_encode(custom) if custom else ''}\t{_encode(row)}\n")
-                known.writerow(_csv_row(row, KNOWN_ATTRIBUTES))
+                records.write(_record(_csv_row(row, KNOWN_ATTRIBUTES)))
         self._pages.append(page)
         return WriteResult([Outcome.ok(change.contact_key) for change in changes], 0)
 
@@ -360,8 +359,23 @@ def _copied(row: tuple[str, int, str, Any]) -> tuple[str, bool, str, str]:
 def _csv_row(row: dict[str, Any], columns: list[str]) -> list[str]:
     attrs = row["attributes"]
     cells = [_inert(row["email"]), _inert(row["status"]), _inert(";".join(row["tags"]))]
-    cells += ["" if value is None else _inert(_cell(value)) for value in map(attrs.get, columns)]
+    # (a text that needs no quote prefix is its own cell: the usual value, without two calls)
+    cells += ["" if value is None else value if type(value) is str and not value.startswith(_FORMULA_START)
+              else _inert(_cell(value)) for value in map(attrs.get, columns)]
     return cells
+
+
+def _record(cells: list[str]) -> str:
+    """The CSV record ``csv.writer`` writes for ``cells``: joined with commas when no cell holds
+    what it quotes (a comma, a quote, a line break), which is the usual row, and by the writer
+    otherwise (and for a single cell: the writer quotes a lone empty one)."""
+    joined = ",".join(cells)
+    if len(cells) > 1 and joined.count(",") == len(cells) - 1 and '"' not in joined and "\n" not in joined \
+            and "\r" not in joined:
+        return joined + "\r\n"
+    out = io.StringIO()
+    csv.writer(out).writerow(cells)
+    return out.getvalue()
 
 
 def _names_held(jsonl: Path, names: set[str]) -> set[str]:

@@ -319,3 +319,19 @@ def test_a_page_is_serialised_once_and_the_commit_parses_none_of_its_rows(tmp_pa
         reference_write(tmp_path / "reference", changes)
     assert base.with_name("audience.csv").read_text(encoding="utf-8").splitlines()[1] == \
         f"b@example.com,subscribed,x;y,B{empty},pro"
+
+
+@pytest.mark.parametrize("cells", [
+    ["a@example.com", "subscribed", "x;y", "B", "", ""],
+    ["a@example.com", "subscribed", "", "Smith, Ann", ""],
+    ["a@example.com", "subscribed", "", 'say "hi"', ""],
+    ["a@example.com", "subscribed", "", "two\nlines", "cr\ronly"],
+    ["", ""],
+    [""],
+    ["only"],
+    ["tab\tinside", "'=1+2", " lead space "],
+])
+def test_a_record_joined_by_hand_is_the_one_csv_writes(cells) -> None:
+    out = io.StringIO()
+    csv.writer(out).writerow(cells)
+    assert audience_module._record(cells) == out.getvalue()
