@@ -18,6 +18,11 @@ process (``ru_maxrss`` from ``wait4``; CPU time says what a run costs when the m
 shared), the run's status and what it loaded and wrote. ``--dir`` keeps the project (the generated files are reused when present).
 ``--breakdown`` runs each sync through ``bench/sync_breakdown.py`` instead (the same runner in
 its own process, each stage timed, its peak RSS per stage) and prints the stages too.
+
+``--baseline CHECKOUT`` measures another revision beside this one (a folder holding its
+``core`` and ``connectors/files``, e.g. ``git archive <commit> core connectors/files``): a second
+project next to ``--dir`` (``<dir>-baseline``, its ``data`` a link to the same files) whose runs
+import that revision, each run right after this revision's, on the same input files.
 """
 
 from __future__ import annotations
@@ -132,8 +137,14 @@ def main() -> None:
     parser.add_argument("--dir", help="keep the project here (files reused when present)")
     parser.add_argument("--breakdown", action="store_true",
                         help="time each stage of each run (bench/sync_breakdown.py)")
+    parser.add_argument("--baseline", help="another revision's checkout (core, connectors/files), measured in turn")
     args = parser.parse_args()
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="segsync-whole-"))
+    projects = {"this": (root, None)}
+    if args.baseline:
+        checkout = Path(args.baseline).resolve()
+        path = os.pathsep.join(str(checkout / part) for part in ("core", "connectors/files"))
+        projects["baseline"] = (root.with_name(root.name + "-baseline"), path)
     try:
         sizes = root / "data" / "generated.json"
         if not sizes.exists():
@@ -147,37 +158,52 @@ def main() -> None:
             # A kept project: undo the rows an earlier 1 % run appended.
             for name, size in json.loads(sizes.read_text()).items():
                 os.truncate(root / "data" / name, size)
-        for path in (root / "store.duckdb", root / "out"):
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        for project, _ in projects.values():
+            if project != root:  # the baseline's project: this one's files
+                project.mkdir(exist_ok=True)
+                (project / "segsync.toml").write_text(CONFIG)
+                if not (project / "data").exists():
+                    (project / "data").symlink_to(root.resolve() / "data", target_is_directory=True)
+            for path in (project / "store.duckdb", project / "out"):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
         print(f"load before: {os.getloadavg()}")
         for name in ("first sync", "no change", "1% changed"):
             if name == "1% changed":
                 change_one_percent(root, args.contacts, args.events)
-            figures = _measured(root, args.breakdown)
-            report = figures["report"]
-            if "peak_rss_mib" in report:  # the breakdown resets the kernel's peak per stage: its own figure
-                figures["peak_rss_mib"] = report["peak_rss_mib"]
-            destinations = {d.get("destination", d.get("name")): {k: d.get(k) for k in ("status", "planned", "records_written", "write_calls")}
-                            for d in report.get("destinations", [])}
-            sources = {s["name"]: s.get("loaded") for s in report.get("sources", [])}
-            print(f"{name:<11} {figures['wall']:7.1f} s  CPU {figures['cpu']:7.1f} s  peak RSS {figures['peak_rss_mib'] or 0:7,.0f} MiB  "
-                  f"exit {figures['exit']}  status {report.get('status')}  loaded {sources}  {destinations}"
-                  + (f"  error {report['error']}" if "error" in report else ""), flush=True)
-            for stage, figure in report.get("stages", {}).items():
-                print(f"    {stage:<36} {figure['seconds']:8.2f} s  {figure['calls']:>5} calls"
-                      + (f"  peak RSS {figure['peak_rss_mib']:7,.0f} MiB" if "peak_rss_mib" in figure else ""))
+            for revision, (project, core) in projects.items():
+                _print_run(f"{name} ({revision})" if args.baseline else name, _measured(project, args.breakdown, core))
         print(f"load after: {os.getloadavg()}")
     finally:
         if not args.dir:
             shutil.rmtree(root, ignore_errors=True)
+            if args.baseline:
+                shutil.rmtree(projects["baseline"][0], ignore_errors=True)
+
+
+def _print_run(name: str, figures: dict) -> None:
+    """One run's line: wall, CPU, peak RSS, status, what it loaded and wrote (and its stages)."""
+    report = figures["report"]
+    if "peak_rss_mib" in report:  # the breakdown resets the kernel's peak per stage: its own figure
+        figures["peak_rss_mib"] = report["peak_rss_mib"]
+    destinations = {d.get("destination", d.get("name")): {k: d.get(k) for k in ("status", "planned", "records_written", "write_calls")}
+                    for d in report.get("destinations", [])}
+    sources = {s["name"]: s.get("loaded") for s in report.get("sources", [])}
+    print(f"{name:<11} {figures['wall']:7.1f} s  CPU {figures['cpu']:7.1f} s  peak RSS {figures['peak_rss_mib'] or 0:7,.0f} MiB  "
+          f"exit {figures['exit']}  status {report.get('status')}  loaded {sources}  {destinations}"
+          + (f"  error {report['error']}" if "error" in report else ""), flush=True)
+    for stage, figure in report.get("stages", {}).items():
+        print(f"    {stage:<36} {figure['seconds']:8.2f} s"
+              + (f"  CPU {figure['cpu_seconds']:7.2f} s" if "cpu_seconds" in figure else "")
+              + f"  {figure['calls']:>5} calls"
+              + (f"  peak RSS {figure['peak_rss_mib']:7,.0f} MiB" if "peak_rss_mib" in figure else ""))
 
 
 def _measured(root: Path, breakdown: bool = False, core: str | None = None) -> dict:
     """One `segsync sync` in its own process: wall time and that process's peak RSS.
-    ``core``: another revision's ``core`` folder, imported instead of the installed one."""
+    ``core``: another revision's folders (PYTHONPATH), imported instead of the installed ones."""
     command = ([sys.executable, str(Path(__file__).with_name("sync_breakdown.py")), str(root), "--as-of", AS_OF]
                if breakdown else [sys.executable, "-m", "segsync", "sync", "--json", "--as-of", AS_OF])
     started = time.perf_counter()
