@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from segsync import ContactChange, Outcome, OutcomeReport
 
-from segsync_brevo.collector import collector_paused
+from segsync.collector import collector_paused
 
 
 class Outcomes:

@@ -27,7 +27,7 @@ from typing import Any
 from segsync import ContactChange
 
 from segsync_brevo.account import AccountDirectory
-from segsync_brevo.collector import collector_paused
+from segsync.collector import collector_paused
 from segsync_brevo.limits import LIST_MEMBERS_PER_CALL
 from segsync_brevo.mapping import blacklist_target, no_consent_refusal, valid_email
 from segsync_brevo.outcomes import Outcomes
@@ -153,6 +153,8 @@ class Planner:
         """The calls for ``changes``. ``lists_ready`` (the set-up running beside the planning,
         :meth:`AccountDirectory.prepare`) is waited for once every change is read, before the
         first list is looked up."""
+        # Rows, sizes and groups are a few objects per change and none in a cycle: with the
+        # collector running, ~0.4 of 1.1 CPU-s of planning 100,000 changes was its re-scans.
         with collector_paused():
             return self._plan(changes, outcomes, lists_ready)
 

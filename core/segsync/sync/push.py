@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from segsync.collector import collector_paused
 from segsync.connector import Connector, Outcome, WriteResult, WriteSession
 from segsync.plugins import PluginHost
 from segsync.progress import Reporter
@@ -191,25 +190,3 @@ def _gated_batches(
         yield batch, planned_count
 
 
-_pause_lock = threading.Lock()
-_pauses = 0  # pushes running with the collector paused (a plugin may push from threads)
-_was_enabled = False
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's automatic garbage collection off while the block runs (the push collects once a
-    page itself), back as it was when the last of overlapping blocks ends."""
-    global _pauses, _was_enabled
-    with _pause_lock:
-        if _pauses == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0 and _was_enabled:
-                gc.enable()
