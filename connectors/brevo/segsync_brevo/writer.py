@@ -169,40 +169,48 @@ class Writer:
         first_done: tuple[float, float, int] | None = None  # (found done at, took at most, rows)
         while pending:
             # Every poll counts against the /processes bucket (100 requests an hour): wait
-            # first, then poll the outstanding imports oldest first and stop at the first that
-            # is not done (a later one will hardly be), so a round that finds nothing new costs
-            # one poll. After progress the wait starts again from poll_seconds; without, it doubles.
+            # first, then poll the oldest outstanding import alone, so a round that finds
+            # nothing new costs one poll. Once it is found done, the imports behind it can be
+            # done too (Brevo works a few at once, in order): they are polled side by side, up
+            # to max_connections at a time, one latency per group instead of one per import;
+            # the round stops after a group in which one was not done (a later one will hardly
+            # be). After progress the wait starts again from poll_seconds; without, it doubles.
             self.sleep(wait)
             progressed = False
-            while pending:
-                job, process_id = pending[0]
-                try:
-                    process = self.api.get_process(process_id)
-                except BrevoApiError as exc:
-                    if isinstance(exc, RetryableApiError) and self.clock() < deadline:
-                        break
-                    _fail(outcomes, job.indices, exc, f"import process {process_id} unreadable")
+            group = pending[:1]
+            while group:
+                answers = {process_id: answer for (_, process_id), answer in self._side_by_side(
+                    lambda sent: self.api.get_process(sent[1]), group)}
+                settled: set[int] = set()
+                completed = False
+                for sent in group:  # settled oldest first, as Brevo numbered them
+                    job, process_id = sent
+                    answer = answers[process_id]
+                    if isinstance(answer, BrevoApiError):
+                        if isinstance(answer, RetryableApiError) and self.clock() < deadline:
+                            continue
+                        _fail(outcomes, job.indices, answer, f"import process {process_id} unreadable")
+                    elif answer.get("status") == "completed":
+                        if first_done is None:
+                            now = self.clock()
+                            first_done = (now, now - accepted[process_id], len(job.rows))
+                        self._import_report(job, answer, outcomes)
+                        progressed = completed = True
+                    elif self.clock() >= deadline:
+                        outcomes.retry(
+                            job.indices,
+                            f"import process {process_id} still {answer.get('status')} after "
+                            f"{self.settings.process_timeout_seconds:.0f} s",
+                        )
+                    else:
+                        continue
                     outcomes.settle(job.indices)
-                    pending.pop(0)
-                    continue
-                if process.get("status") == "completed":
-                    if first_done is None:
-                        now = self.clock()
-                        first_done = (now, now - accepted[process_id], len(job.rows))
-                    self._import_report(job, process, outcomes)
-                    outcomes.settle(job.indices)
-                    pending.pop(0)
-                    progressed = True
-                elif self.clock() >= deadline:
-                    outcomes.retry(
-                        job.indices,
-                        f"import process {process_id} still {process.get('status')} after "
-                        f"{self.settings.process_timeout_seconds:.0f} s",
-                    )
-                    outcomes.settle(job.indices)
-                    pending.pop(0)
-                else:
+                    settled.add(process_id)
+                pending[:] = [sent for sent in pending if sent[1] not in settled]
+                if len(settled) < len(group):  # one was not done
                     break
+                # Only an import found done says those behind it can be done too.
+                group = pending[:self.settings.max_connections if completed else 1]
             if not progressed:
                 wait = min(wait * 2, 30.0)
             elif pending and first_done is not None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -316,6 +317,98 @@ def test_imports_are_polled_oldest_first_and_a_round_without_progress_costs_one_
     assert sleeps == [0.5, 1.0, 2.0, 0.5]
     assert reports == [["i0@example.com"], ["i1@example.com"], ["i2@example.com"]]
     assert [o.status for o in outcomes.result()] == ["ok"] * 3
+
+
+
+class ProcessesInFlight(ScriptedProcesses):
+    """:class:`ScriptedProcesses` that records which polls were in flight together: a poll is
+    answered once ``together[n]`` polls are in flight (n counts the polls), so polls sent one
+    after another would wait for each other (and fail the test) instead of passing by luck.
+    ``errors`` maps a process to the error its first poll raises."""
+
+    def __init__(self, busy, together, errors=None) -> None:
+        super().__init__(busy)
+        self.together = together
+        self.errors = errors or {}
+        self.in_flight: list[int] = []
+        self.groups: list[list[int]] = []
+        self.arrived = self.released = 0  # polls that arrived, polls whose group was complete
+        self.lock = threading.Condition()
+
+    def get_process(self, process_id):
+        with self.lock:
+            self.in_flight.append(process_id)
+            arrival, self.arrived = self.arrived, self.arrived + 1
+            if len(self.in_flight) == self.together[arrival]:  # the last of its group records it
+                self.groups.append(sorted(self.in_flight))
+                self.released = self.arrived
+                self.lock.notify_all()
+            # a guard against a hang, not a measure: too few in flight fails the assertions
+            self.lock.wait_for(lambda: arrival < self.released, timeout=10)
+            answer = super().get_process(process_id)
+            self.in_flight.remove(process_id)
+        if process_id in self.errors:
+            raise self.errors.pop(process_id)
+        return answer
+
+
+def poll_imports(api, imports, max_connections):
+    from pydantic import SecretStr
+
+    from segsync_brevo import BrevoSettings
+    from segsync_brevo.outcomes import Outcomes
+    from segsync_brevo.planner import ImportJob, Plan
+    from segsync_brevo.writer import Writer
+
+    sleeps: list[float] = []
+    settings = BrevoSettings(api_key=SecretStr("k"), max_connections=max_connections)
+    writer = Writer(api, settings, directory=None, poll_seconds=0.5, sleep=sleeps.append)
+    changes = [change(f"i{n}@example.com") for n in range(imports)]
+    plan = Plan(imports=[ImportJob([{"email": c.contact_key}], [n], frozenset({7}), False)
+                         for n, c in enumerate(changes)])
+    reports: list[list[str]] = []
+    outcomes = Outcomes(changes, lambda done: reports.append([o.contact_key for o in done]))
+    for job in plan.imports:
+        outcomes.expect(job.indices)
+    writer._imports(plan, outcomes)
+    return sleeps, reports, outcomes.result()
+
+
+def test_imports_behind_one_found_done_are_polled_side_by_side():
+    # Round 1: process 1 still running (one poll). Round 2: process 1 is done, so the three
+    # behind it are polled together, all done: 5 polls, as one after another, in two latencies.
+    api = ProcessesInFlight({1: 1, 2: 0, 3: 0, 4: 0}, together=[1, 1, 3, 3, 3])
+    sleeps, reports, result = poll_imports(api, 4, max_connections=10)
+
+    assert sorted(api.polls[:2]) == [1, 1] and sorted(api.polls[2:]) == [2, 3, 4]
+    assert api.groups == [[1], [1], [2, 3, 4]]
+    assert sleeps == [0.5, 1.0]
+    assert reports == [["i0@example.com"], ["i1@example.com"], ["i2@example.com"], ["i3@example.com"]]
+    assert [o.status for o in result] == ["ok"] * 4
+
+
+def test_side_by_side_polls_go_max_connections_at_a_time_and_settle_each_import_on_its_own():
+    from segsync_brevo.api import BrevoApiError, RetryableApiError
+
+    # max_connections 2. Round 1: 1 is done; 2 and 3 together (3's poll is refused for good:
+    # its rows rejected, the round goes on); 4 and 5 together: 4 still running, 5 done (settled
+    # now), so the round stops before 6. Round 2: 4 is done, then 6 and 7 together: 6 done, 7's
+    # poll answered 503 (the round ends; 7 is polled again at once: it was accepted with 1,
+    # which took one round). Round 3: 7 is done.
+    errors = {3: BrevoApiError(400, "invalid_parameter", "process 3 is not an import"),
+              7: RetryableApiError(503, "unavailable", "try again")}
+    api = ProcessesInFlight({1: 0, 2: 0, 3: 0, 4: 1, 5: 0, 6: 0, 7: 0}, errors=errors,
+                            together=[1, 2, 2, 2, 2, 1, 2, 2, 1])
+    sleeps, reports, result = poll_imports(api, 7, max_connections=2)
+
+    assert api.groups == [[1], [2, 3], [4, 5], [4], [6, 7], [7]]
+    assert sorted(api.polls) == [1, 2, 3, 4, 4, 5, 6, 7, 7]
+    assert sleeps == [0.5, 0.5, 0.0]
+    assert reports == [["i0@example.com"], ["i1@example.com"], ["i2@example.com"],
+                       ["i4@example.com"], ["i3@example.com"], ["i5@example.com"], ["i6@example.com"]]
+    assert [o.status for o in result] == ["ok", "ok", "rejected", "ok", "ok", "ok", "ok"]
+    assert result[2].reason == (
+        "import process 3 unreadable: Brevo API error 400 invalid_parameter: process 3 is not an import")
 
 
 json_scalars = st.text(max_size=20) | st.integers(-10**9, 10**9) | st.booleans()
