@@ -167,35 +167,48 @@ class Writer:
         deadline = self.clock() + self.settings.process_timeout_seconds
         wait = self.poll_seconds
         first_done: tuple[float, float, int] | None = None  # (found done at, took at most, rows)
+
+        def can_be_done(sent: tuple[ImportJob, int], lead: int, now: float) -> bool:
+            """Whether an import behind ``lead`` (just found done) can be done by ``now``: it
+            was accepted no later than the lead, or it has had, since it was accepted, as long
+            as the first import found done took at most, for its rows."""
+            job, process_id = sent
+            _, took, rows = first_done or (now, 0.0, 1)
+            return (accepted[process_id] <= accepted[lead]
+                    or accepted[process_id] + took * len(job.rows) / max(1, rows) <= now)
+
         while pending:
             # Every poll counts against the /processes bucket (100 requests an hour): wait
             # first, then poll the oldest outstanding import alone, so a round that finds
-            # nothing new costs one poll. Once it is found done, the imports behind it can be
-            # done too (Brevo works a few at once, in order): they are polled side by side, up
-            # to max_connections at a time, one latency per group instead of one per import;
-            # the round stops after a group in which one was not done (a later one will hardly
-            # be). After progress the wait starts again from poll_seconds; without, it doubles.
+            # nothing new costs one poll. Once it is found done, the imports behind it that can
+            # be done by then are polled side by side, max_connections at a time (one latency
+            # per group instead of one per import), then the oldest left alone again; the round
+            # stops after a poll that found an import not done (a later one will hardly be).
+            # After progress the wait starts again from poll_seconds; without, it doubles.
             self.sleep(wait)
             progressed = False
-            group = pending[:1]
-            while group:
+            behind: list[tuple[ImportJob, int]] = []  # can be done, not polled yet this round
+            while pending:
+                lead = not behind
+                group = pending[:1] if lead else behind[:self.settings.max_connections]
+                behind = behind[len(group):]
                 answers = {process_id: answer for (_, process_id), answer in self._side_by_side(
                     lambda sent: self.api.get_process(sent[1]), group)}
                 settled: set[int] = set()
-                completed = False
-                for sent in group:  # settled oldest first, as Brevo numbered them
-                    job, process_id = sent
+                for job, process_id in group:  # settled oldest first, as Brevo numbered them
                     answer = answers[process_id]
                     if isinstance(answer, BrevoApiError):
                         if isinstance(answer, RetryableApiError) and self.clock() < deadline:
                             continue
                         _fail(outcomes, job.indices, answer, f"import process {process_id} unreadable")
                     elif answer.get("status") == "completed":
+                        now = self.clock()
                         if first_done is None:
-                            now = self.clock()
                             first_done = (now, now - accepted[process_id], len(job.rows))
                         self._import_report(job, answer, outcomes)
-                        progressed = completed = True
+                        progressed = True
+                        if lead:
+                            behind = [sent for sent in pending[1:] if can_be_done(sent, process_id, now)]
                     elif self.clock() >= deadline:
                         outcomes.retry(
                             job.indices,
@@ -209,8 +222,6 @@ class Writer:
                 pending[:] = [sent for sent in pending if sent[1] not in settled]
                 if len(settled) < len(group):  # one was not done
                     break
-                # Only an import found done says those behind it can be done too.
-                group = pending[:self.settings.max_connections if completed else 1]
             if not progressed:
                 wait = min(wait * 2, 30.0)
             elif pending and first_done is not None:

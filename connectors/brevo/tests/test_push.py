@@ -352,7 +352,7 @@ class ProcessesInFlight(ScriptedProcesses):
         return answer
 
 
-def poll_imports(api, imports, max_connections):
+def poll_imports(api, imports, max_connections, sizes=None):
     from pydantic import SecretStr
 
     from segsync_brevo import BrevoSettings
@@ -363,14 +363,19 @@ def poll_imports(api, imports, max_connections):
     sleeps: list[float] = []
     settings = BrevoSettings(api_key=SecretStr("k"), max_connections=max_connections)
     writer = Writer(api, settings, directory=None, poll_seconds=0.5, sleep=sleeps.append)
-    changes = [change(f"i{n}@example.com") for n in range(imports)]
-    plan = Plan(imports=[ImportJob([{"email": c.contact_key}], [n], frozenset({7}), False)
-                         for n, c in enumerate(changes)])
+    sizes = sizes or [1] * imports
+    changes = [change(f"i{n}@example.com") for n in range(sum(sizes))]
+    jobs, first = [], 0
+    for size in sizes:
+        indices = list(range(first, first + size))
+        jobs.append(ImportJob([{"email": changes[i].contact_key} for i in indices], indices, frozenset({7}), False))
+        first += size
     reports: list[list[str]] = []
     outcomes = Outcomes(changes, lambda done: reports.append([o.contact_key for o in done]))
-    for job in plan.imports:
+    for job in jobs:
         outcomes.expect(job.indices)
-    writer._imports(plan, outcomes)
+    api.writer = writer
+    writer._imports(Plan(imports=jobs), outcomes)
     return sleeps, reports, outcomes.result()
 
 
@@ -409,6 +414,35 @@ def test_side_by_side_polls_go_max_connections_at_a_time_and_settle_each_import_
     assert [o.status for o in result] == ["ok", "ok", "rejected", "ok", "ok", "ok", "ok"]
     assert result[2].reason == (
         "import process 3 unreadable: Brevo API error 400 invalid_parameter: process 3 is not an import")
+
+
+
+class ImportsASecondApart(ProcessesInFlight):
+    """Imports sent one at a time (max_connections 1), each accepted a second of the writer's
+    clock after the one before; the polls may then go 3 at once."""
+
+    def import_contacts(self, rows, *, list_ids, email_blacklist):
+        self.writer.clock.now += 1.0
+        if self.imported + 1 == len(self.busy):
+            self.writer.settings = self.writer.settings.model_copy(update={"max_connections": 3})
+        return super().import_contacts(rows, list_ids=list_ids, email_blacklist=email_blacklist)
+
+
+def test_only_imports_that_can_be_done_are_polled_beside_the_one_found_done():
+    # Imports of 4, 1, 1, 4 and 1 rows accepted at 1, 2, 3, 4 and 5 s. Round 1 (5.5 s): process 1
+    # is done, having taken at most 4.5 s for 4 rows. Processes 2 and 3 have had that long for
+    # their one row (since 2 and 3 s), so they are polled together; 4 (4 rows since 4 s) and 5
+    # (since 5 s) have not: 4 is polled alone once the others are settled, done; then 5, alone,
+    # is not done and the round stops. Round 2: 5 is done.
+    api = ImportsASecondApart({1: 0, 2: 0, 3: 0, 4: 0, 5: 1}, together=[1, 2, 2, 1, 1, 1])
+    sleeps, reports, result = poll_imports(api, 5, max_connections=1, sizes=[4, 1, 1, 4, 1])
+
+    assert api.groups == [[1], [2, 3], [4], [5], [5]]
+    assert sorted(api.polls) == [1, 2, 3, 4, 5, 5]
+    assert sleeps == [0.5, 0.5]
+    assert reports == [[f"i{n}@example.com" for n in range(4)], ["i4@example.com"], ["i5@example.com"],
+                       [f"i{n}@example.com" for n in range(6, 10)], ["i10@example.com"]]
+    assert [o.status for o in result] == ["ok"] * 11
 
 
 json_scalars = st.text(max_size=20) | st.integers(-10**9, 10**9) | st.booleans()
