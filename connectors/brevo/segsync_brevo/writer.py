@@ -170,12 +170,13 @@ class Writer:
 
         def can_be_done(sent: tuple[ImportJob, int], lead: int, now: float) -> bool:
             """Whether an import behind ``lead`` (just found done) can be done by ``now``: it
-            was accepted no later than the lead, or it has had, since it was accepted, as long
-            as the first import found done took at most, for its rows."""
+            was accepted no later than the lead, or it would be done by now even if it waited
+            for a place: the first import found done took at most ``took`` for its rows, and
+            this one can start no later than when that one was found done."""
             job, process_id = sent
-            _, took, rows = first_done or (now, 0.0, 1)
+            found_at, took, rows = first_done or (now, 0.0, 1)
             return (accepted[process_id] <= accepted[lead]
-                    or accepted[process_id] + took * len(job.rows) / max(1, rows) <= now)
+                    or found_at + took * len(job.rows) / max(1, rows) <= now)
 
         while pending:
             # Every poll counts against the /processes bucket (100 requests an hour): wait

@@ -419,31 +419,37 @@ def test_side_by_side_polls_go_max_connections_at_a_time_and_settle_each_import_
 
 class ImportsASecondApart(ProcessesInFlight):
     """Imports sent one at a time (max_connections 1), each accepted a second of the writer's
-    clock after the one before; the polls may then go 3 at once."""
+    clock after the one before and numbered as ``numbers`` says (Brevo numbers them as they
+    arrive, which need not be the order of their answers); the polls may then go 3 at once."""
+
+    def __init__(self, busy, together, numbers) -> None:
+        super().__init__(busy, together)
+        self.numbers = numbers
 
     def import_contacts(self, rows, *, list_ids, email_blacklist):
         self.writer.clock.now += 1.0
         if self.imported + 1 == len(self.busy):
             self.writer.settings = self.writer.settings.model_copy(update={"max_connections": 3})
-        return super().import_contacts(rows, list_ids=list_ids, email_blacklist=email_blacklist)
+        return self.numbers[super().import_contacts(rows, list_ids=list_ids, email_blacklist=email_blacklist) - 1]
 
 
 def test_only_imports_that_can_be_done_are_polled_beside_the_one_found_done():
-    # Imports of 4, 1, 1, 4 and 1 rows accepted at 1, 2, 3, 4 and 5 s. Round 1 (5.5 s): process 1
-    # is done, having taken at most 4.5 s for 4 rows. Processes 2 and 3 have had that long for
-    # their one row (since 2 and 3 s), so they are polled together; 4 (4 rows since 4 s) and 5
-    # (since 5 s) have not: 4 is polled alone once the others are settled, done; then 5, alone,
-    # is not done and the round stops. Round 2: 5 is done.
-    api = ImportsASecondApart({1: 0, 2: 0, 3: 0, 4: 0, 5: 1}, together=[1, 2, 2, 1, 1, 1])
-    sleeps, reports, result = poll_imports(api, 5, max_connections=1, sizes=[4, 1, 1, 4, 1])
+    # Processes 2, 1, 3, 4, 5, 6 of 1, 4, 1, 4, 1, 1 rows accepted at 1, 2, ... 6 s. Round 1
+    # (6.5 s): process 1 is done, having taken at most 4.5 s for its 4 rows. Process 2 was
+    # accepted before it: polled next, done. Process 3 can be done only from 7.625 s (had it
+    # waited for 1's place: 6.5 s + 4.5 s / 4), so it is polled alone: done; then 4, alone: not
+    # done, the round stops. Rounds 2 and 3 (7 s, 8 s): 4 is done at 8 s, and 5 and 6 (done by
+    # 7.625 s even after waiting) are polled together.
+    api = ImportsASecondApart({1: 0, 2: 0, 3: 0, 4: 2, 5: 0, 6: 0}, together=[1, 1, 1, 1, 1, 1, 2, 2],
+                              numbers=[2, 1, 3, 4, 5, 6])
+    sleeps, reports, result = poll_imports(api, 6, max_connections=1, sizes=[1, 4, 1, 4, 1, 1])
 
-    assert api.groups == [[1], [2, 3], [4], [5], [5]]
-    assert sorted(api.polls) == [1, 2, 3, 4, 5, 5]
-    assert sleeps == [0.5, 0.5]
-    assert reports == [[f"i{n}@example.com" for n in range(4)], ["i4@example.com"], ["i5@example.com"],
-                       [f"i{n}@example.com" for n in range(6, 10)], ["i10@example.com"]]
-    assert [o.status for o in result] == ["ok"] * 11
-
+    assert api.groups == [[1], [2], [3], [4], [4], [4], [5, 6]]
+    assert sorted(api.polls) == [1, 2, 3, 4, 4, 4, 5, 6]
+    assert sleeps == [0.5, 0.5, 1.0]
+    assert reports == [[f"i{n}@example.com" for n in range(1, 5)], ["i0@example.com"], ["i5@example.com"],
+                       [f"i{n}@example.com" for n in range(6, 10)], ["i10@example.com"], ["i11@example.com"]]
+    assert [o.status for o in result] == ["ok"] * 12
 
 json_scalars = st.text(max_size=20) | st.integers(-10**9, 10**9) | st.booleans()
 
