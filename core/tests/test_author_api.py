@@ -8,7 +8,8 @@ from the core only:
   ``segsync.http``, ``segsync.segments.functions`` for segment functions, ``segsync.scores``
   for per-contact scores, ``segsync.project`` for plugins' commands,
   ``segsync.insights`` for a project's figures, ``segsync.live`` for runs started by a schedule
-  or a webhook) and ``segsync.testing`` with its submodules.
+  or a webhook, ``segsync.collector`` to pause the garbage collector while planning a large
+  write) and ``segsync.testing`` with its submodules.
 
 The check walks the AST of every ``.py`` file of those distributions outside their ``tests/``
 folders, every import at every level (inside functions and ``if TYPE_CHECKING:`` too: a type
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DISTRIBUTION_GROUPS = ("connectors", "plugins")
 PUBLIC_MODULES = frozenset({"segsync", "segsync.payload", "segsync.filesource", "segsync.http",
                             "segsync.segments.functions", "segsync.scores", "segsync.project",
-                            "segsync.insights", "segsync.live"})
+                            "segsync.insights", "segsync.live", "segsync.collector"})
 # The whole of segsync.testing is public (the conformance kit, emulator and test helpers), and
 # segsync.engines (the seam engine plugins implement, docs/scale.md).
 PUBLIC_PACKAGES = ("segsync.testing", "segsync.engines")
