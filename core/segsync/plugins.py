@@ -9,6 +9,7 @@ and ``SEGSYNC_PLUGINS`` (an allow-list) switch plugins off. Built-in behaviour l
 
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 import logging
@@ -124,12 +125,13 @@ class PluginHost:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.failures: list[PluginLoadFailure] = []
-        # Plugin name → (distribution, version, where it was installed from: read from the
-        # distribution's metadata only when asked, by plugins()).
-        self._distributions: dict[str, tuple[str, str, InstallSource | metadata.Distribution | None]] = {}
+        # Plugin name → (distribution, version, where it was installed from). The version (None:
+        # not read yet) and the install source come from the distribution's metadata, parsed
+        # only when asked, by plugins(): every command loads the plugins, few list them.
+        self._distributions: dict[str, tuple[str, str | None, InstallSource | metadata.Distribution | None]] = {}
         for module_name in DEFAULT_PLUGINS:
             self.pm.register(importlib.import_module(module_name), name=module_name)
-            self._distributions[module_name] = ("segsync", _version("segsync"), BUILT_IN)
+            self._distributions[module_name] = ("segsync", None, BUILT_IN)
         if load_entry_points:
             self._load_entry_points()
         for plugin in extra_plugins:
@@ -155,17 +157,17 @@ class PluginHost:
             if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
                 continue
             dist_name = ep.dist.name if ep.dist else None
-            version = ep.dist.version if ep.dist else None
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
             except Exception as exc:  # one broken plugin must not stop the others
+                version = ep.dist.version if ep.dist else None
                 failure = PluginLoadFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}",
                                             version, install_source(ep.dist))
                 self.failures.append(failure)
                 log.warning(failure.message())
                 continue
-            self._distributions[ep.name] = (dist_name or ep.name, version or "unknown", ep.dist)
+            self._distributions[ep.name] = (dist_name or ep.name, None, ep.dist)
 
     def register(self, plugin: Any, name: str | None = None) -> str:
         """Register an in-process plugin (tests, embedding applications).
@@ -398,6 +400,10 @@ class PluginHost:
             if plugin is None:
                 continue
             dist, version, origin = self._distributions.get(name, ("(unknown)", "", None))
+            if version is None:
+                version = (_version(dist) if origin is BUILT_IN
+                           else origin.version or "unknown" if isinstance(origin, metadata.Distribution)
+                           else "unknown")
             source = origin if isinstance(origin, InstallSource | None) else install_source(origin)
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             capabilities = dict(sorted(capabilities_by_plugin.get(name, {}).items()))
@@ -412,6 +418,7 @@ def _connector_type_name(cls: Any) -> str:
     return name
 
 
+@functools.cache  # the built-in plugins all ask for segsync's
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)

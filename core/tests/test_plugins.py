@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from importlib import metadata
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -190,6 +191,26 @@ def test_plugins_json_command_shape(entry_points) -> None:
     assert good["connector_types"] == ["echo"]
     # An entry point without a distribution (as here) has no install source to show.
     assert (good["status"], good["installed_from"], good["capabilities"]) == ("loaded", None, {"echo": []})
+    assert good["version"] == "unknown"
+    push = next(p for p in data if p["name"] == "segsync.default_plugins.push")
+    assert (push["distribution"], push["version"]) == ("segsync", metadata.version("segsync"))
+
+
+def test_versions_are_read_from_metadata_only_when_plugins_are_listed(entry_points, monkeypatch) -> None:
+    # Every command loads the plugins; only `segsync plugins` shows versions, so loading them
+    # must not parse each distribution's metadata (it costs start-up time).
+    import segsync.plugins as plugins_module
+
+    entry_points("good", GOOD)
+    asked: list[str] = []
+    real_version = metadata.version
+    plugins_module._version.cache_clear()
+    monkeypatch.setattr(plugins_module.metadata, "version", lambda dist: asked.append(dist) or real_version(dist))
+    host = PluginHost()
+    assert asked == []
+    infos = {p.name: p for p in host.plugins()}
+    assert asked == ["segsync"]  # once for the built-in plugins, however many there are
+    assert infos["segsync.cli.runs"].version == real_version("segsync")
 
 
 def test_register_commands_hook_adds_a_cli_command() -> None:
