@@ -6,6 +6,8 @@ import threading
 
 from segsync.testing.emulator import Answer, AnswerError, Emulator, Request, route
 
+# ``maxLength`` keeps a note on the shape path (an item schema whose only value constraints are
+# enums of strings is compiled into a predicate instead; see segsync.testing.emulator.openapi).
 SPEC = {
     "openapi": "3.0.0",
     "paths": {
@@ -22,7 +24,7 @@ SPEC = {
     },
     "components": {"schemas": {"Note": {
         "type": "object", "required": ["text"],
-        "properties": {"text": {"type": "string"}, "color": {"type": "string", "enum": ["red", "blue"]}}}}},
+        "properties": {"text": {"type": "string"}, "color": {"type": "string", "enum": ["red", "blue"], "maxLength": 8}}}}},
 }
 
 

@@ -157,7 +157,8 @@ def test_an_item_shape_keeps_everything_its_validity_depends_on() -> None:
     item = {"type": "object", "properties": {
         "text": {"type": "string"},
         "tags": {"type": "array", "items": {"type": "string"}},
-        "colors": {"type": "array", "items": {"enum": ["red", "blue"]}},
+        # maxLength: a value constraint the compiled check does not take, so items go through shapes
+        "colors": {"type": "array", "items": {"enum": ["red", "blue"], "maxLength": 8}},
         "meta": {"type": "object", "additionalProperties": {"type": "string"}},
         "parts": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"}}}}}}
     spec = {"openapi": "3.0.0", "paths": {"/notes": {"post": {
@@ -218,18 +219,21 @@ def test_an_emulator_runs_in_its_own_process(monkeypatch: pytest.MonkeyPatch) ->
         assert notes.stats()["gc_thresholds"] == list(GC_THRESHOLDS) == [50_000, 50, 100]
 
 
-# Item schemas without value constraints, as the compiled check takes them (types, properties,
-# required, additionalProperties, items), nested a little.
+# Item schemas as the compiled check takes them (types, properties, required,
+# additionalProperties, items, enums of strings), nested a little.
 _leaf_schemas = st.sampled_from([{}, {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"},
                                  {"type": "null"}, {"type": ["string", "integer"]}, {"type": "object"},
-                                 {"type": "array"}, {"description": "anything", "format": "email"}])
+                                 {"type": "array"}, {"description": "anything", "format": "email"},
+                                 {"enum": ["a", "b"]}, {"type": "string", "enum": ["a", ""]},
+                                 {"type": "integer", "enum": ["1"]}, {"enum": []}])
 _item_schemas = st.recursive(_leaf_schemas, lambda inner: st.one_of(
     st.fixed_dictionaries({"type": st.just("object"), "properties": st.dictionaries(st.sampled_from("abc"), inner, max_size=3)},
                           optional={"required": st.lists(st.sampled_from("abc"), max_size=2, unique=True),
                                     "additionalProperties": st.booleans() | inner}),
     st.fixed_dictionaries({"type": st.just("array"), "items": inner}),
     st.fixed_dictionaries({"properties": st.dictionaries(st.sampled_from("ab"), inner, max_size=2)})), max_leaves=6)
-_json_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-2, 2) | st.text(max_size=3),
+_json_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-2, 2) | st.text(max_size=3)
+                            | st.sampled_from(["a", "b", "", "1"]),
                             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("abcd"), inner, max_size=3),
                             max_leaves=8)
 

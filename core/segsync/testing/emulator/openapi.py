@@ -9,11 +9,11 @@ Validation must cost an emulator little, or a benchmark measures the emulator, n
   patterns, bounds) and only the JSON type of the others, so two items of one shape are valid or
   invalid together. Invalid items are always validated in full; whole bodies and answers of a
   shape already found valid are not validated again;
-* an array whose item schema has no value constraint at all (types, properties, required,
-  additionalProperties, items only: a Brevo import's rows) is checked by a predicate compiled
-  from that schema once, with Draft 4's type rules, instead of item by item through shapes
-  (~0.5 µs a row instead of ~2 µs); only the items it refuses go through jsonschema, for the
-  messages.
+* an array whose item schema has no value constraint but enums of strings (types, properties,
+  required, additionalProperties, items, enum: a Brevo import's rows, Mailchimp's batch members
+  with their ``status`` enum) is checked by a predicate compiled from that schema once, with
+  Draft 4's type rules, instead of item by item through shapes (~0.5 µs a row instead of
+  ~2-4 µs); only the items it refuses go through jsonschema, for the messages.
 
 Violations come back as ``(field, message)`` with jsonschema's messages; the emulator turns
 them into the service's own error format.
@@ -43,8 +43,10 @@ _VALUE_CONSTRAINTS = frozenset({
 
 
 # Keywords a compiled item check understands; any other keyword that is not an annotation makes
-# the schema go through shapes and jsonschema.
-_STRUCTURAL = frozenset({"type", "properties", "additionalProperties", "items", "required"})
+# the schema go through shapes and jsonschema. ``enum`` only when every value is a string: then
+# Draft 4's equality is plain string equality (jsonschema's ``equal`` compares strings with ``==``
+# and tells ``True`` from ``1`` only for the other types).
+_STRUCTURAL = frozenset({"type", "properties", "additionalProperties", "items", "required", "enum"})
 _ANNOTATIONS = frozenset({"description", "example", "examples", "format", "default", "title", "readOnly",
                           "writeOnly", "nullable", "deprecated", "xml", "externalDocs", "discriminator"})
 # Draft 4's types as jsonschema checks them: booleans are neither integers nor numbers, and an
@@ -252,14 +254,19 @@ class OpenApiValidator:
 
     def _compile(self, schema: Any, depth: int) -> Callable[[Any], bool] | None | bool:
         """A predicate true exactly when jsonschema (Draft 4) finds ``schema`` satisfied; None
-        when the schema accepts anything; False when it cannot be compiled (value constraints,
-        combinators, too deep)."""
+        when the schema accepts anything; False when it cannot be compiled (value constraints
+        other than an enum of strings, combinators, too deep)."""
         resolved = self._resolve(schema)
         if depth > _COMPILE_DEPTH or not isinstance(schema, dict):
             return False
         keywords = {k for k in resolved if not k.startswith("x-")} - _ANNOTATIONS
         if keywords - _STRUCTURAL:
             return False
+        allowed = resolved.get("enum")
+        if allowed is not None:
+            if not isinstance(allowed, list) or not all(type(v) is str for v in allowed):
+                return False
+            allowed = frozenset(allowed)
         kinds = resolved.get("type")
         kinds = [kinds] if isinstance(kinds, str) else kinds
         if kinds is not None and (not isinstance(kinds, list) or not all(k in _DRAFT4_TYPES for k in kinds)):
@@ -289,11 +296,13 @@ class OpenApiValidator:
         required = list(resolved.get("required") or ())
         checked = {name: test for name, test in props.items() if test is not None}
         object_rules = bool(required or checked or extra is not True)
-        if type_ok is None and not object_rules and items is None:
+        if type_ok is None and not object_rules and items is None and allowed is None:
             return None
 
         def check(value: Any) -> bool:
             if type_ok is not None and not type_ok(value):
+                return False
+            if allowed is not None and (type(value) is not str or value not in allowed):
                 return False
             if object_rules and type(value) is dict:
                 for name in required:
