@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from segsync_mailchimp.emulator.problems import ApiProblem
 
@@ -62,8 +62,11 @@ class MergeField:
             "display_order": self.merge_id, "options": {}, "help_text": "", "list_id": list_id,
         }
 
+    CHECKED: ClassVar[frozenset[str]] = frozenset({"number", "date", "birthday", "address"})
+
     def problem(self, value: Any) -> str | None:
-        """Why ``value`` is not acceptable for this field, or None."""
+        """Why ``value`` is not acceptable for this field, or None (always None for a type
+        outside ``CHECKED``)."""
         if value in ("", None):
             return None
         if self.type == "number":
@@ -92,7 +95,7 @@ DEFAULT_MERGE_FIELDS = (
 )
 
 
-@dataclass
+@dataclass(slots=True)  # a million of them in a benchmark: no __dict__ each
 class Member:
     email_address: str
     status: str
@@ -109,14 +112,15 @@ class Member:
     vip: bool = False
     unsubscribe_reason: str = ""
     web_id: int = 0
-    # Fields answered in place of the member's own (see MailchimpState.serve_member_as).
-    served_as: dict[str, Any] = field(default_factory=dict)
+    # Fields answered in place of the member's own (see MailchimpState.serve_member_as); None
+    # (rather than an empty dict per member) when there are none.
+    served_as: dict[str, Any] | None = None
     # The subscriber hash; computed from the address unless the caller has it already (the
     # address of a member never changes).
     id: str = ""
     # Contact events (POST …/members/{hash}/events), oldest first: name, properties, occurred_at,
-    # is_syncing (an event sent with is_syncing true starts no automation).
-    events: list[dict[str, Any]] = field(default_factory=list)
+    # is_syncing (an event sent with is_syncing true starts no automation). None until the first.
+    events: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -161,6 +165,26 @@ class Campaign:
     recipients: list[str] = field(default_factory=list)  # hashes, in send order
     activity: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # hash -> actions
     unsubscribes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Batch:
+    """One batch-subscribe call: its options, and what it looks up for every entry, once."""
+
+    __slots__ = ("audience", "update_existing", "sync_tags", "skip_merge", "skip_dupes", "now", "seen",
+                 "created", "updated", "blank_fields", "checked_fields", "required_fields")
+
+    def __init__(self, audience: Audience, *, update_existing: bool, sync_tags: bool, skip_merge: bool,
+                 skip_dupes: bool, now: datetime) -> None:
+        self.audience, self.now = audience, now
+        self.update_existing, self.sync_tags = update_existing, sync_tags
+        self.skip_merge, self.skip_dupes = skip_merge, skip_dupes
+        self.seen: set[str] = set()
+        self.created: list[Member] = []
+        self.updated: list[Member] = []
+        self.blank_fields = audience.blank_merge_fields()
+        # Only these types can refuse a value (MergeField.problem); text, phone, url... cannot.
+        self.checked_fields = {tag: f for tag, f in audience.merge_fields.items() if f.type in MergeField.CHECKED}
+        self.required_fields = [f for f in audience.merge_fields.values() if f.required]
 
 
 def _page(items: list[Any], query: dict[str, list[str]]) -> list[Any]:
@@ -326,7 +350,7 @@ class EmulatorState:
         }
         if m.status == "unsubscribed":
             doc["unsubscribe_reason"] = m.unsubscribe_reason
-        for name, value in m.served_as.items():
+        for name, value in (m.served_as or {}).items():
             if value is ...:
                 doc.pop(name, None)
             else:
@@ -418,6 +442,8 @@ class EmulatorState:
                 raise ApiProblem("ResourceNotFound")
             occurred = parse_time(body["occurred_at"], "occurred_at") if body.get("occurred_at") else self.clock()
             syncing = bool(body.get("is_syncing"))
+            if member.events is None:
+                member.events = []
             member.events.append({"name": name, "properties": dict(properties), "occurred_at": iso(occurred),
                                   "is_syncing": syncing})
             if not syncing:
@@ -429,7 +455,7 @@ class EmulatorState:
             member = self.member(list_id, key)
             if member is None:
                 raise ApiProblem("ResourceNotFound")
-            events = [{k: e[k] for k in ("name", "properties", "occurred_at")} for e in reversed(member.events)]
+            events = [{k: e[k] for k in ("name", "properties", "occurred_at")} for e in reversed(member.events or ())]
             return {"events": _page(events, query), "total_items": len(events), "_links": []}
 
     def update_member_tags(self, list_id: str, key: str, body: dict[str, Any]) -> None:
@@ -473,22 +499,19 @@ class EmulatorState:
                     "InvalidResource",
                     f"You may only submit up to {BATCH_MAX} members per batch; this request has {len(entries)}.",
                 )
-            update_existing = bool(body.get("update_existing"))
-            sync_tags = bool(body.get("sync_tags"))
-            skip_merge = _flag(query, "skip_merge_validation")
-            skip_dupes = _flag(query, "skip_duplicate_check")
-            created: list[Member] = []
-            updated: list[Member] = []
+            batch = _Batch(a, update_existing=bool(body.get("update_existing")),
+                           sync_tags=bool(body.get("sync_tags")),
+                           skip_merge=_flag(query, "skip_merge_validation"),
+                           skip_dupes=_flag(query, "skip_duplicate_check"),
+                           now=self.clock())  # one time for the whole batch, as one request's
             errors: list[dict[str, str]] = []
-            seen: set[str] = set()
-            now = self.clock()  # one time for the whole batch, as one request's
             for entry in entries:
                 email = str(entry.get("email_address") or "").strip()
-                error = self._subscribe_one(a, entry, email, seen, update_existing, sync_tags,
-                                            skip_merge, skip_dupes, created, updated, now)
+                error = self._subscribe_one(batch, entry, email)
                 if error:
                     errors.append({"email_address": email, "error": error[0], "error_code": error[1],
                                    "field": error[2], "field_message": error[3]})
+            created, updated = batch.created, batch.updated
             return {
                 "new_members": [self.member_doc(a, m) for m in created] if member_docs else [],
                 "updated_members": [self.member_doc(a, m) for m in updated] if member_docs else [],
@@ -496,63 +519,77 @@ class EmulatorState:
                 "error_count": len(errors), "_links": [],
             }
 
-    def _subscribe_one(
-        self, a: Audience, entry: dict[str, Any], email: str, seen: set[str],
-        update_existing: bool, sync_tags: bool, skip_merge: bool, skip_dupes: bool,
-        created: list[Member], updated: list[Member], now: datetime,
-    ) -> tuple[str, str, str, str] | None:
+    def _subscribe_one(self, batch: _Batch, entry: dict[str, Any], email: str) -> tuple[str, str, str, str] | None:
         """Apply one batch entry; return (error, error_code, field, field_message) on refusal."""
         if not _EMAIL.match(email):
             return (f"{email} looks fake or invalid, please enter a real email address.",
                     "ERROR_GENERIC", "email_address", "Please provide a valid email address.")
+        a, now = batch.audience, batch.now
         key = subscriber_hash(email)
-        if key in seen:
-            if skip_dupes:
+        if key in batch.seen:
+            if batch.skip_dupes:
                 return None
             return (f"{email} was included more than once in this request.", "ERROR_GENERIC",
                     "email_address", "Duplicate email address")
-        seen.add(key)
+        batch.seen.add(key)
         if key in a.forgotten:
             return (f"{email} was permanently deleted and cannot be re-imported. The contact must "
                     "re-subscribe to get back on the list.", "ERROR_GENERIC", "", "")
         status = entry.get("status")
-        merge_fields = dict(entry.get("merge_fields") or {})
-        for tag, value in merge_fields.items():
-            definition = a.merge_fields.get(tag)
-            problem = definition.problem(value) if definition else None
-            if problem:
-                return ("Your merge fields were invalid.", "ERROR_GENERIC", tag, problem)
+        merge_fields = entry.get("merge_fields") or {}
+        if type(merge_fields) is not dict:
+            merge_fields = dict(merge_fields)
+        checked = batch.checked_fields
+        if checked:
+            for tag, value in merge_fields.items():
+                definition = checked.get(tag)
+                problem = definition.problem(value) if definition else None
+                if problem:
+                    return ("Your merge fields were invalid.", "ERROR_GENERIC", tag, problem)
         existing = a.members.get(key)
         if existing is not None and existing.status == "archived":
-            existing = None  # an archived contact is re-added as new
+            archived, existing = existing, None  # an archived contact is re-added as new
+        else:
+            archived = None
         if existing is None:
             if not status:
                 return ("The resource submitted could not be validated.", "ERROR_GENERIC",
                         "status", "Status is required for new members")
-            if not skip_merge:
-                for definition in a.merge_fields.values():
-                    if definition.required and merge_fields.get(definition.tag) in (None, ""):
+            if not batch.skip_merge:
+                for definition in batch.required_fields:
+                    if merge_fields.get(definition.tag) in (None, ""):
                         return ("Your merge fields were invalid.", "ERROR_GENERIC",
                                 definition.tag, "Please enter a value")
-            member = a.members.get(key) or Member(email, status, None, None, now, web_id=next(self._ids), id=key)
-            member.email_address, member.status, member.last_changed = email, status, now
             # Mailchimp leaves timestamp_signup empty for API adds unless the request sets it
             # (it is the time of a sign-up form, not of an import).
-            member.timestamp_signup = _opt_time(entry.get("timestamp_signup")) or (
-                member.timestamp_signup if key in a.members else None
-            )
-            member.timestamp_opt = (_opt_time(entry.get("timestamp_opt")) or now) if status == "subscribed" else None
-            member.ip_signup, member.ip_opt = entry.get("ip_signup", ""), entry.get("ip_opt", "")
-            member.source = "API - Generic"
-            member.merge_fields = a.blank_merge_fields() | merge_fields
+            signup = entry.get("timestamp_signup")
+            signup = _opt_time(signup) if signup else (archived.timestamp_signup if archived else None)
+            if status == "subscribed":
+                opt = entry.get("timestamp_opt")
+                opt = _opt_time(opt) if opt else now
+            else:
+                opt = None
+            if archived is None:
+                member = Member(email, status, signup, opt, now, merge_fields=batch.blank_fields | merge_fields,
+                                ip_signup=entry.get("ip_signup", ""), ip_opt=entry.get("ip_opt", ""),
+                                web_id=next(self._ids), id=key)
+                a.members[key] = member
+            else:
+                member = archived
+                member.email_address, member.status, member.last_changed = email, status, now
+                member.timestamp_signup, member.timestamp_opt = signup, opt
+                member.ip_signup, member.ip_opt = entry.get("ip_signup", ""), entry.get("ip_opt", "")
+                member.source = "API - Generic"
+                member.merge_fields = batch.blank_fields | merge_fields
             _copy_profile(member, entry)
-            a.members[key] = member
             if status == "pending":
                 self.outbox.append(("confirmation", a.id, email))
-            self._tag(a, member, entry.get("tags") or (), replace=False)
-            created.append(member)
+            names = entry.get("tags")
+            if names:
+                self._add_tags(a, member, names)
+            batch.created.append(member)
             return None
-        if not update_existing:
+        if not batch.update_existing:
             return (f"{email} is already a list member. Use PUT to insert or update list members.",
                     "ERROR_CONTACT_EXISTS", "", "")
         if status and status != existing.status:
@@ -572,10 +609,20 @@ class EmulatorState:
             existing.last_changed = now
         if _copy_profile(existing, entry):
             existing.last_changed = now
-        if "tags" in entry or sync_tags:
-            self._tag(a, existing, entry.get("tags") or (), replace=sync_tags)
-        updated.append(existing)
+        if "tags" in entry or batch.sync_tags:
+            self._tag(a, existing, entry.get("tags") or (), replace=batch.sync_tags)
+        batch.updated.append(existing)
         return None
+
+    def _add_tags(self, a: Audience, member: Member, names: Iterable[Any]) -> None:
+        """``_tag(..., replace=False)`` without its set of wanted ids: the path of every new
+        member of a batch (a tag's segment is looked up by name; a missing one is created)."""
+        segment_ids, segments = a.segment_ids, a.segments
+        for name in names:
+            segment_id = segment_ids.get(name) if type(name) is str else None
+            segment = segments[segment_id] if segment_id is not None else self._segment_by_name(a, str(name))
+            segment.members.add(member.id)
+            member.tags.add(segment.id)
 
     def _tag(self, a: Audience, member: Member, names: Iterable[str], replace: bool) -> None:
         wanted = {self._segment_by_name(a, str(n)).id for n in names}
