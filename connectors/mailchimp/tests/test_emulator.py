@@ -116,3 +116,37 @@ def test_runs_standalone():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_batch_members_are_refused_exactly_as_jsonschema_refuses_them(emulator):
+    # Batch members are checked by a predicate compiled from the spec's item schema (status is
+    # an enum of strings); a refused batch must get jsonschema's own messages for every wrong
+    # member and field, and nothing of it is applied.
+    import jsonschema
+
+    good = {"email_address": "ok@example.com", "status": "subscribed", "merge_fields": {"FNAME": "A"},
+            "tags": ["t"], "vip": False}
+    members = [good, {**good, "status": "maybe"}, {**good, "status": 1}, {**good, "email_address": 7},
+               {**good, "vip": "yes"}, {**good, "merge_fields": "x"}, {**good, "interests": {"a": 1}},
+               {**good, "status": None}, good]
+    answer = post(emulator, f"/lists/{LIST_ID}", {"members": members, "update_existing": True})
+    validator = emulator.validator
+    item = validator._resolve(validator._resolve(validator._body_schema(
+        validator.operation("POST", f"/lists/{LIST_ID}")))["properties"]["members"])["items"]
+    expected = [{"field": ".".join(["members", str(i), *map(str, error.path)]), "message": error.message}
+                for i, member in enumerate(members)
+                for error in jsonschema.Draft4Validator({**item, **validator._refs_root}).iter_errors(member)]
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == expected == [
+        {"field": "members.1.status", "message": "'maybe' is not one of ['subscribed', 'unsubscribed', 'cleaned', 'pending', 'transactional']"},
+        {"field": "members.2.status", "message": "1 is not one of ['subscribed', 'unsubscribed', 'cleaned', 'pending', 'transactional']"},
+        {"field": "members.2.status", "message": "1 is not of type 'string'"},
+        {"field": "members.3.email_address", "message": "7 is not of type 'string'"},
+        {"field": "members.4.vip", "message": "'yes' is not of type 'boolean'"},
+        {"field": "members.5.merge_fields", "message": "'x' is not of type 'object'"},
+        {"field": "members.6.interests.a", "message": "1 is not of type 'boolean'"},
+        {"field": "members.7.status", "message": "None is not one of ['subscribed', 'unsubscribed', 'cleaned', 'pending', 'transactional']"},
+        {"field": "members.7.status", "message": "None is not of type 'string'"},
+    ]
+    assert emulator.state.audiences[LIST_ID].members == {}
+    assert post(emulator, f"/lists/{LIST_ID}", {"members": [good]}).json()["total_created"] == 1
