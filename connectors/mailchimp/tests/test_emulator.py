@@ -150,3 +150,30 @@ def test_batch_members_are_refused_exactly_as_jsonschema_refuses_them(emulator):
     ]
     assert emulator.state.audiences[LIST_ID].members == {}
     assert post(emulator, f"/lists/{LIST_ID}", {"members": [good]}).json()["total_created"] == 1
+
+
+def test_requests_leave_no_reference_cycles_behind(emulator):
+    # In its own process the emulator freezes what every request leaves alive (gc.freeze), so a
+    # cycle a request made would never be collected: there must be none, on any path (writes,
+    # reads, refusals, 404s, answers with and without member documents).
+    import gc
+
+    members = [{"email_address": f"c{i}@example.com", "status": "subscribed", "merge_fields": {"FNAME": "F"},
+                "tags": ["a", "b"][: i % 3]} for i in range(50)]
+    post(emulator, f"/lists/{LIST_ID}", {"members": members[:10]})  # first calls: caches, segments
+    gc.collect()
+    gc.disable()
+    try:
+        for query in ("", "?exclude_fields=new_members,updated_members,_links"):
+            post(emulator, f"/lists/{LIST_ID}{query}", {"members": members, "update_existing": True})
+        post(emulator, f"/lists/{LIST_ID}", {"members": [{"email_address": "x", "status": "maybe"}]})
+        post(emulator, f"/lists/{LIST_ID}", {"members": [{"email_address": "bad", "status": "subscribed"}]})
+        get(emulator, f"/lists/{LIST_ID}/members/c1@example.com")
+        get(emulator, f"/lists/{LIST_ID}/members", params={"count": 100})
+        get(emulator, f"/lists/{LIST_ID}/members/nobody@example.com")
+        get(emulator, "/lists/nope")
+        requests.put(f"{emulator.url}/lists/{LIST_ID}", auth=("a", API_KEY), timeout=5)
+        requests.get(f"{emulator.url}/ping", auth=("any", "wrong-us1"), timeout=5)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
