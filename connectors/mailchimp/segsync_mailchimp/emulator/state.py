@@ -171,7 +171,7 @@ class _Batch:
     """One batch-subscribe call: its options, and what it looks up for every entry, once."""
 
     __slots__ = ("audience", "update_existing", "sync_tags", "skip_merge", "skip_dupes", "now", "seen",
-                 "created", "updated", "blank_fields", "checked_fields", "required_fields")
+                 "created", "updated", "blank_fields", "checked_fields", "required_fields", "tag_groups")
 
     def __init__(self, audience: Audience, *, update_existing: bool, sync_tags: bool, skip_merge: bool,
                  skip_dupes: bool, now: datetime) -> None:
@@ -185,6 +185,8 @@ class _Batch:
         # Only these types can refuse a value (MergeField.problem); text, phone, url... cannot.
         self.checked_fields = {tag: f for tag, f in audience.merge_fields.items() if f.type in MergeField.CHECKED}
         self.required_fields = [f for f in audience.merge_fields.values() if f.required]
+        self.tag_groups: dict[tuple[Any, ...], tuple[frozenset[int], tuple[set[str], ...]]] = {}
+
 
 
 def _page(items: list[Any], query: dict[str, list[str]]) -> list[Any]:
@@ -569,6 +571,7 @@ class EmulatorState:
                 opt = _opt_time(opt) if opt else now
             else:
                 opt = None
+            names = entry.get("tags")
             if archived is None:
                 member = Member(email, status, signup, opt, now, merge_fields=batch.blank_fields | merge_fields,
                                 ip_signup=entry.get("ip_signup", ""), ip_opt=entry.get("ip_opt", ""),
@@ -581,12 +584,14 @@ class EmulatorState:
                 member.ip_signup, member.ip_opt = entry.get("ip_signup", ""), entry.get("ip_opt", "")
                 member.source = "API - Generic"
                 member.merge_fields = batch.blank_fields | merge_fields
+            if names:  # after the member: a tag created now takes the next id after its web_id
+                tag_ids, tag_members = self._tag_group(batch, names)
+                member.tags |= tag_ids  # (an archived member keeps the tags it had)
+                for members in tag_members:
+                    members.add(key)
             _copy_profile(member, entry)
             if status == "pending":
                 self.outbox.append(("confirmation", a.id, email))
-            names = entry.get("tags")
-            if names:
-                self._add_tags(a, member, names)
             batch.created.append(member)
             return None
         if not batch.update_existing:
@@ -614,15 +619,24 @@ class EmulatorState:
         batch.updated.append(existing)
         return None
 
-    def _add_tags(self, a: Audience, member: Member, names: Iterable[Any]) -> None:
-        """``_tag(..., replace=False)`` without its set of wanted ids: the path of every new
-        member of a batch (a tag's segment is looked up by name; a missing one is created)."""
-        segment_ids, segments = a.segment_ids, a.segments
-        for name in names:
-            segment_id = segment_ids.get(name) if type(name) is str else None
-            segment = segments[segment_id] if segment_id is not None else self._segment_by_name(a, str(name))
-            segment.members.add(member.id)
-            member.tags.add(segment.id)
+    def _tag_group(self, batch: _Batch, names: Any) -> tuple[frozenset[int], tuple[set[str], ...]]:
+        """The ids of the tags ``names`` and their segments' member sets, for a new member (what
+        ``_tag(..., replace=False)`` adds): looked up once per batch for each list of names, as
+        a batch's members repeat a few combinations. A tag missing is created, in name order."""
+        try:
+            group_key = tuple(names)
+            group = batch.tag_groups.get(group_key)
+        except TypeError:  # a name that cannot be a key (no spec check): looked up each time
+            group_key, group = None, None
+        if group is None:
+            segments = {}
+            for name in names:
+                segment = self._segment_by_name(batch.audience, str(name))
+                segments[segment.id] = segment.members
+            group = (frozenset(segments), tuple(segments.values()))
+            if group_key is not None:
+                batch.tag_groups[group_key] = group
+        return group
 
     def _tag(self, a: Audience, member: Member, names: Iterable[str], replace: bool) -> None:
         wanted = {self._segment_by_name(a, str(n)).id for n in names}

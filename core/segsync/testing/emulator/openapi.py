@@ -298,6 +298,8 @@ class OpenApiValidator:
         object_rules = bool(required or checked or extra is not True)
         if type_ok is None and not object_rules and items is None and allowed is None:
             return None
+        if not object_rules and items is None and allowed is None:
+            return type_ok  # a type alone (most properties): its test, without a call around it
 
         def check(value: Any) -> bool:
             if type_ok is not None and not type_ok(value):
