@@ -150,17 +150,23 @@ class Writer:
 
     def _imports(self, plan: Plan, outcomes: Outcomes) -> None:
         pending: list[tuple[ImportJob, int]] = []
-        accepted: dict[int, float] = {}  # process id -> when Brevo accepted the import
+        accepted: dict[int, float] = {}  # process id -> when Brevo's 202 for it arrived
+
+        def send(job: ImportJob) -> tuple[int, float]:
+            process_id = self.api.import_contacts(job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist)
+            # Read here, in the thread the 202 came to, as it came: the calling thread collects
+            # the answers later, one after another, microseconds apart whatever their order.
+            return process_id, self.clock()
+
         # Sent side by side: one import's rows are serialised while another's travel and are
         # read by Brevo. Outcomes are reported as each import's process completes (below).
-        for job, sent in self._side_by_side(lambda job: self.api.import_contacts(
-                job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist), plan.imports):
+        for job, sent in self._side_by_side(send, plan.imports):
             if isinstance(sent, BrevoApiError):
                 _fail(outcomes, job.indices, sent, "contact import was refused")
                 outcomes.settle(job.indices)
             else:
-                pending.append((job, sent))
-                accepted[sent] = self.clock()
+                process_id, accepted[process_id] = sent
+                pending.append((job, process_id))
         # Brevo numbers processes as they arrive and works through them in that order, a few at
         # once: the oldest outstanding import finishes first.
         pending.sort(key=lambda sent: sent[1])
@@ -168,13 +174,15 @@ class Writer:
         wait = self.poll_seconds
         first_done: tuple[float, float, int] | None = None  # (found done at, took at most, rows)
 
-        def can_be_done(sent: tuple[ImportJob, int], lead: int, now: float) -> bool:
-            """Whether an import behind ``lead`` (just found done) can be done by ``now``: it
-            was accepted no later than the lead, or it would be done by now even if it waited
-            for a place: the first import found done took at most ``took`` for its rows, and
-            this one can start no later than when that one was found done."""
+        def can_be_done(sent: tuple[ImportJob, int], lead: int, now: float,
+                        first: tuple[float, float, int]) -> bool:
+            """Whether an import behind ``lead`` (just found done) can be done by ``now``: Brevo
+            accepted it no later than the lead (its 202 came first, though Brevo numbered it
+            later), or it would be done by now even if it waited for a place: the first import
+            found done took at most ``took`` for its rows, and this one can start no later
+            than when that one was found done."""
             job, process_id = sent
-            found_at, took, rows = first_done or (now, 0.0, 1)
+            found_at, took, rows = first
             return (accepted[process_id] <= accepted[lead]
                     or found_at + took * len(job.rows) / max(1, rows) <= now)
 
@@ -209,7 +217,8 @@ class Writer:
                         self._import_report(job, answer, outcomes)
                         progressed = True
                         if lead:
-                            behind = [sent for sent in pending[1:] if can_be_done(sent, process_id, now)]
+                            behind = [sent for sent in pending[1:]
+                                      if can_be_done(sent, process_id, now, first_done)]
                     elif self.clock() >= deadline:
                         outcomes.retry(
                             job.indices,

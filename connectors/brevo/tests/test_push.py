@@ -451,6 +451,77 @@ def test_only_imports_that_can_be_done_are_polled_beside_the_one_found_done():
                        [f"i{n}@example.com" for n in range(6, 10)], ["i10@example.com"], ["i11@example.com"]]
     assert [o.status for o in result] == ["ok"] * 12
 
+class RepliesOutOfOrder(ProcessesInFlight):
+    """Imports sent side by side and numbered as they arrive, whose ``202``s come at the times
+    ``accepted_at`` gives per process number (not in number order). Each time is what the clock
+    reads in the thread the 202 came to; every other read (the calling thread's, later) sees
+    the service's time, which is the last 202's once every import is answered."""
+
+    def __init__(self, busy, together, accepted_at) -> None:
+        super().__init__(busy, together)
+        self.accepted_at = accepted_at
+        self.now = 0.0
+        self.answered: dict[int, float] = {}  # thread -> its 202's time, until that thread reads it
+        self.all_sent = threading.Barrier(len(busy))
+
+    def import_contacts(self, rows, *, list_ids, email_blacklist):
+        with self.lock:
+            self.imported += 1
+            number = self.imported
+        self.all_sent.wait(timeout=10)  # every 202 is in before the writer handles any
+        with self.lock:
+            self.answered[threading.get_ident()] = self.accepted_at[number]
+            self.now = max(self.now, self.accepted_at[number])
+        return number
+
+    def clock(self) -> float:
+        with self.lock:
+            return self.answered.pop(threading.get_ident(), self.now)
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+def test_an_import_is_polled_beside_the_one_found_done_only_when_its_202_came_first():
+    from pydantic import SecretStr
+
+    from segsync_brevo import BrevoSettings
+    from segsync_brevo.outcomes import Outcomes
+    from segsync_brevo.planner import ImportJob, Plan
+    from segsync_brevo.writer import Writer
+
+    # Processes 1, 2, 3 answered 202 at 2.0, 1.0 and 3.0 s: 2 was accepted before 1, 3 after
+    # it. The writer handles the three answers once all are in (at 3.0 s). Round 1 (3.5 s): 1
+    # is done, having taken 1.5 s; 2, accepted before it, is polled next (with no other); 3,
+    # accepted after it and not done by now had it waited for a place, is polled after 2, alone.
+    # (The times read by the calling thread are all 3.0 s: 3 would go beside 2.)
+    api = RepliesOutOfOrder({1: 0, 2: 0, 3: 0}, together=[1, 1, 1], accepted_at={1: 2.0, 2: 1.0, 3: 3.0})
+    settings = BrevoSettings(api_key=SecretStr("k"), max_connections=3)
+    writer = Writer(api, settings, directory=None, poll_seconds=0.5, sleep=api.sleep, clock=api.clock)
+    sent_together: list[list[int]] = []  # the process numbers of each group of polls sent at once
+    fan_out = writer._side_by_side
+
+    def side_by_side(call, items):
+        if items and isinstance(items[0], tuple):  # polls: (job, process number); not the imports
+            sent_together.append([process_id for _, process_id in items])
+        return fan_out(call, items)
+
+    writer._side_by_side = side_by_side
+    changes = [change(f"q{n}@example.com") for n in range(3)]
+    jobs = [ImportJob([{"email": c.contact_key}], [n], frozenset({7}), False) for n, c in enumerate(changes)]
+    outcomes = Outcomes(changes)
+    for job in jobs:
+        outcomes.expect(job.indices)
+    writer._imports(Plan(imports=jobs), outcomes)
+
+    assert sent_together == [[1], [2], [3]]
+    assert api.groups == [[1], [2], [3]]
+    assert api.polls == [1, 2, 3]
+    assert api.now == 3.5
+    assert [o.status for o in outcomes.result()] == ["ok"] * 3
+
+
 json_scalars = st.text(max_size=20) | st.integers(-10**9, 10**9) | st.booleans()
 
 
