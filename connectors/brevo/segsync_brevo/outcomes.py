@@ -25,6 +25,7 @@ class Outcomes:
         self._report = report
         self._pending: Counter[int] = Counter()
         self._reported: dict[int, Outcome] = {}  # the outcome each change was reported with
+        self._ok: list[Outcome] | None = None  # every change's ok outcome, built ahead (build_ahead)
 
     def reject(self, indices: Iterable[int], reason: str, field: str | None = None) -> None:
         for index in indices:
@@ -69,7 +70,16 @@ class Outcomes:
             return Outcome.rejected(change.contact_key, reason, field)
         if index in self._retryable:
             return Outcome.retryable(change.contact_key, self._retryable[index])
+        if self._ok is not None:
+            return self._ok[index]
         return Outcome.ok(change.contact_key, change.external_id)
+
+    def build_ahead(self) -> None:
+        """Build every change's ``ok`` outcome now, while the write waits for Brevo anyway (an
+        import's processing): :meth:`outcome` hands it out unless the change is refused or to
+        be retried by then. 100,000 of them took ~0.2 s after the last poll otherwise."""
+        with collector_paused():
+            self._ok = [Outcome.ok(change.contact_key, change.external_id) for change in self.changes]
 
     def result(self) -> list[Outcome]:
         """Every change's outcome: the one it was reported with, else built now (one object per

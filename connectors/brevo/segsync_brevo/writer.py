@@ -170,6 +170,8 @@ class Writer:
         # Brevo numbers processes as they arrive and works through them in that order, a few at
         # once: the oldest outstanding import finishes first.
         pending.sort(key=lambda sent: sent[1])
+        if pending:
+            outcomes.build_ahead()  # within the first wait, not after the last poll
         deadline = self.clock() + self.settings.process_timeout_seconds
         wait = self.poll_seconds
         first_done: tuple[float, float, int] | None = None  # (found done at, took at most, rows)

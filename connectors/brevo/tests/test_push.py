@@ -522,6 +522,50 @@ def test_an_import_is_polled_beside_the_one_found_done_only_when_its_202_came_fi
     assert [o.status for o in outcomes.result()] == ["ok"] * 3
 
 
+def test_the_outcomes_are_built_while_the_imports_are_processed_and_a_later_refusal_still_counts(monkeypatch):
+    from pydantic import SecretStr
+
+    from segsync_brevo import BrevoSettings, outcomes as outcomes_module
+    from segsync_brevo.outcomes import Outcomes
+    from segsync_brevo.planner import ImportJob, Plan
+    from segsync_brevo.writer import Writer
+
+    # Two imports of two rows; the second one's report names b1 invalid. Every ok outcome is
+    # built during the first wait (4 of them), none after: b1's result is its rejection.
+    built: list[str] = []
+    ok = outcomes_module.Outcome.ok
+    monkeypatch.setattr(outcomes_module.Outcome, "ok",
+                        staticmethod(lambda key, external_id=None: built.append(key) or ok(key, external_id)))
+
+    class Service(ScriptedProcesses):
+        def get_process(self, process_id):
+            answer = super().get_process(process_id)
+            if process_id == 2:
+                answer["info"] = {"import": {"invalid_emails": "https://reports.example/2.csv"}}
+            return answer
+
+        def fetch_report(self, url):
+            return "EMAIL\nb1@example.com\n"
+
+    api = Service({1: 0, 2: 0})
+    built_when: list[int] = []  # how many outcomes were built at each wait
+    writer = Writer(api, BrevoSettings(api_key=SecretStr("k"), max_connections=1), directory=None,
+                    poll_seconds=0.5, sleep=lambda seconds: built_when.append(len(built)))
+    changes = [change(e) for e in ("a0@example.com", "a1@example.com", "b0@example.com", "b1@example.com")]
+    jobs = [ImportJob([{"email": c.contact_key} for c in changes[s:s + 2]], [s, s + 1], frozenset({7}), False)
+            for s in (0, 2)]
+    outcomes = Outcomes(changes)
+    for job in jobs:
+        outcomes.expect(job.indices)
+    writer._imports(Plan(imports=jobs), outcomes)
+    result = outcomes.result()
+
+    assert built_when == [4]
+    assert built == [c.contact_key for c in changes]
+    assert [(o.status, o.field) for o in result] == [("ok", None)] * 3 + [("rejected", "email")]
+    assert result[3].reason == "Brevo's import rejected the address as invalid"
+
+
 json_scalars = st.text(max_size=20) | st.integers(-10**9, 10**9) | st.booleans()
 
 
