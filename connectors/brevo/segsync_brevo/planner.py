@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from segsync import ContactChange
 
@@ -43,6 +43,9 @@ class ImportJob:
     indices: list[int]
     list_ids: frozenset[int]
     blacklist: bool
+    # ``rows`` as the JSON array the import sends, from the texts the planner measured (None:
+    # encoded when sent). Dropped once sent.
+    rows_json: str | None = None
 
 
 @dataclass
@@ -69,28 +72,47 @@ _encode_row = (c_make_encoder(None, _ENCODER.default, encode_basestring, None, "
                if c_make_encoder is not None else None)
 
 
-def _size(row: dict[str, Any]) -> int:
-    """Bytes a row takes in an import's JSON body (with its separating comma)."""
+# (change index, row, _size(row)): what chunking needs; the planner's rows also carry their
+# JSON text (Measured), which chunking passes along.
+Sized = tuple[int, dict[str, Any], int]
+Measured = tuple[int, dict[str, Any], int, str]
+Row = TypeVar("Row", Sized, Measured)
+
+
+def _row_json(row: dict[str, Any]) -> str:
+    """A row as it goes into an import's JSON body (compact; non-ASCII text as it is). Written
+    once, while the rows are measured: the import's body is then these texts joined."""
     if len(row) == 1:
         email = row.get("email")
         if isinstance(email, str) and email.isascii() and email.isprintable() and '"' not in email \
                 and "\\" not in email:
-            return len(email) + 13  # {"email":"…"} and its comma, nothing in it escaped
-    text = "".join(_encode_row(row, 0)) if _encode_row is not None else _ENCODER.encode(row)
+            return '{"email":"' + email + '"}'  # nothing in it escaped
+    return "".join(_encode_row(row, 0)) if _encode_row is not None else _ENCODER.encode(row)
+
+
+def _json_size(text: str) -> int:
+    """Bytes a row's JSON text takes in an import's body (UTF-8, with its separating comma)."""
     return (len(text) if text.isascii() else len(text.encode())) + 1
 
 
-Sized = tuple[int, dict[str, Any], int]  # (change index, row, _size(row))
+def _size(row: dict[str, Any]) -> int:
+    """Bytes a row takes in an import's JSON body (with its separating comma)."""
+    return _json_size(_row_json(row))
 
 
-def count_chunks(rows: Sequence[Sized], max_bytes: int) -> int:
+def _sized(index: int, row: dict[str, Any]) -> Measured:
+    text = _row_json(row)
+    return index, row, _json_size(text), text
+
+
+def count_chunks(rows: Sequence[Row], max_bytes: int) -> int:
     """``len(chunk_rows(rows, max_bytes))``, without building the chunks (pricing only)."""
     if not rows:
         return 0
     if sum(map(itemgetter(2), rows)) + 2 <= max_bytes:
         return 1  # most groups: summed in C, no loop over the rows
     chunks, size = 0, 2
-    for _i, _row, row_size in rows:
+    for row_size in map(itemgetter(2), rows):
         if chunks and size + row_size > max_bytes:
             chunks += 1
             size = 2
@@ -100,11 +122,11 @@ def count_chunks(rows: Sequence[Sized], max_bytes: int) -> int:
     return chunks
 
 
-def chunk_rows(rows: Sequence[Sized], max_bytes: int) -> list[list[Sized]]:
+def chunk_rows(rows: Sequence[Row], max_bytes: int) -> list[list[Row]]:
     """Rows in order, cut into chunks whose JSON array stays within ``max_bytes``. Each row's
     size is measured once by the caller: the planner chunks the same rows several ways."""
-    chunks: list[list[Sized]] = []
-    current: list[Sized] = []
+    chunks: list[list[Row]] = []
+    current: list[Row] = []
     size = 2
     for item in rows:
         row_size = item[2]
@@ -118,7 +140,7 @@ def chunk_rows(rows: Sequence[Sized], max_bytes: int) -> list[list[Sized]]:
     return chunks
 
 
-def chunk_rows_evenly(rows: Sequence[Sized], max_bytes: int) -> list[list[Sized]]:
+def chunk_rows_evenly(rows: Sequence[Row], max_bytes: int) -> list[list[Row]]:
     """As many chunks as :func:`chunk_rows` cuts, of about equal size: Brevo works through an
     account's imports a few at once, so one import of 8 MB beside one of 2 MB would keep the
     write waiting on the big one while a worker idles (74,432 and 25,568 rows for 100,000
@@ -127,8 +149,8 @@ def chunk_rows_evenly(rows: Sequence[Sized], max_bytes: int) -> list[list[Sized]
     if count <= 1:
         return chunk_rows(rows, max_bytes)
     total = sum(map(itemgetter(2), rows))
-    chunks: list[list[Sized]] = []
-    current: list[Sized] = []
+    chunks: list[list[Row]] = []
+    current: list[Row] = []
     done = 0
     for item in rows:
         # Cut where the running total passes the next of count equal shares.
@@ -307,18 +329,17 @@ class Planner:
     def _choose_imports(self, plan: Plan, rows, audience: int, blacklist: bool) -> None:
         """Pick the cheapest of three ways to land rows plus their list additions."""
         limit = self.settings.import_max_bytes
-        full: list[Sized] = [(i, r, _size(r)) for i, r, _ in rows]
-        by_list: dict[int, list[Sized]] = defaultdict(list)
-        by_set: dict[frozenset[int], list[Sized]] = defaultdict(list)
-        with_audience: dict[frozenset[int], list[Sized]] = {}  # a row's list set -> its by_set group
+        full: list[Measured] = [_sized(i, r) for i, r, _ in rows]
+        by_list: dict[int, list[Measured]] = defaultdict(list)
+        by_set: dict[frozenset[int], list[Measured]] = defaultdict(list)
+        with_audience: dict[frozenset[int], list[Measured]] = {}  # a row's list set -> its by_set group
         for (i, r, adds), sized in zip(rows, full):
             group = with_audience.get(adds)
             if group is None:
                 group = with_audience[adds] = by_set[adds | {audience}]
             group.append(sized)
             if adds:
-                email_only = {"email": r["email"]}
-                email_only_sized = (i, email_only, _size(email_only))
+                email_only_sized = _sized(i, {"email": r["email"]})
                 for list_id in adds:
                     by_list[list_id].append(email_only_sized)
         base = count_chunks(full, limit) * IMPORT_COST
@@ -339,10 +360,9 @@ class Planner:
             if strategy == "per_list_import":
                 self._add_imports(plan, group, frozenset({list_id}), False)
             else:
-                plan.adds[list_id].extend((i, r["email"]) for i, r, _ in group)
+                plan.adds[list_id].extend((i, r["email"]) for i, r, _, _ in group)
 
-    def _add_imports(self, plan: Plan, group: list[Sized], list_ids: frozenset[int], blacklist: bool) -> None:
+    def _add_imports(self, plan: Plan, group: list[Measured], list_ids: frozenset[int], blacklist: bool) -> None:
         for chunk in chunk_rows_evenly(group, self.settings.import_max_bytes):
-            plan.imports.append(
-                ImportJob([r for _, r, _ in chunk], [i for i, _, _ in chunk], list_ids, blacklist)
-            )
+            plan.imports.append(ImportJob([r for _, r, _, _ in chunk], [i for i, _, _, _ in chunk], list_ids,
+                                          blacklist, "[" + ",".join(map(itemgetter(3), chunk)) + "]"))

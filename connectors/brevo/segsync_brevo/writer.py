@@ -153,7 +153,10 @@ class Writer:
         accepted: dict[int, float] = {}  # process id -> when Brevo's 202 for it arrived
 
         def send(job: ImportJob) -> tuple[int, float]:
-            process_id = self.api.import_contacts(job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist)
+            kwargs = {} if job.rows_json is None else {"rows_json": job.rows_json}
+            process_id = self.api.import_contacts(job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist,
+                                                  **kwargs)
+            job.rows_json = None  # sent: its memory back
             # Read here, in the thread the 202 came to, as it came: the calling thread collects
             # the answers later, one after another, microseconds apart whatever their order.
             return process_id, self.clock()

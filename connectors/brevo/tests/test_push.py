@@ -204,13 +204,14 @@ def test_each_change_is_reported_when_its_last_call_is_done(emulator, make_conne
 
 def test_each_import_row_is_measured_once_however_the_planner_groups_it(emulator, make_connector, monkeypatch):
     # The planner prices three ways to import (one per list set, all rows + one per list, all
-    # rows + list calls) by cutting the rows into chunks of import_max_bytes; a row's JSON size
-    # is computed once, not once per grouping and again when the chosen imports are cut.
+    # rows + list calls) by cutting the rows into chunks of import_max_bytes; a row's JSON (its
+    # size, and its text in the import's body) is written once, not once per grouping and again
+    # when the chosen imports are cut or sent.
     from segsync_brevo import planner
 
     measured: list[dict] = []
-    size = planner._size
-    monkeypatch.setattr(planner, "_size", lambda row: measured.append(row) or size(row))
+    write_json = planner._row_json
+    monkeypatch.setattr(planner, "_row_json", lambda row: measured.append(row) or write_json(row))
     vip, trial = emulator.state.add_list("vip"), emulator.state.add_list("trial")
     changes = [change(f"m{i:02d}@example.com", attributes={"first_name": f"F{i}"},
                       add=("vip", "trial") if i % 2 else ("vip",)) for i in range(40)]
@@ -250,6 +251,36 @@ def test_an_import_goes_out_as_brevo_json_and_lists_are_resolved_once_per_write(
     assert sent == {"jsonBody": [{"email": f"j{i}@example.com", "attributes": {"FIRSTNAME": f"J{i}"}} for i in range(3)],
                     "listIds": sorted({vip, audience}),
                     "emailBlacklist": False, "updateExistingContacts": True, "emptyContactsAttributes": False}
+
+
+def test_an_imports_rows_are_sent_as_the_planner_wrote_them_while_measuring_them(emulator, connector, monkeypatch):
+    # Each row's JSON is written once, when the planner measures it; the import's body is those
+    # texts joined, not the rows encoded again in the thread that sends them. Quotes,
+    # backslashes and accents arrive as the rows say.
+    from segsync_brevo import api
+
+    emulator.keep_bodies = True
+    encoded: list[object] = []
+
+    class Spy(json.JSONEncoder):
+        def encode(self, o):
+            encoded.append(o)
+            return super().encode(o)
+
+    monkeypatch.setattr(api, "_COMPACT", Spy(separators=(",", ":"), ensure_ascii=False))
+    names = ['Zoë "Z"', "back\\slash", "plain"]
+    result = connector.write([change(f"t{i}@example.com", attributes={"first_name": name}, add=("vip",))
+                              for i, name in enumerate(names)])
+
+    assert [o.status for o in result.outcomes] == ["ok"] * 3
+    (sent,) = [r.body for r in emulator.requests("POST", "/v3/contacts/import")]
+    rows = [{"email": f"t{i}@example.com", "attributes": {"FIRSTNAME": name}} for i, name in enumerate(names)]
+    assert sent.startswith('{"jsonBody":' + json.dumps(rows, separators=(",", ":"), ensure_ascii=False) + ",")
+    assert json.loads(sent)["jsonBody"] == rows
+    list_ids = json.loads(sent)["listIds"]
+    # Encoded when sent: the body's keys and its other fields, never the rows.
+    assert encoded == ["jsonBody", "listIds", list_ids, "emailBlacklist", False,
+                       "updateExistingContacts", True, "emptyContactsAttributes", False]
 
 
 def test_list_calls_go_out_side_by_side(emulator, connector):
@@ -599,8 +630,8 @@ def test_the_lists_of_a_combination_of_segments_are_resolved_once_and_the_collec
     from segsync_brevo import planner
 
     collector_on: list[bool] = []
-    size = planner._size
-    monkeypatch.setattr(planner, "_size", lambda row: collector_on.append(gc.isenabled()) or size(row))
+    write_json = planner._row_json
+    monkeypatch.setattr(planner, "_row_json", lambda row: collector_on.append(gc.isenabled()) or write_json(row))
     emulator.state.add_list("gone")
     connector = make_connector(create_lists=False)
     emulator.state.add_list("vip"), emulator.state.add_list("trial")
