@@ -765,6 +765,61 @@ def test_an_import_found_unfinished_after_progress_is_polled_again_when_it_can_b
     assert [o.status for o in outcomes.result()] == ["ok"] * 30
 
 
+def test_how_long_the_first_import_found_done_took_is_counted_from_the_last_202():
+    # Four imports sent one at a time, accepted at 0.0, 0.4, 0.8 and 1.2 s (the writer's clock;
+    # each poll takes 0.1 s). Nothing is polled before the last 202: the first poll, 1.5 s after
+    # it, finds 1 done at 2.8 s, which took 1.6 s counted from the last 202 (not 2.8 s from its
+    # own), then 2 done and 3 (half as many rows) unfinished. 3 is polled again 0.8 s after 1
+    # was found done (3.6 s; from its own 202 it would be 1.4 s after, 4.2 s): done, and so is 4.
+    from pydantic import SecretStr
+
+    from segsync_brevo import BrevoSettings
+    from segsync_brevo.outcomes import Outcomes
+    from segsync_brevo.planner import ImportJob, Plan
+    from segsync_brevo.writer import Writer
+
+    now = [0.0]
+    done_at = {1: 2.0, 2: 2.0, 3: 3.4, 4: 3.4}
+
+    class Service:
+        imported = 0
+        polls: list[tuple[int, float]] = []
+
+        def import_contacts(self, rows, *, list_ids, email_blacklist):
+            self.imported += 1
+            now[0] = round(0.4 * (self.imported - 1), 6)
+            return self.imported
+
+        def get_process(self, process_id):
+            now[0] = round(now[0] + 0.1, 6)
+            self.polls.append((process_id, now[0]))
+            done = done_at[process_id] <= now[0]
+            return {"id": process_id, "status": "completed" if done else "in_process", "info": {"import": {}}}
+
+    sleeps: list[float] = []
+
+    def sleep(seconds):
+        sleeps.append(round(seconds, 6))
+        now[0] += seconds
+
+    api = Service()
+    writer = Writer(api, BrevoSettings(api_key=SecretStr("k"), max_connections=1), directory=None,
+                    poll_seconds=1.5, sleep=sleep, clock=lambda: now[0])
+    sizes = [10, 10, 5, 5]
+    changes = [change(f"v{n}@example.com") for n in range(sum(sizes))]
+    starts = [0, 10, 20, 25]
+    plan = Plan(imports=[ImportJob([{"email": c.contact_key} for c in changes[s:s + n]], list(range(s, s + n)),
+                                   frozenset({7}), False) for s, n in zip(starts, sizes)])
+    outcomes = Outcomes(changes)
+    for job in plan.imports:
+        outcomes.expect(job.indices)
+    writer._imports(plan, outcomes)
+
+    assert sleeps == [1.5, 0.6]
+    assert [(p, round(t, 1)) for p, t in api.polls] == [(1, 2.8), (2, 2.9), (3, 3.0), (3, 3.7), (4, 3.8)]
+    assert [o.status for o in outcomes.result()] == ["ok"] * 30
+
+
 def test_the_outcomes_a_write_returns_are_those_it_reported(emulator, connector):
     # Each change is reported as its last call ends; the write's result hands back those same
     # outcomes rather than building every one again (100,000 of them took 0.5 s after the push).
