@@ -57,11 +57,10 @@ class AccountDirectory:
         (or created), then the missing lists created side by side. ``lookup`` names lists only
         looked up (a removal never creates one). The planner's :meth:`list_id` calls then find
         every list without a call."""
-        wanted = [name for name in dict.fromkeys(create) if name not in self.settings.list_mapping]
-        if not wanted and all(name in self.settings.list_mapping for name in lookup):
+        if all(name in self.settings.list_mapping for name in [*create, *lookup]):
             return
-        existing = set(self.lists().values())
-        missing = [name for name in wanted if name not in existing]
+        self.lists()  # read here, beside the planning, for the look-ups too
+        missing = self.missing(create)
         if not missing:
             return
         folder = self.folder_id()
@@ -75,6 +74,14 @@ class AccountDirectory:
             log.info("created Brevo list %r (id %d)", name, created)
         if failed is not None:
             raise failed
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` that have no list in Brevo (nor in ``list_mapping``), once each."""
+        wanted = [name for name in dict.fromkeys(names) if name not in self.settings.list_mapping]
+        if not wanted:
+            return []
+        existing = set(self.lists().values())
+        return [name for name in wanted if name not in existing]
 
     def folder_id(self) -> int:
         if self._folder is None:

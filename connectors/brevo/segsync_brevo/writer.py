@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from segsync import ContactChange, OutcomeReport, WriteResult, mask_email
@@ -78,9 +78,15 @@ class Writer:
             if any(change.attributes for change in changes):
                 self.directory.attributes()  # read before planning (usually known already: check)
             # The lists are read and created (side by side) while the changes are planned.
+            needed: Future[set[str] | None] = Future()
             with ThreadPoolExecutor(1, thread_name_prefix="brevo-setup") as setup:
-                lists = setup.submit(self.directory.prepare, create, lookup)
-                plan = self.planner.plan(changes, outcomes, lists_ready=lists.result)
+                lists = setup.submit(self._set_up, create, lookup, needed)
+                try:
+                    plan = self.planner.plan(changes, outcomes, lists_ready=lists.result,
+                                             lists_needed=needed.set_result)
+                finally:
+                    if not needed.done():  # planning failed: the set-up must not wait for it
+                        needed.set_result(None)
         except BrevoApiError as exc:  # lists/attributes could not be resolved at all
             _fail(outcomes, list(range(len(changes))), exc, "preparing the Brevo write failed")
             outcomes.settle_idle()
@@ -94,6 +100,17 @@ class Writer:
         self._members(plan, outcomes, add=True)
         self._members(plan, outcomes, add=False)
         return WriteResult(outcomes.result(), self.api.calls - calls_before)
+
+    def _set_up(self, create: list[str], lookup: list[str], needed: Future[set[str] | None]) -> None:
+        """The lists a write needs, beside its planning. The account's lists, and the folder
+        should one of ``create`` be missing, are read (the folder created) while the changes
+        are read; a missing list is created only once the planner has read every change, and
+        only if a change it did not refuse (an invalid address, a missing attribute) needs it
+        (``needed``: the names of those lists; None, all of ``create``)."""
+        if self.directory.missing(create):
+            self.directory.folder_id()
+        names = needed.result()
+        self.directory.prepare([name for name in create if names is None or name in names], lookup)
 
     def _lists_named(self, changes: Sequence[ContactChange]) -> tuple[list[str], list[str]]:
         """The lists a write may need, for :meth:`AccountDirectory.prepare`: those to create when

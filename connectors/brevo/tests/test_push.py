@@ -820,6 +820,41 @@ def test_how_long_the_first_import_found_done_took_is_counted_from_the_last_202(
     assert [o.status for o in outcomes.result()] == ["ok"] * 30
 
 
+def test_a_list_is_created_only_for_segments_some_change_not_refused_enters(emulator, connector):
+    # "bad" is entered only by invalid addresses and "ghost" only by contacts with an attribute
+    # Brevo lacks (COMPANY): every change entering them is refused, so neither list is created
+    # (the set-up creates lists once the planner has read every change). "vip" is.
+    changes = [change("v1@example.com", attributes={"first_name": "V"}, add=("vip",)),
+               change("v2@example.com", add=("vip", "ghost"), attributes={"company": "Acme"}),
+               change("not an email", add=("bad",)),
+               change("also@not@an@email", add=("bad", "vip")),
+               change("g1@example.com", attributes={"company": "Acme"}, add=("ghost",))]
+    result = connector.write(changes)
+
+    assert [(o.status, o.field) for o in result.outcomes] == [
+        ("ok", None), ("rejected", "company"), ("rejected", "email"), ("rejected", "email"),
+        ("rejected", "company")]
+    assert sorted(l.name for l in emulator.state.lists.values()) == ["segsync", "vip"]
+    assert api_calls(emulator) == [
+        ("GET", "/v3/contacts/attributes"), ("GET", "/v3/contacts/lists"), ("GET", "/v3/contacts/folders"),
+        ("POST", "/v3/contacts/folders"), ("POST", "/v3/contacts/lists"), ("POST", "/v3/contacts/lists"),
+        ("POST", "/v3/contacts/import"), ("GET", "/v3/processes/1")]
+    vip = next(l for l in emulator.state.lists.values() if l.name == "vip")
+    assert vip.members == {emulator.state.contact("v1@example.com").id}
+
+
+def test_a_write_whose_changes_are_all_refused_creates_no_list(emulator, connector):
+    # The lists were read, and the folder a missing list would go in found (created: it was
+    # missing too) while the changes were read; once all are refused, no list is created.
+    result = connector.write([change("nope", add=("vip",)), change("g@example.com", attributes={"company": "A"})])
+
+    assert [(o.status, o.field) for o in result.outcomes] == [("rejected", "email"), ("rejected", "company")]
+    assert emulator.state.lists == {}
+    assert api_calls(emulator) == [("GET", "/v3/contacts/attributes"), ("GET", "/v3/contacts/lists"),
+                                   ("GET", "/v3/contacts/folders"), ("POST", "/v3/contacts/folders")]
+    assert result.calls == 4
+
+
 def test_the_outcomes_a_write_returns_are_those_it_reported(emulator, connector):
     # Each change is reported as its last call ends; the write's result hands back those same
     # outcomes rather than building every one again (100,000 of them took 0.5 s after the push).
