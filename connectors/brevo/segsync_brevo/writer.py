@@ -170,16 +170,17 @@ class Writer:
         accepted: dict[int, float] = {}  # process id -> when Brevo's 202 for it arrived
 
         def send(job: ImportJob) -> tuple[int, float]:
-            kwargs = {} if job.rows_json is None else {"rows_json": job.rows_json}
+            written = {} if job.rows_json is None else {"rows_json": job.rows_json}
             process_id = self.api.import_contacts(job.rows, list_ids=job.list_ids, email_blacklist=job.blacklist,
-                                                  **kwargs)
-            job.rows_json = None  # sent: its memory back
+                                                  **written)
             # Read here, in the thread the 202 came to, as it came: the calling thread collects
             # the answers later, one after another, microseconds apart whatever their order.
-            return process_id, self.clock()
+            accepted_at = self.clock()
+            job.rows_json = None  # sent: its memory back
+            return process_id, accepted_at
 
-        # Sent side by side: one import's rows are serialised while another's travel and are
-        # read by Brevo. Outcomes are reported as each import's process completes (below).
+        # Sent side by side: one import's body travels and is read by Brevo while another's
+        # does. Outcomes are reported as each import's process completes (below).
         for job, sent in self._side_by_side(send, plan.imports):
             if isinstance(sent, BrevoApiError):
                 _fail(outcomes, job.indices, sent, "contact import was refused")
