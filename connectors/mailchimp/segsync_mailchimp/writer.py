@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from segsync import (
     CONFIRMED_METHODS,
@@ -45,6 +46,7 @@ from segsync import (
     WriteResult,
     mask_email,
 )
+from segsync.collector import collector_paused
 
 from segsync_mailchimp.api import MailchimpApi, MailchimpError
 from segsync_mailchimp.limits import BATCH_MAX
@@ -68,10 +70,10 @@ class _Planned:
     tag changes left to segment calls, or why it is refused without a call."""
 
     key: str
-    member: dict[str, Any] | None = None
-    tag_adds: tuple[str, ...] = ()
-    tag_removes: tuple[str, ...] = ()
-    refusal: Outcome | None = None
+    member: dict[str, Any] | None
+    tag_adds: tuple[str, ...]
+    tag_removes: tuple[str, ...]
+    refusal: Outcome | None
 
     def order(self) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
         """Batch-subscribe entries first, then tag-only changes, then changes without a call;
@@ -97,6 +99,11 @@ class Writer:
     def __init__(self, api: MailchimpApi, settings: MailchimpSettings) -> None:
         self.api, self.settings = api, settings
         self._segment_ids: dict[str, int] | None = None
+        # Read per change (a million in a first sync): the settings' values once, and the
+        # status to send once per (status, previous status, consent method), a handful of them.
+        self._attribute_to_tag = settings.attribute_mapping
+        self._segment_attribute = settings.segment_attribute if settings.segment_mode == "attribute" else None
+        self._statuses: dict[tuple[str, str | None, str | None], tuple[str | None, str | None]] = {}
 
     def write(self, changes: Sequence[ContactChange], report: OutcomeReport | None = None) -> WriteResult:
         calls_before = self.api.calls
@@ -104,15 +111,26 @@ class Writer:
         outcomes: dict[str, Outcome] = {}
 
         def finished(plan: _Plan, _: None) -> None:
-            answers = [plan.outcomes.get(key) or Outcome.ok(key, subscriber_hash(key)) for key in plan.keys]
-            outcomes.update((o.contact_key, o) for o in answers)
+            # Every contact not refused is ok, its Mailchimp id (the subscriber hash) recorded
+            # with it (the runner keeps it as the contact's identity in this audience).
+            ok, refused = Outcome.ok, plan.outcomes
+            if refused:
+                answers = [refused.get(key) or ok(key, subscriber_hash(key)) for key in plan.keys]
+            else:
+                answers = [ok(key, subscriber_hash(key)) for key in plan.keys]
+            outcomes.update(zip(plan.keys, answers))
             if report is not None:
                 report(answers)
 
         # The write batches are planned as the window asks for the next one (in this thread,
         # while earlier ones are in flight), so the first call goes out at once however large
-        # the write is, and the connections stay busy while the rest is planned.
-        self.api.window(self._send, self._write_batches(latest.values()), finished)
+        # the write is, and the connections stay busy while the rest is planned. A write makes
+        # a dozen objects a contact and no cycles: with the collector running, its re-scans of
+        # everything the process holds (the changes among it) were half of planning's and the
+        # outcomes' CPU (the sync runner pauses it around a push too; here a caller that does
+        # not is covered).
+        with collector_paused():
+            self.api.window(self._send, self._write_batches(latest.values()), finished)
         return WriteResult(outcomes=[outcomes[c.contact_key] for c in changes],
                            calls=self.api.calls - calls_before)
 
@@ -127,19 +145,24 @@ class Writer:
         sorted and cut once those are out, after the tags they need are resolved."""
         later: list[_Planned] = []
         deletes: list[ContactChange] = []
+        plan_one = self._plan
         plan = _Plan()
+        keys, members = plan.keys, plan.members
         for change in changes:
             if change.op == "delete":
                 deletes.append(change)
                 continue
-            item = self._plan(change)
-            if item.member is None or item.tag_removes or item.refusal is not None:
+            item = plan_one(change)
+            member = item.member
+            if member is None or item.tag_removes or item.refusal is not None:
                 later.append(item)
                 continue
-            _add(plan, item)
-            if len(plan.keys) == BATCH_MAX:
+            keys.append(item.key)  # what _add does for an entry with nothing else to change
+            members.append(member)
+            if len(keys) == BATCH_MAX:
                 yield plan
                 plan = _Plan()
+                keys, members = plan.keys, plan.members
         later.sort(key=_Planned.order)
         rest: list[_Plan] = []
         for item in later:
@@ -164,24 +187,27 @@ class Writer:
     # ------------------------------------------------------------------ planning
     def _plan(self, change: ContactChange) -> _Planned:
         email = change.contact_key
-        status, reason = self._status(change)
+        decided = (change.status, change.previous_status, change.consent_method)
+        try:
+            status, reason = self._statuses[decided]
+        except KeyError:
+            status, reason = self._statuses[decided] = self._status(change)
         if reason:
-            return _Planned(email, refusal=Outcome.rejected(email, reason, field="status"))
-        merge_fields = merge_fields_for(change.attributes, self.settings.attribute_mapping)
-        if self.settings.segment_mode == "attribute":
-            if change.tags_add or change.tags_remove or change.tags:
-                current = (set(change.tags) | set(change.tags_add)) - set(change.tags_remove)
-                merge_fields[self.settings.segment_attribute] = ",".join(sorted(current))
-            tag_adds = tag_removes = ()
-        else:
-            tag_adds = tuple(sorted(change.tags_add)) if change.tags_add else ()
-            tag_removes = tuple(sorted(change.tags_remove)) if change.tags_remove else ()
+            return _Planned(email, None, (), (), Outcome.rejected(email, reason, field="status"))
+        merge_fields = merge_fields_for(change.attributes, self._attribute_to_tag)
+        tags_add, tags_remove = change.tags_add, change.tags_remove
+        if self._segment_attribute is not None:
+            if tags_add or tags_remove or change.tags:
+                current = (set(change.tags) | set(tags_add)) - set(tags_remove)
+                merge_fields[self._segment_attribute] = ",".join(sorted(current))
+            tags_add = tags_remove = ()
+        tag_removes = tuple(sorted(tags_remove)) if tags_remove else ()
         if not merge_fields and status == change.previous_status:
-            return _Planned(email, tag_adds=tag_adds, tag_removes=tag_removes)
+            return _Planned(email, None, tuple(sorted(tags_add)) if tags_add else (), tag_removes, None)
         member: dict[str, Any] = {"email_address": email, "status": status, "merge_fields": merge_fields}
-        if tag_adds:
-            member["tags"] = list(tag_adds)  # added, never replacing others (sync_tags off)
-        return _Planned(email, member=member, tag_removes=tag_removes)
+        if tags_add:
+            member["tags"] = sorted(tags_add)  # added, never replacing others (sync_tags off)
+        return _Planned(email, member, (), tag_removes, None)
 
     @staticmethod
     def _status(change: ContactChange) -> tuple[str | None, str | None]:
@@ -206,11 +232,10 @@ class Writer:
     def _upsert(self, plan: _Plan) -> None:
         if not plan.members:
             return
-        list_id = self.settings.list_id
         try:
-            result = self.api.call("batch subscribe", lambda client: client.lists.batch_list_members(
-                list_id, {"members": plan.members, "update_existing": True, "sync_tags": False}),
-                exclude_fields=UNUSED_BATCH_FIELDS)
+            result = self.api.post("batch subscribe", f"/lists/{quote(self.settings.list_id)}",
+                                   {"members": plan.members, "update_existing": True, "sync_tags": False},
+                                   exclude_fields=UNUSED_BATCH_FIELDS)
         except MailchimpError as exc:
             self._fail_all(plan, [m["email_address"] for m in plan.members], exc)
             return
@@ -246,7 +271,7 @@ class Writer:
 
     def _tags(self, plan: _Plan) -> None:
         ids = self._segment_ids or {}
-        list_id = self.settings.list_id
+        segments = f"/lists/{quote(self.settings.list_id)}/segments/"
         for tag in sorted(set(plan.tag_adds) | set(plan.tag_removes)):
             segment_id = ids.get(tag)
             if segment_id is None:
@@ -262,8 +287,8 @@ class Writer:
             if not body:
                 continue
             try:
-                result = self.api.call("tag members", lambda client: client.lists.batch_segment_members(
-                    body, list_id, segment_id), exclude_fields=UNUSED_TAG_FIELDS)
+                result = self.api.post("tag members", f"{segments}{segment_id}", body,
+                                       exclude_fields=UNUSED_TAG_FIELDS)
             except MailchimpError as exc:
                 self._fail_all(plan, add + remove, exc)
                 continue

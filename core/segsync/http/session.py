@@ -20,6 +20,7 @@ returned (check it with :func:`raise_for_status`) or the last transport error ra
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,8 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies
 
 from segsync.http.budget import HttpBudget
 from segsync.http.counting import CallCounter
@@ -118,6 +121,7 @@ class HttpSession(requests.Session):
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max_connections, max_retries=0)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
+        self._environment: dict[tuple[str, str, str | None], tuple[dict[str, str], str | None]] = {}
 
     # requests.Session.get/post/... all end here.
     def request(self, method: str, url: str | bytes, *args: Any, endpoint: str | None = None,
@@ -142,6 +146,31 @@ class HttpSession(requests.Session):
             return policy.retrying(before_sleep=self._log_retry(method, label), sleep=self._sleep)(attempt)
         except _RetryableAnswer as last:
             return last.response
+
+    def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        """As ``requests.Session.merge_environment_settings``, with the environment read once per
+        scheme and host (and ``no_proxy``) for the session's life: ``requests`` reads the proxy
+        variables (walking the whole environment) and the CA bundle variables on every request,
+        a third of its own CPU per call. The merge with the call's and the session's settings
+        is the one ``requests`` 2.x does."""
+        if not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        no_proxy = proxies.get("no_proxy") if proxies is not None else None
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, no_proxy)
+        environment = self._environment.get(key)
+        if environment is None:
+            environment = self._environment[key] = (
+                get_environ_proxies(url, no_proxy=no_proxy),
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"))
+        env_proxies, env_verify = environment
+        if proxies is not None:
+            for scheme, proxy in env_proxies.items():
+                proxies.setdefault(scheme, proxy)
+        if verify is True or verify is None:
+            verify = env_verify or verify
+        return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
+                "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
 
     def url_for(self, url: str) -> str:
         """``url`` itself when absolute, else joined to the base URL."""
