@@ -317,3 +317,65 @@ def test_a_429_in_the_middle_of_a_write_is_waited_out_and_the_write_completes(em
     assert set(statuses(result).values()) == {"ok"}
     assert sorted(len(r) for r in reports) == [500] * 24
     assert len(emulator.state.audiences[LIST_ID].members) == 12_000
+
+
+def test_the_status_sent_follows_each_changes_status_previous_status_and_consent_method(emulator, make_connector):
+    # The writer decides the status to send once per (status, previous status, consent
+    # method): each combination below comes twice, interleaved, and each contact gets its own.
+    emulator.keep_bodies = True
+    connector = make_connector()
+    cases = [
+        ("subscribed", None, None, "subscribed"),
+        ("subscribed", "unsubscribed", None, "pending"),  # an opt-out is lifted by confirmation only
+        ("subscribed", "unsubscribed", "double_opt_in", "subscribed"),
+        ("subscribed", "unsubscribed", "form", "pending"),
+        ("subscribed", "cleaned", "double_opt_in", "subscribed"),
+        ("complained", "subscribed", None, "unsubscribed"),
+        ("none", "subscribed", None, "unsubscribed"),  # consent withdrawn: stop mailing
+        ("none", "pending", None, "unsubscribed"),
+        ("none", "unsubscribed", None, "unsubscribed"),
+        ("none", None, None, None),  # never added
+        ("sideways", None, None, None),  # unknown status: refused
+    ]
+    changes = [upsert(f"c{round_}-{i}@example.com", status, previous, consent_method=method,
+                      attributes={"first_name": f"F{i}"})
+               for round_ in range(2) for i, (status, previous, method, _) in enumerate(cases)]
+    result = connector.write(changes)
+
+    sent = {m["email_address"]: m["status"] for c in emulator.calls("POST", r"^/lists/aud0001$")
+            for m in json.loads(c.body)["members"]}
+    assert sent == {f"c{round_}-{i}@example.com": wanted for round_ in range(2)
+                    for i, (*_, wanted) in enumerate(cases) if wanted is not None}
+    refused = {o.contact_key: (o.field, o.reason) for o in result.outcomes if o.status == "rejected"}
+    assert refused == {
+        **{f"c{r}-9@example.com": ("status", "no marketing consent on record; the contact is not added to the "
+                                             "Mailchimp audience") for r in range(2)},
+        **{f"c{r}-10@example.com": ("status", "unknown subscription status 'sideways'") for r in range(2)},
+    }
+
+
+def test_batch_bodies_go_out_as_compact_json_holding_the_planned_members(emulator, make_connector):
+    emulator.keep_bodies = True
+    connector = make_connector()
+    connector.write([upsert("ann@example.com", attributes={"first_name": "Ann", "company_size": 3,
+                                                           "_private": "never sent"}, tags_add=("vip", "a"))])
+    (call,) = emulator.calls("POST", r"^/lists/aud0001$")
+    assert call.query["exclude_fields"] == ["new_members,updated_members,_links"]
+    assert call.body == ('{"members":[{"email_address":"ann@example.com","status":"subscribed",'
+                         '"merge_fields":{"FNAME":"Ann","SIZE":3},"tags":["a","vip"]}],'
+                         '"update_existing":true,"sync_tags":false}')
+
+
+def test_the_collector_is_paused_while_a_write_runs_and_back_after(emulator, connector, monkeypatch):
+    # A write allocates a dozen objects a contact and no cycles; the collector's re-scans of
+    # everything the process holds were half of the planning's and outcomes' CPU.
+    import gc
+
+    seen = []
+    send = Writer._send
+    monkeypatch.setattr(Writer, "_send", lambda self, plan: seen.append(gc.isenabled()) or send(self, plan))
+    assert gc.isenabled()
+    result = connector.write(_subscribers(1_200))
+    assert seen == [False] * 3
+    assert gc.isenabled()
+    assert [o.status for o in result.outcomes] == ["ok"] * 1_200

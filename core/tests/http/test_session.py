@@ -251,3 +251,63 @@ def test_importing_the_kit_or_its_settings_imports_neither_requests_nor_tenacity
     code = "import sys, segsync.http, segsync.http.settings; print('requests' in sys.modules, 'tenacity' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+PROXY_ENVIRONMENT = {"HTTP_PROXY": "http://proxy.test:3128", "HTTPS_PROXY": "http://secure-proxy.test:3128",
+                     "NO_PROXY": "direct.test", "REQUESTS_CA_BUNDLE": "/etc/ssl/bundle.pem"}
+
+
+def test_the_environment_is_read_once_per_host_and_merged_as_requests_merges_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests reads the proxy variables (walking the whole environment) and the CA bundle on
+    # every request; a session reads them once per scheme and host, and merges them the same way.
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ALL_PROXY", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in PROXY_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    import segsync.http.session as module
+
+    reads: list[str] = []
+    read = module.get_environ_proxies
+    monkeypatch.setattr(module, "get_environ_proxies",
+                        lambda url, no_proxy=None: reads.append(url) or read(url, no_proxy=no_proxy))
+    kit, plain = new_session(), requests.Session()
+    cases = [
+        ("https://api.example.test/v3/a?page=1", {}, None, None, None),
+        ("https://api.example.test/v3/b", {}, None, None, None),
+        ("http://api.example.test/v3/b", {}, None, None, None),
+        ("https://direct.test/x", {}, None, None, None),
+        ("https://api.example.test/v3/c", {"https": "http://mine.test:1"}, True, False, None),
+        ("https://api.example.test/v3/d", {"no_proxy": "example.test"}, None, True, ("c.pem", "k.pem")),
+        ("https://api.example.test/v3/e", None, None, "/my/bundle.pem", None),
+    ]
+    merged = [kit.merge_environment_settings(url, None if p is None else dict(p), s, v, c) for url, p, s, v, c in cases]
+    assert merged == [plain.merge_environment_settings(url, None if p is None else dict(p), s, v, c)
+                      for url, p, s, v, c in cases]
+    assert merged[0] == {"proxies": {"http": "http://proxy.test:3128", "https": "http://secure-proxy.test:3128",
+                                     "no": "direct.test"},
+                         "stream": False, "verify": "/etc/ssl/bundle.pem", "cert": None}
+    assert merged[3]["proxies"] == {}  # NO_PROXY
+    assert reads == ["https://api.example.test/v3/a?page=1", "http://api.example.test/v3/b",
+                     "https://direct.test/x", "https://api.example.test/v3/d"]
+
+    kit.trust_env = plain.trust_env = False
+    kit.verify = plain.verify = False
+    assert kit.merge_environment_settings(cases[0][0], {}, None, None, None) == \
+        plain.merge_environment_settings(cases[0][0], {}, None, None, None) == \
+        {"proxies": {}, "stream": False, "verify": False, "cert": None}
+
+
+@responses.activate
+def test_requests_go_through_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch, sleeps: Sleeps) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ALL_PROXY", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in PROXY_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    responses.get(f"{BASE}/r", json={})
+    http = session(sleeps)
+    http.get("/r")
+    http.get("/r")
+    sent = [call.request.req_kwargs for call in responses.calls]
+    assert [(kw["proxies"].get("https"), kw["verify"]) for kw in sent] == [
+        ("http://secure-proxy.test:3128", "/etc/ssl/bundle.pem")] * 2
