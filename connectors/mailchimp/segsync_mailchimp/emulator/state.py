@@ -573,9 +573,11 @@ class EmulatorState:
                 opt = None
             names = entry.get("tags")
             if archived is None:
-                member = Member(email, status, signup, opt, now, merge_fields=batch.blank_fields | merge_fields,
-                                ip_signup=entry.get("ip_signup", ""), ip_opt=entry.get("ip_opt", ""),
-                                web_id=next(self._ids), id=key)
+                # Every field in order, positionally: keyword arguments cost 0.3 us a member (a
+                # field out of place changes the recorded documents of test_emulator_documents).
+                member = Member(email, status, signup, opt, now, "API - Generic", batch.blank_fields | merge_fields,
+                                set(), entry.get("ip_signup", ""), entry.get("ip_opt", ""), "html", "", False, "",
+                                next(self._ids), None, key)
                 a.members[key] = member
             else:
                 member = archived
