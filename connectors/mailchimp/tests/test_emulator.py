@@ -186,3 +186,13 @@ def test_requests_leave_no_reference_cycles_behind(emulator):
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+def test_subscriber_hash_is_the_md5_of_the_lower_cased_address():
+    import hashlib
+
+    from segsync_mailchimp.emulator import subscriber_hash
+
+    for address in (" Zoë.O'Neil@Example.COM ", "a@b.io", "ÅSA@DOMAIN.SE"):
+        assert subscriber_hash(address) == hashlib.md5(address.strip().lower().encode()).hexdigest()
+    assert subscriber_hash("Urist.McVankab@freddiesjokes.com") == "62eeb292278cc15f5817cb78f7790b08"
