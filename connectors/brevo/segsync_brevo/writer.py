@@ -192,7 +192,11 @@ class Writer:
         # once: the oldest outstanding import finishes first.
         pending.sort(key=lambda sent: sent[1])
         if pending:
-            outcomes.build_ahead()  # within the first wait, not after the last poll
+            # Before the first wait, not after the last poll. It delays the first poll by as long
+            # (~0.1 s for 100,000 changes): counted into the wait instead, the first poll came at
+            # the edge of the oldest import's end, and a first round that finds it unfinished
+            # doubles the wait (bench/RESULTS-brevo.md).
+            outcomes.build_ahead()
         deadline = self.clock() + self.settings.process_timeout_seconds
         wait = self.poll_seconds
         # How long the first import found done took is counted from the last 202, not from its
