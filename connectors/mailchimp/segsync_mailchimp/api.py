@@ -22,10 +22,11 @@ It makes the SDK's behaviour explicit and uniform:
 * A thread pool of ``max_connections`` runs write batches in parallel (:meth:`MailchimpApi.window`).
 
 The write path's bulk calls (batch-subscribe and bulk tag changes, a million contacts in a first
-sync) skip the SDK: :meth:`MailchimpApi.post` sends their JSON through the same session. For
-them the SDK only builds a URL and parses the answer, and its per-call work (sanitising the
-header, path and query parameters, ``json.dumps`` of the body with the default separators and
-circular-reference checks) was CPU spent 2,000 times a million contacts for nothing it checks.
+sync) skip the SDK: :meth:`MailchimpApi.post` sends their JSON, encoded once by ``orjson``
+(compact UTF-8, ~10x faster than ``json.dumps``), through the same session. For them the SDK
+only builds a URL and parses the answer, and its per-call work (sanitising the header, path and
+query parameters, ``json.dumps`` of the body) was CPU spent 2,000 times a million contacts for
+nothing it checks.
 Every other call (reads, tag listing and creation, erasure, triggers) keeps going through the
 SDK. Both paths share the session (retries, budget, counting, logging; its basic auth, set
 once) and the error mapping (:class:`MailchimpError`).
@@ -41,6 +42,7 @@ from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 from segsync.http import is_retryable_status, new_session, parse_retry_after, safe_error
 
 from segsync_mailchimp.settings import MailchimpSettings
@@ -49,9 +51,6 @@ if TYPE_CHECKING:
     from mailchimp_marketing.api_client import ApiClientError
 
 ACCOUNT_CONNECTIONS = 10  # Mailchimp: "10 simultaneous connections" per user, else 429
-# Bodies of the bulk calls: compact, and without the circular-reference check (the writer
-# builds them from fresh dicts and lists; the check was a quarter of the encoding time).
-BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 JSON_HEADERS = {"Content-Type": "application/json"}
 T = TypeVar("T")
 R = TypeVar("R")
@@ -200,8 +199,9 @@ class MailchimpApi:
         not JSON; None when empty), :class:`MailchimpError` for an error answer or a transport
         failure that outlived the retries."""
         params = [("exclude_fields", ",".join(exclude_fields))] if exclude_fields else None
-        data = BODY_ENCODER.encode(body).encode()
         try:
+            # A value JSON cannot hold fails the call as it did in the SDK's json.dumps.
+            data = orjson.dumps(body)
             response = self.session.request("POST", self.base_url + path, params=params, data=data,
                                             headers=JSON_HEADERS, endpoint=label)
         except Exception as exc:  # noqa: BLE001 - what the SDK turns into ApiClientError(exc)

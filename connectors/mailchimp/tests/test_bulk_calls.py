@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -47,7 +48,8 @@ def test_a_bulk_call_sends_what_the_sdk_sends_as_compact_json() -> None:
 
     sdk, direct = (call.request for call in responses.calls)
     assert direct.url == sdk.url == f"{BASE}/lists/l1?exclude_fields=new_members%2Cupdated_members%2C_links"
-    assert direct.body == json.dumps(BODY, separators=(",", ":")).encode()  # encoded once, compact
+    # encoded once: compact UTF-8 (the SDK's json.dumps escapes non-ASCII; both are JSON)
+    assert direct.body == json.dumps(BODY, separators=(",", ":"), ensure_ascii=False).encode()
     assert json.loads(direct.body) == json.loads(sdk.body) == BODY
     basic = "Basic " + base64.b64encode(f"user:{KEY}".encode()).decode()
     assert direct.headers["Authorization"] == sdk.headers["Authorization"] == basic
@@ -144,3 +146,21 @@ def test_the_key_and_the_addresses_stay_out_of_the_logs(caplog: pytest.LogCaptur
         by_post(api())
     assert "mailchimp batch subscribe failed on attempt 1 of 6: HTTP 503; retrying" in caplog.text
     assert KEY not in caplog.text and "ann@example.com" not in caplog.text
+
+
+@responses.activate
+def test_a_value_json_cannot_hold_fails_the_call_as_in_the_sdk() -> None:
+    responses.post(f"{BASE}/lists/l1", json={"errors": []})
+    body = {"members": [{"email_address": "ann@example.com", "merge_fields": {"SIZE": Decimal("3")}}]}
+    client = api()
+    caught = []
+    for send in (lambda: client.call("batch subscribe", lambda c: c.lists.batch_list_members("l1", body)),
+                 lambda: client.post("batch subscribe", "/lists/l1", body)):
+        with pytest.raises(MailchimpError) as error:
+            send()
+        caught.append(error.value)
+    sdk, direct = caught
+    assert (sdk.status, sdk.title, sdk.detail) == (None, "TypeError", "Object of type Decimal is not JSON serializable")
+    assert (direct.status, direct.title) == (None, "TypeError")
+    assert direct.detail == "Type is not JSON serializable: decimal.Decimal"
+    assert len(responses.calls) == 0  # nothing was sent
