@@ -283,7 +283,13 @@ def test_its_own_process_freezes_what_requests_leave_alive(monkeypatch: pytest.M
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
     with EmulatorProcess("notes_emulator:NotesEmulator", api_key="k-123456") as notes:
         assert notes.stats()["gc_frozen"] == 0  # answered before the end of the first request
-        # ... which froze every object alive then (the start-up's, the emulator's state)
-        assert notes.stats()["gc_frozen"] > 1000
+        # ... which froze every object alive then (the start-up's, the emulator's state). The
+        # freeze comes after the answer, in the thread that sent it: the next request, on a
+        # connection (and thread) of its own, may be answered first on a busy machine, so ask
+        # again until a later request sees it (the count of requests is the bound, not a time).
+        frozen = [notes.stats()["gc_frozen"]]
+        while frozen[-1] == 0 and len(frozen) < 200:
+            frozen.append(notes.stats()["gc_frozen"])
+        assert frozen[-1] > 1000, frozen
     with NotesEmulator() as in_process:  # an emulator in a test's process freezes nothing
         assert in_process.freeze_after_requests is False
