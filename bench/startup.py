@@ -15,7 +15,8 @@ The commands run with the modules' bytecode cached, as an installed user runs th
 a wheel's modules when it installs them; an editable checkout writes its ``__pycache__`` on the
 first run): ``PYTHONDONTWRITEBYTECODE`` is dropped from the environment, and the warm-up run of
 each command writes the cache. With it set, every run would compile the project's own modules
-from source again (~0.1 s of ``segsync runs``), which no installed user pays.
+from source again (0.03-0.04 s of each command here, bench/RESULTS-startup.md), which no installed
+user pays.
 """
 
 from __future__ import annotations
