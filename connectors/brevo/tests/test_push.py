@@ -712,11 +712,12 @@ def test_the_lists_are_created_side_by_side_while_the_changes_are_planned(emulat
     assert result.calls == len(calls) == 13
 
 
-def test_an_import_found_unfinished_after_progress_is_polled_again_when_it_can_be_done():
-    # Brevo works a few imports at once, in order: process 3 was found unfinished because it
-    # waited for 1 or 2 to free a place. It can be done no sooner than process 1 was found done
-    # plus as long as 1 took (1.6 s), for its rows (half of 1's): the next poll comes 0.6 s later,
-    # not a whole import_poll_seconds (1.5 s), and it finds 3 and 4 done.
+def poll_timed_imports(done_at: dict[int, float], accepted_at: list[float] | None = None):
+    """Four imports of 10, 10, 5 and 5 rows through ``Writer._imports`` on a clock of the test's
+    (poll_seconds 1.5, one connection): import ``n`` is accepted at ``accepted_at[n - 1]`` (all
+    at 0.0 without it), each poll takes 0.1 s and finds process ``n`` completed from
+    ``done_at[n]`` on. Returns the writer's sleeps, the polls as (process, time answered) and
+    the outcomes' statuses."""
     from pydantic import SecretStr
 
     from segsync_brevo import BrevoSettings
@@ -725,7 +726,6 @@ def test_an_import_found_unfinished_after_progress_is_polled_again_when_it_can_b
     from segsync_brevo.writer import Writer
 
     now = [0.0]
-    done_at = {1: 1.0, 2: 1.0, 3: 2.2, 4: 2.2}
 
     class Service:
         imported = 0
@@ -733,6 +733,8 @@ def test_an_import_found_unfinished_after_progress_is_polled_again_when_it_can_b
 
         def import_contacts(self, rows, *, list_ids, email_blacklist):
             self.imported += 1
+            if accepted_at is not None:
+                now[0] = accepted_at[self.imported - 1]
             return self.imported
 
         def get_process(self, process_id):
@@ -759,10 +761,19 @@ def test_an_import_found_unfinished_after_progress_is_polled_again_when_it_can_b
     for job in plan.imports:
         outcomes.expect(job.indices)
     writer._imports(plan, outcomes)
+    return sleeps, [(p, round(t, 1)) for p, t in api.polls], [o.status for o in outcomes.result()]
+
+
+def test_an_import_found_unfinished_after_progress_is_polled_again_when_it_can_be_done():
+    # Brevo works a few imports at once, in order: process 3 was found unfinished because it
+    # waited for 1 or 2 to free a place. It can be done no sooner than process 1 was found done
+    # plus as long as 1 took (1.6 s), for its rows (half of 1's): the next poll comes 0.6 s later,
+    # not a whole import_poll_seconds (1.5 s), and it finds 3 and 4 done.
+    sleeps, polls, statuses = poll_timed_imports({1: 1.0, 2: 1.0, 3: 2.2, 4: 2.2})
 
     assert sleeps == [1.5, 0.6]
-    assert [(p, round(t, 1)) for p, t in api.polls] == [(1, 1.6), (2, 1.7), (3, 1.8), (3, 2.5), (4, 2.6)]
-    assert [o.status for o in outcomes.result()] == ["ok"] * 30
+    assert polls == [(1, 1.6), (2, 1.7), (3, 1.8), (3, 2.5), (4, 2.6)]
+    assert statuses == ["ok"] * 30
 
 
 def test_how_long_the_first_import_found_done_took_is_counted_from_the_last_202():
@@ -771,53 +782,12 @@ def test_how_long_the_first_import_found_done_took_is_counted_from_the_last_202(
     # it, finds 1 done at 2.8 s, which took 1.6 s counted from the last 202 (not 2.8 s from its
     # own), then 2 done and 3 (half as many rows) unfinished. 3 is polled again 0.8 s after 1
     # was found done (3.6 s; from its own 202 it would be 1.4 s after, 4.2 s): done, and so is 4.
-    from pydantic import SecretStr
-
-    from segsync_brevo import BrevoSettings
-    from segsync_brevo.outcomes import Outcomes
-    from segsync_brevo.planner import ImportJob, Plan
-    from segsync_brevo.writer import Writer
-
-    now = [0.0]
-    done_at = {1: 2.0, 2: 2.0, 3: 3.4, 4: 3.4}
-
-    class Service:
-        imported = 0
-        polls: list[tuple[int, float]] = []
-
-        def import_contacts(self, rows, *, list_ids, email_blacklist):
-            self.imported += 1
-            now[0] = round(0.4 * (self.imported - 1), 6)
-            return self.imported
-
-        def get_process(self, process_id):
-            now[0] = round(now[0] + 0.1, 6)
-            self.polls.append((process_id, now[0]))
-            done = done_at[process_id] <= now[0]
-            return {"id": process_id, "status": "completed" if done else "in_process", "info": {"import": {}}}
-
-    sleeps: list[float] = []
-
-    def sleep(seconds):
-        sleeps.append(round(seconds, 6))
-        now[0] += seconds
-
-    api = Service()
-    writer = Writer(api, BrevoSettings(api_key=SecretStr("k"), max_connections=1), directory=None,
-                    poll_seconds=1.5, sleep=sleep, clock=lambda: now[0])
-    sizes = [10, 10, 5, 5]
-    changes = [change(f"v{n}@example.com") for n in range(sum(sizes))]
-    starts = [0, 10, 20, 25]
-    plan = Plan(imports=[ImportJob([{"email": c.contact_key} for c in changes[s:s + n]], list(range(s, s + n)),
-                                   frozenset({7}), False) for s, n in zip(starts, sizes)])
-    outcomes = Outcomes(changes)
-    for job in plan.imports:
-        outcomes.expect(job.indices)
-    writer._imports(plan, outcomes)
+    sleeps, polls, statuses = poll_timed_imports({1: 2.0, 2: 2.0, 3: 3.4, 4: 3.4},
+                                                 accepted_at=[0.0, 0.4, 0.8, 1.2])
 
     assert sleeps == [1.5, 0.6]
-    assert [(p, round(t, 1)) for p, t in api.polls] == [(1, 2.8), (2, 2.9), (3, 3.0), (3, 3.7), (4, 3.8)]
-    assert [o.status for o in outcomes.result()] == ["ok"] * 30
+    assert polls == [(1, 2.8), (2, 2.9), (3, 3.0), (3, 3.7), (4, 3.8)]
+    assert statuses == ["ok"] * 30
 
 
 def test_a_list_is_created_only_for_segments_some_change_not_refused_enters(emulator, connector):
