@@ -72,8 +72,8 @@ _encode_row = (c_make_encoder(None, _ENCODER.default, encode_basestring, None, "
                if c_make_encoder is not None else None)
 
 
-# (change index, row, _size(row)): what chunking needs; the planner's rows also carry their
-# JSON text (Measured), which chunking passes along.
+# (change index, row, bytes in an import's body): what chunking needs; the planner's rows also
+# carry their JSON text (Measured, from _sized), which chunking passes along.
 Sized = tuple[int, dict[str, Any], int]
 Measured = tuple[int, dict[str, Any], int, str]
 Row = TypeVar("Row", Sized, Measured)
@@ -95,12 +95,9 @@ def _json_size(text: str) -> int:
     return (len(text) if text.isascii() else len(text.encode())) + 1
 
 
-def _size(row: dict[str, Any]) -> int:
-    """Bytes a row takes in an import's JSON body (with its separating comma)."""
-    return _json_size(_row_json(row))
-
-
 def _sized(index: int, row: dict[str, Any]) -> Measured:
+    """A row with the bytes it takes in an import's JSON body (with its separating comma) and
+    the text it takes them with."""
     text = _row_json(row)
     return index, row, _json_size(text), text
 

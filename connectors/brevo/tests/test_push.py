@@ -227,10 +227,12 @@ def test_each_import_row_is_measured_once_however_the_planner_groups_it(emulator
 
 @given(st.emails() | st.text(max_size=30).map(lambda s: s + "@example.com"))
 def test_a_rows_measured_size_is_its_json_size(email):
-    from segsync_brevo.planner import _size
+    from segsync_brevo.planner import _sized
 
     for row in ({"email": email}, {"email": email, "attributes": {"FIRSTNAME": email[:5]}}):
-        assert _size(row) == len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+        _, _, size, text = _sized(0, row)
+        assert size == len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+        assert text == json.dumps(row, separators=(",", ":"), ensure_ascii=False)
 
 
 def test_an_import_goes_out_as_brevo_json_and_lists_are_resolved_once_per_write(emulator, connector, monkeypatch):
@@ -602,12 +604,14 @@ json_scalars = st.text(max_size=20) | st.integers(-10**9, 10**9) | st.booleans()
 
 @given(st.emails(), st.dictionaries(st.sampled_from(["FIRSTNAME", "LASTNAME", "CITY", "NOTE"]), json_scalars, max_size=4))
 def test_a_rows_size_with_any_attribute_values_is_its_json_size(email, attributes):
-    # _size encodes with one C encoder made once; quotes, backslashes, control characters and
+    # _sized encodes with one C encoder made once; quotes, backslashes, control characters and
     # non-ASCII text must still count as json.dumps writes them (UTF-8 bytes).
-    from segsync_brevo.planner import _size
+    from segsync_brevo.planner import _sized
 
     row = {"email": email, "attributes": attributes}
-    assert _size(row) == len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+    _, _, size, text = _sized(0, row)
+    assert size == len(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+    assert text == json.dumps(row, separators=(",", ":"), ensure_ascii=False)
 
 
 @given(st.lists(st.integers(1, 400), max_size=60), st.integers(100, 2000))
