@@ -114,10 +114,7 @@ class Writer:
             # Every contact not refused is ok, its Mailchimp id (the subscriber hash) recorded
             # with it (the runner keeps it as the contact's identity in this audience).
             ok, refused = Outcome.ok, plan.outcomes
-            if refused:
-                answers = [refused.get(key) or ok(key, subscriber_hash(key)) for key in plan.keys]
-            else:
-                answers = [ok(key, subscriber_hash(key)) for key in plan.keys]
+            answers = [refused.get(key) or ok(key, subscriber_hash(key)) for key in plan.keys]
             outcomes.update(zip(plan.keys, answers))
             if report is not None:
                 report(answers)
